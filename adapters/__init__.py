@@ -1,0 +1,1 @@
+"""Model adapters: the ModelAdapter contract, the built-ins and the architecture catalog."""

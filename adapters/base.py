@@ -1,0 +1,110 @@
+"""The adapter contract: what a model architecture implements to be trained by trainfaas.
+
+An adapter knows nothing of HTTP, Redis or the database. It gets a data path, an output path,
+its validated configuration and a :class:`TrainContext` to report through. The shape follows
+Dataloop's ``BaseModelAdapter`` (``train``, ``load``, ``save``, ``predict``) so adapters port over.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Options(BaseModel):
+    """Base of every adapter's declared options: unknown names are rejected, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainContext(Protocol):
+    """What an adapter may call while it trains. Every method is cheap and never raises."""
+
+    resume_checkpoint: Path | None
+    """The last checkpoint of a previous attempt of this execution, or None."""
+
+    def progress(self, percent: float, message: str = "") -> None: ...
+
+    def metric(self, figure: str, legend: str, x: float, y: float) -> None: ...
+
+    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+class NullContext:
+    """A context that reports nowhere: for running an adapter by hand, in a notebook or a test."""
+
+    resume_checkpoint: Path | None = None
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+
+    def progress(self, percent: float, message: str = "") -> None:
+        self.events.append(("progress", (percent, message)))
+
+    def metric(self, figure: str, legend: str, x: float, y: float) -> None:
+        self.events.append(("metric", (figure, legend, x, y)))
+
+    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None) -> None:
+        self.events.append(("checkpoint", (str(path), step, metrics or {})))
+
+    def log(self, message: str) -> None:
+        self.events.append(("log", (message,)))
+
+    def should_stop(self) -> bool:
+        return self.stop_requested
+
+
+class ModelAdapter:
+    """Base class of model adapters.
+
+    Subclasses set ``architectures`` (the names they serve; each gets a service
+    ``mgmt-train-<architecture>``), ``task``, ``dataset_format`` (None when no data set is
+    needed) and ``Options`` (a pydantic model of the declared options), and implement
+    :meth:`train`. ``load``/``save``/``predict`` are optional until a function needs them.
+    """
+
+    architectures: ClassVar[tuple[str, ...]] = ()
+    task: ClassVar[str] = ""
+    dataset_format: ClassVar[str | None] = None
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(
+        self,
+        architecture: str,
+        labels: list[str] | None = None,
+        configuration: dict[str, Any] | None = None,
+        context: TrainContext | None = None,
+    ) -> None:
+        self.architecture = architecture
+        self.labels = list(labels or [])
+        self.configuration = self.validate_configuration(configuration or {})
+        self.context: TrainContext = context or NullContext()
+
+    @classmethod
+    def validate_configuration(cls, configuration: dict[str, Any]) -> dict[str, Any]:
+        """Return the configuration with defaults filled in; raises pydantic.ValidationError."""
+        return cls.Options.model_validate(configuration).model_dump(mode="json")
+
+    @classmethod
+    def options_schema(cls) -> dict[str, Any]:
+        """The declared options (names, types, ranges, defaults) as JSON Schema."""
+        return cls.Options.model_json_schema()
+
+    def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
+        """Train into ``output_path``; return the final metrics. Must honour ``should_stop()``."""
+        raise NotImplementedError
+
+    def save(self, local_path: Path, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def load(self, local_path: Path, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def predict(self, batch: list[Any], **kwargs: Any) -> list[Any]:
+        raise NotImplementedError

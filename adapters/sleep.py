@@ -1,0 +1,84 @@
+"""The diagnostic architecture ``sleep``: trains by sleeping, for fire drills, tests and benchmarks.
+
+It reports progress and a fake loss, writes checkpoints, honours should_stop(), resumes from
+the last checkpoint of a previous attempt, and can fail on purpose: raise, exit with a code,
+or allocate memory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from adapters.base import ModelAdapter, Options
+
+
+class SleepOptions(Options):
+    seconds: float = Field(5.0, ge=0, le=7 * 86400, description="How long training lasts.")
+    steps: int = Field(10, ge=1, le=100000, description="Steps to split the time into; one progress report each.")
+    raise_error: str | None = Field(None, max_length=500, description="Raise RuntimeError with this message at fail_at.")
+    exit_code: int | None = Field(None, ge=0, le=255, description="Exit the work process with this code at fail_at.")
+    allocate_mb: int = Field(0, ge=0, le=1024 * 1024, description="Allocate this much memory at fail_at and hold it.")
+    fail_at: float = Field(0.5, ge=0, le=1, description="Fraction of the steps after which to raise/exit/allocate.")
+
+
+class SleepAdapter(ModelAdapter):
+    architectures = ("sleep",)
+    task = "diagnostic"
+    dataset_format = None
+    Options = SleepOptions
+
+    def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
+        opts = SleepOptions(**configuration)
+        step = self._resume_step()
+        step_s = opts.seconds / opts.steps
+        fail_step = int(opts.fail_at * opts.steps)
+        checkpoint = output_path / "checkpoint.json"
+        while step < opts.steps:
+            if self.context.should_stop():
+                self._save_checkpoint(checkpoint, step)
+                return {"steps": float(step), "stopped": 1.0}
+            if step == fail_step:
+                self._misbehave(opts)
+            time.sleep(step_s)
+            step += 1
+            self.context.metric("loss", "train", step, 1.0 / step)
+            self.context.progress(100.0 * step / opts.steps, f"step {step}/{opts.steps}")
+            self._save_checkpoint(checkpoint, step)
+        return {"steps": float(step), "loss": 1.0 / max(step, 1)}
+
+    def _resume_step(self) -> int:
+        resume = self.context.resume_checkpoint
+        if resume is None or not resume.exists():
+            return 0
+        step = int(json.loads(resume.read_text())["step"])
+        self.context.log(f"resumed from step {step} of {resume}")
+        return step
+
+    def _save_checkpoint(self, path: Path, step: int) -> None:
+        path.write_text(json.dumps({"step": step}))
+        self.context.checkpoint(path, step, {"loss": 1.0 / max(step, 1)})
+
+    def _misbehave(self, opts: SleepOptions) -> None:
+        if opts.allocate_mb:
+            self.hold = bytearray(opts.allocate_mb * 1024 * 1024)
+            for offset in range(0, len(self.hold), 4096):  # touch every page so it is really resident
+                self.hold[offset] = 1
+        if opts.raise_error:
+            raise RuntimeError(opts.raise_error)
+        if opts.exit_code is not None:
+            os._exit(opts.exit_code)
+
+    def save(self, local_path: Path, **kwargs: Any) -> None:
+        local_path.mkdir(parents=True, exist_ok=True)
+        (local_path / "model.json").write_text(json.dumps({"architecture": "sleep"}))
+
+    def load(self, local_path: Path, **kwargs: Any) -> None:
+        json.loads((local_path / "model.json").read_text())
+
+    def predict(self, batch: list[Any], **kwargs: Any) -> list[Any]:
+        return [None for _ in batch]

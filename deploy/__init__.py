@@ -1,0 +1,1 @@
+"""Deployment files: gunicorn config, runner image, compose/swarm files."""

@@ -1,0 +1,15 @@
+"""gunicorn settings for the trainfaas API. Threads, not many processes: requests are short
+and mostly wait on the database; SQLite in WAL mode serialises writers anyway."""
+from __future__ import annotations
+
+import os
+
+bind = os.environ.get("TRAINFAAS_BIND", "127.0.0.1:8080")
+workers = int(os.environ.get("TRAINFAAS_API_WORKERS", "2"))
+threads = int(os.environ.get("TRAINFAAS_API_THREADS", "8"))
+worker_class = "gthread"
+timeout = 60
+graceful_timeout = 20
+accesslog = os.environ.get("TRAINFAAS_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = "warning"

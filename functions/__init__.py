@@ -1,0 +1,1 @@
+"""The functions an execution calls, and the context they hand an adapter."""

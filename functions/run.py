@@ -1,0 +1,79 @@
+"""The work process: runs one attempt of one execution and reports over a pipe.
+
+The instance starts this by *spawn* (CUDA does not survive fork) and watches it: an exit
+without a result is turned into a reason (signal, exit code, OOM) by the instance.
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import logging
+import signal
+import sys
+import traceback
+from importlib import import_module
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+from functions.context import LogWriter, ProcessContext
+
+FUNCTIONS: dict[str, str] = {
+    "train_model": "functions.train:train_model",
+    "noop": "functions.noop:noop",
+}
+
+
+@dataclasses.dataclass
+class WorkSpec:
+    """Everything a work process needs; built by the control plane when an attempt is claimed."""
+
+    execution_id: str
+    attempt: int
+    function: str
+    input: dict[str, Any]
+    output_path: str
+    data_path: str | None = None
+    model: dict[str, Any] | None = None
+    resume_checkpoint: str | None = None
+    adapters: str = ""  # extra adapter references (the TRAINFAAS_ADAPTERS setting)
+
+
+def resolve(function: str) -> Callable[[ProcessContext, WorkSpec], dict[str, Any]]:
+    module, _, name = FUNCTIONS[function].partition(":")
+    return getattr(import_module(module), name)  # type: ignore[no-any-return]
+
+
+def _die_with_parent() -> None:
+    # A SIGKILLed instance cannot stop its work processes; the kernel does it for us, so an
+    # orphan never keeps training (and writing files) for an attempt that was already reset.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def work(spec: dict[str, Any], conn: Connection, stop_event: Any) -> None:
+    """Entry point of the work process. Exit code 0 with a result event means success."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
+    job = WorkSpec(**spec)
+    context = ProcessContext(conn, stop_event, job.resume_checkpoint)
+    sys.stdout = LogWriter(context, sys.__stdout__)
+    sys.stderr = LogWriter(context, sys.__stderr__)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
+    try:
+        output = resolve(job.function)(context, job)
+    except MemoryError:
+        conn.send(("error", "MemoryError", "out of memory in the work process", traceback.format_exc()))
+        sys.exit(1)
+    except BaseException as exc:  # noqa: BLE001 - everything the function raises is its failure
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            conn.send(("error", "SystemExit", "the function called sys.exit(0) without returning a result", ""))
+            sys.exit(1)
+        if isinstance(exc, SystemExit):
+            raise  # the exit code is the report; the instance reads it
+        conn.send(("error", type(exc).__name__, str(exc) or type(exc).__name__, traceback.format_exc()))
+        sys.exit(1)
+    conn.send(("result", output, context.should_stop()))
+    conn.close()

@@ -1,0 +1,1 @@
+"""The scheduler daemon: fleet sizing, the reaper and the reconciler, on APScheduler."""

@@ -1,0 +1,43 @@
+"""The InstanceBackend contract."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.config import Settings
+from services.models import Instance, Service
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a backend sees of one instance. ``exit_reason`` is set once it is gone."""
+
+    alive: bool
+    exit_reason: str | None = None
+    failed: bool = False  # gone abnormally (crash, signal, OOM) rather than a clean exit
+
+
+class InstanceBackend:
+    """Starts, stops and observes instances. Implementations must be idempotent per instance id."""
+
+    name = "base"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def start(self, service: Service, instance: Instance) -> None:
+        """Launch ``instance`` (its row exists, status initializing). Raises BackendError."""
+        raise NotImplementedError
+
+    def stop(self, instance: Instance) -> None:
+        """Ask the instance to drain and exit (SIGTERM). Returns at once."""
+        raise NotImplementedError
+
+    def kill(self, instance: Instance) -> None:
+        """Stop the instance at once. Its running attempts are reset by the caller."""
+        raise NotImplementedError
+
+    def observe(self, instance: Instance) -> Observation:
+        raise NotImplementedError
+
+    def close(self, timeout_s: float) -> None:
+        """Stop every instance this backend started and wait up to ``timeout_s`` for them."""

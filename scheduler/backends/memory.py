@@ -1,0 +1,33 @@
+"""An in-memory twin of an instance backend, for tests of fleet logic without processes."""
+from __future__ import annotations
+
+from services.models import Instance, Service
+from scheduler.backends.base import InstanceBackend, Observation
+
+
+class MemoryBackend(InstanceBackend):
+    name = "memory"
+
+    def __init__(self, settings: object = None) -> None:  # type: ignore[override]
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+        self.killed: list[str] = []
+        self.dead: dict[str, str] = {}
+
+    def start(self, service: Service, instance: Instance) -> None:
+        self.started.append(instance.id)
+
+    def stop(self, instance: Instance) -> None:
+        self.stopped.append(instance.id)
+
+    def kill(self, instance: Instance) -> None:
+        self.killed.append(instance.id)
+        self.dead[instance.id] = "killed"
+
+    def observe(self, instance: Instance) -> Observation:
+        if instance.id in self.dead:
+            return Observation(False, self.dead[instance.id], failed=True)
+        return Observation(True)
+
+    def close(self, timeout_s: float) -> None:
+        self.stopped.extend(self.started)

@@ -1,0 +1,123 @@
+"""Instances as local child processes (the default backend).
+
+A scheduler that restarts finds its instances by pid and adopts them; instance types are
+applied as best effort (a memory limit on the instance's address space via RLIMIT_AS is
+left to a later change: torch reserves far more virtual memory than it uses).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.errors import BackendError
+from services.models import Instance, Service
+from scheduler.backends.base import InstanceBackend, Observation
+
+log = logging.getLogger(__name__)
+
+
+def exit_reason(returncode: int) -> tuple[str, bool]:
+    """(reason, failed) for a process's return code as Popen reports it."""
+    if returncode < 0:
+        sig = signal.Signals(-returncode)
+        return f"killed by {sig.name} (signal {-returncode})", True
+    if returncode == 0:
+        return "exited cleanly (code 0)", False
+    return f"exit code {returncode}", True
+
+
+class ProcessBackend(InstanceBackend):
+    name = "process"
+
+    def __init__(self, settings) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(settings)
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def command(self, service: Service, instance: Instance) -> list[str]:
+        return [sys.executable, "-m", "services.cli", "instance", "--service", service.name, "--instance-id", instance.id]
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFAAS_")}
+        env.update(
+            TRAINFAAS_HOME=str(self.settings.home), TRAINFAAS_REDIS_URL=self.settings.redis_url,
+            TRAINFAAS_API_URL=self.settings.api_url, TRAINFAAS_ADAPTERS=self.settings.adapters,
+            TRAINFAAS_HEARTBEAT_INTERVAL_S=str(self.settings.heartbeat_interval_s),
+            PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")) if p),
+        )
+        return env
+
+    def start(self, service: Service, instance: Instance) -> None:
+        logs = self.settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"instance-{instance.id}.log", "ab") as out:
+            try:
+                child = subprocess.Popen(
+                    self.command(service, instance), env=self.environment(), stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            except OSError as exc:
+                raise BackendError(f"cannot start instance {instance.id}: {exc}") from exc
+        self.children[instance.id] = child
+        Instance.update(pid=child.pid).where(Instance.id == instance.id).execute()
+        log.info("started instance %s of %s as pid %s", instance.id, service.name, child.pid)
+
+    def _signal(self, instance: Instance, sig: signal.Signals) -> None:
+        pid = self.children[instance.id].pid if instance.id in self.children else instance.pid
+        if pid and self._is_ours(instance, pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, instance: Instance) -> None:
+        self._signal(instance, signal.SIGTERM)
+
+    def kill(self, instance: Instance) -> None:
+        self._signal(instance, signal.SIGKILL)
+
+    def observe(self, instance: Instance) -> Observation:
+        child = self.children.get(instance.id)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return Observation(True)
+            del self.children[instance.id]
+            reason, failed = exit_reason(code)
+            return Observation(False, reason, failed)
+        if instance.pid and self._is_ours(instance, instance.pid):
+            return Observation(True)  # adopted from a previous scheduler
+        if instance.status == "initializing" and instance.pid is None:
+            return Observation(True)  # being started right now
+        return Observation(False, "process gone (started by a previous scheduler; exit status unknown)", True)
+
+    @staticmethod
+    def _is_ours(instance: Instance, pid: int) -> bool:
+        # A pid can be reused by an unrelated process; the instance id in its command line proves it.
+        try:
+            return instance.id.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
+    def close(self, timeout_s: float) -> None:
+        """SIGTERM (drain) every child; after ``timeout_s`` a second SIGTERM makes them reset what
+        is left and exit; SIGKILL only for one that still hangs after that."""
+        alive = [child for child in self.children.values() if child.poll() is None]
+        for child in alive:
+            child.send_signal(signal.SIGTERM)
+        for wait_s, sig in ((timeout_s, signal.SIGTERM), (15.0, signal.SIGKILL)):
+            deadline = time.monotonic() + wait_s
+            for child in alive:
+                try:
+                    child.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            alive = [child for child in alive if child.poll() is None]
+            for child in alive:
+                child.send_signal(sig)
+        for child in alive:
+            child.wait()

@@ -1,0 +1,216 @@
+"""The scheduler: one ``tick()`` runs the fleet keeper, the reaper and the reconciler.
+
+APScheduler only calls ``tick()``; tests call it directly with their own clock. Only the
+holder of a Redis lock acts, so a second scheduler started by mistake stays idle.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import datetime
+from typing import Callable
+
+import redis
+from apscheduler.schedulers.background import BackgroundScheduler
+from redis.exceptions import LockError
+
+from services import control, queues, states
+from services.config import Settings
+from services.db import database
+from services.errors import TrainfaasError
+from services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, now_s
+from scheduler.backends.base import InstanceBackend
+from scheduler.policy import InstanceState, Observed, ServiceConfig, choose_to_stop, desired_instances
+
+log = logging.getLogger("trainfaas.scheduler")
+
+LOCK_KEY = "trainfaas:scheduler"
+START_TIMEOUT_S = 60.0
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, backend: InstanceBackend, connection: redis.Redis | None = None,
+                 clock: Callable[[], float] = now_s) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.redis = connection or queues.connect(settings.redis_url)
+        self.clock = clock
+        self.lock = self.redis.lock(LOCK_KEY, timeout=max(15.0, 3 * settings.reaper_interval_s), thread_local=False)
+        self.last_reconcile = 0.0
+        self.ticks = 0
+        self.apscheduler: BackgroundScheduler | None = None
+        self.identity = f"{socket.gethostname()}:{id(self)}"
+
+    # -- leadership -------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        """Hold (or renew) the scheduler lock. Safe to call every tick."""
+        try:
+            if self.lock.owned():
+                self.lock.reacquire()
+                return True
+            return bool(self.lock.acquire(blocking=False))
+        except LockError:
+            return bool(self.lock.acquire(blocking=False))
+        except redis.RedisError as exc:
+            log.warning("scheduler cannot reach Redis (%s); not acting this tick", exc)
+            return False
+
+    # -- one tick ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Run one round. Never raises: a failing part is logged and retried next tick."""
+        if not self.is_leader():
+            return
+        self.ticks += 1
+        database.connect(reuse_if_open=True)
+        try:
+            for part in (self.reap, self.keep_fleets):
+                self._safely(part)
+            if self.clock() - self.last_reconcile >= self.settings.reconcile_interval_s:
+                self._safely(self.reconcile)
+                self.last_reconcile = self.clock()
+        finally:
+            database.close()
+
+    def _safely(self, part: Callable[[], None]) -> None:
+        try:
+            part()
+        except Exception:  # noqa: BLE001 - the daemon must outlive any one failure
+            log.exception("scheduler: %s failed", part.__name__)
+
+    # -- reaper ------------------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Notice dead and silent instances and overdue attempts; reset their executions."""
+        now = self.clock()
+        for instance in Instance.select().where(Instance.status.in_(LIVE_INSTANCE)):
+            seen = instance.heartbeat_at or instance.started_at
+            observation = self.backend.observe(instance) if instance.backend == self.backend.name else None
+            if observation is not None and not observation.alive:
+                self._instance_gone(instance, "failed" if observation.failed else "exited", observation.exit_reason or "gone")
+            elif instance.heartbeat_at is None and now - instance.started_at > START_TIMEOUT_S:
+                self._instance_gone(instance, "failed", f"did not register within {START_TIMEOUT_S:.0f} s of starting")
+            elif instance.heartbeat_at is not None and now - seen > self.settings.heartbeat_timeout_s:
+                self._instance_gone(instance, "lost", f"heartbeat lost (last seen {now - seen:.0f} s ago)")
+        self._reset_orphans()
+        self._reset_overdue(now)
+
+    def _instance_gone(self, instance: Instance, status: str, reason: str) -> None:
+        log.warning("instance %s of %s is %s: %s", instance.id, instance.service_id, status, reason)
+        if status == "lost" and instance.backend == self.backend.name:
+            self.backend.kill(instance)  # a silent instance must not keep working on reset attempts
+        Instance.update(status=status, ended_at=self.clock(), last_exit_reason=reason, running=[]).where(
+            (Instance.id == instance.id) & (Instance.status.in_(LIVE_INSTANCE))).execute()
+        self._reset_attempts_of(instance.id, f"instance {instance.id} {status}: {reason}")
+
+    def _reset_attempts_of(self, instance_id: str, reason: str) -> None:
+        open_attempts = Attempt.select().where((Attempt.instance == instance_id) & (Attempt.ended_at.is_null()))
+        for attempt in open_attempts:
+            self._reset(attempt.execution_id, attempt.number, reason)
+
+    def _reset(self, execution_id: str, attempt: int, reason: str) -> None:
+        try:
+            execution = control.reset(self.redis, execution_id, attempt, reason)
+            log.info("execution %s attempt %s reset (%s) -> %s", execution_id, attempt, reason, execution.status)
+        except TrainfaasError as exc:
+            log.info("execution %s attempt %s not reset: %s", execution_id, attempt, exc.message)
+            # The attempt already ended some other way; close its record if it is still open.
+            Attempt.update(ended_at=self.clock(), outcome="reset", reason=reason).where(
+                (Attempt.execution == execution_id) & (Attempt.number == attempt) & (Attempt.ended_at.is_null())).execute()
+
+    def _reset_orphans(self) -> None:
+        """In-progress executions whose current attempt runs on an instance that is no longer live."""
+        current = (Attempt.select().join(Execution, on=(
+            (Attempt.execution == Execution.id) & (Attempt.number == Execution.attempt)))
+            .where((Execution.status == "in-progress") & Attempt.ended_at.is_null()))
+        for attempt in current:
+            owner = Instance.get_or_none(Instance.id == attempt.instance)
+            if owner is None or owner.status not in LIVE_INSTANCE:
+                why = f"instance {attempt.instance} is gone: {owner.last_exit_reason if owner else 'unknown instance'}"
+                self._reset(attempt.execution_id, attempt.number, why)
+
+    def _reset_overdue(self, now: float) -> None:
+        grace = self.settings.timeout_grace_s
+        for execution in Execution.select().where((Execution.status == "in-progress") & Execution.started_at.is_null(False)):
+            if now > execution.started_at + execution.timeout_s + grace:
+                self._reset(execution.id, execution.attempt, f"timeout: over {execution.timeout_s:.0f} s (noticed by the scheduler)")
+
+    # -- fleet -------------------------------------------------------------------------------
+
+    def keep_fleets(self) -> None:
+        for service in Service.select():
+            self.keep_fleet(service)
+
+    def observe(self, service: Service) -> Observed:
+        live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
+        states_ = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == "full") for i in live)
+        queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(CLAIMABLE))).count()
+        running = Execution.select().where((Execution.service == service.name) & (Execution.status == "in-progress")).count()
+        return Observed(queued=queued, running=running, instances=states_)
+
+    def keep_fleet(self, service: Service) -> None:
+        observed = self.observe(service)
+        config = ServiceConfig(service.scaling_type, service.min_instances, service.max_instances, service.paused)
+        desired = desired_instances(observed, config, self.clock())
+        active = tuple(i for i in observed.instances if i.status != "terminating")
+        if len(active) < desired:
+            for _ in range(desired - len(active)):
+                self.start_instance(service)
+        elif len(active) > desired:
+            for instance_id in choose_to_stop(active, len(active) - desired):
+                instance = Instance.get_by_id(instance_id)
+                log.info("stopping instance %s of %s (desired %d, have %d)", instance_id, service.name, desired, len(active))
+                Instance.update(status="terminating").where(Instance.id == instance_id).execute()
+                self.backend.stop(instance)
+
+    def start_instance(self, service: Service) -> Instance:
+        previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_(["failed", "lost"])))
+                    .order_by(Instance.started_at.desc()).first())
+        restarts = previous.restart_count + 1 if previous else 0
+        instance = Instance.create(service=service, backend=self.backend.name, status="initializing",
+                                   host=socket.gethostname(), restart_count=restarts, started_at=self.clock())
+        try:
+            self.backend.start(service, instance)
+        except TrainfaasError as exc:
+            Instance.update(status="failed", last_exit_reason=exc.message, ended_at=self.clock()).where(Instance.id == instance.id).execute()
+            log.error("instance of %s failed to start: %s", service.name, exc.message)
+        return instance
+
+    # -- reconciler --------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Put back on the queue every execution the DB says is waiting but Redis does not hold."""
+        now = self.clock()
+        for execution in Execution.select().where((Execution.status == "created") & (Execution.created_at < now - 30)):
+            try:
+                control.try_enqueue(self.redis, states.queue(execution.id))
+            except TrainfaasError:
+                continue
+        waiting = list(Execution.select().where(Execution.status.in_(CLAIMABLE)))
+        by_service: dict[str, set[str]] = {}
+        for execution in waiting:
+            if execution.service_id not in by_service:
+                by_service[execution.service_id] = queues.queued_job_ids(self.redis, execution.service_id)
+            if queues.job_id(execution.id, execution.attempt) not in by_service[execution.service_id]:
+                log.info("reconciler: execution %s attempt %s missing from %s; re-enqueued", execution.id, execution.attempt, execution.service_id)
+                control.try_enqueue(self.redis, execution)
+
+    # -- running under APScheduler ------------------------------------------------------------
+
+    def start(self, interval_s: float = 1.0) -> None:
+        self.apscheduler = BackgroundScheduler(daemon=True)
+        self.apscheduler.add_job(self.tick, "interval", seconds=interval_s, max_instances=1, coalesce=True, id="tick",
+                                 next_run_time=datetime.now())
+        self.apscheduler.start()
+
+    def shutdown(self, drain_timeout_s: float) -> None:
+        if self.apscheduler is not None:
+            self.apscheduler.shutdown(wait=True)
+            self.apscheduler = None
+        self.backend.close(drain_timeout_s)
+        try:
+            if self.lock.owned():
+                self.lock.release()
+        except (LockError, redis.RedisError):
+            pass

@@ -1,0 +1,69 @@
+"""How entities look in API responses."""
+from __future__ import annotations
+
+from typing import Any
+
+from services import queues
+from services.api import iso
+from services.models import Attempt, Execution, Instance, Model, Service, StatusLog
+
+
+def model_view(model: Model) -> dict[str, Any]:
+    return {
+        "id": model.id, "name": model.name, "architecture": model.architecture, "task": model.task,
+        "labels": model.labels, "configuration": model.configuration, "status": model.status,
+        "service": queues.service_name(model.architecture), "artifact_path": model.artifact_path,
+        "metrics": model.metrics, "created_at": iso(model.created_at), "updated_at": iso(model.updated_at),
+    }
+
+
+def execution_view(execution: Execution, detail: bool = True) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": execution.id, "name": execution.name, "status": execution.status, "function": execution.function,
+        "progress": round(execution.progress, 2), "message": execution.message, "attempt": execution.attempt,
+        "max_attempts": execution.max_attempts, "timeout_s": execution.timeout_s, "drain_time_s": execution.drain_time_s,
+        "on_reset": execution.on_reset, "run_as_process": execution.run_as_process, "service": execution.service_id,
+        "model_id": execution.model_id, "stop_requested": execution.stop_requested,
+        "created_at": iso(execution.created_at), "started_at": iso(execution.started_at),
+        "finished_at": iso(execution.finished_at), "duration_s": execution.duration_s, "error": execution.error,
+    }
+    if detail:
+        view["input"] = execution.input
+        view["output"] = execution.output
+        view["traceback"] = execution.traceback
+        view["status_log"] = [
+            {"status": row.status, "at": iso(row.at), "message": row.message, "attempt": row.attempt, "instance": row.instance}
+            for row in StatusLog.select().where(StatusLog.execution == execution.id).order_by(StatusLog.id)
+        ]
+        view["attempts"] = [
+            {"number": row.number, "instance": row.instance, "started_at": iso(row.started_at), "ended_at": iso(row.ended_at),
+             "outcome": row.outcome, "reason": row.reason}
+            for row in Attempt.select().where(Attempt.execution == execution.id).order_by(Attempt.number)
+        ]
+    return view
+
+
+def service_view(service: Service, queue_depth: int | None = None) -> dict[str, Any]:
+    fields = (
+        "name", "architecture", "concurrency", "instance_type", "backend", "scaling_type", "min_instances",
+        "max_instances", "queue_length", "polling_interval_s", "cooldown_s", "paused", "timeout_s",
+        "drain_time_s", "on_reset", "max_attempts", "run_as_process",
+    )
+    view: dict[str, Any] = {name: getattr(service, name) for name in fields}
+    counts = {status: Execution.select().where((Execution.service == service.name) & (Execution.status == status)).count()
+              for status in ("pending", "rerun", "in-progress")}
+    view.update(
+        queue=queue_depth, pending=counts["pending"] + counts["rerun"], running=counts["in-progress"],
+        instances=Instance.select().where((Instance.service == service.name) & (Instance.status.not_in(["exited"]))).count(),
+        created_at=iso(service.created_at), updated_at=iso(service.updated_at),
+    )
+    return view
+
+
+def instance_view(instance: Instance) -> dict[str, Any]:
+    return {
+        "id": instance.id, "service": instance.service_id, "backend": instance.backend, "status": instance.status,
+        "host": instance.host, "pid": instance.pid, "heartbeat": iso(instance.heartbeat_at),
+        "started_at": iso(instance.started_at), "ended_at": iso(instance.ended_at),
+        "restart_count": instance.restart_count, "last_exit_reason": instance.last_exit_reason, "running": instance.running,
+    }

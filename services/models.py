@@ -1,0 +1,195 @@
+"""Entities. The database is the record: every execution exists here before its queue entry.
+
+Times are UTC epoch seconds (float) so SQLite and PostgreSQL store and compare them alike.
+Only :mod:`services.states` writes ``Execution.status``.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import peewee
+
+from services.db import database
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_s() -> float:
+    return time.time()
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text: portable across SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+MODEL_STATUSES = ("created", "pre-trained", "pending", "training", "trained", "failed")
+
+
+class Model(BaseModel):
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    name = peewee.CharField(max_length=200, index=True)
+    architecture = peewee.CharField(max_length=100)
+    task = peewee.CharField(max_length=50)
+    labels = JSONField(default=list)
+    configuration = JSONField(default=dict)
+    status = peewee.CharField(max_length=20, default="created")
+    artifact_path = peewee.TextField(null=True)
+    metrics = JSONField(default=dict)
+    created_at = peewee.DoubleField(default=now_s)
+    updated_at = peewee.DoubleField(default=now_s)
+
+
+SCALING_TYPES = ("fixed", "autoscale")
+ON_RESET = ("rerun", "fail")
+
+
+class Service(BaseModel):
+    name = peewee.CharField(primary_key=True, max_length=150)
+    architecture = peewee.CharField(max_length=100)
+    # runtime
+    concurrency = peewee.IntegerField(default=1)
+    instance_type = peewee.CharField(max_length=50, default="regular-s")
+    backend = peewee.CharField(max_length=20, default="process")
+    # autoscaler
+    scaling_type = peewee.CharField(max_length=20, default="fixed")
+    min_instances = peewee.IntegerField(default=1)
+    max_instances = peewee.IntegerField(default=1)
+    queue_length = peewee.IntegerField(default=1)
+    polling_interval_s = peewee.DoubleField(default=10.0)
+    cooldown_s = peewee.DoubleField(default=300.0)
+    paused = peewee.BooleanField(default=False)
+    # execution defaults, copied into each execution and overridable at enqueue
+    timeout_s = peewee.DoubleField(default=6 * 3600.0)
+    drain_time_s = peewee.DoubleField(default=600.0)
+    on_reset = peewee.CharField(max_length=10, default="rerun")
+    max_attempts = peewee.IntegerField(default=3)
+    run_as_process = peewee.BooleanField(default=True)
+    created_at = peewee.DoubleField(default=now_s)
+    updated_at = peewee.DoubleField(default=now_s)
+
+
+STATUSES = ("created", "pending", "in-progress", "success", "failed", "terminated", "aborted", "rerun")
+TERMINAL = ("success", "failed", "terminated", "aborted")
+CLAIMABLE = ("pending", "rerun")
+
+
+class Execution(BaseModel):
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    name = peewee.CharField(max_length=200, default="")
+    model = peewee.ForeignKeyField(Model, null=True, backref="executions", on_delete="SET NULL")
+    service = peewee.ForeignKeyField(Service, backref="executions")
+    function = peewee.CharField(max_length=100)
+    input = JSONField(default=dict)
+    status = peewee.CharField(max_length=20, default="created", index=True)
+    attempt = peewee.IntegerField(default=1)
+    max_attempts = peewee.IntegerField(default=3)
+    timeout_s = peewee.DoubleField()
+    drain_time_s = peewee.DoubleField()
+    on_reset = peewee.CharField(max_length=10)
+    run_as_process = peewee.BooleanField(default=True)
+    stop_requested = peewee.BooleanField(default=False)
+    progress = peewee.DoubleField(default=0.0)
+    message = peewee.TextField(default="")
+    created_at = peewee.DoubleField(default=now_s, index=True)
+    started_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+    error = peewee.TextField(null=True)
+    traceback = peewee.TextField(null=True)
+    output = JSONField(null=True)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return round((self.finished_at or now_s()) - self.started_at, 3)
+
+
+class StatusLog(BaseModel):
+    execution = peewee.ForeignKeyField(Execution, backref="status_log", on_delete="CASCADE")
+    status = peewee.CharField(max_length=20)
+    at = peewee.DoubleField(default=now_s)
+    message = peewee.TextField(default="")
+    attempt = peewee.IntegerField()
+    instance = peewee.CharField(max_length=32, null=True)
+
+
+INSTANCE_STATUSES = ("initializing", "running", "full", "terminating", "exited", "lost", "failed")
+LIVE_INSTANCE = ("initializing", "running", "full", "terminating")
+
+
+class Instance(BaseModel):
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    service = peewee.ForeignKeyField(Service, backref="instances", on_delete="CASCADE")
+    backend = peewee.CharField(max_length=20, default="process")
+    host = peewee.CharField(max_length=255, default="")
+    pid = peewee.IntegerField(null=True)
+    status = peewee.CharField(max_length=20, default="initializing", index=True)
+    token_hash = peewee.CharField(max_length=64, null=True)
+    heartbeat_at = peewee.DoubleField(null=True)
+    started_at = peewee.DoubleField(default=now_s)
+    ended_at = peewee.DoubleField(null=True)
+    restart_count = peewee.IntegerField(default=0)
+    last_exit_reason = peewee.TextField(null=True)
+    running = JSONField(default=list)
+
+
+class Attempt(BaseModel):
+    execution = peewee.ForeignKeyField(Execution, backref="attempts", on_delete="CASCADE")
+    number = peewee.IntegerField()
+    instance = peewee.CharField(max_length=32, null=True)
+    started_at = peewee.DoubleField(default=now_s)
+    ended_at = peewee.DoubleField(null=True)
+    outcome = peewee.CharField(max_length=20, null=True)
+    reason = peewee.TextField(null=True)
+
+    class Meta:
+        indexes = ((("execution", "number"), True),)
+
+
+class MetricSample(BaseModel):
+    execution = peewee.ForeignKeyField(Execution, backref="metric_samples", on_delete="CASCADE")
+    attempt = peewee.IntegerField()
+    figure = peewee.CharField(max_length=100)
+    legend = peewee.CharField(max_length=100)
+    x = peewee.DoubleField()
+    y = peewee.DoubleField()
+    at = peewee.DoubleField(default=now_s)
+
+
+class Artifact(BaseModel):
+    execution = peewee.ForeignKeyField(Execution, backref="artifacts", on_delete="CASCADE")
+    attempt = peewee.IntegerField()
+    kind = peewee.CharField(max_length=20)  # "checkpoint" or "model"
+    path = peewee.TextField()
+    step = peewee.IntegerField(null=True)
+    metrics = JSONField(default=dict)
+    at = peewee.DoubleField(default=now_s)
+
+
+class LogLine(BaseModel):
+    execution = peewee.ForeignKeyField(Execution, backref="log_lines", on_delete="CASCADE")
+    attempt = peewee.IntegerField()
+    at = peewee.DoubleField(default=now_s)
+    line = peewee.TextField()
+
+
+ENTITIES: list[type[BaseModel]] = [
+    Model, Service, Execution, StatusLog, Instance, Attempt, MetricSample, Artifact, LogLine,
+]

@@ -1,0 +1,55 @@
+"""Redis is the transport: one standard rq queue per service, carrying only execution ids."""
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import Queue
+
+log = logging.getLogger(__name__)
+
+SERVICE_PREFIX = "mgmt-train-"
+JOB_FUNCTION = "functions.run.execute"
+
+
+def service_name(architecture: str) -> str:
+    """The one service (and queue) of an architecture: ``mgmt-train-<architecture>``."""
+    return f"{SERVICE_PREFIX}{architecture}"
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client for ``url`` (redis://, rediss:// or unix://). Does not connect yet."""
+    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+
+def job_id(execution_id: str, attempt: int) -> str:
+    return f"{execution_id}-{attempt}"
+
+
+def parse_job_id(value: str) -> tuple[str, int]:
+    execution_id, _, attempt = value.rpartition("-")
+    return execution_id, int(attempt)
+
+
+def get_queue(connection: redis.Redis, service: str) -> Queue:
+    return Queue(service, connection=connection)
+
+
+def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: int) -> None:
+    """Put (execution, attempt) on the service's queue. Duplicates are harmless: claims are CAS."""
+    queue = get_queue(connection, service)
+    # The job is never run by an rq worker; it names a function only so that `rq info` and
+    # dashboards show something meaningful. The instance claims the execution from the DB.
+    queue.enqueue_call(
+        JOB_FUNCTION, args=(execution_id,), job_id=job_id(execution_id, attempt),
+        result_ttl=0, failure_ttl=3600, ttl=None, description=f"execution {execution_id} attempt {attempt}",
+    )
+    log.info("execution %s attempt %s queued on %s", execution_id, attempt, service)
+
+
+def queued_job_ids(connection: redis.Redis, service: str) -> set[str]:
+    return set(get_queue(connection, service).get_job_ids())
+
+
+def queue_depth(connection: redis.Redis, service: str) -> int:
+    return get_queue(connection, service).count

@@ -1,0 +1,102 @@
+"""The local stack that ``trainfaas up`` (and the demo and the tests) run: embedded Redis, the
+database, the API under gunicorn, and the scheduler with its instances.
+
+Stop order matters: instances first (they report their last results through the API), then the
+scheduler, then the API, then Redis.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from services.config import Settings
+from services.db import migrate, open_database
+from services.embedded_redis import EmbeddedRedis
+from services.errors import Unavailable
+
+log = logging.getLogger("trainfaas.stack")
+
+
+class Stack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis: EmbeddedRedis | None = None
+        self.api: subprocess.Popen[bytes] | None = None
+        self.scheduler = None
+
+    def start(self) -> Stack:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        if self.settings.embedded_redis:
+            self.redis = EmbeddedRedis(Path(self.settings.redis_url.removeprefix("unix://")))
+            self.redis.start()
+        open_database(self.settings.database_url)
+        migrate()
+        self.start_api()
+        self.start_scheduler()
+        return self
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            TRAINFAAS_HOME=str(self.settings.home), TRAINFAAS_DATABASE_URL=self.settings.database_url,
+            TRAINFAAS_REDIS_URL=self.settings.redis_url, TRAINFAAS_API_URL=self.settings.api_url,
+            TRAINFAAS_ADAPTERS=self.settings.adapters, TRAINFAAS_BIND=f"{self.settings.host}:{self.settings.port}",
+            TRAINFAAS_API_WORKERS=str(self.settings.api_workers), TRAINFAAS_API_THREADS=str(self.settings.api_threads),
+            PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")) if p),
+        )
+        return env
+
+    def start_api(self, timeout_s: float = 60.0) -> None:
+        logs = self.settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / "api.log", "ab") as out:
+            self.api = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "python:deploy.gunicorn_conf", "services.wsgi:app"],
+                env=self.environment(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                raise Unavailable(f"the API exited with code {self.api.returncode}; see {logs / 'api.log'}")
+            try:
+                if requests.get(f"{self.settings.api_url}/healthz", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise Unavailable(f"the API did not answer on {self.settings.api_url} within {timeout_s:.0f} s")
+
+    def start_scheduler(self) -> None:
+        from scheduler.backends.process import ProcessBackend
+        from scheduler.daemon import Scheduler
+
+        self.scheduler = Scheduler(self.settings, ProcessBackend(self.settings))
+        self.scheduler.start()
+
+    def stop(self, drain_timeout_s: float = 30.0) -> None:
+        """Stop everything; running executions get ``drain_timeout_s`` to finish, then are reset."""
+        if self.scheduler is not None:
+            self.scheduler.shutdown(drain_timeout_s)
+            self.scheduler = None
+        if self.api is not None and self.api.poll() is None:
+            self.api.terminate()
+            try:
+                self.api.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.api.kill()
+                self.api.wait()
+        self.api = None
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,224 @@
+"""The execution state machine: the only writer of ``Execution.status``.
+
+Every change is a compare-and-set on (id, status, attempt) inside one transaction that also
+appends a status-log entry. A write whose attempt is not the execution's current one is refused
+(fencing), so an instance that was replaced can never overwrite its successor's result.
+
+    created ──► pending ──► in-progress ──► success | failed | terminated | aborted
+                   ▲             │
+                   └── rerun ◄───┘ (reset with on_reset=rerun, attempts left)
+    success | failed | terminated | aborted ──► rerun   (a user asks for a rerun)
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from services.errors import InvalidTransition, NotFound, StaleAttempt
+from services.models import TERMINAL, Attempt, Execution, StatusLog, now_s
+from services.db import database
+
+log = logging.getLogger(__name__)
+
+ALLOWED: dict[str, frozenset[str]] = {
+    "created": frozenset({"pending", "terminated", "aborted"}),
+    "pending": frozenset({"in-progress", "terminated", "aborted"}),
+    "rerun": frozenset({"in-progress", "terminated", "aborted"}),
+    "in-progress": frozenset({"success", "failed", "terminated", "aborted", "rerun"}),
+    "success": frozenset({"rerun"}),
+    "failed": frozenset({"rerun"}),
+    "terminated": frozenset({"rerun"}),
+    "aborted": frozenset({"rerun"}),
+}
+
+
+def transition(
+    execution_id: str,
+    to: str,
+    *,
+    attempt: int,
+    expect: Iterable[str] | None = None,
+    note: str = "",
+    instance: str | None = None,
+    new_attempt: int | None = None,
+    **fields: Any,
+) -> Execution:
+    """Move an execution to ``to`` if it is still in one of ``expect`` at ``attempt``.
+
+    ``note`` goes into the status log. ``expect`` defaults to every status from which ``to`` is legal. Extra ``fields`` are written
+    in the same UPDATE. Raises InvalidTransition for an illegal move or a lost race, and
+    StaleAttempt when the execution has moved on to another attempt; ``new_attempt`` moves it
+    to the next attempt in the same write. Thread- and process-safe.
+    """
+    sources = set(expect) if expect is not None else {s for s, dests in ALLOWED.items() if to in dests}
+    illegal = {s for s in sources if to not in ALLOWED[s]}
+    if illegal:
+        raise InvalidTransition(f"illegal transition {sorted(illegal)} -> {to}")
+    if new_attempt is not None:
+        fields["attempt"] = new_attempt
+    values: dict[Any, Any] = {Execution.status: to, **{getattr(Execution, k): v for k, v in fields.items()}}
+    with database.atomic():
+        changed = (
+            Execution.update(values)
+            .where(
+                (Execution.id == execution_id)
+                & (Execution.status.in_(sorted(sources)))
+                & (Execution.attempt == attempt)
+            )
+            .execute()
+        )
+        if changed != 1:
+            _explain_refusal(execution_id, to, attempt, sources)
+        new_attempt = fields.get("attempt", attempt)
+        StatusLog.create(
+            execution=execution_id, status=to, message=note, attempt=new_attempt, instance=instance
+        )
+    log.info("execution %s attempt %s -> %s %s", execution_id, fields.get("attempt", attempt), to, note)
+    return Execution.get_by_id(execution_id)
+
+
+def _explain_refusal(execution_id: str, to: str, attempt: int, sources: set[str]) -> None:
+    current = Execution.get_or_none(Execution.id == execution_id)
+    if current is None:
+        raise NotFound(f"execution {execution_id} does not exist")
+    if current.attempt != attempt:
+        raise StaleAttempt(
+            f"execution {execution_id} is at attempt {current.attempt}; a write from attempt {attempt} is refused",
+            {"attempt": f"current attempt is {current.attempt}"},
+        )
+    raise InvalidTransition(
+        f"execution {execution_id} is {current.status}; cannot move to {to} (needs one of {sorted(sources)})",
+        {"status": current.status},
+    )
+
+
+def check_current(execution_id: str, attempt: int) -> Execution:
+    """Return the execution if ``attempt`` is its current, running attempt; else raise (fencing)."""
+    execution = Execution.get_or_none(Execution.id == execution_id)
+    if execution is None:
+        raise NotFound(f"execution {execution_id} does not exist")
+    if execution.attempt != attempt:
+        raise StaleAttempt(
+            f"execution {execution_id} is at attempt {execution.attempt}; attempt {attempt} is stale",
+            {"attempt": f"current attempt is {execution.attempt}"},
+        )
+    if execution.status != "in-progress":
+        raise InvalidTransition(
+            f"execution {execution_id} is {execution.status}, not in-progress", {"status": execution.status}
+        )
+    return execution
+
+
+def claim(execution_id: str, attempt: int, instance: str) -> Execution:
+    """pending|rerun -> in-progress for ``instance``; opens the Attempt record. Raises if taken."""
+    with database.atomic():
+        execution = transition(
+            execution_id, "in-progress", attempt=attempt, expect=("pending", "rerun"),
+            instance=instance, note=f"attempt {attempt} started on instance {instance}",
+            started_at=now_s(), finished_at=None, progress=0.0, message="",
+        )
+        Attempt.create(execution=execution_id, number=attempt, instance=instance)
+    return execution
+
+
+def _close_attempt(execution_id: str, attempt: int, outcome: str, reason: str) -> None:
+    Attempt.update(ended_at=now_s(), outcome=outcome, reason=reason).where(
+        (Attempt.execution == execution_id) & (Attempt.number == attempt) & (Attempt.ended_at.is_null())
+    ).execute()
+
+
+def finish(
+    execution_id: str,
+    attempt: int,
+    to: str,
+    reason: str,
+    *,
+    instance: str | None = None,
+    **fields: Any,
+) -> Execution:
+    """in-progress -> success|failed|terminated|aborted; closes the attempt with ``reason``."""
+    if to not in TERMINAL:
+        raise InvalidTransition(f"{to} is not an end state")
+    with database.atomic():
+        execution = transition(
+            execution_id, to, attempt=attempt, expect=("in-progress",), note=reason,
+            instance=instance, finished_at=now_s(), **fields,
+        )
+        _close_attempt(execution_id, attempt, to, reason)
+    return execution
+
+
+def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None = None) -> Execution:
+    """The platform lost or stopped ``attempt``: rerun it if the budget allows, else abort.
+
+    A reset of an execution whose stop was requested ends it as terminated. Returns the execution
+    after the change; the caller enqueues it when its status is ``rerun``.
+    """
+    execution = check_current(execution_id, attempt)
+    if execution.stop_requested:
+        return finish(execution_id, attempt, "terminated", f"stopped by user ({reason})", instance=instance)
+    if execution.on_reset == "rerun" and attempt < execution.max_attempts:
+        with database.atomic():
+            rerun = transition(
+                execution_id, "rerun", attempt=attempt, expect=("in-progress",), instance=instance,
+                note=f"reset: {reason}; rerun as attempt {attempt + 1} of {execution.max_attempts}",
+                new_attempt=attempt + 1, progress=0.0, started_at=None,
+            )
+            _close_attempt(execution_id, attempt, "reset", reason)
+        return rerun
+    why = "on_reset=fail" if execution.on_reset != "rerun" else f"attempts exhausted ({attempt}/{execution.max_attempts})"
+    with database.atomic():
+        aborted = transition(
+            execution_id, "aborted", attempt=attempt, expect=("in-progress",), instance=instance,
+            note=f"reset: {reason}; {why}", message=f"reset: {reason}", finished_at=now_s(), error=f"aborted: {reason}; {why}",
+        )
+        _close_attempt(execution_id, attempt, "reset", reason)
+    return aborted
+
+
+def queue(execution_id: str) -> Execution:
+    """created -> pending: the execution is about to be put on its service's queue."""
+    return transition(execution_id, "pending", attempt=1, expect=("created",), note="queued")
+
+
+def request_stop(execution_id: str, reason: str = "terminated by user") -> Execution:
+    """Stop an execution: one not started yet ends now; a running one is asked to stop.
+
+    A running execution keeps its status until its instance reports that the adapter stopped
+    (it then ends as terminated); ``stop_requested`` is what the instance sees. Raises Conflict
+    (with the current status) for an execution that has already ended.
+    """
+    execution = Execution.get_or_none(Execution.id == execution_id)
+    if execution is None:
+        raise NotFound(f"execution {execution_id} does not exist")
+    if execution.status in TERMINAL:
+        raise InvalidTransition(
+            f"execution {execution_id} already ended as {execution.status}", {"status": execution.status}
+        )
+    if execution.status == "in-progress":
+        Execution.update(stop_requested=True).where(Execution.id == execution_id).execute()
+        return Execution.get_by_id(execution_id)
+    return transition(
+        execution_id, "terminated", attempt=execution.attempt, expect=(execution.status,),
+        note=reason, finished_at=now_s(), stop_requested=True,
+    )
+
+
+def rerun(execution_id: str, reason: str = "rerun requested by user") -> Execution:
+    """An ended execution runs again as a new attempt; its attempt budget grows to allow it."""
+    execution = Execution.get_or_none(Execution.id == execution_id)
+    if execution is None:
+        raise NotFound(f"execution {execution_id} does not exist")
+    if execution.status not in TERMINAL:
+        raise InvalidTransition(
+            f"execution {execution_id} is {execution.status}; only an ended execution can be rerun",
+            {"status": execution.status},
+        )
+    attempt = execution.attempt + 1
+    return transition(
+        execution_id, "rerun", attempt=execution.attempt, expect=(execution.status,),
+        note=f"{reason}: attempt {attempt}", new_attempt=attempt, max_attempts=max(execution.max_attempts, attempt),
+        stop_requested=False, progress=0.0, started_at=None, finished_at=None, error=None, traceback=None,
+        output=None, message="",
+    )
