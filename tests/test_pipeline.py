@@ -1,0 +1,202 @@
+"""The core pipeline end to end, on the real stack: HTTP -> DB -> queue -> instance -> work process.
+
+Each test runs twice: SQLite + embedded Redis, and PostgreSQL + a Redis server (CI).
+"""
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import psutil
+import pytest
+import redis
+
+from services.client import ApiError
+from services.models import Attempt, Execution, Instance
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.stack
+
+
+def sleep_model(stack: Any, **configuration: Any) -> dict[str, Any]:
+    return stack.client.create_model("drill", "sleep", configuration=configuration)
+
+
+def wait_status(stack: Any, execution_id: str, *statuses: str, timeout_s: float = 90.0) -> dict[str, Any]:
+    return wait_until(lambda: (e := stack.client.get_execution(execution_id))["status"] in statuses and e,
+                      timeout_s, f"execution {execution_id} to become {statuses}")
+
+
+def wait_progress(stack: Any, execution_id: str, attempt: int, percent: float) -> dict[str, Any]:
+    def reached() -> Any:
+        e = stack.client.get_execution(execution_id)
+        return e["status"] == "in-progress" and e["attempt"] == attempt and e["progress"] >= percent and e
+
+    return wait_until(reached, 90, f"execution {execution_id} attempt {attempt} at {percent}%")
+
+
+def instance_of(execution_id: str, attempt: int) -> Instance:
+    return Instance.get_by_id(Attempt.get((Attempt.execution == execution_id) & (Attempt.number == attempt)).instance)
+
+
+def work_process(instance: Instance) -> psutil.Process:
+    """The instance's work process (spawned; not multiprocessing's resource tracker)."""
+    def find() -> list[psutil.Process]:
+        return [p for p in psutil.Process(instance.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+
+    return wait_until(find, 30, "the work process")[0]
+
+
+def test_a_training_enqueued_over_http_succeeds_with_its_status_log_metrics_and_artifacts(stack: Any) -> None:
+    model = sleep_model(stack, seconds=1, steps=4)
+    execution = stack.client.train(model["id"])
+    assert execution["status"] == "pending" and execution["service"] == "mgmt-train-sleep"
+
+    final = wait_status(stack, execution["id"], "success", "failed", "aborted")
+
+    assert final["status"] == "success", final
+    assert [row["status"] for row in final["status_log"]] == ["created", "pending", "in-progress", "success"]
+    assert final["progress"] == 100 and final["attempt"] == 1 and final["duration_s"] > 0
+    losses = [m for m in stack.client.metrics(execution["id"]) if m["figure"] == "loss"]
+    assert [m["x"] for m in losses] == [1, 2, 3, 4]
+    kinds = {a["kind"] for a in stack.client.artifacts(execution["id"])}
+    assert kinds == {"checkpoint", "model"}
+    trained = stack.client.get_model(model["id"])
+    assert trained["status"] == "trained" and os.path.exists(trained["artifact_path"])
+
+
+def test_a_killed_work_process_reruns_and_resumes_from_its_checkpoint(stack: Any) -> None:
+    model = sleep_model(stack, seconds=4, steps=8)
+    execution = stack.client.train(model["id"])
+    wait_progress(stack, execution["id"], 1, 25)
+
+    work_process(instance_of(execution["id"], 1)).send_signal(signal.SIGKILL)
+    final = wait_status(stack, execution["id"], "success", "failed", "aborted")
+
+    assert final["status"] == "success" and final["attempt"] == 2, final
+    first = final["attempts"][0]
+    assert first["outcome"] == "reset" and "SIGKILL" in first["reason"], first
+    assert [row["status"] for row in final["status_log"]] == ["created", "pending", "in-progress", "rerun", "in-progress", "in-progress", "success"]
+    assert any("resuming from checkpoint" in row["message"] for row in final["status_log"])
+    resumed = [line["line"] for line in stack.client.logs(execution["id"]) if line["attempt"] == 2]
+    assert any(line.startswith("resumed from step") for line in resumed), resumed
+
+
+def test_a_killed_instance_reruns_its_execution_on_a_new_instance(stack: Any) -> None:
+    model = sleep_model(stack, seconds=3, steps=6)
+    execution = stack.client.train(model["id"])
+    wait_progress(stack, execution["id"], 1, 15)
+    first_instance = instance_of(execution["id"], 1)
+    worker = work_process(first_instance)
+
+    os.kill(first_instance.pid, signal.SIGKILL)
+    final = wait_status(stack, execution["id"], "success", "failed", "aborted")
+
+    assert final["status"] == "success" and final["attempt"] == 2, final
+    first, second = final["attempts"]
+    assert first["outcome"] == "reset" and first_instance.id in first["reason"] and "SIGKILL" in first["reason"], first
+    assert second["instance"] != first_instance.id
+    wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, 10, "the orphaned work process to die")
+
+
+def test_with_on_reset_fail_a_killed_work_process_aborts_the_execution_with_the_reason(stack: Any) -> None:
+    model = sleep_model(stack, seconds=4, steps=8)
+    execution = stack.client.train(model["id"], execution={"on_reset": "fail"})
+    wait_progress(stack, execution["id"], 1, 25)
+
+    work_process(instance_of(execution["id"], 1)).send_signal(signal.SIGKILL)
+    final = wait_status(stack, execution["id"], "aborted", "success", "failed")
+
+    assert final["status"] == "aborted" and final["attempt"] == 1
+    assert "SIGKILL" in final["error"] and "on_reset=fail" in final["error"]
+
+
+def test_attempts_never_exceed_max_attempts(stack: Any) -> None:
+    model = sleep_model(stack, seconds=4, steps=8)
+    execution = stack.client.train(model["id"], execution={"max_attempts": 2})
+    for attempt in (1, 2):
+        wait_progress(stack, execution["id"], attempt, 25 if attempt == 1 else 60)
+        work_process(instance_of(execution["id"], attempt)).send_signal(signal.SIGKILL)
+
+    final = wait_status(stack, execution["id"], "aborted", "success", "failed")
+
+    assert final["status"] == "aborted" and final["attempt"] == 2
+    assert "attempts exhausted (2/2)" in final["error"]
+    assert Attempt.select().where(Attempt.execution == execution["id"]).count() == 2
+
+
+def test_a_timeout_resets_the_attempt_within_two_seconds_of_its_deadline(stack: Any) -> None:
+    model = sleep_model(stack, seconds=60, steps=60)
+    execution = stack.client.train(model["id"], execution={"timeout_s": 2, "on_reset": "fail"})
+
+    final = wait_status(stack, execution["id"], "aborted", "success", "failed")
+
+    assert final["status"] == "aborted" and "timeout" in final["error"]
+    attempt = Attempt.get((Attempt.execution == execution["id"]) & (Attempt.number == 1))
+    assert attempt.outcome == "reset" and "timeout" in attempt.reason
+    assert attempt.ended_at - attempt.started_at <= 2 + 2
+
+
+def test_terminate_stops_a_running_training_which_saves_a_checkpoint(stack: Any) -> None:
+    model = sleep_model(stack, seconds=30, steps=30)
+    execution = stack.client.train(model["id"])
+    wait_progress(stack, execution["id"], 1, 5)
+
+    assert stack.client.terminate(execution["id"])["stop_requested"] is True
+    final = wait_status(stack, execution["id"], "terminated", "success", "failed", "aborted")
+
+    assert final["status"] == "terminated" and final["attempt"] == 1
+    assert final["output"]["metrics"]["stopped"] == 1.0
+    checkpoints = [a for a in stack.client.artifacts(execution["id"]) if a["kind"] == "checkpoint"]
+    assert checkpoints and checkpoints[-1]["step"] == final["output"]["metrics"]["steps"]
+    with pytest.raises(ApiError) as ended:
+        stack.client.terminate(execution["id"])
+    assert ended.value.status == 409 and ended.value.fields == {"status": "terminated"}
+
+
+def test_a_redis_flush_loses_nothing_the_reconciler_requeues_pending_executions(stack: Any) -> None:
+    stack.client.update_service("mgmt-train-sleep", min_instances=0)
+    model = sleep_model(stack, seconds=0.2, steps=1)
+    ids = [stack.client.train(model["id"])["id"] for _ in range(3)]
+    connection = redis.Redis.from_url(stack.settings.redis_url)
+    assert connection.llen("rq:queue:mgmt-train-sleep") >= 3
+
+    connection.flushdb()
+    stack.client.update_service("mgmt-train-sleep", min_instances=1)
+
+    for execution_id in ids:
+        assert wait_status(stack, execution_id, "success", "failed", "aborted")["status"] == "success"
+
+
+def test_an_adapter_exception_fails_the_execution_with_its_traceback_and_the_instance_keeps_serving(stack: Any) -> None:
+    model = sleep_model(stack, seconds=0.4, steps=2, raise_error="the adapter broke")
+    broken = stack.client.train(model["id"])
+    failed = wait_status(stack, broken["id"], "failed", "success", "aborted")
+
+    assert failed["status"] == "failed" and failed["attempt"] == 1
+    assert failed["error"] == "RuntimeError: the adapter broke"
+    assert "Traceback" in failed["traceback"] and "raise RuntimeError" in failed["traceback"]
+
+    healthy = stack.client.train(model["id"], configuration={"raise_error": None})
+    assert wait_status(stack, healthy["id"], "success", "failed", "aborted")["status"] == "success"
+    assert instance_of(healthy["id"], 1).id == instance_of(broken["id"], 1).id
+
+
+def test_a_stale_attempt_cannot_write_a_result_after_its_execution_was_rerun(stack: Any) -> None:
+    model = sleep_model(stack, seconds=4, steps=8)
+    execution = stack.client.train(model["id"])
+    wait_progress(stack, execution["id"], 1, 25)
+    old = instance_of(execution["id"], 1)
+    work_process(old).send_signal(signal.SIGKILL)
+    wait_until(lambda: Execution.get_by_id(execution["id"]).attempt == 2, 30, "attempt 2")
+
+    from services.control import register_instance
+
+    _, token = register_instance("mgmt-train-sleep", old.id, "test", None, "process")
+    response = stack.client.http.post(
+        f"{stack.settings.api_url}/api/v1/instances/{old.id}/executions/{execution['id']}/finish",
+        json={"attempt": 1, "outcome": "success", "output": {"metrics": {}}}, headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 409 and response.json()["error"]["code"] == "stale_attempt"
+    assert Execution.get_by_id(execution["id"]).attempt == 2
