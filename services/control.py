@@ -111,12 +111,11 @@ def resolve_dataset(settings: Settings, dataset: str) -> Path:
 
 def check_dataset(adapter: type[ModelAdapter], path: Path) -> list[str]:
     """Validate the data set for the adapter's format and return its labels."""
-    from adapters.datasets import FORMATS
+    from adapters.datasets import read_image_folder
 
-    reader = FORMATS.get(adapter.dataset_format or "")
-    if reader is None:
-        raise DatasetError(f"no reader for data set format {adapter.dataset_format!r}", {"dataset": "unsupported format"})
-    return reader(path)
+    if adapter.dataset_format == "image-folder":
+        return read_image_folder(path)[0]
+    raise DatasetError(f"no reader for data set format {adapter.dataset_format!r}", {"dataset": "unsupported format"})
 
 
 def _execution_settings(service: Service, overrides: ExecutionSettings | None) -> dict[str, Any]:

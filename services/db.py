@@ -22,7 +22,7 @@ def open_database(url: str) -> peewee.Database:
     if scheme.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     elif scheme in ("postgres", "postgresql", "postgresext"):
-        db = connect(url, autorollback=True)
+        db = connect(url)
     else:
         from services.errors import ConfigError
 
