@@ -3,11 +3,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _only_as_process(value: bool | None) -> bool | None:
+    # Running adapter code inside the instance would hand it the instance's token and lose
+    # timeouts that can really stop it; every execution runs in its own monitored process.
+    if value is False:
+        raise ValueError("only true is supported: each execution runs in a separate, monitored work process")
+    return value
 
 
 class ExecutionSettings(Strict):
@@ -17,7 +25,9 @@ class ExecutionSettings(Strict):
     drain_time_s: float | None = Field(None, ge=0, le=86400, description="Grace to finish when an instance stops.")
     on_reset: Literal["rerun", "fail"] | None = Field(None, description="What a reset does: rerun or fail (aborted).")
     max_attempts: int | None = Field(None, ge=1, le=100, description="Attempts including the first.")
-    run_as_process: bool | None = Field(None, description="Run in a separate monitored work process.")
+    run_as_process: bool | None = Field(None, description="Run in a separate monitored work process (always true).")
+
+    _run_as_process = field_validator("run_as_process")(_only_as_process)
 
 
 class ModelCreate(Strict):
@@ -56,6 +66,8 @@ class ServicePatch(Strict):
     on_reset: Literal["rerun", "fail"] | None = None
     max_attempts: int | None = Field(None, ge=1, le=100)
     run_as_process: bool | None = None
+
+    _run_as_process = field_validator("run_as_process")(_only_as_process)
 
 
 class InstanceRegister(Strict):
