@@ -18,14 +18,15 @@ from services import control, queues, states
 from services.config import Settings
 from services.db import database
 from services.errors import TrainfaasError
-from services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, now_s
+from services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
 from scheduler.backends.base import InstanceBackend
-from scheduler.policy import InstanceState, Observed, ServiceConfig, choose_to_stop, desired_instances
+from scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
 
 log = logging.getLogger("trainfaas.scheduler")
 
 LOCK_KEY = "trainfaas:scheduler"
 START_TIMEOUT_S = 60.0
+CRASH_WINDOW_S = 300.0
 
 
 class Scheduler:
@@ -37,6 +38,11 @@ class Scheduler:
         self.clock = clock
         self.lock = self.redis.lock(LOCK_KEY, timeout=max(15.0, 3 * settings.reaper_interval_s), thread_local=False)
         self.last_reconcile = 0.0
+        # Decision history per service. Lost on restart on purpose: a new scheduler starts from
+        # the instances it finds, which is what a fresh decision needs.
+        self.histories: dict[str, History] = {}
+        self.last_evaluated: dict[str, float] = {}
+        self.last_recorded: dict[str, tuple[str, int]] = {}
         self.ticks = 0
         self.apscheduler: BackgroundScheduler | None = None
         self.identity = f"{socket.gethostname()}:{id(self)}"
@@ -143,26 +149,69 @@ class Scheduler:
             self.keep_fleet(service)
 
     def observe(self, service: Service) -> Observed:
+        now = self.clock()
         live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
-        states_ = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == "full") for i in live)
+        fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == "full") for i in live)
         queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(CLAIMABLE))).count()
         running = Execution.select().where((Execution.service == service.name) & (Execution.status == "in-progress")).count()
-        return Observed(queued=queued, running=running, instances=states_)
+        failed = list(Instance.select().where((Instance.service == service.name) & (Instance.status == "failed")
+                                              & (Instance.ended_at > now - CRASH_WINDOW_S)).order_by(Instance.ended_at))
+        return Observed(queued=queued, running=running, instances=fleet, failures=tuple(i.ended_at for i in failed),
+                        last_failure_reason=failed[-1].last_exit_reason if failed else "")
 
-    def keep_fleet(self, service: Service) -> None:
+    def config(self, service: Service) -> ServiceConfig:
+        return ServiceConfig(
+            scaling_type=service.scaling_type, min_instances=service.min_instances, max_instances=service.max_instances,
+            paused=service.paused, queue_length=service.queue_length, concurrency=service.concurrency,
+            cooldown_s=service.cooldown_s, crash_window_s=CRASH_WINDOW_S,
+        )
+
+    def keep_fleet(self, service: Service) -> Decision | None:
+        """Decide the service's size (every polling interval, or at once when it lost instances)
+        and act: start what is missing, stop what is too many (idle first; busy ones drain)."""
+        now = self.clock()
         observed = self.observe(service)
-        config = ServiceConfig(service.scaling_type, service.min_instances, service.max_instances, service.paused)
-        desired = desired_instances(observed, config, self.clock())
-        active = tuple(i for i in observed.instances if i.status != "terminating")
-        if len(active) < desired:
-            for _ in range(desired - len(active)):
+        history = self.histories.get(service.name, History())
+        due = now - self.last_evaluated.get(service.name, -1e18) >= service.polling_interval_s
+        short = history.target is not None and len(observed.active) < history.target
+        if not (due or short):
+            return None
+        self.last_evaluated[service.name] = now
+        decision = decide(observed, self.config(service), now, history)
+        self.histories[service.name] = decision.history
+        started, stopped = self._actuate(service, observed, decision)
+        self._record(service, observed, decision, started, stopped)
+        return decision
+
+    def _actuate(self, service: Service, observed: Observed, decision: Decision) -> tuple[int, int]:
+        active = observed.active
+        started = stopped = 0
+        if len(active) < decision.desired and decision.may_start:
+            for _ in range(decision.desired - len(active)):
                 self.start_instance(service)
-        elif len(active) > desired:
-            for instance_id in choose_to_stop(active, len(active) - desired):
-                instance = Instance.get_by_id(instance_id)
-                log.info("stopping instance %s of %s (desired %d, have %d)", instance_id, service.name, desired, len(active))
+                started += 1
+        elif len(active) > decision.desired:
+            for instance_id in choose_to_stop(active, len(active) - decision.desired, forced=decision.forced):
+                log.info("stopping instance %s of %s: %s", instance_id, service.name, decision.reason)
                 Instance.update(status="terminating").where(Instance.id == instance_id).execute()
-                self.backend.stop(instance)
+                self.backend.stop(Instance.get_by_id(instance_id))
+                stopped += 1
+        return started, stopped
+
+    def _record(self, service: Service, observed: Observed, decision: Decision, started: int, stopped: int) -> None:
+        error = decision.health_reason if decision.health == "error" else None
+        if error != service.error_reason:
+            Service.update(error_reason=error).where(Service.name == service.name).execute()
+        summary = (decision.action, decision.desired)
+        if not (started or stopped) and self.last_recorded.get(service.name) == summary:
+            return  # nothing new to explain
+        self.last_recorded[service.name] = summary
+        action = decision.action if (started or stopped or decision.action in ("hold", "backoff")) else "steady"
+        details = f"; started {started}" if started else ""
+        details += f"; stopping {stopped}" if stopped else ""
+        ServiceEvent.create(service=service, at=self.clock(), queued=observed.queued, running=observed.running,
+                            instances=len(observed.active), desired=decision.desired, action=action,
+                            reason=(decision.health_reason or decision.reason) + details)
 
     def start_instance(self, service: Service) -> Instance:
         previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_(["failed", "lost"])))

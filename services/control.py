@@ -334,15 +334,21 @@ def reset(connection: redis.Redis, execution_id: str, attempt: int, reason: str,
     return execution
 
 
-def heartbeat(instance: Instance, status: str, running: list[Any]) -> dict[str, list[str]]:
+def heartbeat(instance: Instance, status: str, running: list[Any]) -> dict[str, Any]:
     """Record a heartbeat and tell the instance what to do with the work it runs.
 
     ``stop``: a user asked these to stop; end them gracefully (should_stop, then terminated).
     ``abandon``: these attempts are no longer this instance's (reset elsewhere); kill them.
+    ``paused``: the service is paused; take no new executions until it is resumed.
     """
     if instance.status not in LIVE_INSTANCE:
         # The reaper gave this instance up; whatever it still runs belongs to newer attempts.
-        return {"stop": [], "abandon": [entry.execution_id for entry in running]}
+        return {"stop": [], "abandon": [entry.execution_id for entry in running], "paused": True}
+    paused = bool(Service.get_by_id(instance.service_id).paused)
+    if paused and status in ("running", "full"):
+        status = "paused"
+    if instance.status == "terminating" and status != "terminating":
+        status = "terminating"  # the scheduler asked it to go; it is on its way
     Instance.update(heartbeat_at=now_s(), status=status,
                     running=[{"execution_id": e.execution_id, "attempt": e.attempt} for e in running]).where(Instance.id == instance.id).execute()
     stop, abandon = [], []
@@ -352,7 +358,7 @@ def heartbeat(instance: Instance, status: str, running: list[Any]) -> dict[str, 
             abandon.append(entry.execution_id)
         elif execution.stop_requested:
             stop.append(entry.execution_id)
-    return {"stop": stop, "abandon": abandon}
+    return {"stop": stop, "abandon": abandon, "paused": paused}
 
 
 def deregister(instance: Instance, reason: str) -> None:

@@ -155,6 +155,7 @@ class InstanceProcess:
         self.running: dict[str, Running] = {}
         self.outbox: list[dict[str, Any]] = []
         self.draining = False
+        self.paused = False
         self.drain_deadline: float | None = None
         self.stop_now = False
         self.last_heartbeat = 0.0
@@ -210,8 +211,10 @@ class InstanceProcess:
     # -- the loop -------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        if not self.draining and len(self.running) < (self.concurrency or 1):
+        if not self.draining and not self.paused and len(self.running) < (self.concurrency or 1):
             self._pull(block=not self.running)
+        elif not self.running:
+            time.sleep(0.2)  # nothing to watch and nothing to pull: wait for the next heartbeat
         self._watch(timeout_s=0.2 if self.running else 0.0)
         now = time.monotonic()
         self._enforce_deadlines(now)
@@ -353,6 +356,7 @@ class InstanceProcess:
         except (requests.RequestException, Rejected) as exc:
             log.warning("instance %s: heartbeat failed (%s)", self.instance_id, exc)
             return
+        self.paused = bool(answer.get("paused", False))
         for execution_id in answer.get("stop", []):
             run = self.running.get(execution_id)
             if run and run.stop_reason is None:

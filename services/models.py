@@ -81,8 +81,22 @@ class Service(BaseModel):
     on_reset = peewee.CharField(max_length=10, default="rerun")
     max_attempts = peewee.IntegerField(default=3)
     run_as_process = peewee.BooleanField(default=True)
+    error_reason = peewee.TextField(null=True)  # set by the scheduler while instances crash-loop
     created_at = peewee.DoubleField(default=now_s)
     updated_at = peewee.DoubleField(default=now_s)
+
+
+class ServiceEvent(BaseModel):
+    """One scaling decision: what the scheduler saw, what it wanted and what it did."""
+
+    service = peewee.ForeignKeyField(Service, backref="events", on_delete="CASCADE")
+    at = peewee.DoubleField(default=now_s, index=True)
+    queued = peewee.IntegerField()
+    running = peewee.IntegerField()
+    instances = peewee.IntegerField()
+    desired = peewee.IntegerField()
+    action = peewee.CharField(max_length=20)
+    reason = peewee.TextField(default="")
 
 
 STATUSES = ("created", "pending", "in-progress", "success", "failed", "terminated", "aborted", "rerun")
@@ -130,8 +144,8 @@ class StatusLog(BaseModel):
     instance = peewee.CharField(max_length=32, null=True)
 
 
-INSTANCE_STATUSES = ("initializing", "running", "full", "terminating", "exited", "lost", "failed")
-LIVE_INSTANCE = ("initializing", "running", "full", "terminating")
+INSTANCE_STATUSES = ("initializing", "running", "full", "paused", "terminating", "exited", "lost", "failed")
+LIVE_INSTANCE = ("initializing", "running", "full", "paused", "terminating")
 
 
 class Instance(BaseModel):
@@ -190,6 +204,7 @@ class LogLine(BaseModel):
     line = peewee.TextField()
 
 
+# The tables of the first migration; later migrations add their own (see services/migrations).
 ENTITIES: list[type[BaseModel]] = [
     Model, Service, Execution, StatusLog, Instance, Attempt, MetricSample, Artifact, LogLine,
 ]

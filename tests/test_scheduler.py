@@ -8,7 +8,7 @@ import redis
 
 from scheduler.backends.memory import MemoryBackend
 from scheduler.daemon import Scheduler
-from scheduler.policy import InstanceState, Observed, ServiceConfig, choose_to_stop, desired_instances
+from scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
 from services import states
 from services.config import load_settings
 from services.models import Execution, Instance, Service
@@ -34,24 +34,69 @@ def running_execution(service: Service, instance: Instance, on_reset: str = "rer
     return states.claim(row.id, 1, instance.id)
 
 
+def fleet(*busy: bool) -> tuple[InstanceState, ...]:
+    return tuple(InstanceState(f"i{n}", "full" if is_busy else "running", is_busy) for n, is_busy in enumerate(busy))
+
+
+AUTO = ServiceConfig("autoscale", min_instances=0, max_instances=3, cooldown_s=60)
+
+
 @pytest.mark.parametrize(
-    ("config", "desired"),
+    ("case", "observed", "config", "now", "history", "desired", "action"),
     [
-        (ServiceConfig("fixed", 1, 1), 1),
-        (ServiceConfig("fixed", 3, 5), 3),
-        (ServiceConfig("fixed", 4, 2), 2),
-        (ServiceConfig("fixed", 2, 2, paused=True), 0),
-        (ServiceConfig("fixed", 0, 1), 0),
+        ("fixed keeps min_instances", Observed(5, 0, ()), ServiceConfig("fixed", 2, 4), 0, History(), 2, "scale-up"),
+        ("fixed is clamped to max", Observed(0, 0, ()), ServiceConfig("fixed", 4, 2), 0, History(), 2, "scale-up"),
+        ("paused wants none", Observed(3, 1, fleet(True)), ServiceConfig("fixed", 2, 2, paused=True), 0, History(1), 0, "pause"),
+        ("a queue over capacity grows at once", Observed(2, 0, ()), AUTO, 0, History(0), 2, "scale-up"),
+        ("growth stops at max", Observed(9, 0, ()), AUTO, 0, History(0), 3, "scale-up"),
+        ("never below min", Observed(0, 0, ()), ServiceConfig("autoscale", 1, 3), 0, History(0), 1, "scale-up"),
+        ("queue_length and concurrency widen an instance", Observed(5, 1, ()),
+         ServiceConfig("autoscale", 0, 9, queue_length=2, concurrency=1), 0, History(0), 3, "scale-up"),
+        ("an empty queue holds during the cooldown", Observed(0, 0, fleet(False, False)), AUTO, 30, History(2, 0, 0), 2, "hold"),
+        ("an empty queue scales to zero after the cooldown", Observed(0, 0, fleet(False, False)), AUTO, 61, History(2, 0, 0), 0, "scale-down"),
+        ("a fresh change is held for the cooldown too", Observed(0, 0, fleet(False)), AUTO, 70, History(1, 50, 0), 1, "hold"),
+        ("a lowered max shrinks at once", Observed(4, 3, fleet(True, True, True)),
+         ServiceConfig("autoscale", 0, 1, cooldown_s=60), 5, History(3, 0), 1, "scale-down"),
     ],
 )
-def test_the_fixed_policy_keeps_min_instances_within_max_and_none_when_paused(config: ServiceConfig, desired: int) -> None:
-    assert desired_instances(Observed(queued=5, running=0, instances=()), config, now=0.0) == desired
+def test_the_policy_table(case: str, observed: Observed, config: ServiceConfig, now: float, history: History,
+                          desired: int, action: str) -> None:
+    decision = decide(observed, config, now, history)
+    assert (decision.desired, decision.action) == (desired, action), (case, decision)
 
 
-def test_idle_instances_are_chosen_to_stop_before_busy_ones() -> None:
-    fleet = (InstanceState("busy", "full", True), InstanceState("idle", "running", False), InstanceState("new", "initializing", False))
-    assert choose_to_stop(fleet, 2) == ["new", "idle"]
-    assert choose_to_stop(fleet, 3)[-1] == "busy"
+def test_no_flapping_a_brief_dip_in_demand_does_not_shrink_the_service() -> None:
+    busy = decide(Observed(3, 0, ()), AUTO, 0, History(0))
+    dip = decide(Observed(0, 1, fleet(True, False, False)), AUTO, 10, busy.history)
+    back = decide(Observed(2, 1, fleet(True, False, False)), AUTO, 20, dip.history)
+    later = decide(Observed(0, 0, fleet(False, False, False)), AUTO, 50, back.history)
+    assert [d.desired for d in (busy, dip, back, later)] == [3, 3, 3, 3]
+    assert decide(Observed(0, 0, fleet(False, False, False)), AUTO, 111, later.history).desired == 0
+
+
+def test_busy_instances_are_never_chosen_for_scale_in_unless_forced_and_then_last() -> None:
+    instances = (InstanceState("busy", "full", True), InstanceState("idle", "running", False), InstanceState("new", "initializing", False))
+    assert choose_to_stop(instances, 2) == ["new", "idle"]
+    assert choose_to_stop(instances, 3) == ["new", "idle"]
+    assert choose_to_stop(instances, 3, forced=True) == ["new", "idle", "busy"]
+    assert decide(Observed(0, 1, fleet(True, True)), ServiceConfig("autoscale", 0, 1), 0, History(2)).forced is True
+
+
+def test_a_crash_loop_backs_off_exponentially_and_marks_the_service_error() -> None:
+    config = ServiceConfig("autoscale", 0, 2, crash_limit=3, crash_window_s=300, backoff_base_s=10, backoff_max_s=100)
+    three = Observed(4, 0, (), failures=(0.0, 1.0, 2.0), last_failure_reason="exit code 3")
+    decision = decide(three, config, 5.0, History(0))
+    assert (decision.may_start, decision.health, decision.action) == (False, "error", "backoff")
+    assert "exit code 3" in decision.health_reason
+    assert decide(three, config, 12.0, History(0)).may_start is True  # 2 + 10 s
+    five = Observed(4, 0, (), failures=(0.0, 1.0, 2.0, 3.0, 4.0))
+    assert decide(five, config, 40.0, History(0)).may_start is False  # 4 + 40 s
+    assert decide(five, config, 44.0, History(0)).may_start is True
+    assert decide(Observed(4, 0, (), failures=(0.0, 1.0, 2.0)), config, 400.0, History(0)).health == "ok"  # outside the window
+
+
+def test_desired_instances_is_the_number_of_the_decision() -> None:
+    assert desired_instances(Observed(5, 0, ()), ServiceConfig("fixed", 2, 2), now=0.0) == 2
 
 
 def test_the_fleet_keeper_starts_missing_instances_and_replaces_dead_ones(scheduler: Scheduler) -> None:

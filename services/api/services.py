@@ -7,9 +7,9 @@ import redis
 from flask import Blueprint
 
 from services import control, queues
-from services.api import body, redis_connection, settings
-from services.api.views import instance_view, service_view
-from services.models import Instance, Service
+from services.api import body, int_arg, redis_connection, settings
+from services.api.views import event_view, instance_view, service_view
+from services.models import Instance, Service, ServiceEvent
 from services.schemas import ServicePatch
 
 bp = Blueprint("services", __name__, url_prefix="/api/v1/services")
@@ -41,6 +41,28 @@ def update(name: str) -> dict[str, Any]:
     if service is None:
         service = control.get_service(name)
     return service_view(control.update_service(service, patch), _depth(name))
+
+
+@bp.post("/<name>/pause")
+def pause(name: str) -> tuple[dict[str, Any], int]:
+    """No new executions start; queued ones stay pending; instances drain away."""
+    service = control.update_service(control.get_service(name), ServicePatch(paused=True))
+    return service_view(service, _depth(name)), 202
+
+
+@bp.post("/<name>/resume")
+def resume(name: str) -> tuple[dict[str, Any], int]:
+    service = control.update_service(control.get_service(name), ServicePatch(paused=False))
+    return service_view(service, _depth(name)), 202
+
+
+@bp.get("/<name>/events")
+def events(name: str) -> dict[str, Any]:
+    """Scaling decisions, newest first: what the scheduler saw, wanted and did."""
+    control.get_service(name)
+    limit = int_arg("limit", 100, 1, 1000)
+    rows = ServiceEvent.select().where(ServiceEvent.service == name).order_by(ServiceEvent.at.desc(), ServiceEvent.id.desc()).limit(limit)
+    return {"items": [event_view(e) for e in rows]}
 
 
 @bp.get("/<name>/instances")

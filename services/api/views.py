@@ -5,7 +5,8 @@ from typing import Any
 
 from services import queues
 from services.api import iso
-from services.models import Attempt, Execution, Instance, Model, Service, StatusLog
+from scheduler.policy import service_health
+from services.models import LIVE_INSTANCE, Attempt, Execution, Instance, Model, Service, ServiceEvent, StatusLog
 
 
 def model_view(model: Model) -> dict[str, Any]:
@@ -52,12 +53,21 @@ def service_view(service: Service, queue_depth: int | None = None) -> dict[str, 
     view: dict[str, Any] = {name: getattr(service, name) for name in fields}
     counts = {status: Execution.select().where((Execution.service == service.name) & (Execution.status == status)).count()
               for status in ("pending", "rerun", "in-progress")}
+    live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
+    waiting = counts["pending"] + counts["rerun"]
+    health, reason = service_health(service.error_reason, service.paused, waiting, len(live), service.max_instances)
     view.update(
-        queue=queue_depth, pending=counts["pending"] + counts["rerun"], running=counts["in-progress"],
-        instances=Instance.select().where((Instance.service == service.name) & (Instance.status.not_in(["exited"]))).count(),
+        queue=queue_depth, pending=waiting, running=counts["in-progress"], instances=len(live),
+        instance_statuses={status: sum(1 for i in live if i.status == status) for status in sorted({i.status for i in live})},
+        health=health, health_reason=reason,
         created_at=iso(service.created_at), updated_at=iso(service.updated_at),
     )
     return view
+
+
+def event_view(event: ServiceEvent) -> dict[str, Any]:
+    return {"at": iso(event.at), "queued": event.queued, "running": event.running, "instances": event.instances,
+            "desired": event.desired, "action": event.action, "reason": event.reason}
 
 
 def instance_view(instance: Instance) -> dict[str, Any]:

@@ -26,4 +26,5 @@ def _load(name: str) -> Migration:
 
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _load("m0001_initial")),
+    (2, _load("m0002_autoscaler")),
 ]

@@ -1,0 +1,12 @@
+"""Autoscaler: service events and the scheduler's error reason on services."""
+from __future__ import annotations
+
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+
+def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    from services.models import Service, ServiceEvent
+
+    migrate(migrator.add_column(Service._meta.table_name, "error_reason", peewee.TextField(null=True)))
+    db.create_tables([ServiceEvent])
