@@ -17,7 +17,7 @@ from redis.exceptions import LockError
 from services import control, queues, states
 from services.config import Settings
 from services.db import database
-from services.errors import TrainfaasError
+from services.errors import BackendError, TrainfaasError
 from services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
 from scheduler.backends.base import InstanceBackend
 from scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
@@ -31,9 +31,10 @@ CRASH_WINDOW_S = 300.0
 
 class Scheduler:
     def __init__(self, settings: Settings, backend: InstanceBackend, connection: redis.Redis | None = None,
-                 clock: Callable[[], float] = now_s) -> None:
+                 clock: Callable[[], float] = now_s, extra_backends: list[InstanceBackend] | None = None) -> None:
         self.settings = settings
-        self.backend = backend
+        self.backend = backend  # the default; a service names its own in Service.backend
+        self.backends = {b.name: b for b in [backend, *(extra_backends or [])]}
         self.redis = connection or queues.connect(settings.redis_url)
         self.clock = clock
         self.lock = self.redis.lock(LOCK_KEY, timeout=max(15.0, 3 * settings.reaper_interval_s), thread_local=False)
@@ -92,7 +93,9 @@ class Scheduler:
         now = self.clock()
         for instance in Instance.select().where(Instance.status.in_(LIVE_INSTANCE)):
             seen = instance.heartbeat_at or instance.started_at
-            observation = self.backend.observe(instance) if instance.backend == self.backend.name else None
+            owner = self.backends.get(instance.backend)
+            observation = owner.observe(instance) if owner is not None else None
+            # (None: the backend cannot tell; the heartbeat decides.)
             if observation is not None and not observation.alive:
                 self._instance_gone(instance, "failed" if observation.failed else "exited", observation.exit_reason or "gone")
             elif instance.heartbeat_at is None and now - instance.started_at > START_TIMEOUT_S:
@@ -104,8 +107,8 @@ class Scheduler:
 
     def _instance_gone(self, instance: Instance, status: str, reason: str) -> None:
         log.warning("instance %s of %s is %s: %s", instance.id, instance.service_id, status, reason)
-        if status == "lost" and instance.backend == self.backend.name:
-            self.backend.kill(instance)  # a silent instance must not keep working on reset attempts
+        if status == "lost" and instance.backend in self.backends:
+            self.backends[instance.backend].kill(instance)  # a silent instance must not keep working on reset attempts
         Instance.update(status=status, ended_at=self.clock(), last_exit_reason=reason, running=[]).where(
             (Instance.id == instance.id) & (Instance.status.in_(LIVE_INSTANCE))).execute()
         self._reset_attempts_of(instance.id, f"instance {instance.id} {status}: {reason}")
@@ -183,19 +186,33 @@ class Scheduler:
         self._record(service, observed, decision, started, stopped)
         return decision
 
+    def backend_of(self, service: Service) -> InstanceBackend:
+        backend = self.backends.get(service.backend)
+        if backend is None:
+            raise BackendError(f"service {service.name} wants backend {service.backend!r}; this scheduler runs {sorted(self.backends)}")
+        return backend
+
     def _actuate(self, service: Service, observed: Observed, decision: Decision) -> tuple[int, int]:
+        backend = self.backend_of(service)
         active = observed.active
         started = stopped = 0
+        to_stop: list[str] = []
         if len(active) < decision.desired and decision.may_start:
-            for _ in range(decision.desired - len(active)):
-                self.start_instance(service)
-                started += 1
+            started = decision.desired - len(active)
+            if not backend.manages_replicas:
+                for _ in range(started):
+                    self.start_instance(service)
         elif len(active) > decision.desired:
-            for instance_id in choose_to_stop(active, len(active) - decision.desired, forced=decision.forced):
+            to_stop = choose_to_stop(active, len(active) - decision.desired, forced=decision.forced)
+            for instance_id in to_stop:
                 log.info("stopping instance %s of %s: %s", instance_id, service.name, decision.reason)
+                # The heartbeat answer tells the instance to drain; a local backend also signals it.
                 Instance.update(status="terminating").where(Instance.id == instance_id).execute()
-                self.backend.stop(Instance.get_by_id(instance_id))
-                stopped += 1
+                if not backend.manages_replicas:
+                    backend.stop(Instance.get_by_id(instance_id))
+            stopped = len(to_stop)
+        if backend.manages_replicas and (started or stopped or decision.action == "steady"):
+            backend.set_replicas(service, len(active) + started - stopped)
         return started, stopped
 
     def _record(self, service: Service, observed: Observed, decision: Decision, started: int, stopped: int) -> None:
@@ -217,10 +234,11 @@ class Scheduler:
         previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_(["failed", "lost"])))
                     .order_by(Instance.started_at.desc()).first())
         restarts = previous.restart_count + 1 if previous else 0
-        instance = Instance.create(service=service, backend=self.backend.name, status="initializing",
+        backend = self.backend_of(service)
+        instance = Instance.create(service=service, backend=backend.name, status="initializing",
                                    host=socket.gethostname(), restart_count=restarts, started_at=self.clock())
         try:
-            self.backend.start(service, instance)
+            backend.start(service, instance)
         except TrainfaasError as exc:
             Instance.update(status="failed", last_exit_reason=exc.message, ended_at=self.clock()).where(Instance.id == instance.id).execute()
             log.error("instance of %s failed to start: %s", service.name, exc.message)
@@ -257,7 +275,8 @@ class Scheduler:
         if self.apscheduler is not None:
             self.apscheduler.shutdown(wait=True)
             self.apscheduler = None
-        self.backend.close(drain_timeout_s)
+        for backend in self.backends.values():
+            backend.close(drain_timeout_s)
         try:
             if self.lock.owned():
                 self.lock.release()

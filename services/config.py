@@ -35,6 +35,22 @@ class Settings(BaseSettings):
     api_workers: int = 2
     api_threads: int = 8
 
+    # Instance backends the scheduler runs, besides the default "process" (e.g. "docker,swarm").
+    backends: str = ""
+    # Named resource profiles a service's instance_type refers to. Backends apply them: docker and
+    # swarm as container limits (cpus, memory, GPUs); the process backend as best effort.
+    instance_types: dict[str, dict[str, float]] = Field(default_factory=lambda: {
+        "regular-xs": {"cpus": 0.5, "memory_mb": 1024, "gpus": 0},
+        "regular-s": {"cpus": 1, "memory_mb": 2048, "gpus": 0},
+        "regular-m": {"cpus": 2, "memory_mb": 4096, "gpus": 0},
+        "regular-l": {"cpus": 4, "memory_mb": 8192, "gpus": 0},
+        "highmem-m": {"cpus": 2, "memory_mb": 16384, "gpus": 0},
+        "highmem-l": {"cpus": 4, "memory_mb": 32768, "gpus": 0},
+        "gpu-1": {"cpus": 4, "memory_mb": 16384, "gpus": 1},
+    })
+    docker_image: str = Field("trainfaas-runner:latest", description="Runner image of docker/swarm instances.")
+    docker_mounts: str = Field("", description="Extra binds for runner containers: host:container[:ro],...")
+
     def resolved(self) -> Settings:
         """Return a copy with the defaults that depend on ``home`` filled in and paths absolute."""
         home = self.home.expanduser().resolve()

@@ -340,10 +340,11 @@ def heartbeat(instance: Instance, status: str, running: list[Any]) -> dict[str, 
     ``stop``: a user asked these to stop; end them gracefully (should_stop, then terminated).
     ``abandon``: these attempts are no longer this instance's (reset elsewhere); kill them.
     ``paused``: the service is paused; take no new executions until it is resumed.
+    ``drain``: the scheduler chose this instance to go: stop pulling, finish, exit.
     """
     if instance.status not in LIVE_INSTANCE:
         # The reaper gave this instance up; whatever it still runs belongs to newer attempts.
-        return {"stop": [], "abandon": [entry.execution_id for entry in running], "paused": True}
+        return {"stop": [], "abandon": [entry.execution_id for entry in running], "paused": True, "drain": True}
     paused = bool(Service.get_by_id(instance.service_id).paused)
     if paused and status in ("running", "full"):
         status = "paused"
@@ -358,7 +359,7 @@ def heartbeat(instance: Instance, status: str, running: list[Any]) -> dict[str, 
             abandon.append(entry.execution_id)
         elif execution.stop_requested:
             stop.append(entry.execution_id)
-    return {"stop": stop, "abandon": abandon, "paused": paused}
+    return {"stop": stop, "abandon": abandon, "paused": paused, "drain": status == "terminating"}
 
 
 def deregister(instance: Instance, reason: str) -> None:

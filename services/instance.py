@@ -357,6 +357,8 @@ class InstanceProcess:
             log.warning("instance %s: heartbeat failed (%s)", self.instance_id, exc)
             return
         self.paused = bool(answer.get("paused", False))
+        if answer.get("drain") and not self.draining:
+            self._on_signal(signal.SIGTERM, None)  # the scheduler chose this instance to go
         for execution_id in answer.get("stop", []):
             run = self.running.get(execution_id)
             if run and run.stop_reason is None:

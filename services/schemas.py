@@ -53,7 +53,7 @@ class FunctionRequest(Strict):
 class ServicePatch(Strict):
     concurrency: int | None = Field(None, ge=1, le=64)
     instance_type: str | None = Field(None, min_length=1, max_length=50)
-    backend: Literal["process"] | None = None
+    backend: Literal["process", "docker", "swarm"] | None = None
     scaling_type: Literal["fixed", "autoscale"] | None = None
     min_instances: int | None = Field(None, ge=0, le=1000)
     max_instances: int | None = Field(None, ge=0, le=1000)

@@ -17,9 +17,17 @@ class Observation:
 
 
 class InstanceBackend:
-    """Starts, stops and observes instances. Implementations must be idempotent per instance id."""
+    """Starts, stops and observes instances. Implementations must be idempotent per instance id.
+
+    Two kinds exist. Backends that manage single instances (process, docker) get ``start`` for
+    an instance row the scheduler created, and ``stop``/``kill`` for one it chose. Backends that
+    manage a replica count (swarm) set ``manages_replicas = True`` and get ``set_replicas``;
+    their instances register themselves, and the scheduler drains the ones it chose to remove
+    through their heartbeat before it lowers the count.
+    """
 
     name = "base"
+    manages_replicas = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -36,7 +44,12 @@ class InstanceBackend:
         """Stop the instance at once. Its running attempts are reset by the caller."""
         raise NotImplementedError
 
-    def observe(self, instance: Instance) -> Observation:
+    def observe(self, instance: Instance) -> Observation | None:
+        """What the backend sees of ``instance``; None when it cannot tell (heartbeats decide)."""
+        raise NotImplementedError
+
+    def set_replicas(self, service: Service, replicas: int) -> None:
+        """For ``manages_replicas`` backends: run ``replicas`` instances of ``service``."""
         raise NotImplementedError
 
     def close(self, timeout_s: float) -> None:
