@@ -88,8 +88,11 @@ def ensure_service(settings: Settings, architecture: str) -> Service:
     return service
 
 
-def update_service(service: Service, patch: ServicePatch) -> Service:
+def update_service(service: Service, patch: ServicePatch, settings: Settings | None = None) -> Service:
     changes = patch.model_dump(exclude_none=True)
+    if settings is not None and "instance_type" in changes and changes["instance_type"] not in settings.instance_types:
+        raise ConfigError(f"unknown instance type {changes['instance_type']!r}",
+                          {"instance_type": f"one of: {', '.join(sorted(settings.instance_types))}"})
     low = changes.get("min_instances", service.min_instances)
     high = changes.get("max_instances", service.max_instances)
     if low > high:

@@ -100,7 +100,7 @@ def test_desired_instances_is_the_number_of_the_decision() -> None:
 
 
 def test_the_fleet_keeper_starts_missing_instances_and_replaces_dead_ones(scheduler: Scheduler) -> None:
-    service = Service.create(name="mgmt-train-sleep", architecture="sleep", min_instances=2, max_instances=2)
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", min_instances=2, max_instances=2, backend="memory")
     scheduler.keep_fleet(service)
     backend: MemoryBackend = scheduler.backend  # type: ignore[assignment]
     assert len(backend.started) == 2

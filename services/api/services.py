@@ -40,7 +40,7 @@ def update(name: str) -> dict[str, Any]:
         service = control.ensure_service(settings(), name[len(queues.SERVICE_PREFIX):])
     if service is None:
         service = control.get_service(name)
-    return service_view(control.update_service(service, patch), _depth(name))
+    return service_view(control.update_service(service, patch, settings()), _depth(name))
 
 
 @bp.post("/<name>/pause")
