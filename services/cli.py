@@ -116,7 +116,7 @@ def instance(ctx: click.Context, service: str, instance_id: str | None, concurre
 @click.pass_context
 def scheduler_cmd(ctx: click.Context) -> None:
     """Run the scheduler alone (fleet, reaper, reconciler) until Ctrl-C."""
-    from scheduler.backends.process import ProcessBackend
+    from scheduler.backends import create_all
     from scheduler.daemon import Scheduler
     from services.db import migrate, open_database
 
@@ -124,7 +124,8 @@ def scheduler_cmd(ctx: click.Context) -> None:
     logging.getLogger().setLevel(logging.INFO)
     open_database(settings.database_url)
     migrate()
-    daemon = Scheduler(settings, ProcessBackend(settings))
+    default, *extra = create_all(settings)
+    daemon = Scheduler(settings, default, extra_backends=extra)
     stopping = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

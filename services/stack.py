@@ -72,10 +72,11 @@ class Stack:
         raise Unavailable(f"the API did not answer on {self.settings.api_url} within {timeout_s:.0f} s")
 
     def start_scheduler(self) -> None:
-        from scheduler.backends.process import ProcessBackend
+        from scheduler.backends import create_all
         from scheduler.daemon import Scheduler
 
-        self.scheduler = Scheduler(self.settings, ProcessBackend(self.settings))
+        default, *extra = create_all(self.settings)
+        self.scheduler = Scheduler(self.settings, default, extra_backends=extra)
         self.scheduler.start()
 
     def stop(self, drain_timeout_s: float = 30.0) -> None:

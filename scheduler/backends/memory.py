@@ -9,6 +9,7 @@ class MemoryBackend(InstanceBackend):
     name = "memory"
 
     def __init__(self, settings: object = None) -> None:  # type: ignore[override]
+        self.replicas: dict[str, int] = {}
         self.started: list[str] = []
         self.stopped: list[str] = []
         self.killed: list[str] = []
@@ -28,6 +29,9 @@ class MemoryBackend(InstanceBackend):
         if instance.id in self.dead:
             return Observation(False, self.dead[instance.id], failed=True)
         return Observation(True)
+
+    def set_replicas(self, service: Service, replicas: int) -> None:
+        self.replicas[service.name] = replicas
 
     def close(self, timeout_s: float) -> None:
         self.stopped.extend(self.started)
