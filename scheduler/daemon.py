@@ -157,8 +157,10 @@ class Scheduler:
         fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == "full") for i in live)
         queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(CLAIMABLE))).count()
         running = Execution.select().where((Execution.service == service.name) & (Execution.status == "in-progress")).count()
+        # A crash loop is over once an instance started after the failures has registered.
+        healthy_since = max((i.started_at for i in live if i.heartbeat_at is not None), default=now - CRASH_WINDOW_S)
         failed = list(Instance.select().where((Instance.service == service.name) & (Instance.status == "failed")
-                                              & (Instance.ended_at > now - CRASH_WINDOW_S)).order_by(Instance.ended_at))
+                                              & (Instance.ended_at > max(now - CRASH_WINDOW_S, healthy_since))).order_by(Instance.ended_at))
         return Observed(queued=queued, running=running, instances=fleet, failures=tuple(i.ended_at for i in failed),
                         last_failure_reason=failed[-1].last_exit_reason if failed else "")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,7 +40,8 @@ class ProcessBackend(InstanceBackend):
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
     def command(self, service: Service, instance: Instance) -> list[str]:
-        return [sys.executable, "-m", "services.cli", "instance", "--service", service.name, "--instance-id", instance.id]
+        prefix = shlex.split(self.settings.process_command) or [sys.executable, "-m", "services.cli"]
+        return [*prefix, "instance", "--service", service.name, "--instance-id", instance.id]
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFAAS_")}
