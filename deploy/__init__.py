@@ -1,1 +1,1 @@
-"""Deployment files: gunicorn config, runner image, compose/swarm files."""
+"""Deployment files: the gunicorn config, the runner image and the Swarm notes."""

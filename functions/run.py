@@ -38,6 +38,15 @@ class WorkSpec:
     adapters: str = ""  # extra adapter references (the TRAINFAAS_ADAPTERS setting)
 
 
+def execute(execution_id: str) -> None:
+    """What an rq job on a trainfaas queue names. trainfaas instances claim executions from the
+    control plane and never run this; a plain ``rq worker`` pointed at the queue would."""
+    raise RuntimeError(
+        f"execution {execution_id} belongs to trainfaas: run `trainfaas instance --service <queue>` "
+        "instead of an rq worker on this queue"
+    )
+
+
 def resolve(function: str) -> Callable[[ProcessContext, WorkSpec], dict[str, Any]]:
     module, _, name = FUNCTIONS[function].partition(":")
     return getattr(import_module(module), name)  # type: ignore[no-any-return]

@@ -37,7 +37,7 @@ class Scheduler:
         self.backends = {b.name: b for b in [backend, *(extra_backends or [])]}
         self.redis = connection or queues.connect(settings.redis_url)
         self.clock = clock
-        self.lock = self.redis.lock(LOCK_KEY, timeout=max(15.0, 3 * settings.reaper_interval_s), thread_local=False)
+        self.lock = self.redis.lock(LOCK_KEY, timeout=max(15.0, 3 * settings.tick_interval_s), thread_local=False)
         self.last_reconcile = 0.0
         # Decision history per service. Lost on restart on purpose: a new scheduler starts from
         # the instances it finds, which is what a fresh decision needs.
@@ -267,9 +267,9 @@ class Scheduler:
 
     # -- running under APScheduler ------------------------------------------------------------
 
-    def start(self, interval_s: float = 1.0) -> None:
+    def start(self) -> None:
         self.apscheduler = BackgroundScheduler(daemon=True)
-        self.apscheduler.add_job(self.tick, "interval", seconds=interval_s, max_instances=1, coalesce=True, id="tick",
+        self.apscheduler.add_job(self.tick, "interval", seconds=self.settings.tick_interval_s, max_instances=1, coalesce=True, id="tick",
                                  next_run_time=datetime.now())
         self.apscheduler.start()
 

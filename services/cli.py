@@ -181,8 +181,10 @@ def train(ctx: click.Context, architecture: str, dataset: str | None, name: str 
     if epochs is not None:
         configuration["epochs"] = epochs
     execution_settings = {k: v for k, v in (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset)) if v is not None}
-    model = client.create_model(name or f"{architecture}-{Path(dataset).name if dataset else 'model'}", architecture)
-    execution = client.train(model["id"], dataset, configuration or None, execution_settings or None)
+    # The configuration goes with the model so that a bad option is rejected before anything exists.
+    model = client.create_model(name or f"{architecture}-{Path(dataset).name if dataset else 'model'}", architecture,
+                                configuration=configuration or None)
+    execution = client.train(model["id"], dataset, None, execution_settings or None)
     if not follow:
         _print_json(execution) if as_json else console.print(f"execution {execution['id']} {execution['status']} on {execution['service']}")
         return

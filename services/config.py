@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     heartbeat_interval_s: float = 2.0
     heartbeat_timeout_s: float = 10.0
-    reaper_interval_s: float = 2.0
+    tick_interval_s: float = 1.0  # how often the scheduler runs its fleet keeper, reaper and reconciler
     reconcile_interval_s: float = 5.0
     # A reset already stopped the work process on the instance; this grace only covers the case
     # where the instance itself is gone and the scheduler has to notice the overdue deadline.

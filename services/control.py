@@ -227,6 +227,11 @@ def output_path(settings: Settings, execution_id: str, attempt: int) -> Path:
 
 
 def last_checkpoint(execution_id: str, before_attempt: int) -> str | None:
+    """The newest checkpoint of the previous attempt, unless that attempt succeeded: a rerun of a
+    finished training trains anew, a rerun of an interrupted one continues where it stopped."""
+    previous = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == before_attempt - 1))
+    if previous is None or previous.outcome == "success":
+        return None
     row = (Artifact.select().where((Artifact.execution == execution_id) & (Artifact.kind == "checkpoint")
                                    & (Artifact.attempt < before_attempt))
            .order_by(Artifact.attempt.desc(), Artifact.step.desc(), Artifact.id.desc()).first())
@@ -310,7 +315,9 @@ def finish(connection: redis.Redis, instance: Instance, execution_id: str, attem
         _model_trained(execution, output or {})
         return execution
     if outcome == "terminated":
-        return states.finish(execution_id, attempt, "terminated", reason or "stopped by user", instance=instance.id, output=output)
+        execution = states.finish(execution_id, attempt, "terminated", reason or "stopped by user", instance=instance.id, output=output)
+        _model_stopped(execution, output or {})
+        return execution
     execution = states.finish(execution_id, attempt, "failed", reason or "failed", instance=instance.id,
                               error=error or reason, traceback=traceback)
     if execution.model_id:
@@ -327,6 +334,16 @@ def _model_trained(execution: Execution, output: dict[str, Any]) -> None:
                  labels=output.get("labels") or execution.model.labels, updated_at=now_s()).where(Model.id == execution.model_id).execute()
 
 
+def _model_stopped(execution: Execution, output: dict[str, Any]) -> None:
+    """A stopped training that saved its model leaves a usable (partly trained) model."""
+    if not execution.model_id:
+        return
+    if "model_path" in output:
+        _model_trained(execution, output)
+    else:
+        Model.update(status="created", updated_at=now_s()).where(Model.id == execution.model_id).execute()
+
+
 def reset(connection: redis.Redis, execution_id: str, attempt: int, reason: str, instance: str | None = None) -> Execution:
     """Reset an attempt (rerun or abort per its settings) and queue the rerun."""
     execution = states.reset(execution_id, attempt, reason, instance=instance)
@@ -334,6 +351,8 @@ def reset(connection: redis.Redis, execution_id: str, attempt: int, reason: str,
         try_enqueue(connection, execution)
     elif execution.model_id and execution.status == "aborted":
         Model.update(status="failed", updated_at=now_s()).where(Model.id == execution.model_id).execute()
+    elif execution.status == "terminated":
+        _model_stopped(execution, {})
     return execution
 
 
