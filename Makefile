@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU builds of torch/torchvision unless a GPU is present (override: make TORCH_CONSTRAINTS= ...).
 TORCH_CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c deploy/constraints-cpu.txt)
 
-.PHONY: demo test install lint clean
+.PHONY: demo test bench install lint clean
 
 $(BIN)/trainfaas: pyproject.toml deploy/constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m tests.perf.bench_autoscale
 
 lint: install
 	$(BIN)/ruff check services adapters functions scheduler deploy tests

@@ -1,0 +1,51 @@
+"""Helpers shared by the benchmark scripts: a throwaway stack and the one-line summary format."""
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from services.config import Settings, load_settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_settings(**overrides: Any) -> Settings:
+    home = Path(tempfile.mkdtemp(prefix="tfb", dir="/tmp"))
+    return load_settings(home=home, port=free_port(), api_url="", **overrides)
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(poll_s)
+
+
+def report(name: str, figure: str, value: float, baseline: float, goal: float, higher_is_better: bool = False,
+           extra: dict[str, Any] | None = None) -> bool:
+    """Print ``bench <name>: <figure>=<value> baseline=<b> ratio=<r> goal=<g> pass|miss`` and save JSON."""
+    ratio = value / baseline if baseline else float("inf")
+    met = ratio >= goal if higher_is_better else ratio <= goal
+    print(f"bench {name}: {figure}={value:.3f} baseline={baseline:.3f} ratio={ratio:.3f} goal={goal:g} {'pass' if met else 'miss'}")
+    RESULTS.mkdir(exist_ok=True)
+    record = {"name": name, "figure": figure, "value": value, "baseline": baseline, "ratio": ratio, "goal": goal,
+              "pass": met, "machine": f"{platform.node()} {platform.processor() or platform.machine()} cores={__import__('os').cpu_count()}",
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
+    return met
