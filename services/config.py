@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # Named resource profiles a service's instance_type refers to. Backends apply them: docker and
     # swarm as container limits (cpus, memory, GPUs); the process backend as best effort.
     instance_types: dict[str, dict[str, float]] = Field(default_factory=lambda: {
+        "default": {},  # no limits: the whole machine, GPUs included
         "regular-xs": {"cpus": 0.5, "memory_mb": 1024, "gpus": 0},
         "regular-s": {"cpus": 1, "memory_mb": 2048, "gpus": 0},
         "regular-m": {"cpus": 2, "memory_mb": 4096, "gpus": 0},

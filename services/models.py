@@ -65,7 +65,7 @@ class Service(BaseModel):
     architecture = peewee.CharField(max_length=100)
     # runtime
     concurrency = peewee.IntegerField(default=1)
-    instance_type = peewee.CharField(max_length=50, default="regular-s")
+    instance_type = peewee.CharField(max_length=50, default="default")
     backend = peewee.CharField(max_length=20, default="process")
     # autoscaler
     scaling_type = peewee.CharField(max_length=20, default="fixed")

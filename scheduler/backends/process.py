@@ -1,12 +1,14 @@
 """Instances as local child processes (the default backend).
 
-A scheduler that restarts finds its instances by pid and adopts them; instance types are
-applied as best effort (a memory limit on the instance's address space via RLIMIT_AS is
-left to a later change: torch reserves far more virtual memory than it uses).
+A scheduler that restarts finds its instances by pid and adopts them. Instance types are applied
+as best effort: ``cpus`` sets the thread count of torch and the BLAS libraries, ``gpus: 0``
+hides the GPUs (the ``default`` profile sets nothing) (CUDA_VISIBLE_DEVICES=""); memory is not limited (an address-space limit breaks
+torch, which reserves far more virtual memory than it uses). Use the docker backend for hard limits.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import signal
@@ -43,8 +45,14 @@ class ProcessBackend(InstanceBackend):
         prefix = shlex.split(self.settings.process_command) or [sys.executable, "-m", "services.cli"]
         return [*prefix, "instance", "--service", service.name, "--instance-id", instance.id]
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, service: Service | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFAAS_")}
+        profile = self.settings.instance_types.get(service.instance_type, {}) if service is not None else {}
+        if profile.get("cpus"):
+            threads = str(max(1, math.ceil(profile["cpus"])))
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
+        if profile.get("gpus", -1) == 0:
+            env["CUDA_VISIBLE_DEVICES"] = ""
         env.update(
             TRAINFAAS_HOME=str(self.settings.home), TRAINFAAS_REDIS_URL=self.settings.redis_url,
             TRAINFAAS_API_URL=self.settings.api_url, TRAINFAAS_ADAPTERS=self.settings.adapters,
@@ -59,7 +67,7 @@ class ProcessBackend(InstanceBackend):
         with open(logs / f"instance-{instance.id}.log", "ab") as out:
             try:
                 child = subprocess.Popen(
-                    self.command(service, instance), env=self.environment(), stdin=subprocess.DEVNULL,
+                    self.command(service, instance), env=self.environment(service), stdin=subprocess.DEVNULL,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 )
             except OSError as exc:
