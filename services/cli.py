@@ -295,9 +295,9 @@ def services_list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json(items)
         return
-    table = Table("name", "scaling", "min", "max", "instances", "queue", "pending", "running", "paused")
+    table = Table("name", "health", "scaling", "min", "max", "instances", "queue", "pending", "running", "paused")
     for s in items:
-        table.add_row(s["name"], s["scaling_type"], str(s["min_instances"]), str(s["max_instances"]), str(s["instances"]),
+        table.add_row(s["name"], s["health"], s["scaling_type"], str(s["min_instances"]), str(s["max_instances"]), str(s["instances"]),
                       str(s["queue"]), str(s["pending"]), str(s["running"]), str(s["paused"]))
     console.print(table)
 
@@ -312,8 +312,11 @@ def services_show(ctx: click.Context, name: str, as_json: bool) -> None:
     if as_json:
         _print_json({**service, "instance_list": instances})
         return
+    colour = {"ok": "green", "warning": "yellow", "error": "red"}[service["health"]]
+    console.print(f"[bold]{'health':20}[/bold] [{colour}]{service['health']}[/{colour}] {service['health_reason']}")
     for key, value in service.items():
-        console.print(f"[bold]{key:20}[/bold] {value}")
+        if key not in ("health", "health_reason"):
+            console.print(f"[bold]{key:20}[/bold] {value}")
     table = Table("instance", "status", "host", "pid", "heartbeat", "restarts", "last exit", title="instances")
     for i in instances:
         table.add_row(i["id"], i["status"], i["host"], str(i["pid"]), i["heartbeat"] or "", str(i["restart_count"]), i["last_exit_reason"] or "")
@@ -330,6 +333,7 @@ def services_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option("--concurrency", type=int)
 @click.option("--instance-type")
 @click.option("--scaling-type", type=click.Choice(["fixed", "autoscale"]))
+@click.option("--backend", type=click.Choice(["process", "docker", "swarm"]))
 @click.option("--timeout", "timeout_s", type=float)
 @click.option("--drain-time", "drain_time_s", type=float)
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]))
@@ -342,6 +346,40 @@ def services_set(ctx: click.Context, name: str, **changes: Any) -> None:
         raise click.UsageError("nothing to set: give at least one option (see --help)")
     service = _client(ctx).update_service(name, **changes)
     console.print(", ".join(f"{k}={service[k]}" for k in changes))
+
+
+@services.command("pause")
+@click.argument("name")
+@click.pass_context
+def services_pause(ctx: click.Context, name: str) -> None:
+    """No new executions start; queued ones stay pending; instances drain away."""
+    service = _client(ctx).pause_service(name)
+    console.print(f"{name} paused: {service['pending']} pending, {service['running']} running")
+
+
+@services.command("resume")
+@click.argument("name")
+@click.pass_context
+def services_resume(ctx: click.Context, name: str) -> None:
+    service = _client(ctx).resume_service(name)
+    console.print(f"{name} resumed: {service['pending']} pending")
+
+
+@services.command("events")
+@click.argument("name")
+@click.option("--limit", default=30, type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def services_events(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
+    """Why the autoscaler did what it did: each decision with what it saw."""
+    items = _client(ctx).service_events(name, limit)
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("time", "queued", "running", "instances", "desired", "action", "reason")
+    for e in items:
+        table.add_row(e["at"], str(e["queued"]), str(e["running"]), str(e["instances"]), str(e["desired"]), e["action"], e["reason"])
+    console.print(table)
 
 
 @main.group()

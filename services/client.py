@@ -119,5 +119,14 @@ class Client:
     def update_service(self, name: str, **changes: Any) -> dict[str, Any]:
         return self.request("PATCH", f"/api/v1/services/{name}", json=changes)  # type: ignore[no-any-return]
 
+    def pause_service(self, name: str) -> dict[str, Any]:
+        return self.request("POST", f"/api/v1/services/{name}/pause")  # type: ignore[no-any-return]
+
+    def resume_service(self, name: str) -> dict[str, Any]:
+        return self.request("POST", f"/api/v1/services/{name}/resume")  # type: ignore[no-any-return]
+
+    def service_events(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v1/services/{name}/events", params={"limit": limit})["items"]  # type: ignore[no-any-return]
+
     def instances(self, service: str) -> list[dict[str, Any]]:
         return self.request("GET", f"/api/v1/services/{service}/instances")["items"]  # type: ignore[no-any-return]

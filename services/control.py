@@ -20,7 +20,7 @@ from adapters.catalog import get_adapter
 from services import queues, states
 from services.config import Settings
 from services.db import database
-from services.errors import ConfigError, DatasetError, NotFound, StaleAttempt
+from services.errors import ConfigError, DatasetError, NotFound, ServicePaused, StaleAttempt
 from services.models import (
     LIVE_INSTANCE, Artifact, Attempt, Execution, Instance, LogLine, MetricSample, Model, Service, now_s,
 )
@@ -243,6 +243,8 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
     execution = get_execution(execution_id)
     if execution.service_id != instance.service_id:
         raise NotFound(f"execution {execution_id} does not exist in service {instance.service_id}")
+    if execution.service.paused:
+        raise ServicePaused(f"service {instance.service_id} is paused; execution {execution_id} stays queued")
     execution = states.claim(execution_id, attempt, instance.id)
     resume = last_checkpoint(execution_id, attempt)
     if resume:

@@ -45,6 +45,12 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class ServicePaused(Conflict):
+    """The service is paused: no execution of it starts until it is resumed."""
+
+    code = "service_paused"
+
+
 class StaleAttempt(InvalidTransition):
     """A write from an attempt that is no longer the execution's current one (fencing)."""
 

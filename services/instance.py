@@ -156,7 +156,7 @@ class InstanceProcess:
         self.outbox: list[dict[str, Any]] = []
         self.draining = False
         self.paused = False
-        self.drain_deadline: float | None = None
+        self.drain_started: float | None = None
         self.stop_now = False
         self.last_heartbeat = 0.0
         self.last_flush = 0.0
@@ -191,8 +191,8 @@ class InstanceProcess:
             log.info("instance %s: stopping now", self.instance_id)
             return
         self.draining = True
+        self.drain_started = time.monotonic()
         longest = max((run.drain_time_s for run in self.running.values()), default=0.0)
-        self.drain_deadline = time.monotonic() + longest
         log.info("instance %s draining: %d running, up to %.0f s", self.instance_id, len(self.running), longest)
 
     def _retry(self, call: Any, what: str, limit_s: float = 120.0) -> Any:
@@ -244,6 +244,9 @@ class InstanceProcess:
             claimed = self._retry(lambda: self.api.instance_call("/claim", {"execution_id": execution_id, "attempt": attempt}), "claim")
         except Rejected as exc:
             log.info("instance %s: execution %s attempt %s not claimed: %s", self.instance_id, execution_id, attempt, exc)
+            if exc.body.get("error", {}).get("code") == "service_paused":
+                self.paused = True
+                queues.enqueue(self.redis, self.service, execution_id, attempt, at_front=True)  # it stays first in line
             return
         except requests.RequestException:
             # The API stayed away; the execution is still pending in the DB and the reconciler
@@ -297,7 +300,10 @@ class InstanceProcess:
             if run.stop_reason is None and now >= run.deadline:
                 elapsed = now - run.started
                 self._stop(run, f"timeout: attempt ran {elapsed:.0f} s, over its timeout", grace_s=STOP_GRACE_S)
-            if run.stop_reason is None and self.draining and (self.stop_now or (self.drain_deadline and now >= self.drain_deadline)):
+            # Each attempt gets its own drain time, counted from when draining began (or from its
+            # start, for one claimed while the drain signal arrived).
+            drain_deadline = max(self.drain_started or now, run.started) + run.drain_time_s
+            if run.stop_reason is None and self.draining and (self.stop_now or now >= drain_deadline):
                 why = "instance stopped" if self.stop_now else f"drain time exceeded ({run.drain_time_s:.0f} s) while the instance was stopping"
                 self._stop(run, why, grace_s=STOP_GRACE_S)
             if run.kill_at is not None and now >= run.kill_at and run.process.is_alive():

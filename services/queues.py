@@ -35,14 +35,14 @@ def get_queue(connection: redis.Redis, service: str) -> Queue:
     return Queue(service, connection=connection)
 
 
-def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: int) -> None:
+def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: int, at_front: bool = False) -> None:
     """Put (execution, attempt) on the service's queue. Duplicates are harmless: claims are CAS."""
     queue = get_queue(connection, service)
     # The job is never run by an rq worker; it names a function only so that `rq info` and
     # dashboards show something meaningful. The instance claims the execution from the DB.
     queue.enqueue_call(
         JOB_FUNCTION, args=(execution_id,), job_id=job_id(execution_id, attempt),
-        result_ttl=0, failure_ttl=3600, ttl=None, description=f"execution {execution_id} attempt {attempt}",
+        result_ttl=0, failure_ttl=3600, ttl=None, description=f"execution {execution_id} attempt {attempt}", at_front=at_front,
     )
     log.info("execution %s attempt %s queued on %s", execution_id, attempt, service)
 

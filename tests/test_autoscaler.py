@@ -87,3 +87,22 @@ def test_a_crash_looping_instance_marks_the_service_error_backs_off_and_loses_no
     finally:
         stack.stop(drain_timeout_s=5.0)
 
+
+
+def test_a_paused_service_starts_nothing_keeps_its_queue_and_resumes_it(stack: Any) -> None:
+    stack.client.update_service(SERVICE, polling_interval_s=1)
+    model = stack.client.create_model("held", "sleep", configuration={"seconds": 0.2, "steps": 1})
+    warm = stack.client.train(model["id"])
+    assert final_status(stack.client, warm["id"])["status"] == "success"
+
+    stack.client.pause_service(SERVICE)
+    ids = [stack.client.train(model["id"])["id"] for _ in range(2)]
+    wait_until(lambda: live_instances() == 0, 30, "the instances to drain away")
+    service = stack.client.get_service(SERVICE)
+    assert service["health"] == "warning" and "paused" in service["health_reason"]
+    assert [stack.client.get_execution(i)["status"] for i in ids] == ["pending", "pending"]
+    assert any(e["action"] == "pause" for e in stack.client.service_events(SERVICE))
+
+    stack.client.resume_service(SERVICE)
+    assert [final_status(stack.client, i)["status"] for i in ids] == ["success", "success"]
+    assert stack.client.get_service(SERVICE)["health"] == "ok"
