@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from services.config import Settings, load_settings
+from tests.conftest import wait_until as wait_for  # noqa: F401 - re-exported for the scripts
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -24,17 +25,6 @@ def free_port() -> int:
 def bench_settings(**overrides: Any) -> Settings:
     home = Path(tempfile.mkdtemp(prefix="tfb", dir="/tmp"))
     return load_settings(home=home, port=free_port(), api_url="", **overrides)
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout_s} s")
-        time.sleep(poll_s)
 
 
 def report(name: str, figure: str, value: float, baseline: float, goal: float, higher_is_better: bool = False,
