@@ -1,0 +1,178 @@
+"""Image-folder data sets: the layout check adapters rely on, and the samples trainfaas bundles.
+
+An image-folder data set is a directory with two subsets, each holding one folder per label::
+
+    <data set>/train/<label>/<image>
+    <data set>/validation/<label>/<image>
+
+Images are files ending in .png, .jpg, .jpeg or .bmp (any case). The labels are the folder names
+under ``train/``; ``validation/`` may leave some of them out but may not add new ones, because a
+model cannot be scored on a label it was never trained on.
+
+This module imports neither torch nor scikit-learn at import time, so the API can check a data
+set without paying for either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from services.errors import DatasetError
+
+SUBSETS: tuple[str, ...] = ("train", "validation")
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
+LAYOUT = "<data set>/train/<label>/<image> and <data set>/validation/<label>/<image>, images ending in " + ", ".join(IMAGE_SUFFIXES)
+
+# Written last by write_digits: its presence means the export is complete.
+DIGITS_MARKER = "trainfaas-sample.json"
+DIGITS_VERSION = 1
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _invalid(path: Path, problem: str) -> DatasetError:
+    return DatasetError(f"data set {path}: {problem}; expected {LAYOUT}", {"dataset": problem})
+
+
+def _label_folders(subset_path: Path) -> dict[str, int]:
+    """Map each label folder of one subset to the number of images in it (hidden folders skipped)."""
+    return {
+        entry.name: sum(1 for item in entry.iterdir() if _is_image(item))
+        for entry in sorted(subset_path.iterdir())
+        if entry.is_dir() and not entry.name.startswith(".")
+    }
+
+
+def read_image_folder(path: Path) -> tuple[list[str], dict[str, int]]:
+    """Check that ``path`` is an image-folder data set; return its sorted labels and images per subset.
+
+    Raises DatasetError, naming what is missing and the layout expected, when the directory or a
+    subset is missing, a subset has no label folders, a training label has no image, the
+    validation subset has no image, or the validation subset has a label the training one lacks.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise _invalid(path, "the directory does not exist")
+    images_by_label: dict[str, dict[str, int]] = {}
+    for subset in SUBSETS:
+        subset_path = path / subset
+        if not subset_path.is_dir():
+            raise _invalid(path, f"no {subset}/ folder")
+        images_by_label[subset] = _label_folders(subset_path)
+        if not images_by_label[subset]:
+            raise _invalid(path, f"{subset}/ has no label folders")
+    labels = sorted(images_by_label["train"])
+    # Every training label must be learnable: an empty one would be a class no image teaches.
+    empty = [label for label in labels if images_by_label["train"][label] == 0]
+    if empty:
+        raise _invalid(path, f"train/ has label folders without images: {', '.join(empty)}")
+    unknown = sorted(set(images_by_label["validation"]) - set(labels))
+    if unknown:
+        raise _invalid(path, f"validation/ has labels that train/ lacks: {', '.join(unknown)}")
+    counts = {subset: sum(images_by_label[subset].values()) for subset in SUBSETS}
+    if counts["validation"] == 0:
+        raise _invalid(path, "validation/ has no images")
+    return labels, counts
+
+
+def _digits_summary(dest: Path, labels: list[str], counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "path": str(dest),
+        "labels": labels,
+        "train_images": counts["train"],
+        "validation_images": counts["validation"],
+    }
+
+
+def _complete_export(dest: Path, validation_fraction: float, seed: int) -> dict[str, Any] | None:
+    """The summary of an export already in ``dest`` made with these parameters, or None."""
+    try:
+        marker = json.loads((dest / DIGITS_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    wanted = {"version": DIGITS_VERSION, "validation_fraction": validation_fraction, "seed": seed}
+    if any(marker.get(key) != value for key, value in wanted.items()):
+        return None
+    return marker.get("summary")
+
+
+def _export_digits(root: Path, validation_fraction: float, seed: int) -> dict[str, int]:
+    """Write the digits as PNG files under ``root``; return images per subset."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    # Pixel values are 0..16; stretch them to the full 8-bit range an image viewer expects.
+    pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    indexes = np.arange(len(digits.target))
+    train_indexes, validation_indexes = train_test_split(indexes, test_size=validation_fraction, random_state=seed, stratify=digits.target)
+    counts: dict[str, int] = {}
+    for subset, subset_indexes in (("train", train_indexes), ("validation", validation_indexes)):
+        for index in sorted(int(i) for i in subset_indexes):
+            folder = root / subset / str(int(digits.target[index]))
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[index]).save(folder / f"{index:04d}.png")
+        counts[subset] = len(subset_indexes)
+    return counts
+
+
+def write_digits(dest: Path, validation_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
+    """Export scikit-learn's digits (1,797 8x8 grayscale images, labels "0".."9") as an image folder.
+
+    Writes ``dest/train/<label>/<index>.png`` and ``dest/validation/<label>/<index>.png``, where
+    ``index`` is the image's position in scikit-learn's data set. The split is stratified by label
+    and depends only on ``validation_fraction`` and ``seed``. When ``dest`` already holds a
+    complete export made with the same parameters, nothing is written. The export is built in a
+    scratch folder beside ``dest`` and moved in at the end, so an interrupted export never looks
+    complete. Returns ``{"path", "labels", "train_images", "validation_images"}``.
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise DatasetError(
+            f"validation_fraction must lie strictly between 0 and 1, not {validation_fraction}",
+            {"validation_fraction": "must lie strictly between 0 and 1"},
+        )
+    dest = Path(dest)
+    existing = _complete_export(dest, validation_fraction, seed)
+    if existing is not None:
+        return existing
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        counts = _export_digits(scratch, validation_fraction, seed)
+        summary = _digits_summary(dest, [str(label) for label in range(10)], counts)
+        marker = {
+            "version": DIGITS_VERSION,
+            "validation_fraction": validation_fraction,
+            "seed": seed,
+            "summary": summary,
+        }
+        (scratch / DIGITS_MARKER).write_text(json.dumps(marker, indent=2))
+        _move_into(scratch, dest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return summary
+
+
+def _move_into(scratch: Path, dest: Path) -> None:
+    """Replace ``dest``'s subsets and marker with the ones in ``scratch``; other files stay."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / DIGITS_MARKER).unlink(missing_ok=True)
+    for subset in SUBSETS:
+        shutil.rmtree(dest / subset, ignore_errors=True)
+        os.replace(scratch / subset, dest / subset)
+    # The marker goes last: a reader that sees it sees the whole export.
+    os.replace(scratch / DIGITS_MARKER, dest / DIGITS_MARKER)
+
+
+SAMPLES: dict[str, Callable[..., dict[str, Any]]] = {"digits": write_digits}
+"""Bundled sample data sets by name; each writer takes ``dest`` and returns a summary dict."""
