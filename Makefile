@@ -2,15 +2,15 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# CPU builds of torch/torchvision unless a GPU is present (override: make TORCH_CONSTRAINTS= ...).
-TORCH_CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c deploy/constraints-cpu.txt)
+# Pins torch and torchvision to a pair built together (override: make CONSTRAINTS= ...).
+CONSTRAINTS ?= -c deploy/constraints.txt
 
 .PHONY: demo test bench install lint clean
 
-$(BIN)/trainfaas: pyproject.toml deploy/constraints-cpu.txt
+$(BIN)/trainfaas: pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH_CONSTRAINTS) -e '.[dev]'
+	$(BIN)/pip install --quiet $(CONSTRAINTS) -e '.[dev]'
 	@touch $@
 
 install: $(BIN)/trainfaas

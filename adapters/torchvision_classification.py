@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,9 @@ import torch
 from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision import models as tv_models
+from torchvision import transforms as tv_transforms
+from torchvision.datasets import ImageFolder
 
 from adapters.base import ModelAdapter, Options
 from adapters.datasets import IMAGE_SUFFIXES, read_image_folder
@@ -38,40 +40,6 @@ MODEL_FILE = "model.pt"
 PRELOAD_LIMIT_BYTES = 2 * 1024**3
 STATISTICS_IMAGES = 2048
 DECODE_BATCH_IMAGES = 256
-
-# Kept for the life of the process: dropping it would unregister the placeholder operators.
-_placeholder_ops: torch.library.Library | None = None
-
-
-def _import_torchvision() -> Any:
-    """Import torchvision, also where its compiled operators cannot load.
-
-    torchvision's wheels are built against one torch build; next to a different one (a CPU-only
-    torch beside a CUDA torchvision, say) its detection operators fail to load, and torchvision
-    then fails at import while registering a shape function for ``torchvision::nms``. The
-    classification models never call those operators, so placeholder declarations (which have no
-    implementation and fail if ever called) are enough to let the import finish.
-    """
-    global _placeholder_ops
-    try:
-        import torchvision
-    except RuntimeError as error:
-        if "torchvision::nms" not in str(error):
-            raise
-        _placeholder_ops = torch.library.Library("torchvision", "FRAGMENT")
-        for name in ("nms", "qnms"):
-            _placeholder_ops.define(f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        # The failed import left half-initialised modules behind; import them afresh.
-        for module in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
-            del sys.modules[module]
-        import torchvision
-    return torchvision
-
-
-torchvision = _import_torchvision()
-from torchvision import models as tv_models  # noqa: E402  (needs the import above to have succeeded)
-from torchvision import transforms as tv_transforms  # noqa: E402
-from torchvision.datasets import ImageFolder  # noqa: E402
 
 ARCHITECTURES: tuple[str, ...] = tuple(sorted(tv_models.list_models(module=tv_models)))
 
