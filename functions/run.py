@@ -11,9 +11,10 @@ import logging
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from importlib import import_module
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any
 
 from functions.context import LogWriter, ProcessContext
 

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from redis.exceptions import LockError
 
+from scheduler.backends.base import InstanceBackend
+from scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
 from services import control, queues, states
 from services.config import Settings
 from services.db import database
 from services.errors import BackendError, TrainfaasError
 from services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
-from scheduler.backends.base import InstanceBackend
-from scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
 
 log = logging.getLogger("trainfaas.scheduler")
 
@@ -241,9 +241,10 @@ class Scheduler:
                                    host=socket.gethostname(), restart_count=restarts, started_at=self.clock())
         try:
             backend.start(service, instance)
-        except TrainfaasError as exc:
-            Instance.update(status="failed", last_exit_reason=exc.message, ended_at=self.clock()).where(Instance.id == instance.id).execute()
-            log.error("instance of %s failed to start: %s", service.name, exc.message)
+        except Exception as exc:  # noqa: BLE001 - any start failure counts towards the crash loop
+            reason = exc.message if isinstance(exc, TrainfaasError) else f"{type(exc).__name__}: {exc}"
+            Instance.update(status="failed", last_exit_reason=reason, ended_at=self.clock()).where(Instance.id == instance.id).execute()
+            log.error("instance of %s failed to start: %s", service.name, reason)
         return instance
 
     # -- reconciler --------------------------------------------------------------------------

@@ -87,7 +87,8 @@ def up(ctx: click.Context, host: str | None, port: int | None) -> None:
         if stopping.is_set():
             console.print("stopping now; running executions will be rerun on the next start")
             if stack.scheduler is not None:
-                stack.scheduler.backend.close(0)
+                for backend in stack.scheduler.backends.values():
+                    backend.close(0)
             return
         stopping.set()
 
@@ -103,13 +104,15 @@ def up(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option("--service", required=True, help="The service to serve, e.g. mgmt-train-resnet18.")
 @click.option("--instance-id", default=None, help="Adopt this pre-registered instance id (set by the scheduler).")
 @click.option("--concurrency", default=None, type=int, help="Executions at once (default: the service's).")
+@click.option("--backend", default="process", show_default=True, envvar="TRAINFAAS_INSTANCE_BACKEND",
+              help="Backend that runs this instance (process, docker, swarm); reported when it registers.")
 @click.pass_context
-def instance(ctx: click.Context, service: str, instance_id: str | None, concurrency: int | None) -> None:
+def instance(ctx: click.Context, service: str, instance_id: str | None, concurrency: int | None, backend: str) -> None:
     """Run one instance of a service: pull its queue and run executions in work processes."""
     from services.instance import main as run_instance
 
     logging.getLogger().setLevel(logging.INFO)
-    run_instance(_settings(ctx), service, instance_id, concurrency)
+    run_instance(_settings(ctx), service, instance_id, concurrency, backend)
 
 
 @main.command("scheduler")

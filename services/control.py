@@ -22,7 +22,16 @@ from services.config import Settings
 from services.db import database
 from services.errors import ConfigError, DatasetError, NotFound, ServicePaused, StaleAttempt
 from services.models import (
-    LIVE_INSTANCE, Artifact, Attempt, Execution, Instance, LogLine, MetricSample, Model, Service, now_s,
+    LIVE_INSTANCE,
+    Artifact,
+    Attempt,
+    Execution,
+    Instance,
+    LogLine,
+    MetricSample,
+    Model,
+    Service,
+    now_s,
 )
 from services.schemas import ExecutionSettings, ServicePatch
 

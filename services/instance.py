@@ -166,12 +166,13 @@ class InstanceProcess:
     def run(self) -> None:
         for name in SECRET_ENV:
             os.environ.pop(name, None)
+        # Handle SIGTERM from the start: an instance stopped while it registers must still drain.
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         registered = self._retry(lambda: self.api.register(self.service, self.instance_id, self.backend), "register")
         self.instance_id = self.api.instance_id
         self.concurrency = self.concurrency or int(registered["concurrency"])
         log.info("instance %s serving %s (pid %s, concurrency %s)", self.instance_id, self.service, os.getpid(), self.concurrency)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
         try:
             while not (self.draining and not self.running):
                 self._step()

@@ -6,6 +6,7 @@ scheduler, then the API, then Redis.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -48,6 +49,7 @@ class Stack:
             TRAINFAAS_REDIS_URL=self.settings.redis_url, TRAINFAAS_API_URL=self.settings.api_url,
             TRAINFAAS_ADAPTERS=self.settings.adapters, TRAINFAAS_BIND=f"{self.settings.host}:{self.settings.port}",
             TRAINFAAS_API_WORKERS=str(self.settings.api_workers), TRAINFAAS_API_THREADS=str(self.settings.api_threads),
+            TRAINFAAS_INSTANCE_TYPES=json.dumps(self.settings.instance_types), TRAINFAAS_BACKENDS=self.settings.backends,
             PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")) if p),
         )
         return env

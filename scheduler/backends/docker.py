@@ -93,41 +93,35 @@ def instance_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-# The instance reports the backend that runs it when it registers; the registration overwrites
-# the row's backend, and the reaper asks that backend about the instance.
-_BRIDGE = ("import logging, sys; from services.config import load_settings; from services.instance import main; "
-           "logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s'); "
-           "main(load_settings(), sys.argv[1], sys.argv[2] or None, None, sys.argv[3])")
-
-
-def _cli_takes_backend() -> bool:
-    from services.cli import instance
-
-    return any(param.name == "backend" for param in instance.params)
-
-
+# The instance reports the backend that runs it when it registers (--backend); the reaper then
+# asks that backend about the instance.
 def instance_command(service_name: str, backend: str, instance_id: str | None = None) -> list[str]:
-    """The command of an instance container: ``python -m services.cli instance --service ...``.
-
-    Where the command line has no ``--backend`` option yet, a one-line entry point that calls
-    services.instance.main with the backend stands in for it.
-    """
-    if not _cli_takes_backend():
-        return ["python", "-c", _BRIDGE, service_name, instance_id or "", backend]
+    """The command of an instance container: ``python -m services.cli instance --service ...``."""
     command = ["python", "-m", "services.cli", "instance", "--service", service_name]
     if instance_id:
         command += ["--instance-id", instance_id]
     return command + ["--backend", backend]
 
 
-def profile(settings: Settings, service: Service) -> dict[str, float]:
-    """The service's instance type: {cpus, memory_mb, gpus}. Raises BackendError when unknown."""
+@dataclass(frozen=True)
+class Profile:
+    """An instance type: 0 ``cpus`` or ``memory_mb`` means no limit; ``gpus`` None (not given)
+    means every GPU the host has."""
+
+    cpus: float = 0.0
+    memory_mb: float = 0.0
+    gpus: float | None = None
+
+
+def profile(settings: Settings, service: Service) -> Profile:
+    """The service's instance type. Raises BackendError when the scheduler does not know it."""
     found = settings.instance_types.get(service.instance_type)
     if found is None:
         raise BackendError(f"service {service.name} wants instance type {service.instance_type!r}, which this scheduler "
                            f"does not know; known: {', '.join(sorted(settings.instance_types))}",
                            {"instance_type": "set TRAINFAAS_INSTANCE_TYPES alike for the API and the scheduler"})
-    return {"cpus": float(found.get("cpus", 0)), "memory_mb": float(found.get("memory_mb", 0)), "gpus": float(found.get("gpus", 0))}
+    gpus = found.get("gpus")
+    return Profile(float(found.get("cpus", 0)), float(found.get("memory_mb", 0)), None if gpus is None else float(gpus))
 
 
 def connect() -> docker.DockerClient:
@@ -186,16 +180,21 @@ class DockerBackend(InstanceBackend):
                 LABEL_BACKEND: self.name}
 
     def limits(self, service: Service) -> dict[str, Any]:
-        """Container limits from the instance type; memory without swap; CPUs at most the engine's."""
+        """Container limits from the instance type: memory without swap, CPUs at most the engine's,
+        GPUs as device requests (all of them for a type that names no count, where the engine has
+        the NVIDIA runtime)."""
         wanted = profile(self.settings, service)
+        info = self.client.info()
         limits: dict[str, Any] = {}
-        if wanted["cpus"] > 0:
-            cpus = min(wanted["cpus"], float(self.client.info().get("NCPU") or wanted["cpus"]))
-            limits["nano_cpus"] = int(cpus * 1e9)
-        if wanted["memory_mb"] > 0:
-            limits["mem_limit"] = limits["memswap_limit"] = int(wanted["memory_mb"] * 1024 * 1024)
-        if wanted["gpus"] > 0:
-            limits["device_requests"] = [DeviceRequest(count=int(wanted["gpus"]), capabilities=[["gpu"]])]
+        if wanted.cpus:
+            limits["nano_cpus"] = int(min(wanted.cpus, float(info.get("NCPU") or wanted.cpus)) * 1e9)
+        if wanted.memory_mb:
+            limits["mem_limit"] = limits["memswap_limit"] = int(wanted.memory_mb * 1024 * 1024)
+        gpus = wanted.gpus
+        if gpus is None and "nvidia" in (info.get("Runtimes") or {}):
+            gpus = -1.0  # Docker's "all"
+        if gpus:
+            limits["device_requests"] = [DeviceRequest(count=int(gpus), capabilities=[["gpu"]])]
         return limits
 
     def start(self, service: Service, instance: Instance) -> None:

@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from scheduler.backends.base import InstanceBackend, Observation
 from services.errors import BackendError
 from services.models import Instance, Service
-from scheduler.backends.base import InstanceBackend, Observation
 
 log = logging.getLogger(__name__)
 

@@ -53,9 +53,11 @@ log = logging.getLogger(__name__)
 LABEL_SPEC = "trainfaas.spec"
 HOSTNAME_PREFIX = "trainfaas-"
 RESTART_DELAY_S = 5.0
+# How long fewer tasks may run than the count before swarm is made to start the missing ones.
+SHORT_GRACE_S = 5.0
 # A task gets this much longer than the service's drain time before swarm kills it.
 STOP_MARGIN_S = 15.0
-# Task states (desired and current) of a task that counts as running or about to run.
+# Desired states of a task that runs or is about to run (swarm sets "shutdown" once it ended or goes).
 LIVE_TASK_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
 
 
@@ -71,6 +73,7 @@ class SwarmBackend(InstanceBackend):
         self._client: docker.DockerClient | None = None
         self.known: set[str] = set()  # swarm services this backend created or scaled
         self.lowering_since: dict[str, float] = {}  # service -> when a lower count began to wait for drains
+        self.short_since: dict[str, float] = {}  # service -> since when fewer tasks run than its count
 
     @property
     def client(self) -> docker.DockerClient:
@@ -88,13 +91,14 @@ class SwarmBackend(InstanceBackend):
     def spec(self, service: Service) -> dict[str, Any]:
         """The swarm service's definition (everything but the replica count)."""
         wanted = profile(self.settings, service)
-        generic = {"NVIDIA-GPU": int(wanted["gpus"])} if wanted["gpus"] > 0 else None
+        # Swarm has no device requests: GPUs are generic resources that GPU nodes advertise.
+        generic = {"NVIDIA-GPU": int(wanted.gpus)} if wanted.gpus else None
         labels = {LABEL_SERVICE: service.name, LABEL_HOME: str(self.settings.home), LABEL_BACKEND: self.name}
         return dict(
             image=self.settings.docker_image, args=instance_command(service.name, self.name), labels=labels,
             container_labels=labels, env=instance_environment(self.settings), networks=["host"],
             hostname=HOSTNAME_PREFIX + "{{.Task.ID}}", mounts=[bind.mount() for bind in instance_binds(self.settings)],
-            resources=Resources(cpu_limit=int(wanted["cpus"] * 1e9) or None, mem_limit=int(wanted["memory_mb"] * 1024 * 1024) or None,
+            resources=Resources(cpu_limit=int(wanted.cpus * 1e9) or None, mem_limit=int(wanted.memory_mb * 1024 * 1024) or None,
                                 generic_resources=generic),
             restart_policy=RestartPolicy(condition="on-failure", delay=int(RESTART_DELAY_S * 1e9)),
             stop_signal="SIGTERM", stop_grace_period=int((service.drain_time_s + STOP_MARGIN_S) * 1e9),
@@ -126,19 +130,19 @@ class SwarmBackend(InstanceBackend):
                 self.client.services.create(name=self.swarm_name(service.name), mode=ServiceMode("replicated", replicas), **spec)
                 log.info("swarm: created %s with %d replicas", self.swarm_name(service.name), replicas)
             return
-        count = self._lowered(service, current, replicas)
+        count = self._count_to_set(service, current, replicas)
         if count is None:
             return
         if current.attrs["Spec"].get("Labels", {}).get(LABEL_SPEC) != fingerprint:
             current.update(mode=ServiceMode("replicated", count), **spec)
             log.info("swarm: updated the definition of %s (%d replicas)", current.name, count)
-        elif count != self._replicas(current) or self._live_tasks(current) < count:
+        elif count != self._replicas(current) or self._short_for_long(service, current, count):
             # The same count again is not idle: it makes swarm replace tasks that drained and exited
             # while the scheduler still wanted them (they are not restarted on their own).
             current.scale(count)
             log.info("swarm: %s set to %d replicas", current.name, count)
 
-    def _lowered(self, service: Service, current: SwarmService, replicas: int) -> int | None:
+    def _count_to_set(self, service: Service, current: SwarmService, replicas: int) -> int | None:
         """The count to set now: ``replicas``, or None (change nothing yet) while that is lower than
         the current count and more tasks still run (drained ones finishing), for at most the drain
         time. Any update meanwhile would make swarm replace the drained tasks that already exited."""
@@ -155,6 +159,18 @@ class SwarmBackend(InstanceBackend):
                     current.name, live - replicas, replicas)
         self.lowering_since.pop(service.name, None)
         return replicas
+
+    def _short_for_long(self, service: Service, current: SwarmService, count: int) -> bool:
+        """Whether fewer than ``count`` tasks have been running for longer than swarm takes to
+        replace a failed one by itself (then a task exited 0 and is not coming back)."""
+        if self._live_tasks(current) >= count:
+            self.short_since.pop(service.name, None)
+            return False
+        since = self.short_since.setdefault(service.name, time.monotonic())
+        if time.monotonic() - since < RESTART_DELAY_S + SHORT_GRACE_S:
+            return False
+        self.short_since.pop(service.name, None)
+        return True
 
     def _find(self, service_name: str) -> SwarmService | None:
         """The swarm service of ``service_name``; BackendError if another trainfaas owns the name."""

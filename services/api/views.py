@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from scheduler.policy import service_health
 from services import queues
 from services.api import iso
-from scheduler.policy import service_health
 from services.models import LIVE_INSTANCE, Attempt, Execution, Instance, Model, Service, ServiceEvent, StatusLog
 
 

@@ -5,7 +5,6 @@ import json
 import platform
 import socket
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
