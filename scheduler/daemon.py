@@ -149,7 +149,13 @@ class Scheduler:
 
     def keep_fleets(self) -> None:
         for service in Service.select():
-            self.keep_fleet(service)
+            try:
+                self.keep_fleet(service)
+            except BackendError as exc:
+                # One service's broken backend must not hold up the others; its health shows why.
+                log.error("service %s: %s", service.name, exc.message)
+                if service.error_reason != exc.message:
+                    Service.update(error_reason=exc.message).where(Service.name == service.name).execute()
 
     def observe(self, service: Service) -> Observed:
         now = self.clock()
@@ -222,10 +228,11 @@ class Scheduler:
         if error != service.error_reason:
             Service.update(error_reason=error).where(Service.name == service.name).execute()
         summary = (decision.action, decision.desired)
-        if not (started or stopped) and self.last_recorded.get(service.name) == summary:
-            return  # nothing new to explain
+        repeated = self.last_recorded.get(service.name) == summary
         self.last_recorded[service.name] = summary
-        action = decision.action if (started or stopped or decision.action in ("hold", "backoff")) else "steady"
+        if not (started or stopped) and (repeated or decision.action == "steady"):
+            return  # nothing new to explain
+        action = decision.action
         details = f"; started {started}" if started else ""
         details += f"; stopping {stopped}" if stopped else ""
         ServiceEvent.create(service=service, at=self.clock(), queued=observed.queued, running=observed.running,

@@ -343,7 +343,7 @@ def services_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option("--max-attempts", type=int)
 @click.pass_context
 def services_set(ctx: click.Context, name: str, **changes: Any) -> None:
-    """Change a service's settings; they apply on the scheduler's next tick."""
+    """Change a service's settings; the scheduler applies them within the service's polling interval."""
     changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:
         raise click.UsageError("nothing to set: give at least one option (see --help)")

@@ -199,6 +199,14 @@ def get_execution(execution_id: str) -> Execution:
     return execution
 
 
+def terminate(execution_id: str) -> Execution:
+    """Stop an execution (see states.request_stop); a training stopped before it ran leaves its model as it was."""
+    execution = states.request_stop(execution_id)
+    if execution.status == "terminated":
+        _model_stopped(execution, {})
+    return execution
+
+
 def rerun(connection: redis.Redis, execution_id: str) -> Execution:
     execution = states.rerun(execution_id)
     try_enqueue(connection, execution)
@@ -346,13 +354,15 @@ def _model_trained(execution: Execution, output: dict[str, Any]) -> None:
 
 
 def _model_stopped(execution: Execution, output: dict[str, Any]) -> None:
-    """A stopped training that saved its model leaves a usable (partly trained) model."""
+    """A stopped training that saved its model leaves a usable (partly trained) model; one that
+    saved nothing leaves the model trained if an earlier training succeeded, else created."""
     if not execution.model_id:
         return
     if "model_path" in output:
         _model_trained(execution, output)
-    else:
-        Model.update(status="created", updated_at=now_s()).where(Model.id == execution.model_id).execute()
+        return
+    model = execution.model
+    Model.update(status="trained" if model.artifact_path else "created", updated_at=now_s()).where(Model.id == model.id).execute()
 
 
 def reset(connection: redis.Redis, execution_id: str, attempt: int, reason: str, instance: str | None = None) -> Execution:

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from services import control, states
+from services import control
 from services.api import body, int_arg, iso, page, redis_connection, settings
 from services.api.views import execution_view
 from services.errors import ConfigError
@@ -49,7 +49,7 @@ def show(execution_id: str) -> dict[str, Any]:
 
 @bp.post("/executions/<execution_id>/terminate")
 def terminate(execution_id: str) -> tuple[dict[str, Any], int]:
-    return execution_view(states.request_stop(execution_id)), 202
+    return execution_view(control.terminate(execution_id)), 202
 
 
 @bp.post("/executions/<execution_id>/rerun")
