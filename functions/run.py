@@ -63,8 +63,27 @@ def _die_with_parent() -> None:
         pass
 
 
+def standby(conn: Connection, stop_event: Any, architecture: str | None, adapters: str) -> None:
+    """Entry point of a pre-started work process: import the service's adapter (torch and all)
+    while idle, then wait for the one spec to run. EOF on the pipe means it is not needed."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
+    if architecture:
+        try:
+            from adapters.catalog import get_adapter
+
+            get_adapter(architecture, adapters)
+        except Exception:  # noqa: BLE001 - the attempt itself will report it
+            pass
+    try:
+        spec = conn.recv()
+    except (EOFError, OSError):
+        return
+    work(spec, conn, stop_event)
+
+
 def work(spec: dict[str, Any], conn: Connection, stop_event: Any) -> None:
-    """Entry point of the work process. Exit code 0 with a result event means success."""
+    """Run one attempt and report over ``conn``. Exit code 0 with a result event means success."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
     job = WorkSpec(**spec)

@@ -394,7 +394,7 @@ def heartbeat(instance: Instance, status: str, running: list[Any]) -> dict[str, 
     if instance.status == "terminating" and status != "terminating":
         status = "terminating"  # the scheduler asked it to go; it is on its way
     Instance.update(heartbeat_at=now_s(), status=status,
-                    running=[{"execution_id": e.execution_id, "attempt": e.attempt} for e in running]).where(Instance.id == instance.id).execute()
+                    running=[e.model_dump() for e in running]).where(Instance.id == instance.id).execute()
     stop, abandon = [], []
     for entry in running:
         execution = Execution.get_or_none(Execution.id == entry.execution_id)

@@ -74,6 +74,15 @@ class ControlPlane:
 
 
 @dataclass
+class Spare:
+    """A started work process waiting for the spec of the attempt it will run."""
+
+    process: Any
+    conn: Connection
+    stop_event: Any
+
+
+@dataclass
 class Running:
     """One attempt running in a work process, as the instance sees it."""
 
@@ -142,7 +151,7 @@ class InstanceProcess:
     """The main loop of one instance. ``run()`` returns when it has drained and deregistered."""
 
     def __init__(self, settings: Settings, service: str, instance_id: str | None = None,
-                 concurrency: int | None = None, backend: str = "process") -> None:
+                 concurrency: int | None = None, backend: str = "process", prestart: bool = True) -> None:
         self.settings = settings
         self.service = service
         self.instance_id = instance_id
@@ -153,6 +162,9 @@ class InstanceProcess:
         self.api = ControlPlane(settings.api_url)
         self.mp = multiprocessing.get_context("spawn")
         self.running: dict[str, Running] = {}
+        self.spare: Spare | None = None
+        self.prestart = prestart
+        self.architecture = service.removeprefix(queues.SERVICE_PREFIX)
         self.outbox: list[dict[str, Any]] = []
         self.draining = False
         self.paused = False
@@ -173,10 +185,12 @@ class InstanceProcess:
         self.instance_id = self.api.instance_id
         self.concurrency = self.concurrency or int(registered["concurrency"])
         log.info("instance %s serving %s (pid %s, concurrency %s)", self.instance_id, self.service, os.getpid(), self.concurrency)
+        self._keep_spare()
         try:
             while not (self.draining and not self.running):
                 self._step()
         finally:
+            self._drop_spare()
             self._flush()
             reason = "drained" if not self.stop_now else "stopped"
             try:
@@ -255,18 +269,44 @@ class InstanceProcess:
             return
         spec = claimed["spec"]
         Path(spec["output_path"]).mkdir(parents=True, exist_ok=True)
-        receiver, sender = self.mp.Pipe(duplex=False)
-        stop_event = self.mp.Event()
-        from functions.run import work
-
-        process = self.mp.Process(target=work, args=(spec, sender, stop_event), name=f"work-{execution_id}")
-        run = Running(execution_id, attempt, process, receiver, stop_event,
+        spare = self.spare if self.spare is not None and self.spare.process.is_alive() else self._spawn()
+        self.spare = None
+        run = Running(execution_id, attempt, spare.process, spare.conn, spare.stop_event,
                       deadline=time.monotonic() + float(claimed["timeout_s"]), drain_time_s=float(claimed["drain_time_s"]),
                       oom_kills_before=oom_kill_count())
-        process.start()
-        sender.close()
+        try:
+            spare.conn.send(spec)
+        except (BrokenPipeError, OSError):
+            pass  # the spare died while waiting; the watcher turns its exit into a reason
         self.running[execution_id] = run
-        log.info("instance %s: %s started in work process %s", self.instance_id, run.label, process.pid)
+        log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid)
+        self._keep_spare()
+
+    def _spawn(self) -> Spare:
+        """Start a work process that waits for one spec (see functions.run.standby)."""
+        from functions.run import standby
+
+        parent_end, child_end = self.mp.Pipe(duplex=True)
+        stop_event = self.mp.Event()
+        process = self.mp.Process(target=standby, args=(child_end, stop_event, self.architecture, self.settings.adapters),
+                                  name=f"work-{self.service}")
+        process.start()
+        child_end.close()
+        return Spare(process, parent_end, stop_event)
+
+    def _keep_spare(self) -> None:
+        """Keep one work process started and waiting, so that the next execution does not wait for
+        a process to start and import its adapter. Each process still runs one attempt only."""
+        if self.spare is None and not self.draining and self.prestart:
+            self.spare = self._spawn()
+
+    def _drop_spare(self) -> None:
+        if self.spare is not None:
+            self.spare.conn.close()  # the waiting process reads EOF and exits
+            self.spare.process.join(timeout=5)
+            if self.spare.process.is_alive():
+                self.spare.process.kill()
+            self.spare = None
 
     def _watch(self, timeout_s: float) -> None:
         """Collect events from work processes and handle the ones that ended."""
@@ -357,7 +397,7 @@ class InstanceProcess:
     def _heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
         status = "terminating" if self.draining else ("full" if len(self.running) >= (self.concurrency or 1) else "running")
-        running = [{"execution_id": run.execution_id, "attempt": run.attempt} for run in self.running.values()]
+        running = [{"execution_id": run.execution_id, "attempt": run.attempt, "pid": run.process.pid} for run in self.running.values()]
         try:
             answer = self.api.instance_call("/heartbeat", {"status": status, "running": running})
         except (requests.RequestException, Rejected) as exc:

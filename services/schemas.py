@@ -86,6 +86,7 @@ class Claim(Strict):
 class RunningEntry(Strict):
     execution_id: str = Field(max_length=32)
     attempt: int = Field(ge=1)
+    pid: int | None = Field(None, description="The work process that runs the attempt.")
 
 
 class Heartbeat(Strict):

@@ -40,12 +40,15 @@ def instance_of(execution_id: str, attempt: int) -> Instance:
     return Instance.get_by_id(Attempt.get((Attempt.execution == execution_id) & (Attempt.number == attempt)).instance)
 
 
-def work_process(instance: Instance) -> psutil.Process:
-    """The instance's work process (spawned; not multiprocessing's resource tracker)."""
-    def find() -> list[psutil.Process]:
-        return [p for p in psutil.Process(instance.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+def work_process(instance: Instance, execution_id: str, attempt: int = 1) -> psutil.Process:
+    """The work process running the attempt, as its instance reports it in its heartbeat."""
+    def find() -> int | None:
+        running = Instance.get_by_id(instance.id).running
+        return next((e["pid"] for e in running if (e["execution_id"], e["attempt"]) == (execution_id, attempt)), None)
 
-    return wait_until(find, 30, "the work process")[0]
+    process = psutil.Process(wait_until(find, 30, "the instance to report the work process"))
+    assert process.ppid() == instance.pid
+    return process
 
 
 def test_a_training_enqueued_over_http_succeeds_with_its_status_log_metrics_and_artifacts(stack: Any) -> None:
@@ -71,7 +74,7 @@ def test_a_killed_work_process_reruns_and_resumes_from_its_checkpoint(stack: Any
     execution = stack.client.train(model["id"])
     wait_progress(stack, execution["id"], 1, 25)
 
-    work_process(instance_of(execution["id"], 1)).send_signal(signal.SIGKILL)
+    work_process(instance_of(execution["id"], 1), execution["id"]).send_signal(signal.SIGKILL)
     final = wait_status(stack, execution["id"], "success", "failed", "aborted")
 
     assert final["status"] == "success" and final["attempt"] == 2, final
@@ -88,7 +91,7 @@ def test_a_killed_instance_reruns_its_execution_on_a_new_instance(stack: Any) ->
     execution = stack.client.train(model["id"])
     wait_progress(stack, execution["id"], 1, 15)
     first_instance = instance_of(execution["id"], 1)
-    worker = work_process(first_instance)
+    worker = work_process(first_instance, execution["id"])
 
     os.kill(first_instance.pid, signal.SIGKILL)
     final = wait_status(stack, execution["id"], "success", "failed", "aborted")
@@ -105,7 +108,7 @@ def test_with_on_reset_fail_a_killed_work_process_aborts_the_execution_with_the_
     execution = stack.client.train(model["id"], execution={"on_reset": "fail"})
     wait_progress(stack, execution["id"], 1, 25)
 
-    work_process(instance_of(execution["id"], 1)).send_signal(signal.SIGKILL)
+    work_process(instance_of(execution["id"], 1), execution["id"]).send_signal(signal.SIGKILL)
     final = wait_status(stack, execution["id"], "aborted", "success", "failed")
 
     assert final["status"] == "aborted" and final["attempt"] == 1
@@ -117,7 +120,7 @@ def test_attempts_never_exceed_max_attempts(stack: Any) -> None:
     execution = stack.client.train(model["id"], execution={"max_attempts": 2})
     for attempt in (1, 2):
         wait_progress(stack, execution["id"], attempt, 25 if attempt == 1 else 60)
-        work_process(instance_of(execution["id"], attempt)).send_signal(signal.SIGKILL)
+        work_process(instance_of(execution["id"], attempt), execution["id"], attempt).send_signal(signal.SIGKILL)
 
     final = wait_status(stack, execution["id"], "aborted", "success", "failed")
 
@@ -188,7 +191,7 @@ def test_a_stale_attempt_cannot_write_a_result_after_its_execution_was_rerun(sta
     execution = stack.client.train(model["id"])
     wait_progress(stack, execution["id"], 1, 25)
     old = instance_of(execution["id"], 1)
-    work_process(old).send_signal(signal.SIGKILL)
+    work_process(old, execution["id"]).send_signal(signal.SIGKILL)
     wait_until(lambda: Execution.get_by_id(execution["id"]).attempt == 2, 30, "attempt 2")
 
     from services.control import register_instance
