@@ -106,3 +106,26 @@ def test_a_paused_service_starts_nothing_keeps_its_queue_and_resumes_it(stack: A
     stack.client.resume_service(SERVICE)
     assert [final_status(stack.client, i)["status"] for i in ids] == ["success", "success"]
     assert stack.client.get_service(SERVICE)["health"] == "ok"
+
+
+def test_a_restarted_scheduler_adopts_the_process_instances_it_finds(stack: Any) -> None:
+    from scheduler.backends.process import ProcessBackend
+    from scheduler.daemon import Scheduler
+
+    model = stack.client.create_model("adopted", "sleep", configuration={"seconds": 0.2, "steps": 1})
+    first = stack.client.train(model["id"])
+    assert final_status(stack.client, first["id"])["status"] == "success"
+    (instance,) = Instance.select().where((Instance.service == SERVICE) & (Instance.status.in_(LIVE_INSTANCE)))
+
+    # The scheduler dies without stopping anything (its instances run in their own sessions).
+    old = stack.scheduler
+    old.apscheduler.shutdown(wait=True)
+    old.lock.release()
+    stack.scheduler = Scheduler(stack.settings, ProcessBackend(stack.settings))
+    stack.scheduler.start()
+
+    second = stack.client.train(model["id"])
+    assert final_status(stack.client, second["id"])["status"] == "success"
+    assert stack.client.get_execution(second["id"])["attempts"][0]["instance"] == instance.id
+    assert Instance.select().where(Instance.service == SERVICE).count() == 1
+    # And the new scheduler stops the adopted instance when it shuts down (the stack's teardown).

@@ -40,6 +40,7 @@ class ProcessBackend(InstanceBackend):
     def __init__(self, settings) -> None:  # type: ignore[no-untyped-def]
         super().__init__(settings)
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.adopted: dict[str, int] = {}  # instance id -> pid, found alive after a scheduler restart
 
     def command(self, service: Service, instance: Instance) -> list[str]:
         prefix = shlex.split(self.settings.process_command) or [sys.executable, "-m", "services.cli"]
@@ -100,7 +101,9 @@ class ProcessBackend(InstanceBackend):
             reason, failed = exit_reason(code)
             return Observation(False, reason, failed)
         if instance.pid and self._is_ours(instance, instance.pid):
-            return Observation(True)  # adopted from a previous scheduler
+            self.adopted[instance.id] = instance.pid  # started by a previous scheduler
+            return Observation(True)
+        self.adopted.pop(instance.id, None)
         if instance.status == "initializing" and instance.pid is None:
             return Observation(True)  # being started right now
         return Observation(False, "process gone (started by a previous scheduler; exit status unknown)", True)
@@ -116,18 +119,27 @@ class ProcessBackend(InstanceBackend):
     def close(self, timeout_s: float) -> None:
         """SIGTERM (drain) every child; after ``timeout_s`` a second SIGTERM makes them reset what
         is left and exit; SIGKILL only for one that still hangs after that."""
-        alive = [child for child in self.children.values() if child.poll() is None]
-        for child in alive:
-            child.send_signal(signal.SIGTERM)
-        for wait_s, sig in ((timeout_s, signal.SIGTERM), (15.0, signal.SIGKILL)):
-            deadline = time.monotonic() + wait_s
-            for child in alive:
+        # Adopted instances are not our children: they are watched by pid instead of wait().
+        pids = [child.pid for child in self.children.values() if child.poll() is None] + list(self.adopted.values())
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            pids = [pid for pid in pids if self._alive(pid)]
+            for pid in pids:
                 try:
-                    child.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
                     pass
-            alive = [child for child in alive if child.poll() is None]
-            for child in alive:
-                child.send_signal(sig)
-        for child in alive:
-            child.wait()
+            deadline = time.monotonic() + wait_s
+            while pids and time.monotonic() < deadline and any(self._alive(pid) for pid in pids):
+                time.sleep(0.1)
+        self.adopted.clear()
+
+    def _alive(self, pid: int) -> bool:
+        """True while ``pid`` runs; reaps it first when it is our exited child."""
+        for child in self.children.values():
+            if child.pid == pid:
+                return child.poll() is None
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"  # a zombie has exited; its parent has not reaped it yet
