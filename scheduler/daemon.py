@@ -44,9 +44,7 @@ class Scheduler:
         self.histories: dict[str, History] = {}
         self.last_evaluated: dict[str, float] = {}
         self.last_recorded: dict[str, tuple[str, int]] = {}
-        self.ticks = 0
         self.apscheduler: BackgroundScheduler | None = None
-        self.identity = f"{socket.gethostname()}:{id(self)}"
 
     # -- leadership -------------------------------------------------------------------------
 
@@ -69,7 +67,6 @@ class Scheduler:
         """Run one round. Never raises: a failing part is logged and retried next tick."""
         if not self.is_leader():
             return
-        self.ticks += 1
         database.connect(reuse_if_open=True)
         try:
             for part in (self.reap, self.keep_fleets):
