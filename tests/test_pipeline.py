@@ -203,3 +203,19 @@ def test_a_stale_attempt_cannot_write_a_result_after_its_execution_was_rerun(sta
 
     assert response.status_code == 409 and response.json()["error"]["code"] == "stale_attempt"
     assert Execution.get_by_id(execution["id"]).attempt == 2
+
+
+def test_a_draining_instance_resets_what_outlives_the_drain_time_and_the_rerun_resumes(stack: Any) -> None:
+    model = sleep_model(stack, seconds=6, steps=12)
+    execution = stack.client.train(model["id"], execution={"drain_time_s": 1})
+    wait_progress(stack, execution["id"], 1, 10)
+    draining = instance_of(execution["id"], 1)
+
+    os.kill(draining.pid, signal.SIGTERM)
+    final = wait_status(stack, execution["id"], "success", "failed", "aborted")
+
+    assert final["status"] == "success" and final["attempt"] == 2, final
+    first = final["attempts"][0]
+    assert first["outcome"] == "reset" and "drain time exceeded" in first["reason"], first
+    assert wait_until(lambda: Instance.get_by_id(draining.id).status == "exited", 30, "the drained instance to exit")
+    assert any("resuming from checkpoint" in row["message"] for row in final["status_log"])
