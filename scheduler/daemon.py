@@ -178,6 +178,7 @@ class Scheduler:
         """Decide the service's size (every polling interval, or at once when it lost instances)
         and act: start what is missing, stop what is too many (idle first; busy ones drain)."""
         now = self.clock()
+        self._retire_other_backends(service)
         observed = self.observe(service)
         history = self.histories.get(service.name, History())
         due = now - self.last_evaluated.get(service.name, -1e18) >= service.polling_interval_s
@@ -196,6 +197,22 @@ class Scheduler:
         if backend is None:
             raise BackendError(f"service {service.name} wants backend {service.backend!r}; this scheduler runs {sorted(self.backends)}")
         return backend
+
+    def _retire_other_backends(self, service: Service) -> None:
+        """After a service moves to another backend, drain its instances on the old one (they
+        finish their work first); the decision then starts their replacements on the new one."""
+        stale = list(Instance.select().where((Instance.service == service.name) & (Instance.backend != service.backend)
+                                             & (Instance.status.in_(LIVE_INSTANCE)) & (Instance.status != "terminating")))
+        for instance in stale:
+            log.info("instance %s of %s runs on %s, the service now on %s: draining it", instance.id, service.name, instance.backend, service.backend)
+            Instance.update(status="terminating").where(Instance.id == instance.id).execute()
+            old = self.backends.get(instance.backend)
+            if old is not None and not old.manages_replicas:
+                old.stop(instance)
+        for name in {instance.backend for instance in stale}:
+            old = self.backends.get(name)
+            if old is not None and old.manages_replicas:
+                old.set_replicas(service, 0)
 
     def _actuate(self, service: Service, observed: Observed, decision: Decision) -> tuple[int, int]:
         backend = self.backend_of(service)

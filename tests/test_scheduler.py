@@ -164,3 +164,20 @@ def test_only_one_of_two_schedulers_acts(scheduler: Scheduler) -> None:
     assert other.is_leader() is False
     scheduler.lock.release()
     assert other.is_leader() is True
+
+
+def test_moving_a_service_to_another_backend_drains_the_old_instances_and_starts_new_ones(scheduler: Scheduler) -> None:
+    other = MemoryBackend()
+    other.name = "other"
+    scheduler.backends["other"] = other
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", backend="memory", polling_interval_s=1)
+    scheduler.keep_fleet(service)
+    (old_id,) = scheduler.backend.started  # type: ignore[attr-defined]
+
+    Service.update(backend="other").where(Service.name == service.name).execute()
+    scheduler.clock.now += 2  # type: ignore[attr-defined]
+    scheduler.keep_fleet(Service.get_by_id(service.name))
+
+    assert Instance.get_by_id(old_id).status == "terminating"
+    assert scheduler.backend.stopped == [old_id]  # type: ignore[attr-defined]
+    assert len(other.started) == 1 and Instance.get_by_id(other.started[0]).backend == "other"
