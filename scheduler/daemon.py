@@ -162,10 +162,13 @@ class Scheduler:
         running = Execution.select().where((Execution.service == service.name) & (Execution.status == "in-progress")).count()
         # A crash loop is over once an instance started after the failures has registered.
         healthy_since = max((i.started_at for i in live if i.heartbeat_at is not None), default=now - CRASH_WINDOW_S)
-        failed = list(Instance.select().where((Instance.service == service.name) & (Instance.status == "failed")
-                                              & (Instance.ended_at > max(now - CRASH_WINDOW_S, healthy_since))).order_by(Instance.ended_at))
-        return Observed(queued=queued, running=running, instances=fleet, failures=tuple(i.ended_at for i in failed),
-                        last_failure_reason=failed[-1].last_exit_reason if failed else "")
+        since = max(now - CRASH_WINDOW_S, healthy_since)
+        failed = [(i.ended_at, i.last_exit_reason or "") for i in Instance.select().where(
+            (Instance.service == service.name) & (Instance.status == "failed") & (Instance.ended_at > since))]
+        backend = self.backends.get(service.backend)
+        failed = sorted(failed + (backend.failures(service, since) if backend is not None else []))
+        return Observed(queued=queued, running=running, instances=fleet, failures=tuple(at for at, _ in failed),
+                        last_failure_reason=failed[-1][1] if failed else "")
 
     def config(self, service: Service) -> ServiceConfig:
         return ServiceConfig(

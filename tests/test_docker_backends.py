@@ -198,3 +198,28 @@ def test_swarm_replicas_follow_the_desired_count_drained_instances_stay_gone_and
     (killed,) = [t for t in swarm.services.get(name).tasks() if t["ID"] == killed_task]
     assert swarm.containers.get(killed["Status"]["ContainerStatus"]["ContainerID"]).attrs["State"]["ExitCode"] == 137
     wait_until(lambda: [t for t in tasks("running") if t["ID"] != killed_task], 60, "swarm to replace the killed task")
+
+
+def test_swarm_reports_replicas_that_crash_before_they_register_so_the_service_backs_off(
+        swarm: Any, database_url: str, short_tmp: Any) -> None:
+    from scheduler.backends.swarm import SwarmBackend
+    from scheduler.policy import History, Observed, ServiceConfig, decide
+    from services.config import load_settings
+    from services.models import Service
+
+    # No mounts: the runner image alone has no Python, so every task fails to start.
+    settings = load_settings(home=short_tmp, database_url=database_url, redis_url="redis://127.0.0.1:1",
+                             docker_image=docker_support.ensure_runner_image(swarm), docker_mounts="")
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", backend="swarm")
+    backend = SwarmBackend(settings)
+    try:
+        backend.set_replicas(service, 1)
+        failures = wait_until(lambda: len(backend.failures(service, 0.0)) >= 3 and backend.failures(service, 0.0), 90,
+                              "three failed swarm tasks")
+        assert all(reason for _, reason in failures)
+        observed = Observed(1, 0, (), failures=tuple(at for at, _ in failures), last_failure_reason=failures[-1][1])
+        decision = decide(observed, ServiceConfig("fixed", 1, 1), failures[-1][0] + 1, History(1))
+        assert decision.health == "error" and decision.may_start is False
+    finally:
+        backend.close(5.0)
+        docker_support.remove_leftovers(swarm, settings.home)

@@ -48,6 +48,11 @@ class InstanceBackend:
         """What the backend sees of ``instance``; None when it cannot tell (heartbeats decide)."""
         raise NotImplementedError
 
+    def failures(self, service: Service, since: float) -> list[tuple[float, str]]:
+        """(time, reason) of instances of ``service`` that failed after ``since`` and that the
+        database cannot know of (a replica that crashed before it registered). Default: none."""
+        return []
+
     def set_replicas(self, service: Service, replicas: int) -> None:
         """For ``manages_replicas`` backends: run ``replicas`` instances of ``service``."""
         raise NotImplementedError

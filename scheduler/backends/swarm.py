@@ -191,6 +191,23 @@ class SwarmBackend(InstanceBackend):
     def _live_tasks(current: SwarmService) -> int:
         return sum(1 for task in current.tasks() if task.get("DesiredState") in LIVE_TASK_STATES)
 
+    def failures(self, service: Service, since: float) -> list[tuple[float, str]]:
+        """Tasks that failed or were rejected: a crash-looping replica never registers, so only
+        swarm knows of it."""
+        current = self._find(service.name)
+        if current is None:
+            return []
+        found = []
+        for task in current.tasks():
+            status = task.get("Status", {})
+            if status.get("State") not in ("failed", "rejected"):
+                continue
+            at = _epoch(status.get("Timestamp", ""))
+            if at > since:
+                exit_code = status.get("ContainerStatus", {}).get("ExitCode")
+                found.append((at, status.get("Err") or f"exit code {exit_code}"))
+        return sorted(found)
+
     # -- single instances ----------------------------------------------------------------------
 
     def start(self, service: Service, instance: Instance) -> None:
@@ -256,3 +273,14 @@ class SwarmBackend(InstanceBackend):
             if not running or time.monotonic() >= deadline:
                 return running
             time.sleep(0.2)
+
+
+def _epoch(timestamp: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds ("2026-11-23T12:00:00.123456789Z") as epoch seconds."""
+    from datetime import datetime
+
+    if not timestamp:
+        return 0.0
+    head, _, fraction = timestamp.rstrip("Z").partition(".")
+    fraction = (fraction.split("+")[0].split("-")[0] + "000000")[:6]
+    return datetime.fromisoformat(f"{head}.{fraction}+00:00").timestamp()
