@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Pins torch and torchvision to a pair built together (override: make CONSTRAINTS= ...).
 CONSTRAINTS ?= -c deploy/constraints.txt
 
-.PHONY: demo test bench install lint clean
+.PHONY: demo test bench chaos install lint clean
 
 $(BIN)/trainfaas: pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: install
 
 bench: install
 	$(BIN)/python -m tests.perf.bench_autoscale
+
+chaos: install
+	$(BIN)/python -m tests.chaos.soak
 
 lint: install
 	$(BIN)/ruff check services adapters functions scheduler deploy tests

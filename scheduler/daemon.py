@@ -27,6 +27,17 @@ log = logging.getLogger("trainfaas.scheduler")
 LOCK_KEY = "trainfaas:scheduler"
 START_TIMEOUT_S = 60.0
 CRASH_WINDOW_S = 300.0
+CRASH_UPTIME_S = 60.0
+
+
+def crashed(instance: Instance) -> bool:
+    """Whether a failed instance counts towards a crash loop: it never registered, or it ended by
+    itself soon after it started. An instance killed from outside (an operator, a lost machine)
+    after it registered is replaced at once, without a backoff."""
+    if instance.heartbeat_at is None:
+        return True
+    killed = (instance.last_exit_reason or "").startswith("killed by")
+    return not killed and (instance.ended_at or 0) - instance.started_at < CRASH_UPTIME_S
 
 
 class Scheduler:
@@ -164,7 +175,7 @@ class Scheduler:
         healthy_since = max((i.started_at for i in live if i.heartbeat_at is not None), default=now - CRASH_WINDOW_S)
         since = max(now - CRASH_WINDOW_S, healthy_since)
         failed = [(i.ended_at, i.last_exit_reason or "") for i in Instance.select().where(
-            (Instance.service == service.name) & (Instance.status == "failed") & (Instance.ended_at > since))]
+            (Instance.service == service.name) & (Instance.status == "failed") & (Instance.ended_at > since)) if crashed(i)]
         backend = self.backends.get(service.backend)
         failed = sorted(failed + (backend.failures(service, since) if backend is not None else []))
         return Observed(queued=queued, running=running, instances=fleet, failures=tuple(at for at, _ in failed),

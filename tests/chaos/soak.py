@@ -1,0 +1,207 @@
+"""Chaos soak: many short executions on an autoscaled service while a driver, bounded in time and
+count, kills instances and work processes, drains instances, flushes and restarts Redis, and
+restarts the scheduler and the API. Then it checks, from the database, that nothing was lost or
+duplicated and that every record is consistent.
+
+    python -m tests.chaos.soak [--executions 2000] [--chaos-s 180] [--seed 1]
+
+Prints exactly one verdict line and exits non-zero on any violation:
+``chaos: executions=N kills=K resets=R reruns=X lost=L duplicates=D verdict=pass|fail``
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from services.client import Client
+from services.config import Settings
+from services.models import LIVE_INSTANCE, TERMINAL, Attempt, Execution, Instance, StatusLog
+from services.stack import Stack
+
+SERVICE = "mgmt-train-sleep"
+# Every reason a reset may give for what the driver does; anything else is a violation.
+EXPECTED_RESET_WORDS = ("SIGKILL", "SIGTERM", "drain time exceeded", "heartbeat lost", "gone", "instance stopped",
+                        "killed by", "exit code", "exited", "did not register")
+
+
+@dataclass
+class Driver:
+    """Does harm at random, bounded by ``until`` and ``max_actions``; counts what it did."""
+
+    stack: Stack
+    rng: random.Random
+    until: float
+    max_actions: int
+    done: Counter[str] = field(default_factory=Counter)
+    once: set[str] = field(default_factory=set)
+
+    def run(self) -> None:
+        while time.monotonic() < self.until and sum(self.done.values()) < self.max_actions:
+            time.sleep(self.rng.uniform(0.5, 1.5))
+            action = self.rng.choice(["kill-instance", "kill-work", "kill-work", "drain-instance", "redis", "scheduler", "api"])
+            if action in ("redis", "scheduler", "api") and action in self.once:
+                continue
+            if getattr(self, action.replace("-", "_"))():
+                self.done[action] += 1
+                if action in ("redis", "scheduler", "api"):
+                    self.once.add(action)
+
+    def _instances(self) -> list[Instance]:
+        return [i for i in Instance.select().where((Instance.service == SERVICE) & Instance.status.in_(LIVE_INSTANCE)) if i.pid]
+
+    def _signal(self, pid: int, sig: signal.Signals) -> bool:
+        try:
+            os.kill(pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def kill_instance(self) -> bool:
+        instances = self._instances()
+        return bool(instances) and self._signal(self.rng.choice(instances).pid, signal.SIGKILL)
+
+    def kill_work(self) -> bool:
+        pids = [entry["pid"] for i in self._instances() for entry in i.running if entry.get("pid")]
+        return bool(pids) and self._signal(self.rng.choice(pids), signal.SIGKILL)
+
+    def drain_instance(self) -> bool:
+        instances = self._instances()
+        return bool(instances) and self._signal(self.rng.choice(instances).pid, signal.SIGTERM)
+
+    def redis(self) -> bool:
+        """Flush Redis and restart it: queued jobs are gone; the reconciler must put them back."""
+        if self.stack.redis is None:
+            redis.Redis.from_url(self.stack.settings.redis_url).flushdb()
+            return True
+        redis.Redis.from_url(self.stack.settings.redis_url).flushall()
+        self.stack.redis.stop()
+        self.stack.redis.start()
+        return True
+
+    def scheduler(self) -> bool:
+        """The scheduler dies without stopping anything; a new one adopts what it finds."""
+        from scheduler.backends import create_all
+        from scheduler.daemon import Scheduler
+
+        old = self.stack.scheduler
+        assert old is not None and old.apscheduler is not None
+        old.apscheduler.shutdown(wait=True)
+        try:
+            old.lock.release()
+        except Exception:  # noqa: BLE001 - the lock may have expired or gone with a Redis flush
+            pass
+        default, *extra = create_all(self.stack.settings)
+        self.stack.scheduler = Scheduler(self.stack.settings, default, extra_backends=extra)
+        self.stack.scheduler.start()
+        self.retired = old
+        return True
+
+    def api(self) -> bool:
+        assert self.stack.api is not None
+        self.stack.api.terminate()
+        self.stack.api.wait(timeout=30)
+        self.stack.start_api()
+        return True
+
+
+def enqueue_all(client: Client, rng: random.Random, count: int) -> list[str]:
+    client.update_service(SERVICE, scaling_type="autoscale", min_instances=1, max_instances=3, queue_length=4,
+                          polling_interval_s=1, cooldown_s=5, max_attempts=5, drain_time_s=2)
+    model = client.create_model("chaos", "sleep", configuration={"seconds": 0.3, "steps": 3})
+    ids = []
+    for n in range(count):
+        if n % 10 == 0:
+            ids.append(client.train(model["id"], configuration={"seconds": rng.uniform(0.2, 1.0)})["id"])
+        else:
+            ids.append(client.enqueue(SERVICE, "noop", {"n": n})["id"])
+    return ids
+
+
+def check(ids: list[str], driver: Driver) -> tuple[dict[str, int], list[str]]:
+    """Count what happened and list every violation of the guarantees."""
+    problems: list[str] = []
+    executions = list(Execution.select().where(Execution.id.in_(ids)))
+    lost = [e.id for e in executions if e.status not in TERMINAL] + sorted(set(ids) - {e.id for e in executions})
+    problems += [f"execution {i} lost (not ended)" for i in lost]
+    duplicates = 0
+    for execution in executions:
+        attempts = list(Attempt.select().where(Attempt.execution == execution.id).order_by(Attempt.number))
+        log = list(StatusLog.select().where(StatusLog.execution == execution.id).order_by(StatusLog.id))
+        if len(attempts) > execution.max_attempts:
+            problems.append(f"execution {execution.id}: {len(attempts)} attempts > max {execution.max_attempts}")
+        for earlier, later in zip(attempts, attempts[1:]):
+            if earlier.ended_at is None or earlier.ended_at > later.started_at:
+                duplicates += 1
+                problems.append(f"execution {execution.id}: attempts {earlier.number} and {later.number} overlapped")
+        if sum(1 for a in attempts if a.outcome == "success") > 1 or (execution.status == "success" and attempts[-1].outcome != "success"):
+            duplicates += 1
+            problems.append(f"execution {execution.id}: a result from a stale attempt was accepted")
+        if any(b.at < a.at for a, b in zip(log, log[1:])):
+            problems.append(f"execution {execution.id}: status log goes back in time")
+        if sum(1 for row in log if row.status == "in-progress" and row.message.startswith("attempt ")) != len(attempts):
+            problems.append(f"execution {execution.id}: status log and attempt records disagree")
+        if execution.status == "failed":
+            problems.append(f"execution {execution.id} failed ({execution.error}); the driver causes no failure")
+        if execution.status == "aborted" and not any(word in (execution.error or "") for word in EXPECTED_RESET_WORDS):
+            problems.append(f"execution {execution.id} aborted for an unexpected reason: {execution.error}")
+    resets = Attempt.select().where(Attempt.execution.in_(ids) & (Attempt.outcome == "reset")).count()
+    reruns = StatusLog.select().where(StatusLog.execution.in_(ids) & (StatusLog.status == "rerun")).count()
+    kills = driver.done["kill-instance"] + driver.done["kill-work"] + driver.done["drain-instance"]
+    counts = {"executions": len(ids), "kills": kills, "resets": resets, "reruns": reruns, "lost": len(lost), "duplicates": duplicates}
+    return counts, problems
+
+
+def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, seed: int, finish_s: float = 300.0) -> bool:
+    rng = random.Random(seed)
+    stack = Stack(settings).start()
+    driver = Driver(stack, rng, until=0.0, max_actions=max_actions)
+    try:
+        client = Client(settings.api_url)
+        ids = enqueue_all(client, rng, executions)
+        driver.until = time.monotonic() + chaos_s
+        thread = threading.Thread(target=driver.run, name="chaos")
+        thread.start()
+        thread.join()
+        deadline = time.monotonic() + finish_s
+        while time.monotonic() < deadline and Execution.select().where(Execution.id.in_(ids) & Execution.status.not_in(TERMINAL)).exists():
+            time.sleep(0.5)
+        counts, problems = check(ids, driver)
+    finally:
+        stack.stop(drain_timeout_s=5.0)
+        retired = getattr(driver, "retired", None)
+        if retired is not None:
+            for backend in retired.backends.values():
+                backend.close(5.0)
+    for problem in problems[:50]:
+        print(f"violation: {problem}", file=sys.stderr)
+    verdict = "pass" if not problems else "fail"
+    print("chaos: " + " ".join(f"{k}={v}" for k, v in counts.items()) + f" verdict={verdict}")
+    print(f"chaos actions: {dict(driver.done)}")
+    return not problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--executions", type=int, default=2000)
+    parser.add_argument("--chaos-s", type=float, default=180.0)
+    parser.add_argument("--max-actions", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    from tests.perf.common import bench_settings
+
+    ok = soak(bench_settings(reconcile_interval_s=1.0), args.executions, args.chaos_s, args.max_actions, args.seed)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

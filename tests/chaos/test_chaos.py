@@ -1,0 +1,22 @@
+"""The bounded chaos soak inside ``make test``: 500 executions, at most 40 harmful actions in 45 s,
+on the local stack (SQLite and an embedded Redis, which the driver flushes and restarts)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.config import load_settings
+from tests.chaos.soak import soak
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.stack
+
+
+def test_nothing_is_lost_or_duplicated_under_random_kills_restarts_and_a_redis_flush(short_tmp: Path, capsys: Any) -> None:
+    settings = load_settings(home=short_tmp, port=free_port(), api_url="", reconcile_interval_s=1.0)
+    passed = soak(settings, executions=500, chaos_s=45.0, max_actions=40, seed=7)
+    out = capsys.readouterr()
+    assert passed, out.out + out.err
+    assert "verdict=pass" in out.out
