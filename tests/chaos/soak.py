@@ -19,7 +19,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
@@ -139,14 +138,14 @@ def check(ids: list[str], driver: Driver) -> tuple[dict[str, int], list[str]]:
         log = list(StatusLog.select().where(StatusLog.execution == execution.id).order_by(StatusLog.id))
         if len(attempts) > execution.max_attempts:
             problems.append(f"execution {execution.id}: {len(attempts)} attempts > max {execution.max_attempts}")
-        for earlier, later in zip(attempts, attempts[1:]):
+        for earlier, later in zip(attempts, attempts[1:], strict=False):
             if earlier.ended_at is None or earlier.ended_at > later.started_at:
                 duplicates += 1
                 problems.append(f"execution {execution.id}: attempts {earlier.number} and {later.number} overlapped")
         if sum(1 for a in attempts if a.outcome == "success") > 1 or (execution.status == "success" and attempts[-1].outcome != "success"):
             duplicates += 1
             problems.append(f"execution {execution.id}: a result from a stale attempt was accepted")
-        if any(b.at < a.at for a, b in zip(log, log[1:])):
+        if any(b.at < a.at for a, b in zip(log, log[1:], strict=False)):
             problems.append(f"execution {execution.id}: status log goes back in time")
         if sum(1 for row in log if row.status == "in-progress" and row.message.startswith("attempt ")) != len(attempts):
             problems.append(f"execution {execution.id}: status log and attempt records disagree")
