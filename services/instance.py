@@ -1,5 +1,6 @@
 """An instance of a service: pulls executions from the service's queue and runs each attempt in
-a monitored work process (RQ's work-horse idea, started by spawn so CUDA stays usable).
+a monitored work process (RQ's work-horse idea; forked from a clean fork server, not from the
+instance, so CUDA stays usable).
 
 The instance holds Redis (transport) and its own instance token; it reports everything through
 the control plane. Its work processes get neither. It sends heartbeats, enforces timeouts, turns
@@ -118,6 +119,16 @@ def oom_kill_count() -> int:
     return 0
 
 
+def work_process_context() -> Any:
+    """Work processes come from a fork server: a clean process started once (spawn-like, so it
+    never holds CUDA state or the instance's threads) that forks each work process. Forking from
+    it is fast, and each attempt still gets a process of its own. The server imports only the
+    function runner; the adapter is imported by the waiting spare."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["functions.run", "functions.train", "functions.noop"])
+    return context
+
+
 def describe_exit(run: Running, exitcode: int | None) -> tuple[str, str]:
     """Turn how a work process ended into (outcome, reason) for the control plane."""
     if run.result is not None:
@@ -160,7 +171,7 @@ class InstanceProcess:
         self.redis = queues.connect(settings.redis_url)
         self.queue_key = queues.get_queue(self.redis, service).key
         self.api = ControlPlane(settings.api_url)
-        self.mp = multiprocessing.get_context("spawn")
+        self.mp = work_process_context()
         self.running: dict[str, Running] = {}
         self.spare: Spare | None = None
         self.prestart = prestart

@@ -47,7 +47,7 @@ def work_process(instance: Instance, execution_id: str, attempt: int = 1) -> psu
         return next((e["pid"] for e in running if (e["execution_id"], e["attempt"]) == (execution_id, attempt)), None)
 
     process = psutil.Process(wait_until(find, 30, "the instance to report the work process"))
-    assert process.ppid() == instance.pid
+    assert instance.pid in [parent.pid for parent in process.parents()]
     return process
 
 
