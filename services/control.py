@@ -209,6 +209,8 @@ def terminate(execution_id: str) -> Execution:
 
 def rerun(connection: redis.Redis, execution_id: str) -> Execution:
     execution = states.rerun(execution_id)
+    if execution.model_id:
+        Model.update(status="pending", updated_at=now_s()).where(Model.id == execution.model_id).execute()
     try_enqueue(connection, execution)
     return execution
 
