@@ -16,11 +16,13 @@ from typing import Any
 class ProcessContext:
     """:class:`adapters.base.TrainContext` for a monitored work process. Never raises."""
 
-    def __init__(self, conn: Connection, stop_event: Any, resume_checkpoint: str | None = None) -> None:
+    def __init__(self, conn: Connection, stop_event: Any, resume_checkpoint: str | None = None,
+                 base_model: str | None = None) -> None:
         self._conn = conn
         self._stop_event = stop_event
         self._parent_pid = os.getppid()
         self.resume_checkpoint = Path(resume_checkpoint) if resume_checkpoint else None
+        self.base_model = Path(base_model) if base_model else None
 
     def _send(self, *event: Any) -> None:
         try:

@@ -36,6 +36,7 @@ class WorkSpec:
     data_path: str | None = None
     model: dict[str, Any] | None = None
     resume_checkpoint: str | None = None
+    base_model: str | None = None  # fine-tuning: the saved model directory training starts from
     adapters: str = ""  # extra adapter references (the TRAINFAAS_ADAPTERS setting)
 
 
@@ -87,7 +88,7 @@ def work(spec: dict[str, Any], conn: Connection, stop_event: Any) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
     job = WorkSpec(**spec)
-    context = ProcessContext(conn, stop_event, job.resume_checkpoint)
+    context = ProcessContext(conn, stop_event, job.resume_checkpoint, job.base_model)
     sys.stdout = LogWriter(context, sys.__stdout__)
     sys.stderr = LogWriter(context, sys.__stderr__)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)

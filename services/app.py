@@ -1,9 +1,14 @@
-"""The Flask app factory: settings -> database -> Redis -> blueprints -> one error handler."""
+"""The Flask app factory: settings -> database -> Redis -> blueprints -> one error handler.
+
+Every error leaves as ``{"error": {"code", "message", "fields"}}`` with the status of its class
+(services.errors), pydantic's validation errors as 422 naming each field path.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Blueprint, Flask, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -13,18 +18,23 @@ from services.control import pydantic_fields
 from services.db import database, open_database
 from services.errors import TrainfaasError
 
+log = logging.getLogger("trainfaas.api")
+
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the API. ``settings`` defaults to the environment's; the schema must be migrated."""
     settings = settings or load_settings()
     app = Flask("trainfaas")
-    app.config.update(MAX_CONTENT_LENGTH=16 * 1024 * 1024, JSON_SORT_KEYS=False, SETTINGS=settings)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False, SETTINGS=settings)
     app.config.update(test_config or {})
     open_database(settings.database_url)
     app.extensions["redis"] = queues.connect(settings.redis_url)
 
     @app.before_request
     def _connect() -> None:
+        # Instances send batched reports and tracebacks: they get a larger body limit than users.
+        if request.path.startswith("/api/v1/instances/"):
+            request.max_content_length = settings.max_instance_body_bytes
         database.connect(reuse_if_open=True)
 
     @app.teardown_request
@@ -33,18 +43,20 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
             database.close()
 
     _register_error_handlers(app)
-    from services.api import executions, health, instances, models, services
-
-    for blueprint in (health.bp, models.bp, executions.bp, services.bp, instances.bp):
+    for blueprint in blueprints():
         app.register_blueprint(blueprint)
     return app
 
 
+def blueprints() -> list[Blueprint]:
+    """Every area of the API. Importing them registers their endpoints (services.api.registry)."""
+    from services.api import architectures, executions, health, instances, models, openapi, projects, services
+
+    return [health.bp, openapi.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp]
+
+
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return {"error": body}
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -54,9 +66,17 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Any:
-        return jsonify(error_body("invalid", "the request body is invalid", pydantic_fields(exc))), 422
+        return jsonify(error_body("invalid", "the request is invalid", pydantic_fields(exc))), 422
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        # A bug: log it with its traceback, answer in the same shape as every other error.
+        log.exception("%s %s failed", request.method, request.path)
+        return jsonify(error_body("internal_error", f"the server failed: {type(exc).__name__}; see the API log")), 500
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(error_body(code, exc.description or exc.name)), exc.code or 500
+        fields = {"body": f"at most {request.max_content_length} bytes"} if exc.code == 413 else {}
+        fields = {"Content-Type": "application/json"} if exc.code == 415 else fields
+        return jsonify(error_body(code, exc.description or exc.name, fields)), exc.code or 500

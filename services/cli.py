@@ -26,8 +26,8 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _client(ctx: click.Context) -> Client:
-    settings = _settings(ctx)
-    return Client(settings.api_url, settings.token or None)
+    """The SDK with TRAINFAAS_TOKEN, else the admin token that `trainfaas up` wrote to home."""
+    return Client.from_settings(_settings(ctx))
 
 
 def _print_json(data: Any) -> None:
@@ -172,12 +172,14 @@ def _parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
 @click.option("--max-attempts", type=int, default=None)
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
+@click.option("--from-model", default=None, metavar="MODEL_ID",
+              help="Fine-tune: start from this trained model's weights, labels and configuration.")
 @click.option("--follow/--no-follow", default=False, help="Show progress until it ends.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def train(ctx: click.Context, architecture: str, dataset: str | None, name: str | None, epochs: int | None,
           config_pairs: tuple[str, ...], timeout_s: float | None, max_attempts: int | None, on_reset: str | None,
-          follow: bool, as_json: bool) -> None:
+          from_model: str | None, follow: bool, as_json: bool) -> None:
     """Create a model and enqueue its training."""
     client = _client(ctx)
     configuration = _parse_config(config_pairs)
@@ -186,7 +188,7 @@ def train(ctx: click.Context, architecture: str, dataset: str | None, name: str 
     execution_settings = {k: v for k, v in (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset)) if v is not None}
     # The configuration goes with the model so that a bad option is rejected before anything exists.
     model = client.create_model(name or f"{architecture}-{Path(dataset).name if dataset else 'model'}", architecture,
-                                configuration=configuration or None)
+                                configuration=configuration or None, from_model=from_model)
     execution = client.train(model["id"], dataset, None, execution_settings or None)
     if not follow:
         _print_json(execution) if as_json else console.print(f"execution {execution['id']} {execution['status']} on {execution['service']}")
@@ -218,21 +220,148 @@ def executions() -> None:
 
 
 @executions.command("list")
-@click.option("--status", default=None)
+@click.option("--status", default=None, help="One status or several, comma-separated.")
 @click.option("--service", default=None)
+@click.option("--model", default=None, help="Model id.")
+@click.option("--project", default=None)
 @click.option("-q", "query", default=None, help="Name or id.")
 @click.option("--limit", default=50, type=int)
+@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON: {items, next_cursor}.")
+@click.pass_context
+def executions_list(ctx: click.Context, status: str | None, service: str | None, model: str | None, project: str | None,
+                    query: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Executions, newest first."""
+    page = _client(ctx).page("/api/v1/executions", status=status, service=service, model=model, project=project,
+                             q=query, limit=limit, cursor=cursor)
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "project", "name", "service", "status", "progress", "attempt", "created")
+    for e in page["items"]:
+        table.add_row(e["id"], e["project"], e["name"], e["service"], e["status"], f"{e['progress']:.0f}%",
+                      f"{e['attempt']}/{e['max_attempts']}", e["created_at"])
+    console.print(table)
+    _more(page)
+
+
+def _more(page: dict[str, Any]) -> None:
+    if page["next_cursor"]:
+        console.print(f"more: --cursor {page['next_cursor']}")
+
+
+@main.group()
+def models() -> None:
+    """List and inspect models."""
+
+
+@models.command("list")
+@click.option("--architecture", default=None)
+@click.option("--status", default=None)
+@click.option("--project", default=None)
+@click.option("-q", "query", default=None, help="Name or id.")
+@click.option("--limit", default=50, type=int)
+@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON: {items, next_cursor}.")
+@click.pass_context
+def models_list(ctx: click.Context, architecture: str | None, status: str | None, project: str | None, query: str | None,
+                limit: int, cursor: str | None, as_json: bool) -> None:
+    """Models, newest first."""
+    page = _client(ctx).page("/api/v1/models", architecture=architecture, status=status, project=project, q=query,
+                             limit=limit, cursor=cursor)
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "project", "name", "architecture", "status", "created")
+    for m in page["items"]:
+        table.add_row(m["id"], m["project"], m["name"], m["architecture"], m["status"], m["created_at"])
+    console.print(table)
+    _more(page)
+
+
+@models.command("show")
+@click.argument("model_id")
+@click.pass_context
+def models_show(ctx: click.Context, model_id: str) -> None:
+    """One model as JSON."""
+    _print_json(_client(ctx).get_model(model_id))
+
+
+@main.group()
+def projects() -> None:
+    """Projects group models and executions; tokens are scoped to one."""
+
+
+@projects.command("create")
+@click.argument("name")
+@click.option("--description", default="")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def executions_list(ctx: click.Context, status: str | None, service: str | None, query: str | None, limit: int, as_json: bool) -> None:
-    items = _client(ctx).list_executions(status=status, service=service, q=query, limit=limit)
+def projects_create(ctx: click.Context, name: str, description: str, as_json: bool) -> None:
+    """Create a project (needs an admin token)."""
+    project = _client(ctx).create_project(name, description)
+    _print_json(project) if as_json else console.print(f"project {project['name']} created")
+
+
+@projects.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def projects_list(ctx: click.Context, as_json: bool) -> None:
+    """The projects your token reaches."""
+    items = _client(ctx).list_projects()
     if as_json:
         _print_json(items)
         return
-    table = Table("id", "name", "service", "status", "progress", "attempt", "created")
-    for e in items:
-        table.add_row(e["id"], e["name"], e["service"], e["status"], f"{e['progress']:.0f}%", f"{e['attempt']}/{e['max_attempts']}", e["created_at"])
+    table = Table("name", "description", "created")
+    for p in items:
+        table.add_row(p["name"], p["description"], p["created_at"])
     console.print(table)
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens: read or write one project, or admin. Only admin tokens manage them."""
+
+
+@tokens.command("create")
+@click.option("--project", default=None, help="Required for read and write tokens.")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--name", default="", help="What the token is for.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"token": ..., "id": ..., ...}.')
+@click.pass_context
+def tokens_create(ctx: click.Context, project: str | None, scope: str, name: str, as_json: bool) -> None:
+    """Create a token and print its secret, which is shown only this once."""
+    token = _client(ctx).create_token(scope, project, name)
+    if as_json:
+        _print_json(token)
+        return
+    console.print(f"token {token['id']} ({token['scope']}{' on ' + token['project'] if token['project'] else ''}); "
+                  "store the secret now, it is not shown again:")
+    click.echo(token["token"])
+
+
+@tokens.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def tokens_list(ctx: click.Context, as_json: bool) -> None:
+    """Tokens without their secrets."""
+    items = _client(ctx).list_tokens()
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("id", "scope", "project", "name", "created", "revoked")
+    for t in items:
+        table.add_row(t["id"], t["scope"], t["project"] or "*", t["name"], t["created_at"], t["revoked_at"] or "")
+    console.print(table)
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+def tokens_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token: it answers 401 from now on."""
+    _client(ctx).revoke_token(token_id)
+    console.print(f"token {token_id} revoked")
 
 
 @executions.command("show")
@@ -391,13 +520,15 @@ def datasets() -> None:
 
 
 @datasets.command("sample")
-@click.argument("name", type=click.Choice(["digits"]))
+@click.argument("name", type=click.Choice(["digits", "shapes", "text", "ner"]))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def datasets_sample(name: str, directory: Path) -> None:
-    """Write a bundled sample data set into DIRECTORY."""
-    from adapters.datasets import SAMPLES
+    """Write a bundled sample data set into DIRECTORY: digits (image folder), shapes (YOLO
+    detection/instance segmentation and image+mask semantic segmentation), text (CSV text
+    classification) or ner (CoNLL token classification)."""
+    from adapters.datasets import sample_writer
 
-    summary = SAMPLES[name](directory)
+    summary = sample_writer(name)(directory)
     console.print(f"wrote {name} to {directory}: {summary}")
 
 
@@ -424,6 +555,52 @@ def adapters_list(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
 
 
+@main.command("architectures")
+@click.option("--task", help="Only this task (classification, detection, …).")
+@click.option("--options", "options_of", metavar="ARCHITECTURE", help="Show the options ARCHITECTURE's adapter declares.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def architectures_command(ctx: click.Context, task: str | None, options_of: str | None, as_json: bool) -> None:
+    """The architectures trainfaas can train: task, service, parameters, size class, checkpoint MB."""
+    client = _client(ctx)
+    if options_of:
+        described = client.architecture(options_of)
+        if as_json:
+            _print_json(described)
+            return
+        _print_options(described)
+        return
+    rows = client.architectures(task)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("architecture", "task", "service", "parameters", "size", "checkpoint MB", "adapter")
+    for row in rows:
+        parameters = f"{row['parameters']:,}" if row["parameters"] is not None else "-"
+        megabytes = f"{row['checkpoint_mb']:.1f}" if row["checkpoint_mb"] is not None else "-"
+        table.add_row(row["architecture"], row["task"], row["service"], parameters, row["size_class"] or "-", megabytes,
+                      row["adapter"].rpartition(":")[2])
+    console.print(table)
+
+
+def _print_options(described: dict[str, Any]) -> None:
+    schema = described["options"]
+    definitions = schema.get("$defs", {})
+    table = Table("option", "type", "default", "allowed", "description", title=f"{described['architecture']} ({described['task']})")
+    for name, spec in schema.get("properties", {}).items():
+        spec = definitions.get(spec.get("$ref", "").rpartition("/")[2], spec) if "$ref" in spec else spec
+        kind = spec.get("type") or " | ".join(str(part.get("type", part.get("$ref", "?").rpartition("/")[2])) for part in spec.get("anyOf", []))
+        allowed = []
+        if "enum" in spec:
+            allowed.append(", ".join(map(str, spec["enum"])))
+        for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+            if key in spec:
+                allowed.append(f"{sign} {spec[key]}")
+        default = json.dumps(spec["default"]) if "default" in spec else "-"
+        table.add_row(name, str(kind), default, " ".join(allowed), spec.get("description", ""))
+    console.print(table)
+
+
 @main.command()
 @click.option("--architecture", default="resnet18")
 @click.pass_context
@@ -433,14 +610,14 @@ def demo(ctx: click.Context, architecture: str) -> None:
     from services.stack import Stack
 
     settings = _settings(ctx)
-    dataset = settings.datasets_dir / "digits"
+    dataset = settings.dataset_roots[0] / "digits"  # the API accepts data sets inside its data roots only
     console.print(f"writing the digits data set to {dataset}")
     write_digits(dataset)
     console.print(f"starting the local stack in {settings.home} (API {settings.api_url})")
-    with Stack(settings):
-        client = Client(settings.api_url, settings.token or None)
+    with Stack(settings) as stack:
+        client = stack.admin_client()
         model = client.create_model(f"digits-{architecture}", architecture)
-        execution = client.train(model["id"], dataset="digits")
+        execution = client.train(model["id"], dataset=str(dataset))
         console.print(f"training {architecture} on digits: execution {execution['id']} on {execution['service']}")
         final = follow_and_report(client, execution["id"], model["id"])
     sys.exit(0 if final["status"] == "success" else 1)

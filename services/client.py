@@ -1,21 +1,31 @@
-"""The Python SDK: a typed client over the HTTP API. The CLI is built on it.
+"""The Python SDK: a client over the whole HTTP API. The CLI is built on it.
 
     from services.client import Client
-    client = Client("http://127.0.0.1:8080")
+    client = Client("http://127.0.0.1:8080", token)        # or Client.from_settings(load_settings())
     model = client.create_model("digits-resnet18", "resnet18")
     execution = client.train(model["id"], dataset="digits", configuration={"epochs": 15})
     final = client.wait(execution["id"], on_update=lambda e: print(e["progress"], e["message"]))
     print(final["status"], client.get_model(model["id"])["metrics"])
+
+Every method returns the JSON the API documents (GET /api/v1/openapi.json) and raises
+:class:`ApiError` with the API's status, code, message and fields on any error. ``list_*``
+return one page of items; ``iter_*`` walk every page.
 """
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from services.models import TERMINAL
+
+if TYPE_CHECKING:
+    from services.config import Settings
+
+Json = dict[str, Any]
 
 
 class ApiError(Exception):
@@ -27,6 +37,10 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.fields = status, code, message, fields or {}
 
 
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
 class Client:
     def __init__(self, api_url: str = "http://127.0.0.1:8080", token: str | None = None, timeout_s: float = 30.0) -> None:
         self.api_url = api_url.rstrip("/")
@@ -35,70 +49,107 @@ class Client:
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Client:
+        """A client of ``settings.api_url`` with ``TRAINFAAS_TOKEN``, else the admin token ``trainfaas up`` wrote."""
+        token = settings.token or os.environ.get("TRAINFAAS_TOKEN", "")
+        if not token and settings.admin_token_path.exists():
+            token = settings.admin_token_path.read_text().strip()
+        return cls(settings.api_url, token or None)
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, f"{self.api_url}{path}", timeout=self.timeout_s, **kwargs)
         except requests.ConnectionError as exc:
             raise ApiError(0, "unreachable", f"cannot reach the trainfaas API at {self.api_url}: is `trainfaas up` running?") from exc
-        body = response.json() if response.content else {}
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
         if response.status_code >= 400:
             error = body.get("error", {}) if isinstance(body, dict) else {}
             raise ApiError(response.status_code, error.get("code", "error"), error.get("message", response.reason), error.get("fields"))
         return body
 
+    def page(self, path: str, **params: Any) -> Json:
+        """One page: ``{"items": [...], "next_cursor": ...}``."""
+        return self.request("GET", path, params=_drop_none(params))  # type: ignore[no-any-return]
+
+    def iter_pages(self, path: str, **params: Any) -> Iterator[Json]:
+        """Every item of a list, page after page."""
+        cursor = None
+        while True:
+            page = self.page(path, **params, cursor=cursor)
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def openapi(self) -> Json:
+        return self.request("GET", "/api/v1/openapi.json")  # type: ignore[no-any-return]
+
     # models
     def create_model(self, name: str, architecture: str, *, labels: list[str] | None = None,
-                     configuration: dict[str, Any] | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {"name": name, "architecture": architecture}
-        if labels is not None:
-            payload["labels"] = labels
-        if configuration is not None:
-            payload["configuration"] = configuration
+                     configuration: dict[str, Any] | None = None, project: str | None = None,
+                     from_model: str | None = None) -> Json:
+        """Create a model; ``from_model`` fine-tunes a trained model of the same architecture."""
+        payload = _drop_none({"name": name, "architecture": architecture, "labels": labels,
+                              "configuration": configuration, "project": project, "from_model": from_model})
         return self.request("POST", "/api/v1/models", json=payload)  # type: ignore[no-any-return]
 
-    def get_model(self, model_id: str) -> dict[str, Any]:
+    def get_model(self, model_id: str) -> Json:
         return self.request("GET", f"/api/v1/models/{model_id}")  # type: ignore[no-any-return]
 
+    def list_models(self, **filters: Any) -> list[Json]:
+        """Filters: q, name, architecture, status, project, limit, cursor."""
+        return self.page("/api/v1/models", **filters)["items"]  # type: ignore[no-any-return]
+
+    def iter_models(self, **filters: Any) -> Iterator[Json]:
+        return self.iter_pages("/api/v1/models", **filters)
+
     def train(self, model_id: str, dataset: str | None = None, configuration: dict[str, Any] | None = None,
-              execution: dict[str, Any] | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {}
-        for key, value in (("dataset", dataset), ("configuration", configuration), ("execution", execution)):
-            if value is not None:
-                payload[key] = value
+              execution: dict[str, Any] | None = None) -> Json:
+        payload = _drop_none({"dataset": dataset, "configuration": configuration, "execution": execution})
         return self.request("POST", f"/api/v1/models/{model_id}/train", json=payload)  # type: ignore[no-any-return]
 
     # executions
-    def enqueue(self, service: str, function: str, input: dict[str, Any], execution: dict[str, Any] | None = None) -> dict[str, Any]:
-        payload: dict[str, Any] = {"function": function, "input": input}
-        if execution is not None:
-            payload["execution"] = execution
+    def enqueue(self, service: str, function: str, input: dict[str, Any], execution: dict[str, Any] | None = None,
+                project: str | None = None) -> Json:
+        payload = _drop_none({"function": function, "input": input, "execution": execution, "project": project})
         return self.request("POST", f"/api/v1/services/{service}/executions", json=payload)  # type: ignore[no-any-return]
 
-    def get_execution(self, execution_id: str) -> dict[str, Any]:
+    def get_execution(self, execution_id: str) -> Json:
         return self.request("GET", f"/api/v1/executions/{execution_id}")  # type: ignore[no-any-return]
 
-    def list_executions(self, **filters: Any) -> list[dict[str, Any]]:
-        params = {k: v for k, v in filters.items() if v is not None}
-        return self.request("GET", "/api/v1/executions", params=params)["items"]  # type: ignore[no-any-return]
+    def list_executions(self, **filters: Any) -> list[Json]:
+        """Filters: q, status (comma-separated), service, model, project, created_after/before (epoch s), limit, cursor."""
+        return self.page("/api/v1/executions", **filters)["items"]  # type: ignore[no-any-return]
 
-    def terminate(self, execution_id: str) -> dict[str, Any]:
+    def iter_executions(self, **filters: Any) -> Iterator[Json]:
+        return self.iter_pages("/api/v1/executions", **filters)
+
+    def terminate(self, execution_id: str) -> Json:
         return self.request("POST", f"/api/v1/executions/{execution_id}/terminate")  # type: ignore[no-any-return]
 
-    def rerun(self, execution_id: str) -> dict[str, Any]:
+    def rerun(self, execution_id: str) -> Json:
         return self.request("POST", f"/api/v1/executions/{execution_id}/rerun")  # type: ignore[no-any-return]
 
-    def metrics(self, execution_id: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v1/executions/{execution_id}/metrics")["items"]  # type: ignore[no-any-return]
+    def metrics(self, execution_id: str) -> list[Json]:
+        """Every metric sample, in the order reported."""
+        return list(self.iter_pages(f"/api/v1/executions/{execution_id}/metrics", limit=500))
 
-    def logs(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v1/executions/{execution_id}/logs", params={"after": after})["items"]  # type: ignore[no-any-return]
+    def logs(self, execution_id: str, after: int = 0) -> list[Json]:
+        """Every log line with an id above ``after``."""
+        return list(self.iter_pages(f"/api/v1/executions/{execution_id}/logs", after=after, limit=10000))
 
-    def artifacts(self, execution_id: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v1/executions/{execution_id}/artifacts")["items"]  # type: ignore[no-any-return]
+    def artifacts(self, execution_id: str) -> list[Json]:
+        return list(self.iter_pages(f"/api/v1/executions/{execution_id}/artifacts", limit=500))
 
     def wait(self, execution_id: str, timeout_s: float | None = None, poll_s: float = 0.5,
-             on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Poll until the execution ends; call ``on_update`` with each new state. Returns the last one."""
+             on_update: Callable[[Json], None] | None = None) -> Json:
+        """Poll until the execution ends; call ``on_update`` with each state. Returns the last one.
+
+        Raises TimeoutError after ``timeout_s`` (None: wait for ever)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             execution = self.get_execution(execution_id)
@@ -110,24 +161,70 @@ class Client:
                 raise TimeoutError(f"execution {execution_id} still {execution['status']} after {timeout_s} s")
             time.sleep(poll_s)
 
-    # services
-    def list_services(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/api/v1/services")["items"]  # type: ignore[no-any-return]
+    def follow(self, execution_id: str, on_update: Callable[[Json], None] | None = None,
+               on_log: Callable[[Json], None] | None = None, timeout_s: float | None = None, poll_s: float = 0.5) -> Json:
+        """Like :meth:`wait`, and also hand each new log line to ``on_log`` as it arrives."""
+        seen = 0
 
-    def get_service(self, name: str) -> dict[str, Any]:
+        def update(execution: Json) -> None:
+            nonlocal seen
+            if on_log:
+                for line in self.logs(execution_id, after=seen):
+                    on_log(line)
+                    seen = line["id"]
+            if on_update:
+                on_update(execution)
+
+        return self.wait(execution_id, timeout_s, poll_s, update)
+
+    # services (shared by all projects; changes need an admin token)
+    def list_services(self, **filters: Any) -> list[Json]:
+        return list(self.iter_pages("/api/v1/services", **filters))
+
+    def get_service(self, name: str) -> Json:
         return self.request("GET", f"/api/v1/services/{name}")  # type: ignore[no-any-return]
 
-    def update_service(self, name: str, **changes: Any) -> dict[str, Any]:
+    def update_service(self, name: str, **changes: Any) -> Json:
         return self.request("PATCH", f"/api/v1/services/{name}", json=changes)  # type: ignore[no-any-return]
 
-    def pause_service(self, name: str) -> dict[str, Any]:
+    def pause_service(self, name: str) -> Json:
         return self.request("POST", f"/api/v1/services/{name}/pause")  # type: ignore[no-any-return]
 
-    def resume_service(self, name: str) -> dict[str, Any]:
+    def resume_service(self, name: str) -> Json:
         return self.request("POST", f"/api/v1/services/{name}/resume")  # type: ignore[no-any-return]
 
-    def service_events(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v1/services/{name}/events", params={"limit": limit})["items"]  # type: ignore[no-any-return]
+    def service_events(self, name: str, limit: int = 100) -> list[Json]:
+        """The newest ``limit`` scaling decisions, newest first."""
+        return self.page(f"/api/v1/services/{name}/events", limit=limit)["items"]  # type: ignore[no-any-return]
 
-    def instances(self, service: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/api/v1/services/{service}/instances")["items"]  # type: ignore[no-any-return]
+    def architectures(self, task: str | None = None, q: str | None = None) -> list[Json]:
+        """Every architecture (of ``task``; ``q``: part of the name), all pages."""
+        return list(self.iter_pages("/api/v1/architectures", task=task, q=q, limit=500))
+
+    def architecture(self, name: str) -> Json:
+        """One architecture with its adapter's options as JSON Schema."""
+        return self.request("GET", f"/api/v1/architectures/{name}")  # type: ignore[no-any-return]
+
+    def instances(self, service: str) -> list[Json]:
+        return list(self.iter_pages(f"/api/v1/services/{service}/instances", limit=500))
+
+    # projects and tokens (creating and revoking need an admin token)
+    def create_project(self, name: str, description: str = "") -> Json:
+        return self.request("POST", "/api/v1/projects", json={"name": name, "description": description})  # type: ignore[no-any-return]
+
+    def get_project(self, name: str) -> Json:
+        return self.request("GET", f"/api/v1/projects/{name}")  # type: ignore[no-any-return]
+
+    def list_projects(self, **filters: Any) -> list[Json]:
+        return list(self.iter_pages("/api/v1/projects", **filters))
+
+    def create_token(self, scope: str, project: str | None = None, name: str = "") -> Json:
+        """Create a token; the answer's ``token`` is the secret, shown this once."""
+        payload = _drop_none({"scope": scope, "project": project, "name": name})
+        return self.request("POST", "/api/v1/tokens", json=payload)  # type: ignore[no-any-return]
+
+    def list_tokens(self, **filters: Any) -> list[Json]:
+        return list(self.iter_pages("/api/v1/tokens", **filters))
+
+    def revoke_token(self, token_id: str) -> Json:
+        return self.request("DELETE", f"/api/v1/tokens/{token_id}")  # type: ignore[no-any-return]

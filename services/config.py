@@ -1,6 +1,7 @@
 """Settings: one object, read from the environment (prefix ``TRAINFAAS_``) when asked, never at import."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -22,8 +23,15 @@ class Settings(BaseSettings):
     api_url: str = Field("", description="Where instances and the CLI reach the API.")
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str = Field("", description="Token the CLI and SDK send (later issues add auth).")
+    token: str = Field("", description="Token the CLI and SDK send (default: the admin token in home/admin-token).")
     adapters: str = Field("", description="Extra adapters, as module:Class,module:Class.")
+    data_roots: str = Field("", description="Directories data sets must lie in, separated by ':' (default: home/datasets).")
+    instance_secret: str = Field(
+        "", description="Secret the API and the scheduler share: each service's instances register with a credential"
+                        " derived from it. Default: home/instance-secret, created on first use (mode 0600).")
+    registration_token: str = Field("", description="The credential an instance registers with; the scheduler sets it.")
+    max_body_bytes: int = Field(1024 * 1024, description="Largest request body of user endpoints; larger ones get 413.")
+    max_instance_body_bytes: int = Field(32 * 1024 * 1024, description="Largest body an instance may send (reports, tracebacks).")
 
     heartbeat_interval_s: float = 2.0
     heartbeat_timeout_s: float = 10.0
@@ -78,6 +86,39 @@ class Settings(BaseSettings):
     def datasets_dir(self) -> Path:
         return self.home / "datasets"
 
+    @property
+    def dataset_roots(self) -> list[Path]:
+        """Where data sets may lie, symlinks resolved: ``data_roots`` or else home/datasets."""
+        given = [Path(p).expanduser() for p in self.data_roots.split(":") if p.strip()]
+        return [p.resolve() for p in (given or [self.datasets_dir])]
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin-token"
+
+    def instance_secret_value(self) -> str:
+        """``instance_secret``, or the one kept in home/instance-secret (created on first use)."""
+        if self.instance_secret:
+            return self.instance_secret
+        path = self.home / "instance-secret"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}")
+        temp.write_text(secrets.token_urlsafe(32))
+        temp.chmod(0o600)
+        try:
+            os.link(temp, path)  # never replaces one another process wrote first
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+        return path.read_text().strip()
+
     def public(self) -> dict[str, str]:
         """What ``trainfaas info`` prints: enough for users and tools such as ``rq info``."""
         return {
@@ -86,6 +127,7 @@ class Settings(BaseSettings):
             "redis_url": self.redis_url,
             "api_url": self.api_url,
             "embedded_redis": str(self.embedded_redis).lower(),
+            "data_roots": ":".join(map(str, self.dataset_roots)),
         }
 
 

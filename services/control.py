@@ -20,8 +20,9 @@ from adapters.catalog import get_adapter
 from services import queues, states
 from services.config import Settings
 from services.db import database
-from services.errors import ConfigError, DatasetError, NotFound, ServicePaused, StaleAttempt
+from services.errors import ConfigError, Conflict, NotFound, ServicePaused, StaleAttempt
 from services.models import (
+    DEFAULT_PROJECT,
     LIVE_INSTANCE,
     Artifact,
     Attempt,
@@ -60,13 +61,26 @@ def validate_configuration(adapter: type[ModelAdapter], configuration: dict[str,
 
 
 def create_model(settings: Settings, name: str, architecture: str, task: str | None,
-                 labels: list[str] | None, configuration: dict[str, Any] | None) -> Model:
+                 labels: list[str] | None, configuration: dict[str, Any] | None, project: str = DEFAULT_PROJECT,
+                 from_model: str | None = None) -> Model:
+    """Create a model in ``project``; with ``from_model``, a fine-tune of that trained model (same
+    architecture, a project the caller sees), copying its labels and configuration unless given."""
     adapter = get_adapter(architecture, settings.adapters)
-    if task is not None and task != adapter.task:
-        raise ConfigError(f"architecture {architecture} trains task {adapter.task!r}", {"task": f"must be {adapter.task!r} or omitted"})
+    own_task = adapter.task_of(architecture)
+    if task is not None and task != own_task:
+        raise ConfigError(f"architecture {architecture} trains task {own_task!r}", {"task": f"must be {own_task!r} or omitted"})
+    if from_model is not None:
+        base = Model.get_or_none(Model.id == from_model)
+        if base is None or base.status != "trained" or not base.artifact_path:
+            raise ConfigError(f"model {from_model} is not a trained model", {"from_model": "the id of a trained model"})
+        if base.architecture != architecture:
+            raise ConfigError(f"model {from_model} is a {base.architecture}, not a {architecture}",
+                              {"from_model": f"a trained {architecture} model"})
+        labels = labels if labels is not None else list(base.labels)
+        configuration = {**base.configuration, **(configuration or {})}
     validate_configuration(adapter, configuration or {}, "configuration")
-    return Model.create(name=name, architecture=architecture, task=adapter.task, labels=labels or [],
-                        configuration=configuration or {})
+    return Model.create(name=name, architecture=architecture, task=own_task, labels=labels or [],
+                        configuration=configuration or {}, project=project, base_model=from_model)
 
 
 def get_model(model_id: str) -> Model:
@@ -97,7 +111,8 @@ def ensure_service(settings: Settings, architecture: str) -> Service:
     return service
 
 
-def update_service(service: Service, patch: ServicePatch, settings: Settings | None = None) -> Service:
+def check_service_patch(service: Service, patch: ServicePatch, settings: Settings | None = None) -> dict[str, Any]:
+    """The changes ``patch`` makes to ``service``; ConfigError if they do not fit together."""
     changes = patch.model_dump(exclude_none=True)
     if settings is not None and "instance_type" in changes and changes["instance_type"] not in settings.instance_types:
         raise ConfigError(f"unknown instance type {changes['instance_type']!r}",
@@ -106,6 +121,11 @@ def update_service(service: Service, patch: ServicePatch, settings: Settings | N
     high = changes.get("max_instances", service.max_instances)
     if low > high:
         raise ConfigError("min_instances is above max_instances", {"min_instances": f"must be <= max_instances ({high})"})
+    return changes
+
+
+def update_service(service: Service, patch: ServicePatch, settings: Settings | None = None) -> Service:
+    changes = check_service_patch(service, patch, settings)
     if changes:
         Service.update(**changes, updated_at=now_s()).where(Service.name == service.name).execute()
     return Service.get_by_id(service.name)
@@ -115,19 +135,25 @@ def update_service(service: Service, patch: ServicePatch, settings: Settings | N
 
 
 def resolve_dataset(settings: Settings, dataset: str) -> Path:
+    """The data set's directory, symlinks resolved; ConfigError unless it lies in a data root.
+
+    A name is taken relative to the first data root (by default home/datasets). Checking the resolved path keeps ``..`` and
+    symlinks from reaching files the API process can read but the caller should not.
+    """
+    roots = settings.dataset_roots
     path = Path(dataset).expanduser()
     if not path.is_absolute():
-        path = settings.datasets_dir / dataset
-    return path.resolve()
+        path = roots[0] / dataset
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ConfigError(f"data set {dataset} lies outside the data roots",
+                          {"dataset": f"a directory inside {' or '.join(map(str, roots))} (TRAINFAAS_DATA_ROOTS)"})
+    return resolved
 
 
-def check_dataset(adapter: type[ModelAdapter], path: Path) -> list[str]:
-    """Validate the data set for the adapter's format and return its labels."""
-    from adapters.datasets import read_image_folder
-
-    if adapter.dataset_format == "image-folder":
-        return read_image_folder(path)[0]
-    raise DatasetError(f"no reader for data set format {adapter.dataset_format!r}", {"dataset": "unsupported format"})
+def check_dataset(adapter: type[ModelAdapter], path: Path, configuration: dict[str, Any]) -> list[str]:
+    """Validate the data set with the adapter's own reader and return its labels."""
+    return adapter.check_dataset(path, configuration)
 
 
 def _execution_settings(service: Service, overrides: ExecutionSettings | None) -> dict[str, Any]:
@@ -136,11 +162,11 @@ def _execution_settings(service: Service, overrides: ExecutionSettings | None) -
 
 
 def submit(connection: redis.Redis, service: Service, function: str, name: str, input: dict[str, Any],
-           model: Model | None, overrides: ExecutionSettings | None) -> Execution:
+           model: Model | None, overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
     """Record the execution, mark it pending, then put it on the queue (in that order)."""
     with database.atomic():
         execution = Execution.create(
-            service=service, function=function, name=name, input=input, model=model,
+            service=service, function=function, name=name, input=input, model=model, project=project,
             **_execution_settings(service, overrides),
         )
         states.StatusLog.create(execution=execution.id, status="created", attempt=1, message="created")
@@ -167,16 +193,17 @@ def submit_training(settings: Settings, connection: redis.Redis, model: Model, d
         if not dataset:
             raise ConfigError(f"{model.architecture} trains on a data set", {"dataset": f"required: a {adapter.dataset_format} directory"})
         data_path = resolve_dataset(settings, dataset)
-        check_dataset(adapter, data_path)
+        check_dataset(adapter, data_path, effective)
     service = ensure_service(settings, model.architecture)
     input = {"model_id": model.id, "dataset": str(data_path) if data_path else None, "configuration": effective}
-    execution = submit(connection, service, "train_model", f"train {model.name}", input, model, overrides)
+    execution = submit(connection, service, "train_model", f"train {model.name}", input, model, overrides, model.project)
     Model.update(status="pending", updated_at=now_s()).where(Model.id == model.id).execute()
     return execution
 
 
 def submit_function(settings: Settings, connection: redis.Redis, service: Service, function: str,
-                    input: dict[str, Any], overrides: ExecutionSettings | None) -> Execution:
+                    input: dict[str, Any], overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
+    """Run ``function`` on ``service``; a train_model goes into its model's project, others into ``project``."""
     from functions.run import FUNCTIONS
 
     if function not in FUNCTIONS:
@@ -189,7 +216,7 @@ def submit_function(settings: Settings, connection: redis.Redis, service: Servic
         if extra:
             raise ConfigError("unknown input fields", {f"input.{key}": "not allowed" for key in sorted(extra)})
         return submit_training(settings, connection, model, input.get("dataset"), input.get("configuration"), overrides)
-    return submit(connection, service, function, function, input, None, overrides)
+    return submit(connection, service, function, function, input, None, overrides, project)
 
 
 def get_execution(execution_id: str) -> Execution:
@@ -223,15 +250,31 @@ def hash_token(token: str) -> str:
 
 
 def register_instance(service_name: str, instance_id: str | None, host: str, pid: int | None, backend: str) -> tuple[Instance, str]:
-    """Register (or adopt a pre-created row for) an instance; return it with a fresh token."""
+    """Register (or adopt a pre-created row for) an instance; return it with a fresh token.
+
+    A row is adopted once, while it has no token: registering again with the id of a registered
+    instance would hand its executions to whoever knows the id (ids are listed to readers).
+    """
     service = get_service(service_name)
     token = secrets.token_urlsafe(32)
     fields = dict(host=host, pid=pid, backend=backend, status="running", heartbeat_at=now_s(), token_hash=hash_token(token), ended_at=None)
     if instance_id:
-        if Instance.update(**fields).where(Instance.id == instance_id).execute():
+        adopt = (Instance.id == instance_id) & Instance.token_hash.is_null() & (Instance.service == service.name)
+        if Instance.update(**fields).where(adopt).execute():
             return Instance.get_by_id(instance_id), token
+        if Instance.get_or_none(Instance.id == instance_id) is not None:
+            raise Conflict(f"instance {instance_id} is already registered", {"instance_id": "the id of an instance not registered yet, or none"})
         return Instance.create(id=instance_id, service=service, **fields), token
     return Instance.create(service=service, **fields), token
+
+
+def replace_instance_token(instance_id: str) -> str:
+    """Give an instance a new token and return it; the old one stops working. For operators who
+    must act as an instance (and for tests of fencing): the API never calls this."""
+    token = secrets.token_urlsafe(32)
+    if not Instance.update(token_hash=hash_token(token)).where(Instance.id == instance_id).execute():
+        raise NotFound(f"instance {instance_id} does not exist")
+    return token
 
 
 def authenticate_instance(instance_id: str, token: str) -> Instance | None:
@@ -245,7 +288,7 @@ def output_path(settings: Settings, execution_id: str, attempt: int) -> Path:
     return settings.executions_dir / execution_id / f"attempt-{attempt}"
 
 
-def last_checkpoint(execution_id: str, before_attempt: int) -> str | None:
+def last_checkpoint(execution_id: str, before_attempt: int) -> Artifact | None:
     """The newest checkpoint of the previous attempt, unless that attempt succeeded: a rerun of a
     finished training trains anew, a rerun of an interrupted one continues where it stopped."""
     previous = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == before_attempt - 1))
@@ -254,7 +297,7 @@ def last_checkpoint(execution_id: str, before_attempt: int) -> str | None:
     row = (Artifact.select().where((Artifact.execution == execution_id) & (Artifact.kind == "checkpoint")
                                    & (Artifact.attempt < before_attempt))
            .order_by(Artifact.attempt.desc(), Artifact.step.desc(), Artifact.id.desc()).first())
-    return row.path if row and Path(row.path).exists() else None
+    return row if row and Path(row.path).exists() else None
 
 
 def claim(settings: Settings, instance: Instance, execution_id: str, attempt: int) -> dict[str, Any]:
@@ -265,10 +308,11 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
     if execution.service.paused:
         raise ServicePaused(f"service {instance.service_id} is paused; execution {execution_id} stays queued")
     execution = states.claim(execution_id, attempt, instance.id)
-    resume = last_checkpoint(execution_id, attempt)
-    if resume:
+    checkpoint = last_checkpoint(execution_id, attempt)
+    resume = checkpoint.path if checkpoint else None
+    if checkpoint:
         states.StatusLog.create(execution=execution_id, status="in-progress", attempt=attempt, instance=instance.id,
-                                message=f"resuming from checkpoint {resume}")
+                                message=f"resuming from checkpoint at step {checkpoint.step} of attempt {checkpoint.attempt}: {resume}")
     spec: dict[str, Any] = {
         "execution_id": execution.id, "attempt": attempt, "function": execution.function, "input": execution.input,
         "output_path": str(output_path(settings, execution.id, attempt)), "resume_checkpoint": resume,
@@ -277,6 +321,9 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
     if execution.model_id:
         model = execution.model
         spec["model"] = {"id": model.id, "architecture": model.architecture, "labels": model.labels}
+        base = Model.get_or_none(Model.id == model.base_model) if model.base_model else None
+        if base is not None and base.artifact_path:
+            spec["base_model"] = base.artifact_path
         Model.update(status="training", updated_at=now_s()).where(Model.id == model.id).execute()
     return {"spec": spec, "timeout_s": execution.timeout_s, "drain_time_s": execution.drain_time_s,
             "run_as_process": execution.run_as_process}
@@ -327,7 +374,10 @@ def _store_event(event: Any) -> None:
 
 def finish(connection: redis.Redis, instance: Instance, execution_id: str, attempt: int, outcome: str,
            reason: str, error: str | None, traceback: str | None, output: dict[str, Any] | None) -> Execution:
-    """An instance reports how an attempt ended. Fenced: a stale attempt's report raises."""
+    """An instance reports how an attempt ended. Fenced: a stale attempt's report raises, and an
+    execution of another service is not found (an instance token reaches only its own service)."""
+    if get_execution(execution_id).service_id != instance.service_id:
+        raise NotFound(f"execution {execution_id} does not exist in service {instance.service_id}")
     if outcome == "reset":
         return reset(connection, execution_id, attempt, reason, instance=instance.id)
     if outcome == "success":

@@ -27,7 +27,23 @@ class DatasetError(ConfigError):
     code = "invalid_dataset"
 
 
+class Unauthorized(TrainfaasError):
+    """No token, or one that is unknown or revoked."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(TrainfaasError):
+    """A valid token whose scope does not allow the call (a read token writing, a project token administering)."""
+
+    http_status = 403
+    code = "forbidden"
+
+
 class NotFound(TrainfaasError):
+    """No such object, or one in a project the caller cannot see: the two are not told apart."""
+
     http_status = 404
     code = "not_found"
 

@@ -31,7 +31,8 @@ log = logging.getLogger("trainfaas.instance")
 
 # Environment variables that carry credentials. The instance keeps what it needs in memory and
 # removes them from its environment so that no work process (adapter code) inherits them.
-SECRET_ENV = ("TRAINFAAS_DATABASE_URL", "TRAINFAAS_REDIS_URL", "TRAINFAAS_INSTANCE_TOKEN", "TRAINFAAS_TOKEN")
+SECRET_ENV = ("TRAINFAAS_DATABASE_URL", "TRAINFAAS_REDIS_URL", "TRAINFAAS_INSTANCE_TOKEN", "TRAINFAAS_TOKEN",
+              "TRAINFAAS_REGISTRATION_TOKEN", "TRAINFAAS_INSTANCE_SECRET")
 RESET_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 STOP_GRACE_S = 1.0
 
@@ -48,9 +49,10 @@ class Rejected(Exception):
 class ControlPlane:
     """The instance's calls to the API. Network errors raise requests.RequestException."""
 
-    def __init__(self, api_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, api_url: str, timeout_s: float = 10.0, registration: str = "") -> None:
         self.api_url = api_url
         self.http = requests.Session()
+        self.registration = registration  # the registration (or admin) token, used once
         self.timeout_s = timeout_s
         self.instance_id = ""
 
@@ -65,6 +67,7 @@ class ControlPlane:
 
     def register(self, service: str, instance_id: str | None, backend: str) -> dict[str, Any]:
         payload = {"service": service, "instance_id": instance_id, "host": socket.gethostname(), "pid": os.getpid(), "backend": backend}
+        self.http.headers["Authorization"] = f"Bearer {self.registration}"
         body = self.call("", payload)
         self.instance_id = body["id"]
         self.http.headers["Authorization"] = f"Bearer {body['token']}"
@@ -170,7 +173,12 @@ class InstanceProcess:
         self.backend = backend
         self.redis = queues.connect(settings.redis_url)
         self.queue_key = queues.get_queue(self.redis, service).key
-        self.api = ControlPlane(settings.api_url)
+        # Instances the scheduler starts carry their service's registration token; one started by
+        # hand registers with the admin token (TRAINFAAS_TOKEN or home/admin-token).
+        registration = settings.registration_token or settings.token
+        if not registration and settings.admin_token_path.exists():
+            registration = settings.admin_token_path.read_text().strip()
+        self.api = ControlPlane(settings.api_url, registration=registration)
         self.mp = work_process_context()
         self.running: dict[str, Running] = {}
         self.spare: Spare | None = None

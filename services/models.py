@@ -42,8 +42,14 @@ class BaseModel(peewee.Model):
 MODEL_STATUSES = ("created", "pre-trained", "pending", "training", "trained", "failed")
 
 
+DEFAULT_PROJECT = "default"
+
+
 class Model(BaseModel):
     id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    # Projects are referenced by name rather than a foreign key so that the first migration can
+    # create this table before the projects table exists (see m0003_projects).
+    project = peewee.CharField(max_length=100, default=DEFAULT_PROJECT, index=True)
     name = peewee.CharField(max_length=200, index=True)
     architecture = peewee.CharField(max_length=100)
     task = peewee.CharField(max_length=50)
@@ -54,6 +60,8 @@ class Model(BaseModel):
     metrics = JSONField(default=dict)
     created_at = peewee.DoubleField(default=now_s)
     updated_at = peewee.DoubleField(default=now_s)
+    # Fine-tuning: the id of the model whose trained weights training starts from (migration 3).
+    base_model = peewee.CharField(max_length=32, null=True)
 
 
 SCALING_TYPES = ("fixed", "autoscale")
@@ -106,6 +114,7 @@ CLAIMABLE = ("pending", "rerun")
 
 class Execution(BaseModel):
     id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    project = peewee.CharField(max_length=100, default=DEFAULT_PROJECT, index=True)
     name = peewee.CharField(max_length=200, default="")
     model = peewee.ForeignKeyField(Model, null=True, backref="executions", on_delete="SET NULL")
     service = peewee.ForeignKeyField(Service, backref="executions")
@@ -202,6 +211,29 @@ class LogLine(BaseModel):
     attempt = peewee.IntegerField()
     at = peewee.DoubleField(default=now_s)
     line = peewee.TextField()
+
+
+class Project(BaseModel):
+    """A group of models, data sets and executions; tokens are scoped to one (or to all: admin)."""
+
+    name = peewee.CharField(primary_key=True, max_length=100)
+    description = peewee.TextField(default="")
+    created_at = peewee.DoubleField(default=now_s)
+
+
+TOKEN_SCOPES = ("read", "write", "admin")
+
+
+class Token(BaseModel):
+    """An API token. Only the SHA-256 of its secret is kept; the secret is shown once, at creation."""
+
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    project = peewee.CharField(max_length=100, null=True, index=True)  # None: admin, all projects
+    scope = peewee.CharField(max_length=10)
+    name = peewee.CharField(max_length=200, default="")
+    secret_hash = peewee.CharField(max_length=64, unique=True)
+    created_at = peewee.DoubleField(default=now_s)
+    revoked_at = peewee.DoubleField(null=True)
 
 
 # The tables of the first migration; later migrations add their own (see services/migrations).

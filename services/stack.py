@@ -16,6 +16,8 @@ from pathlib import Path
 
 import requests
 
+from services.auth import ensure_admin_token
+from services.client import Client
 from services.config import Settings
 from services.db import migrate, open_database
 from services.embedded_redis import EmbeddedRedis
@@ -30,6 +32,7 @@ class Stack:
         self.redis: EmbeddedRedis | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.scheduler = None
+        self.admin_token = ""  # read from, or written to, home/admin-token on start
 
     def start(self) -> Stack:
         self.settings.home.mkdir(parents=True, exist_ok=True)
@@ -38,16 +41,32 @@ class Stack:
             self.redis.start()
         open_database(self.settings.database_url)
         migrate()
+        self.admin_token = ensure_admin_token(self.settings.admin_token_path)
         self.start_api()
         self.start_scheduler()
+        self.warm_architecture_catalog()
         return self
+
+    def warm_architecture_catalog(self) -> None:
+        """Measure the architectures in the background unless the cache is current, so that the
+        first ``trainfaas architectures`` answers at once. Runs at low priority and is never waited for."""
+        from adapters.architectures import cache_is_current
+
+        if cache_is_current():
+            return
+        subprocess.Popen(
+            ["nice", "-n", "10", sys.executable, "-m", "adapters.architectures", self.settings.adapters],
+            env=self.environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             TRAINFAAS_HOME=str(self.settings.home), TRAINFAAS_DATABASE_URL=self.settings.database_url,
             TRAINFAAS_REDIS_URL=self.settings.redis_url, TRAINFAAS_API_URL=self.settings.api_url,
-            TRAINFAAS_ADAPTERS=self.settings.adapters, TRAINFAAS_BIND=f"{self.settings.host}:{self.settings.port}",
+            TRAINFAAS_ADAPTERS=self.settings.adapters, TRAINFAAS_DATA_ROOTS=self.settings.data_roots,
+            TRAINFAAS_MAX_BODY_BYTES=str(self.settings.max_body_bytes), TRAINFAAS_BIND=f"{self.settings.host}:{self.settings.port}",
             TRAINFAAS_API_WORKERS=str(self.settings.api_workers), TRAINFAAS_API_THREADS=str(self.settings.api_threads),
             TRAINFAAS_INSTANCE_TYPES=json.dumps(self.settings.instance_types), TRAINFAAS_BACKENDS=self.settings.backends,
             PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")) if p),
@@ -80,6 +99,10 @@ class Stack:
         default, *extra = create_all(self.settings)
         self.scheduler = Scheduler(self.settings, default, extra_backends=extra)
         self.scheduler.start()
+
+    def admin_client(self) -> Client:
+        """An SDK client of this stack's API with the admin token."""
+        return Client(self.settings.api_url, self.admin_token)
 
     def stop(self, drain_timeout_s: float = 30.0) -> None:
         """Stop everything; running executions get ``drain_timeout_s`` to finish, then are reset."""

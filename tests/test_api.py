@@ -1,26 +1,20 @@
 """The HTTP API's edge: validation names the field, rejected requests leave no trace."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask.testing import FlaskClient
 
-from services.app import create_app
-from services.config import load_settings
 from services.models import Execution, Model, Service
 
 
 @pytest.fixture
-def client(database_url: str, redis_url: str, short_tmp: Path) -> Iterator[FlaskClient]:
-    settings = load_settings(home=short_tmp, database_url=database_url, redis_url=redis_url)
-    app = create_app(settings)
-    with app.test_client() as test_client:
-        test_client.redis = redis.Redis.from_url(redis_url)  # type: ignore[attr-defined]
-        yield test_client
+def client(api: Any) -> FlaskClient:
+    client = api.client
+    client.redis = api.redis
+    return client  # type: ignore[no-any-return]
 
 
 def error(response: Any) -> dict[str, Any]:
@@ -85,7 +79,7 @@ def test_a_training_request_records_the_execution_before_queueing_only_its_id(cl
     assert queued == [f"{execution['id']}-1".encode()]
     listed = client.get("/api/v1/executions?status=pending&service=mgmt-train-sleep").get_json()
     assert [item["id"] for item in listed["items"]] == [execution["id"]]
-    assert client.get(f"/api/v1/executions?q={execution['id']}").get_json()["total"] == 1
+    assert len(client.get(f"/api/v1/executions?q={execution['id']}").get_json()["items"]) == 1
 
 
 def test_a_service_can_be_configured_before_its_first_training(client: FlaskClient) -> None:
@@ -102,3 +96,114 @@ def test_the_generic_enqueue_runs_known_functions_only(client: FlaskClient) -> N
     assert response.status_code == 202 and response.get_json()["function"] == "noop"
     response = client.post("/api/v1/services/mgmt-train-sleep/executions", json={"function": "rm -rf", "input": {}})
     assert response.status_code == 422 and "function" in error(response)["fields"]
+
+
+def error_contract(response: Any, status: int) -> dict[str, Any]:
+    """Assert the status and the shape of every 4xx body; return the error."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "fields"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]  # type: ignore[no-any-return]
+
+
+def test_each_error_class_has_its_status_and_the_error_body(client: FlaskClient, api: Any) -> None:
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "sleep"}).get_json()
+    big = {"name": "m", "architecture": "sleep", "labels": ["x" * 1000] * 2000}
+    assert error_contract(client.post("/api/v1/models", json=big), 413)["code"] == "request_entity_too_large"
+    error_contract(client.post("/api/v1/models", data="name=m", content_type="text/plain"), 415)
+    error_contract(client.post(f"/api/v1/models/{model['id']}/train"), 415)  # no content type at all
+    assert "owner" in error_contract(client.post("/api/v1/models", json={"name": "m", "architecture": "sleep", "owner": 1}), 422)["fields"]
+    assert "limit" in error_contract(client.get("/api/v1/models?limit=501"), 422)["fields"]
+    error_contract(client.get("/api/v1/models/nope"), 404)
+    error_contract(client.get("/api/v1/services/nope"), 404)
+    error_contract(client.get("/api/v1/executions/nope/logs"), 404)
+    error_contract(api.as_(None).get("/api/v1/models"), 401)
+    assert Model.select().count() == 1 and nothing_stored(client)
+    assert not api.settings.executions_dir.exists()  # and no file
+
+
+def test_illegal_state_changes_answer_409_with_the_current_status(client: FlaskClient, api: Any) -> None:
+    client.patch("/api/v1/services/mgmt-train-sleep", json={"min_instances": 0})
+    pending = client.post("/api/v1/services/mgmt-train-sleep/executions", json={"function": "noop", "input": {}}).get_json()
+    fresh = error_contract(client.post(f"/api/v1/executions/{pending['id']}/rerun"), 409)
+    assert fresh["fields"] == {"status": "pending"} and "pending" in fresh["message"]
+    assert client.post(f"/api/v1/executions/{pending['id']}/terminate").get_json()["status"] == "terminated"
+    ended = error_contract(client.post(f"/api/v1/executions/{pending['id']}/terminate"), 409)
+    assert ended["fields"] == {"status": "terminated"} and "terminated" in ended["message"]
+    assert Execution.get_by_id(pending["id"]).attempt == 1
+    assert error_contract(client.post("/api/v1/projects", json={"name": "default"}), 409)["fields"] == {"name": "a name no other project has"}
+
+
+def test_data_sets_must_lie_inside_the_data_roots(client: FlaskClient, api: Any, short_tmp: Path) -> None:
+    from adapters.datasets import write_digits
+
+    root = short_tmp / "data"
+    write_digits(root / "digits")
+    outside = short_tmp / "elsewhere"
+    write_digits(outside)
+    (root / "escape").symlink_to(outside)
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "resnet18"}).get_json()
+    for dataset in (str(outside), "../elsewhere", "digits/../../elsewhere", str(root / "escape"), "escape", "/etc"):
+        response = client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": dataset, "configuration": {"epochs": 1}})
+        fields = error_contract(response, 422)["fields"]
+        assert "outside" in response.get_json()["error"]["message"] and str(root) in fields["dataset"], dataset
+    assert nothing_stored(client)
+    for dataset in (str(root / "digits"), "digits"):
+        response = client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": dataset})
+        assert response.status_code == 202, response.get_json()
+        assert response.get_json()["input"]["dataset"] == str((root / "digits").resolve())
+
+
+def test_lists_page_with_cursors_in_a_stable_order_and_filter(client: FlaskClient) -> None:
+    ids = [client.post("/api/v1/models", json={"name": f"m{i}", "architecture": "sleep"}).get_json()["id"] for i in range(7)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = client.get("/api/v1/models", query_string={"limit": 3, **({"cursor": cursor} if cursor else {})}).get_json()
+        seen += [m["id"] for m in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        client.post("/api/v1/models", json={"name": "late", "architecture": "sleep"})  # newer rows do not shift pages
+    assert pages == 3 and seen == list(reversed(ids))
+    assert [m["name"] for m in client.get("/api/v1/models?q=m3").get_json()["items"]] == ["m3"]
+    assert len(client.get("/api/v1/models?name=late").get_json()["items"]) == 2
+    assert client.get(f"/api/v1/models?q={ids[0]}").get_json()["items"][0]["id"] == ids[0]
+    for cursor in ("garbage", "WzFd", "WyJ4IiwgIngiXQ"):
+        assert "cursor" in error_contract(client.get(f"/api/v1/models?cursor={cursor}"), 422)["fields"]
+    assert "status" in error_contract(client.get("/api/v1/executions?status=pending,weird"), 422)["fields"]
+
+
+def test_executions_filter_by_status_service_model_and_creation_time(client: FlaskClient) -> None:
+    client.patch("/api/v1/services/mgmt-train-sleep", json={"min_instances": 0})
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "sleep"}).get_json()
+    trained = client.post(f"/api/v1/models/{model['id']}/train", json={}).get_json()
+    noop = client.post("/api/v1/services/mgmt-train-sleep/executions", json={"function": "noop", "input": {}}).get_json()
+    client.post(f"/api/v1/executions/{noop['id']}/terminate")
+
+    def ids(**query: Any) -> list[str]:
+        return [e["id"] for e in client.get("/api/v1/executions", query_string=query).get_json()["items"]]
+
+    assert ids() == [noop["id"], trained["id"]]
+    assert ids(model=model["id"]) == [trained["id"]]
+    assert ids(status="terminated") == [noop["id"]] and ids(status="pending,terminated") == [noop["id"], trained["id"]]
+    assert ids(service="mgmt-train-other") == []
+    first, second = (Execution.get_by_id(e["id"]).created_at for e in (trained, noop))
+    assert first < second
+    assert ids(created_after=first) == [noop["id"]] and ids(created_before=second) == [trained["id"]]
+
+
+def test_the_served_spec_describes_every_registered_endpoint_with_its_models(client: FlaskClient) -> None:
+    from services.api.openapi import build_spec
+    from services.api.registry import ENDPOINTS
+
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec == build_spec() and spec["openapi"].startswith("3.1")
+    operations = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
+    assert operations == {(e.path, e.method) for e in ENDPOINTS}
+    train = spec["paths"]["/api/v1/models/{model_id}/train"]["post"]
+    assert train["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TrainRequest"}
+    assert set(train["responses"]) == {"202", "401", "403", "404", "413", "415", "422"}
+    assert spec["components"]["schemas"]["ExecutionSettings"]["properties"]["max_attempts"]["anyOf"][0]["minimum"] == 1
+    assert spec["paths"]["/healthz"]["get"]["security"] == []

@@ -36,7 +36,7 @@ def test_a_service_grows_to_max_for_its_queue_and_shrinks_to_zero_after_the_cool
     assert all(e["attempt"] == 1 for e in finals)
 
     wait_until(lambda: live_instances() == 0, 60, "the service to shrink to zero")
-    events = stack.client.request("GET", f"/api/v1/services/{SERVICE}/events")["items"]
+    events = list(stack.client.iter_pages(f"/api/v1/services/{SERVICE}/events", limit=500))
     actions = [e["action"] for e in reversed(events)]
     assert "scale-up" in actions and actions[-1] == "scale-down" and events[0]["desired"] == 0
     assert max(e["desired"] for e in events) == 3
@@ -66,7 +66,7 @@ def test_a_crash_looping_instance_marks_the_service_error_backs_off_and_loses_no
     try:
         from services.client import Client
 
-        client = Client(broken.api_url)
+        client = Client.from_settings(broken)
         client.update_service(SERVICE, polling_interval_s=1)
         model = client.create_model("patient", "sleep", configuration={"seconds": 0.2, "steps": 1})
         execution = client.train(model["id"])

@@ -5,6 +5,7 @@ Each test runs twice: SQLite + embedded Redis, and PostgreSQL + a Redis server (
 from __future__ import annotations
 
 import os
+import re
 import signal
 from typing import Any
 
@@ -81,9 +82,30 @@ def test_a_killed_work_process_reruns_and_resumes_from_its_checkpoint(stack: Any
     first = final["attempts"][0]
     assert first["outcome"] == "reset" and "SIGKILL" in first["reason"], first
     assert [row["status"] for row in final["status_log"]] == ["created", "pending", "in-progress", "rerun", "in-progress", "in-progress", "success"]
-    assert any("resuming from checkpoint" in row["message"] for row in final["status_log"])
+    # The status log says from which step the rerun resumes, and the adapter did resume there.
+    step = next(int(re.search(r"at step (\d+)", row["message"]).group(1))  # type: ignore[union-attr]
+                for row in final["status_log"] if "resuming from checkpoint" in row["message"])
     resumed = [line["line"] for line in stack.client.logs(execution["id"]) if line["attempt"] == 2]
-    assert any(line.startswith("resumed from step") for line in resumed), resumed
+    assert step >= 2 and any(line.startswith(f"resumed from step {step} ") for line in resumed), resumed
+
+
+def test_a_fine_tune_starts_from_its_base_models_saved_weights_labels_and_configuration(stack: Any) -> None:
+    base = stack.client.create_model("base", "sleep", labels=["a", "b"], configuration={"seconds": 0.2, "steps": 3})
+    assert stack.client.wait(stack.client.train(base["id"])["id"], timeout_s=60)["status"] == "success"
+    trained = stack.client.get_model(base["id"])
+
+    tuned = stack.client.create_model("tuned", "sleep", from_model=base["id"], configuration={"steps": 2})
+    assert tuned["base_model"] == base["id"] and tuned["labels"] == ["a", "b"]
+    assert tuned["configuration"] == {"seconds": 0.2, "steps": 2}
+    final = stack.client.wait(stack.client.train(tuned["id"])["id"], timeout_s=60)
+    assert final["status"] == "success"
+    lines = [line["line"] for line in stack.client.logs(final["id"])]
+    assert f"fine-tuning from {trained['artifact_path']} trained for 3 steps" in lines, lines
+
+    for body, field in (({"from_model": "nope"}, "from_model"), ({"from_model": tuned["id"], "architecture": "resnet18"}, "from_model")):
+        with pytest.raises(ApiError) as refused:
+            stack.client.request("POST", "/api/v1/models", json={"name": "x", "architecture": "sleep", **body})
+        assert refused.value.status == 422 and field in refused.value.fields, refused.value
 
 
 def test_a_killed_instance_reruns_its_execution_on_a_new_instance(stack: Any) -> None:
@@ -194,9 +216,9 @@ def test_a_stale_attempt_cannot_write_a_result_after_its_execution_was_rerun(sta
     work_process(old, execution["id"]).send_signal(signal.SIGKILL)
     wait_until(lambda: Execution.get_by_id(execution["id"]).attempt == 2, 30, "attempt 2")
 
-    from services.control import register_instance
+    from services.control import replace_instance_token
 
-    _, token = register_instance("mgmt-train-sleep", old.id, "test", None, "process")
+    token = replace_instance_token(old.id)
     response = stack.client.http.post(
         f"{stack.settings.api_url}/api/v1/instances/{old.id}/executions/{execution['id']}/finish",
         json={"attempt": 1, "outcome": "success", "output": {"metrics": {}}}, headers={"Authorization": f"Bearer {token}"})

@@ -29,6 +29,7 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
 
 from scheduler.backends.base import InstanceBackend, Observation
+from services.auth import registration_token
 from services.config import Settings
 from services.errors import BackendError
 from services.models import Instance, Service
@@ -84,12 +85,14 @@ def instance_binds(settings: Settings) -> list[Bind]:
     return [Bind(str(settings.home), str(settings.home)), *parse_mounts(settings.docker_mounts)]
 
 
-def instance_environment(settings: Settings) -> dict[str, str]:
-    """What an instance needs to reach Redis and the API. Never the database URL."""
+def instance_environment(settings: Settings, service: str) -> dict[str, str]:
+    """What an instance of ``service`` needs to reach Redis and the API and to register. Never the
+    database URL, the instance secret or a user's token."""
     return {
         "TRAINFAAS_HOME": str(settings.home), "TRAINFAAS_REDIS_URL": settings.redis_url,
         "TRAINFAAS_API_URL": settings.api_url, "TRAINFAAS_ADAPTERS": settings.adapters,
         "TRAINFAAS_HEARTBEAT_INTERVAL_S": str(settings.heartbeat_interval_s), "PYTHONUNBUFFERED": "1",
+        "TRAINFAAS_REGISTRATION_TOKEN": registration_token(settings.instance_secret_value(), service),
     }
 
 
@@ -215,7 +218,7 @@ class DockerBackend(InstanceBackend):
         container = self.client.containers.create(
             self.settings.docker_image, instance_command(service.name, self.name, instance.id),
             name=self.container_name(service, instance), labels=self.labels(service, instance),
-            environment=instance_environment(self.settings), network_mode="host",
+            environment=instance_environment(self.settings, service.name), network_mode="host",
             mounts=[bind.mount() for bind in instance_binds(self.settings)], stop_signal="SIGTERM", **self.limits(service))
         self.containers[instance.id] = container.id
         return container

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from scheduler.backends.base import InstanceBackend, Observation
+from services.auth import registration_token
 from services.errors import BackendError
 from services.models import Instance, Service
 
@@ -60,6 +61,8 @@ class ProcessBackend(InstanceBackend):
             TRAINFAAS_HEARTBEAT_INTERVAL_S=str(self.settings.heartbeat_interval_s),
             PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")) if p),
         )
+        if service is not None:
+            env["TRAINFAAS_REGISTRATION_TOKEN"] = registration_token(self.settings.instance_secret_value(), service.name)
         return env
 
     def start(self, service: Service, instance: Instance) -> None:

@@ -96,7 +96,7 @@ class SwarmBackend(InstanceBackend):
         labels = {LABEL_SERVICE: service.name, LABEL_HOME: str(self.settings.home), LABEL_BACKEND: self.name}
         return dict(
             image=self.settings.docker_image, args=instance_command(service.name, self.name), labels=labels,
-            container_labels=labels, env=instance_environment(self.settings), networks=["host"],
+            container_labels=labels, env=instance_environment(self.settings, service.name), networks=["host"],
             hostname=HOSTNAME_PREFIX + "{{.Task.ID}}", mounts=[bind.mount() for bind in instance_binds(self.settings)],
             resources=Resources(cpu_limit=int(wanted.cpus * 1e9) or None, mem_limit=int(wanted.memory_mb * 1024 * 1024) or None,
                                 generic_resources=generic),

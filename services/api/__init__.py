@@ -1,16 +1,19 @@
-"""API blueprints, one per area, and the helpers they share."""
+"""API blueprints, one per area, and the helpers they share: settings, Redis, time stamps and
+keyset pagination. Endpoints are declared with :func:`services.api.registry.endpoint`."""
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import base64
+import binascii
+import json
+from datetime import datetime, timezone
+from typing import Any
 
+import peewee
 import redis
-from flask import current_app, request
-from pydantic import BaseModel
+from flask import current_app
 
 from services.config import Settings
 from services.errors import ConfigError
-
-T = TypeVar("T", bound=BaseModel)
 
 
 def settings() -> Settings:
@@ -21,42 +24,59 @@ def redis_connection() -> redis.Redis:
     return current_app.extensions["redis"]  # type: ignore[no-any-return]
 
 
-def body(schema: type[T]) -> T:
-    """Parse the JSON body into ``schema``; a wrong content type or bad JSON is a 4xx."""
-    if not request.is_json:
-        from werkzeug.exceptions import UnsupportedMediaType
-
-        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None and request.get_data():
-        raise ConfigError("the body is not valid JSON", {"body": "a JSON object"})
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("the body must be a JSON object", {"body": "a JSON object"})
-    return schema.model_validate(data)
-
-
-def int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer", {name: f"an integer from {low} to {high}"}) from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} is out of range", {name: f"an integer from {low} to {high}"})
-    return value
-
-
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def page(items: list[dict[str, Any]], limit: int, offset: int, total: int) -> dict[str, Any]:
-    return {"items": items, "limit": limit, "offset": offset, "total": total}
+# ---- keyset pagination -------------------------------------------------------------------------
+# A cursor is the sort key of the last item of a page, base64-encoded JSON. Keysets (rather than
+# offsets) keep pages stable while new rows arrive: nothing is skipped or shown twice.
+
+_CURSOR_FIELD = {"cursor": "the next_cursor of the previous page"}
+
+
+def _encode(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, order: tuple[peewee.Field, ...]) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ConfigError("the cursor is not one this API returned", _CURSOR_FIELD) from None
+    if not isinstance(values, list) or len(values) != len(order):
+        raise ConfigError("the cursor is not one this API returned", _CURSOR_FIELD)
+    for value, field in zip(values, order, strict=True):
+        numeric = isinstance(field, (peewee.IntegerField, peewee.FloatField, peewee.DoubleField))
+        wanted: tuple[type, ...] = (int, float) if numeric else (str,)
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            raise ConfigError("the cursor is not one this API returned", _CURSOR_FIELD)
+    return values
+
+
+def _after(order: tuple[peewee.Field, ...], values: list[Any], descending: bool) -> Any:
+    """Rows strictly after ``values`` in the order (a, b, ...): a > x OR (a = x AND (b, ...) after)."""
+    head, value = order[0], values[0]
+    beyond = head < value if descending else head > value
+    if len(order) == 1:
+        return beyond
+    return beyond | ((head == value) & _after(order[1:], values[1:], descending))
+
+
+def paginate(query: peewee.ModelSelect, order: tuple[peewee.Field, ...], limit: int, cursor: str | None,
+             descending: bool = True) -> tuple[list[Any], str | None]:
+    """One page of ``query`` sorted by ``order`` (whose last field is unique), and the next cursor."""
+    if cursor:
+        query = query.where(_after(order, _decode(cursor, order), descending))
+    query = query.order_by(*(field.desc() if descending else field.asc() for field in order))
+    rows = list(query.limit(limit + 1))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], _encode([last.__data__[field.name] for field in order])
+
+
+def page(rows: list[Any], next_cursor: str | None, view: Any) -> dict[str, Any]:
+    return {"items": [view(row) for row in rows], "next_cursor": next_cursor}

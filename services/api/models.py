@@ -1,45 +1,69 @@
-"""Models: create, read, list, and train."""
+"""Models: create, read, list, and train. Each model belongs to a project."""
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from services import control
-from services.api import body, int_arg, page, redis_connection, settings
+from services.api import page, paginate, redis_connection, settings
+from services.api.registry import endpoint
 from services.api.views import execution_view, model_view
+from services.auth import Principal
+from services.errors import ConfigError, NotFound
 from services.models import Model
-from services.schemas import ModelCreate, TrainRequest
+from services.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
 
 
-@bp.post("")
-def create() -> tuple[dict[str, Any], int]:
-    data = body(ModelCreate)
-    model = control.create_model(settings(), data.name, data.architecture, data.task, data.labels, data.configuration)
-    return model_view(model), 201
-
-
-@bp.get("")
-def index() -> dict[str, Any]:
-    limit, offset = int_arg("limit", 50, 1, 1000), int_arg("offset", 0, 0, 10**9)
-    query = Model.select().order_by(Model.created_at.desc(), Model.id)
-    if q := request.args.get("q"):
-        query = query.where((Model.name.contains(q)) | (Model.id == q))
-    if status := request.args.get("status"):
-        query = query.where(Model.status == status)
-    return page([model_view(m) for m in query.limit(limit).offset(offset)], limit, offset, query.count())
-
-
-@bp.get("/<model_id>")
-def show(model_id: str) -> dict[str, Any]:
-    return model_view(control.get_model(model_id))
-
-
-@bp.post("/<model_id>/train")
-def train(model_id: str) -> tuple[dict[str, Any], int]:
+def visible_model(principal: Principal, model_id: str) -> Model:
+    """The model, if the caller's token reaches its project; NotFound either way otherwise."""
     model = control.get_model(model_id)
-    data = body(TrainRequest)
-    execution = control.submit_training(settings(), redis_connection(), model, data.dataset, data.configuration, data.execution)
-    return execution_view(execution), 202
+    if not principal.sees(model.project):
+        raise NotFound(f"model {model_id} does not exist")
+    return model
+
+
+@endpoint(bp, "POST", "", body=ModelCreate, response=ModelOut, status=201, access="write")
+def create(body: ModelCreate, principal: Principal) -> dict[str, Any]:
+    """Create a model; its configuration is checked against the architecture's adapter options."""
+    project = principal.project_for_new(body.project)
+    if body.from_model is not None:
+        base = Model.get_or_none(Model.id == body.from_model)
+        if base is None or not principal.sees(base.project):
+            raise ConfigError(f"model {body.from_model} is not a trained model", {"from_model": "the id of a trained model"})
+    model = control.create_model(settings(), body.name, body.architecture, body.task, body.labels, body.configuration, project,
+                                 body.from_model)
+    return model_view(model)
+
+
+@endpoint(bp, "GET", "", query=ModelQuery, response=Page[ModelOut])
+def index(query: ModelQuery, principal: Principal) -> dict[str, Any]:
+    """List models, newest first."""
+    rows = Model.select()
+    if not principal.is_admin:
+        rows = rows.where(Model.project == principal.project)
+    if query.project:
+        rows = rows.where(Model.project == query.project)
+    if query.q:
+        rows = rows.where((Model.name.contains(query.q)) | (Model.id == query.q))
+    for field in ("name", "architecture", "status"):
+        if (value := getattr(query, field)) is not None:
+            rows = rows.where(getattr(Model, field) == value)
+    items, cursor = paginate(rows, (Model.created_at, Model.id), query.limit, query.cursor)
+    return page(items, cursor, model_view)
+
+
+@endpoint(bp, "GET", "/<model_id>", response=ModelOut)
+def show(model_id: str, principal: Principal) -> dict[str, Any]:
+    """One model, with its final metrics once trained."""
+    return model_view(visible_model(principal, model_id))
+
+
+@endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write")
+def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, Any]:
+    """Enqueue a training of the model on a data set; options and data set are checked first."""
+    model = visible_model(principal, model_id)
+    execution = control.submit_training(settings(), redis_connection(), model, body.dataset, body.configuration, body.execution)
+    return execution_view(execution)

@@ -1,4 +1,8 @@
-"""Services: list, show, configure; their instances."""
+"""Services: list, show, configure; their scaling events and instances.
+
+Services are shared by every project (one per architecture); any token reads them, only admin
+tokens change them.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,10 +11,12 @@ import redis
 from flask import Blueprint
 
 from services import control, queues
-from services.api import body, int_arg, redis_connection, settings
+from services.api import page, paginate, redis_connection, settings
+from services.api.registry import endpoint
 from services.api.views import event_view, instance_view, service_view
+from services.auth import Principal
 from services.models import Instance, Service, ServiceEvent
-from services.schemas import ServicePatch
+from services.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServicePatch, ServiceQuery
 
 bp = Blueprint("services", __name__, url_prefix="/api/v1/services")
 
@@ -22,51 +28,67 @@ def _depth(name: str) -> int | None:
         return None  # shown as unknown rather than failing the whole page
 
 
-@bp.get("")
-def index() -> dict[str, Any]:
-    return {"items": [service_view(s, _depth(s.name)) for s in Service.select().order_by(Service.name)]}
+def _view(service: Service) -> dict[str, Any]:
+    return service_view(service, _depth(service.name))
 
 
-@bp.get("/<name>")
-def show(name: str) -> dict[str, Any]:
-    return service_view(control.get_service(name), _depth(name))
+@endpoint(bp, "GET", "", query=ServiceQuery, response=Page[ServiceOut])
+def index(query: ServiceQuery, principal: Principal) -> dict[str, Any]:
+    """List services by name."""
+    rows = Service.select()
+    if query.q:
+        rows = rows.where(Service.name.contains(query.q))
+    if query.architecture:
+        rows = rows.where(Service.architecture == query.architecture)
+    items, cursor = paginate(rows, (Service.name,), query.limit, query.cursor, descending=False)
+    return page(items, cursor, _view)
 
 
-@bp.patch("/<name>")
-def update(name: str) -> dict[str, Any]:
-    patch = body(ServicePatch)
+@endpoint(bp, "GET", "/<name>", response=ServiceOut)
+def show(name: str, principal: Principal) -> dict[str, Any]:
+    """One service with its queue, load and health."""
+    return _view(control.get_service(name))
+
+
+@endpoint(bp, "PATCH", "/<name>", body=ServicePatch, response=ServiceOut, access="admin")
+def update(name: str, body: ServicePatch, principal: Principal) -> dict[str, Any]:
+    """Change a service's settings; a service of a known architecture can be set up before its first training."""
     service = Service.get_or_none(Service.name == name)
     if service is None and name.startswith(queues.SERVICE_PREFIX):
-        service = control.ensure_service(settings(), name[len(queues.SERVICE_PREFIX):])
+        architecture = name[len(queues.SERVICE_PREFIX):]
+        # Check the patch against the defaults first: a rejected patch creates no service.
+        control.check_service_patch(Service(name=name, architecture=architecture), body, settings())
+        service = control.ensure_service(settings(), architecture)
     if service is None:
         service = control.get_service(name)
-    return service_view(control.update_service(service, patch, settings()), _depth(name))
+    return _view(control.update_service(service, body, settings()))
 
 
-@bp.post("/<name>/pause")
-def pause(name: str) -> tuple[dict[str, Any], int]:
+@endpoint(bp, "POST", "/<name>/pause", response=ServiceOut, status=202, access="admin")
+def pause(name: str, principal: Principal) -> dict[str, Any]:
     """No new executions start; queued ones stay pending; instances drain away."""
-    service = control.update_service(control.get_service(name), ServicePatch(paused=True))
-    return service_view(service, _depth(name)), 202
+    return _view(control.update_service(control.get_service(name), ServicePatch(paused=True)))
 
 
-@bp.post("/<name>/resume")
-def resume(name: str) -> tuple[dict[str, Any], int]:
-    service = control.update_service(control.get_service(name), ServicePatch(paused=False))
-    return service_view(service, _depth(name)), 202
+@endpoint(bp, "POST", "/<name>/resume", response=ServiceOut, status=202, access="admin")
+def resume(name: str, principal: Principal) -> dict[str, Any]:
+    """Start executions again."""
+    return _view(control.update_service(control.get_service(name), ServicePatch(paused=False)))
 
 
-@bp.get("/<name>/events")
-def events(name: str) -> dict[str, Any]:
+@endpoint(bp, "GET", "/<name>/events", query=ListQuery, response=Page[EventOut])
+def events(name: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
     """Scaling decisions, newest first: what the scheduler saw, wanted and did."""
     control.get_service(name)
-    limit = int_arg("limit", 100, 1, 1000)
-    rows = ServiceEvent.select().where(ServiceEvent.service == name).order_by(ServiceEvent.at.desc(), ServiceEvent.id.desc()).limit(limit)
-    return {"items": [event_view(e) for e in rows]}
+    rows = ServiceEvent.select().where(ServiceEvent.service == name)
+    items, cursor = paginate(rows, (ServiceEvent.at, ServiceEvent.id), query.limit, query.cursor)
+    return page(items, cursor, event_view)
 
 
-@bp.get("/<name>/instances")
-def instances(name: str) -> dict[str, Any]:
+@endpoint(bp, "GET", "/<name>/instances", query=ListQuery, response=Page[InstanceOut])
+def instances(name: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
+    """The service's instances, newest first."""
     control.get_service(name)
-    rows = Instance.select().where(Instance.service == name).order_by(Instance.started_at.desc())
-    return {"items": [instance_view(i) for i in rows]}
+    rows = Instance.select().where(Instance.service == name)
+    items, cursor = paginate(rows, (Instance.started_at, Instance.id), query.limit, query.cursor)
+    return page(items, cursor, instance_view)

@@ -6,21 +6,36 @@ from typing import Any
 from scheduler.policy import service_health
 from services import queues
 from services.api import iso
-from services.models import LIVE_INSTANCE, Attempt, Execution, Instance, Model, Service, ServiceEvent, StatusLog
+from services.models import (
+    LIVE_INSTANCE,
+    Artifact,
+    Attempt,
+    Execution,
+    Instance,
+    LogLine,
+    MetricSample,
+    Model,
+    Project,
+    Service,
+    ServiceEvent,
+    StatusLog,
+    Token,
+)
 
 
 def model_view(model: Model) -> dict[str, Any]:
     return {
-        "id": model.id, "name": model.name, "architecture": model.architecture, "task": model.task,
+        "id": model.id, "project": model.project, "name": model.name, "architecture": model.architecture, "task": model.task,
         "labels": model.labels, "configuration": model.configuration, "status": model.status,
         "service": queues.service_name(model.architecture), "artifact_path": model.artifact_path,
-        "metrics": model.metrics, "created_at": iso(model.created_at), "updated_at": iso(model.updated_at),
+        "metrics": model.metrics, "base_model": model.base_model,
+        "created_at": iso(model.created_at), "updated_at": iso(model.updated_at),
     }
 
 
 def execution_view(execution: Execution, detail: bool = True) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "id": execution.id, "name": execution.name, "status": execution.status, "function": execution.function,
+        "id": execution.id, "project": execution.project, "name": execution.name, "status": execution.status, "function": execution.function,
         "progress": round(execution.progress, 2), "message": execution.message, "attempt": execution.attempt,
         "max_attempts": execution.max_attempts, "timeout_s": execution.timeout_s, "drain_time_s": execution.drain_time_s,
         "on_reset": execution.on_reset, "run_as_process": execution.run_as_process, "service": execution.service_id,
@@ -66,7 +81,7 @@ def service_view(service: Service, queue_depth: int | None = None) -> dict[str, 
 
 
 def event_view(event: ServiceEvent) -> dict[str, Any]:
-    return {"at": iso(event.at), "queued": event.queued, "running": event.running, "instances": event.instances,
+    return {"id": event.id, "at": iso(event.at), "queued": event.queued, "running": event.running, "instances": event.instances,
             "desired": event.desired, "action": event.action, "reason": event.reason}
 
 
@@ -77,3 +92,26 @@ def instance_view(instance: Instance) -> dict[str, Any]:
         "started_at": iso(instance.started_at), "ended_at": iso(instance.ended_at),
         "restart_count": instance.restart_count, "last_exit_reason": instance.last_exit_reason, "running": instance.running,
     }
+
+
+def metric_view(row: MetricSample) -> dict[str, Any]:
+    return {"figure": row.figure, "legend": row.legend, "x": row.x, "y": row.y, "attempt": row.attempt, "at": iso(row.at)}
+
+
+def log_view(row: LogLine) -> dict[str, Any]:
+    return {"id": row.id, "attempt": row.attempt, "at": iso(row.at), "line": row.line}
+
+
+def artifact_view(row: Artifact) -> dict[str, Any]:
+    return {"id": row.id, "kind": row.kind, "path": row.path, "step": row.step, "metrics": row.metrics,
+            "attempt": row.attempt, "at": iso(row.at)}
+
+
+def project_view(project: Project) -> dict[str, Any]:
+    return {"name": project.name, "description": project.description, "created_at": iso(project.created_at)}
+
+
+def token_view(token: Token) -> dict[str, Any]:
+    """A token without its secret (which is not stored)."""
+    return {"id": token.id, "scope": token.scope, "project": token.project, "name": token.name,
+            "created_at": iso(token.created_at), "revoked_at": iso(token.revoked_at)}

@@ -27,4 +27,6 @@ def _load(name: str) -> Migration:
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _load("m0001_initial")),
     (2, _load("m0002_autoscaler")),
+    (3, _load("m0003_projects")),
+    (4, _load("m0004_lineage")),
 ]

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import peewee
-from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import SchemaMigrator, migrate
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    from services.models import ENTITIES, Service
+    from services.models import ENTITIES, Model, Service
 
-    # Later migrations add columns to Service; create it without them so that they can.
+    # Tables are created from today's models; the columns later migrations add are dropped again
+    # so that those migrations can add them, exactly as on a database created before them.
+    later_columns = {Service: ("error_reason",), Model: ("base_model",)}
     db.create_tables(ENTITIES)
-    for column in ("error_reason",):
-        if column in {c.name for c in db.get_columns(Service._meta.table_name)}:
-            from playhouse.migrate import migrate
-
-            migrate(migrator.drop_column(Service._meta.table_name, column))
+    for entity, columns in later_columns.items():
+        table = entity._meta.table_name
+        for column in columns:
+            if column in {c.name for c in db.get_columns(table)}:
+                migrate(migrator.drop_column(table, column))

@@ -1,0 +1,120 @@
+"""The OpenAPI 3.1 document, built from the endpoint registry and the pydantic models it names.
+
+Served at ``GET /api/v1/openapi.json`` without a token (it describes the API, not its data), like
+``/healthz``. Every other endpoint needs ``Authorization: Bearer <token>``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from flask import Blueprint
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from services.api.registry import ENDPOINTS, Endpoint
+from services.schemas import ErrorBody
+
+bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+ERRORS = {
+    401: "No token, or an unknown or revoked one.",
+    403: "The token's scope does not allow this call.",
+    404: "No such object, or one of a project the token cannot reach.",
+    409: "The object's current state does not allow this call; the message and fields name the state.",
+    413: "The body is larger than the configured maximum.",
+    415: "The body is not sent as application/json.",
+    422: "A field is invalid; fields names each one and what it allows.",
+}
+
+
+def _error_statuses(endpoint: Endpoint) -> list[int]:
+    statuses = []
+    if endpoint.access != "public":
+        statuses.append(401)
+    if endpoint.access in ("write", "admin"):
+        statuses.append(403)
+    body_fields = endpoint.body.model_fields if endpoint.body else {}
+    if endpoint.path_parameters or "project" in body_fields or 404 in endpoint.errors:
+        statuses.append(404)
+    if 409 in endpoint.errors:
+        statuses.append(409)
+    if endpoint.body is not None:
+        statuses += [413, 415]
+    if endpoint.body is not None or endpoint.query is not None:
+        statuses.append(422)
+    return statuses
+
+
+def _query_parameters(model: type[BaseModel], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        # Query values are never null: an absent parameter takes the default.
+        options = [option for option in prop.get("anyOf", []) if option.get("type") != "null"]
+        value = {**options[0], **{k: v for k, v in prop.items() if k != "anyOf"}} if options else dict(prop)
+        value.pop("title", None)
+        if value.get("default", 0) is None:
+            del value["default"]
+        parameters.append({"name": name, "in": "query", "required": False, "schema": value,
+                           "description": model.model_fields[name].description or ""})
+    return parameters
+
+
+def _json(ref: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": ref}}}
+
+
+@functools.cache
+def build_spec() -> dict[str, Any]:
+    """The whole document. Cached: endpoints are registered when their blueprints are imported."""
+    from services.app import blueprints
+
+    blueprints()
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
+    for endpoint in ENDPOINTS:
+        wanted.append((endpoint.response, "serialization"))
+        if endpoint.body is not None:
+            wanted.append((endpoint.body, "validation"))
+        if endpoint.query is not None:
+            wanted.append((endpoint.query, "validation"))
+    refs, definitions = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF)
+    schemas = definitions.get("$defs", {})
+    error_ref = refs[(ErrorBody, "serialization")]
+
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in ENDPOINTS:
+        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+                      for name in endpoint.path_parameters]
+        if endpoint.query is not None:
+            query_name = refs[(endpoint.query, "validation")]["$ref"].rsplit("/", 1)[1]
+            parameters += _query_parameters(endpoint.query, schemas[query_name])
+        responses: dict[str, Any] = {str(endpoint.status): {"description": "OK", **_json(refs[(endpoint.response, "serialization")])}}
+        for status in _error_statuses(endpoint):
+            responses[str(status)] = {"description": ERRORS[status], **_json(error_ref)}
+        operation: dict[str, Any] = {
+            "operationId": endpoint.name, "summary": endpoint.summary, "tags": [endpoint.tag],
+            "parameters": parameters, "responses": responses,
+            "security": [] if endpoint.access == "public" else [{"instanceToken" if endpoint.access == "instance" else "token": []}],
+        }
+        if endpoint.body is not None:
+            operation["requestBody"] = {"required": True, **_json(refs[(endpoint.body, "validation")])}
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "trainfaas", "version": "1", "description": __doc__.strip()},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer", "description": "A project (read, write) or admin token."},
+                "instanceToken": {"type": "http", "scheme": "bearer", "description": "The token an instance got when it registered."},
+            },
+        },
+    }
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi() -> dict[str, Any]:
+    return build_spec()

@@ -1,0 +1,70 @@
+"""Projects and API tokens. Only admin tokens create projects and manage tokens; a project token
+lists and reads its own project."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from services import auth
+from services.api import page, paginate
+from services.api.registry import endpoint
+from services.api.views import project_view, token_view
+from services.auth import Principal
+from services.errors import Conflict, NotFound
+from services.models import Project, Token
+from services.schemas import NamedListQuery, Page, ProjectCreate, ProjectOut, TokenCreate, TokenCreated, TokenOut
+
+bp = Blueprint("projects", __name__, url_prefix="/api/v1")
+
+
+@endpoint(bp, "POST", "/projects", body=ProjectCreate, response=ProjectOut, status=201, access="admin", errors=(409,))
+def create_project(body: ProjectCreate, principal: Principal) -> dict[str, Any]:
+    """Create a project."""
+    if Project.get_or_none(Project.name == body.name) is not None:
+        raise Conflict(f"project {body.name} already exists", {"name": "a name no other project has"})
+    return project_view(Project.create(name=body.name, description=body.description))
+
+
+@endpoint(bp, "GET", "/projects", query=NamedListQuery, response=Page[ProjectOut])
+def list_projects(query: NamedListQuery, principal: Principal) -> dict[str, Any]:
+    """The projects the token reaches, by name."""
+    rows = Project.select()
+    if not principal.is_admin:
+        rows = rows.where(Project.name == principal.project)
+    if query.q:
+        rows = rows.where(Project.name.contains(query.q))
+    items, cursor = paginate(rows, (Project.name,), query.limit, query.cursor, descending=False)
+    return page(items, cursor, project_view)
+
+
+@endpoint(bp, "GET", "/projects/<name>", response=ProjectOut)
+def show_project(name: str, principal: Principal) -> dict[str, Any]:
+    """One project."""
+    project = Project.get_or_none(Project.name == name)
+    if project is None or not principal.sees(name):
+        raise NotFound(f"project {name} does not exist")
+    return project_view(project)
+
+
+@endpoint(bp, "POST", "/tokens", body=TokenCreate, response=TokenCreated, status=201, access="admin")
+def create_token(body: TokenCreate, principal: Principal) -> dict[str, Any]:
+    """Create a token; the answer holds its secret, shown this once."""
+    token, secret = auth.create_token(body.scope, body.project, body.name)
+    return {**token_view(token), "token": secret}
+
+
+@endpoint(bp, "GET", "/tokens", query=NamedListQuery, response=Page[TokenOut], access="admin")
+def list_tokens(query: NamedListQuery, principal: Principal) -> dict[str, Any]:
+    """Tokens, newest first, without their secrets."""
+    rows = Token.select()
+    if query.q:
+        rows = rows.where((Token.name.contains(query.q)) | (Token.id == query.q) | (Token.project == query.q))
+    items, cursor = paginate(rows, (Token.created_at, Token.id), query.limit, query.cursor)
+    return page(items, cursor, token_view)
+
+
+@endpoint(bp, "DELETE", "/tokens/<token_id>", response=TokenOut, access="admin")
+def revoke_token(token_id: str, principal: Principal) -> dict[str, Any]:
+    """Revoke a token: every call with it answers 401 from now on."""
+    return token_view(auth.revoke_token(token_id))

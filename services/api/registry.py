@@ -1,0 +1,137 @@
+"""One decorator declares an endpoint: its route, who may call it, and the pydantic models of its
+query string, body and response. The same declaration validates requests, shapes responses and
+builds the OpenAPI document (services.api.openapi), so the spec cannot drift from the code.
+
+    @endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write")
+    def train(model_id: str, body: TrainRequest, principal: Principal) -> Execution | dict: ...
+
+The view gets the path parameters plus, as declared, ``body``, ``query``, ``principal`` (user
+endpoints) or ``instance`` (instance endpoints), and returns anything ``response`` validates.
+A new endpoint on an existing blueprint is this decorator and nothing else: it is in the spec and
+in the generated tests (tests/test_api_fuzz.py) at once. A new blueprint is also listed in
+``services.app.blueprints``.
+
+``access``: ``public`` (no token), ``register`` (a service's registration token or an admin
+token, checked by the view, which needs the body to know the service), ``instance`` (the instance's own token, for the
+``<instance_id>`` in the path), or the least user scope: ``read``, ``write`` or ``admin``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+from flask import Blueprint, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import UnsupportedMediaType
+
+from services import auth, control
+from services.errors import ConfigError, Unauthorized
+
+Access = Literal["public", "register", "instance", "read", "write", "admin"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # OpenAPI form: /api/v1/models/{model_id}
+    name: str
+    summary: str
+    tag: str
+    response: type[BaseModel]
+    status: int
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    access: Access
+    errors: tuple[int, ...]  # statuses besides those its access, parameters and body imply (409, 404)
+
+    @property
+    def path_parameters(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+class ResponseMismatch(RuntimeError):
+    """A view returned something its declared response model rejects (a 500: the spec would lie)."""
+
+
+def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel], status: int = 200,
+             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
+             access: Access = "read", errors: tuple[int, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``view`` on ``bp`` for ``method rule`` and record it for the OpenAPI document."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        full_rule = f"{bp.url_prefix or ''}{rule}"
+        doc = (view.__doc__ or view.__name__.replace("_", " ")).strip()
+        ENDPOINTS.append(Endpoint(
+            method=method.upper(), path=re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", full_rule), name=f"{bp.name}.{view.__name__}",
+            summary=doc.splitlines()[0], tag=bp.name, response=response, status=status, body=body, query=query,
+            access=access, errors=errors,
+        ))
+
+        @functools.wraps(view)
+        def handle(**path: str) -> tuple[dict[str, Any], int]:
+            kwargs: dict[str, Any] = dict(path)
+            # Who is asking comes first: a caller without a valid token learns nothing else.
+            if access == "instance":
+                kwargs["instance"] = _instance(path["instance_id"])
+            elif access == "register":
+                # The service is in the body: the view checks the token against it. Without a
+                # token that could be one, the caller learns nothing about the body either.
+                auth.registration_credential(request.headers.get("Authorization"))
+            elif access != "public":
+                principal = auth.authenticate(request.headers.get("Authorization"))
+                principal.require(access)
+                kwargs["principal"] = principal
+            if query is not None:
+                kwargs["query"] = parse_query(query)
+            if body is not None:
+                kwargs["body"] = parse_body(body)
+            result = view(**kwargs)
+            try:
+                shaped = response.model_validate(result, from_attributes=True)
+            except ValidationError as exc:  # our bug, not the caller's: never a 4xx
+                raise ResponseMismatch(f"{full_rule} answered outside its {response.__name__} schema: {exc}") from exc
+            return shaped.model_dump(mode="json"), status
+
+        bp.add_url_rule(rule, view.__name__, handle, methods=[method.upper()])
+        return view
+
+    return decorate
+
+
+def _instance(instance_id: str) -> Any:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    instance = control.authenticate_instance(instance_id, token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if instance is None:
+        raise Unauthorized("this call needs the instance's own token", {"Authorization": "Bearer <instance token>"})
+    return instance
+
+
+def parse_body(schema: type[BaseModel]) -> BaseModel:
+    """The JSON body as ``schema``: 415 without a JSON content type, 422 for anything invalid."""
+    if not request.is_json:
+        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if data is None and request.get_data():
+        raise ConfigError("the body is not valid JSON", {"body": "a JSON object"})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the body must be a JSON object", {"body": "a JSON object"})
+    return schema.model_validate(data)
+
+
+def parse_query(schema: type[BaseModel]) -> BaseModel:
+    """The query string as ``schema``; a parameter given twice, or unknown, is a 422."""
+    values: dict[str, Any] = {}
+    for key in request.args:
+        given = request.args.getlist(key)
+        if len(given) > 1:
+            raise ConfigError(f"{key} is given {len(given)} times", {key: "at most once"})
+        values[key] = given[0]
+    return schema.model_validate(values)

@@ -1,0 +1,148 @@
+"""API tokens and who may do what.
+
+A token is ``tf_`` followed by 256 random bits. Only its SHA-256 is stored: with that much
+entropy a plain hash cannot be reversed by guessing, and a lookup by hash needs no per-token
+salt. The secret is returned once, when the token is created, and never logged.
+
+Scopes: ``read`` and ``write`` reach one project's models and executions; ``admin`` reaches all
+projects and is the only scope that changes services, projects and tokens. Objects of another
+project answer 404, as if they did not exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from services.errors import ConfigError, Forbidden, NotFound, Unauthorized
+from services.models import DEFAULT_PROJECT, TOKEN_SCOPES, Project, Token, now_s
+
+TOKEN_PREFIX = "tf_"
+REGISTRATION_PREFIX = "tfr_"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """The caller of a request, as its token says."""
+
+    token_id: str
+    scope: str
+    project: str | None  # None for admin tokens
+
+    @property
+    def is_admin(self) -> bool:
+        return self.scope == "admin"
+
+    def sees(self, project: str) -> bool:
+        return self.is_admin or self.project == project
+
+    def require(self, scope: str) -> None:
+        """Raise Forbidden unless the token's scope includes ``scope`` (read < write < admin)."""
+        if TOKEN_SCOPES.index(self.scope) < TOKEN_SCOPES.index(scope):
+            what = "administer services, projects and tokens" if scope == "admin" else "change anything"
+            raise Forbidden(f"a {self.scope} token cannot {what}", {"Authorization": f"a token with scope {scope}"})
+
+    def project_for_new(self, requested: str | None) -> str:
+        """The project a new object goes into: the one asked for (if visible) or the token's own."""
+        if requested is None:
+            return self.project or DEFAULT_PROJECT
+        if not self.sees(requested) or Project.get_or_none(Project.name == requested) is None:
+            raise NotFound(f"project {requested} does not exist", {"project": "a project this token can reach"})
+        return requested
+
+
+def authenticate(header: str | None) -> Principal:
+    """The principal of an ``Authorization: Bearer <token>`` header; Unauthorized otherwise."""
+    scheme, _, secret = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("send a token: Authorization: Bearer <token> (see `trainfaas tokens create`)",
+                           {"Authorization": "Bearer <token>"})
+    token = Token.get_or_none(Token.secret_hash == hash_secret(secret.strip()))
+    if token is None or token.revoked_at is not None:
+        raise Unauthorized("the token is unknown or revoked", {"Authorization": "Bearer <a valid token>"})
+    return Principal(token.id, token.scope, token.project)
+
+
+def registration_token(instance_secret: str, service: str) -> str:
+    """The credential instances of ``service`` register with: an HMAC of the service's name under
+    the instance secret, so the scheduler can hand it to any instance it starts (containers and
+    swarm tasks included) and nothing needs to be stored. It registers instances of that service
+    only, and is worth nothing once an instance has its own token."""
+    return REGISTRATION_PREFIX + hmac.new(instance_secret.encode(), f"register:{service}".encode(), hashlib.sha256).hexdigest()
+
+
+def registration_credential(header: str | None) -> None:
+    """Unauthorized unless ``header`` carries a registration token (still to be checked against
+    its service) or a valid admin token."""
+    scheme, _, secret = (header or "").partition(" ")
+    if scheme.lower() == "bearer" and secret.strip().startswith(REGISTRATION_PREFIX):
+        return
+    if not authenticate(header).is_admin:
+        raise Unauthorized("registering an instance needs its service's registration token or an admin token",
+                           {"Authorization": "Bearer <registration or admin token>"})
+
+
+def require_registration(header: str | None, instance_secret: str, service: str) -> None:
+    """Registering an instance of ``service`` needs its registration token, or an admin token
+    (for an instance started by hand); Unauthorized otherwise."""
+    scheme, _, secret = (header or "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() == "bearer" and secret.startswith(REGISTRATION_PREFIX):
+        if hmac.compare_digest(secret, registration_token(instance_secret, service)):
+            return
+        raise Unauthorized(f"this registration token is not one for {service}", {"Authorization": f"Bearer <registration token of {service}>"})
+    principal = authenticate(header)
+    if not principal.is_admin:
+        raise Unauthorized("registering an instance needs its service's registration token or an admin token",
+                           {"Authorization": "Bearer <registration or admin token>"})
+
+
+def create_token(scope: str, project: str | None, name: str = "") -> tuple[Token, str]:
+    """Create a token and return it with its secret, which is not stored anywhere."""
+    if scope not in TOKEN_SCOPES:
+        raise ConfigError(f"unknown scope {scope!r}", {"scope": f"one of: {', '.join(TOKEN_SCOPES)}"})
+    if scope == "admin":
+        project = None
+    elif project is None:
+        raise ConfigError(f"a {scope} token needs a project", {"project": "an existing project (read and write tokens need one)"})
+    elif Project.get_or_none(Project.name == project) is None:
+        raise ConfigError(f"project {project} does not exist", {"project": "an existing project (read and write tokens need one)"})
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = Token.create(scope=scope, project=project, name=name, secret_hash=hash_secret(secret))
+    return token, secret
+
+
+def revoke_token(token_id: str) -> Token:
+    """Revoke a token; it answers 401 from now on. Revoking twice is harmless."""
+    Token.update(revoked_at=now_s()).where((Token.id == token_id) & Token.revoked_at.is_null()).execute()
+    token = Token.get_or_none(Token.id == token_id)
+    if token is None:
+        raise NotFound(f"token {token_id} does not exist")
+    return token
+
+
+def ensure_admin_token(path: Path) -> str:
+    """The admin token stored at ``path`` (mode 0600), created on first start.
+
+    A file whose token no longer works (revoked, or a fresh database) is replaced.
+    """
+    if path.exists():
+        secret = path.read_text().strip()
+        token = Token.get_or_none(Token.secret_hash == hash_secret(secret))
+        if token is not None and token.revoked_at is None and token.scope == "admin":
+            return secret
+    _, secret = create_token("admin", None, name="created by trainfaas up")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secret + "\n")
+    os.replace(temp, path)
+    return secret

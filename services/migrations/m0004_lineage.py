@@ -1,0 +1,11 @@
+"""Fine-tuning: a model may start from the weights of an earlier model (its base model)."""
+from __future__ import annotations
+
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+
+def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    from services.models import Model
+
+    migrate(migrator.add_column(Model._meta.table_name, "base_model", peewee.CharField(max_length=32, null=True)))

@@ -1,0 +1,213 @@
+"""Who may do what: tokens, scopes and projects, over the real app and database."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services import auth
+from services.api.registry import ENDPOINTS
+from services.models import DEFAULT_PROJECT, Execution, Instance, Model, Project, Token
+
+SLEEP = "mgmt-train-sleep"
+
+
+def path_of(endpoint: Any) -> str:
+    return re.sub(r"{\w+}", "x", endpoint.path)
+
+
+def call(client: Any, method: str, path: str, body: Any = None) -> Any:
+    return client.open(path, method=method, json=body if method in ("POST", "PATCH", "PUT") else None)
+
+
+def project_tokens(api: Any, project: str) -> dict[str, str]:
+    """Create ``project`` and a read and a write token of it; return the secrets by scope."""
+    assert api.client.post("/api/v1/projects", json={"name": project}).status_code == 201
+    return {scope: api.client.post("/api/v1/tokens", json={"scope": scope, "project": project}).get_json()["token"]
+            for scope in ("read", "write")}
+
+
+def enqueue_noop(client: Any) -> dict[str, Any]:
+    response = client.post(f"/api/v1/services/{SLEEP}/executions", json={"function": "noop", "input": {}})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def two_projects(api: Any) -> dict[str, Any]:
+    """Projects a and b with read/write tokens, and in a: a model and a noop execution."""
+    assert api.client.patch(f"/api/v1/services/{SLEEP}", json={"min_instances": 0}).status_code == 200
+    tokens = {"a": project_tokens(api, "a"), "b": project_tokens(api, "b")}
+    writer_a = api.as_(tokens["a"]["write"])
+    model = writer_a.post("/api/v1/models", json={"name": "secret-model", "architecture": "sleep"}).get_json()
+    assert model["project"] == "a"
+    execution = enqueue_noop(writer_a)
+    assert execution["project"] == "a"
+    return {"tokens": tokens, "model": model, "execution": execution}
+
+
+def test_a_default_project_exists_after_migration(api: Any) -> None:
+    assert Project.get_by_id(DEFAULT_PROJECT)
+    model = api.client.post("/api/v1/models", json={"name": "m", "architecture": "sleep"}).get_json()
+    assert model["project"] == DEFAULT_PROJECT
+
+
+def test_every_endpoint_but_health_and_the_spec_needs_a_valid_token(api: Any) -> None:
+    _, instance_token = _instance(api, SLEEP)
+    revoked = api.client.post("/api/v1/tokens", json={"scope": "admin"}).get_json()
+    assert api.client.delete(f"/api/v1/tokens/{revoked['id']}").status_code == 200
+    public = {e.path for e in ENDPOINTS if e.access == "public"}
+    assert public == {"/healthz"}
+    assert api.as_(None).get("/api/v1/openapi.json").status_code == 200
+    checked = 0
+    for endpoint in ENDPOINTS:
+        if endpoint.access == "public":
+            continue
+        for secret in (None, "", "tf_not-a-token", revoked["token"], instance_token):
+            if endpoint.access == "instance" and secret == instance_token:
+                continue  # an instance's own calls; other instances' are checked below
+            response = call(api.as_(secret), endpoint.method, path_of(endpoint), {})
+            assert response.status_code == 401, (endpoint.path, secret, response.get_json())
+            assert response.get_json()["error"]["code"] == "unauthorized"
+            checked += 1
+    assert checked >= 5 * 20
+
+
+def test_another_projects_objects_answer_404_and_never_show_in_lists(api: Any, two_projects: dict[str, Any]) -> None:
+    model_id, execution_id = two_projects["model"]["id"], two_projects["execution"]["id"]
+    other = api.as_(two_projects["tokens"]["b"]["write"])
+    for method, path, body in (
+        ("GET", f"/api/v1/models/{model_id}", None),
+        ("POST", f"/api/v1/models/{model_id}/train", {}),
+        ("GET", f"/api/v1/executions/{execution_id}", None),
+        ("POST", f"/api/v1/executions/{execution_id}/terminate", None),
+        ("POST", f"/api/v1/executions/{execution_id}/rerun", None),
+        ("GET", f"/api/v1/executions/{execution_id}/metrics", None),
+        ("GET", f"/api/v1/executions/{execution_id}/logs", None),
+        ("GET", f"/api/v1/executions/{execution_id}/artifacts", None),
+        ("GET", "/api/v1/projects/a", None),
+        ("POST", "/api/v1/models", {"name": "m", "architecture": "sleep", "project": "a"}),
+        ("POST", f"/api/v1/services/{SLEEP}/executions", {"function": "train_model", "input": {"model_id": model_id}}),
+    ):
+        response = call(other, method, path, body)
+        assert response.status_code == 404, (method, path, response.get_json())
+        assert "a" not in response.get_json()["error"].get("fields", {}).values()
+    for path in ("/api/v1/models", "/api/v1/executions", "/api/v1/models?project=a", "/api/v1/executions?project=a"):
+        assert other.get(path).get_json()["items"] == [], path
+    assert [p["name"] for p in other.get("/api/v1/projects").get_json()["items"]] == ["b"]
+    # the owner and admins see them
+    owner = api.as_(two_projects["tokens"]["a"]["read"])
+    assert [m["id"] for m in owner.get("/api/v1/models").get_json()["items"]] == [model_id]
+    assert api.client.get(f"/api/v1/executions/{execution_id}").status_code == 200
+    assert Execution.get_by_id(execution_id).status == "pending"  # b's terminate changed nothing
+
+
+def test_a_read_token_cannot_write_and_a_project_token_cannot_administer(api: Any, two_projects: dict[str, Any]) -> None:
+    reader, writer = api.as_(two_projects["tokens"]["a"]["read"]), api.as_(two_projects["tokens"]["a"]["write"])
+    model_id, execution_id = two_projects["model"]["id"], two_projects["execution"]["id"]
+    writes = (
+        ("POST", "/api/v1/models", {"name": "m", "architecture": "sleep"}),
+        ("POST", f"/api/v1/models/{model_id}/train", {}),
+        ("POST", f"/api/v1/executions/{execution_id}/terminate", None),
+        ("POST", f"/api/v1/executions/{execution_id}/rerun", None),
+        ("POST", f"/api/v1/services/{SLEEP}/executions", {"function": "noop", "input": {}}),
+    )
+    admin_only = (
+        ("PATCH", f"/api/v1/services/{SLEEP}", {"min_instances": 1}),
+        ("POST", f"/api/v1/services/{SLEEP}/pause", None),
+        ("POST", f"/api/v1/services/{SLEEP}/resume", None),
+        ("POST", "/api/v1/projects", {"name": "c"}),
+        ("POST", "/api/v1/tokens", {"scope": "admin"}),
+        ("GET", "/api/v1/tokens", None),
+        ("DELETE", f"/api/v1/tokens/{Token.select().first().id}", None),
+    )
+    for client, forbidden in ((reader, writes + admin_only), (writer, admin_only)):
+        for method, path, body in forbidden:
+            response = call(client, method, path, body)
+            assert response.status_code == 403, (method, path, response.get_json())
+            assert response.get_json()["error"]["code"] == "forbidden"
+    assert Model.select().count() == 1 and Execution.select().count() == 1 and Project.select().count() == 3
+    assert api.client.get(f"/api/v1/services/{SLEEP}").get_json()["min_instances"] == 0
+    assert reader.get(f"/api/v1/services/{SLEEP}").status_code == 200  # services are shared for reading
+
+
+def test_token_secrets_are_stored_only_as_hashes_and_never_logged(api: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    created = api.client.post("/api/v1/tokens", json={"scope": "write", "project": "default", "name": "ci"})
+    assert created.status_code == 201
+    secret = created.get_json()["token"]
+    assert secret.startswith("tf_") and len(secret) >= 40
+    listed = api.client.get("/api/v1/tokens").get_json()["items"]
+    assert created.get_json()["id"] in [t["id"] for t in listed] and secret not in str(listed)
+    assert api.as_(secret).get("/api/v1/models").status_code == 200
+    if api.settings.database_url.startswith("sqlite"):
+        database_file = Path(api.settings.database_url.removeprefix("sqlite:///"))
+        stored = b"".join(p.read_bytes() for p in database_file.parent.glob(database_file.name + "*"))
+        assert secret.encode() not in stored and api.admin_token.encode() not in stored
+    assert secret not in caplog.text
+
+
+def test_a_revoked_token_answers_401(api: Any) -> None:
+    created = api.client.post("/api/v1/tokens", json={"scope": "admin"}).get_json()
+    assert api.as_(created["token"]).get("/api/v1/tokens").status_code == 200
+    assert api.client.delete(f"/api/v1/tokens/{created['id']}").get_json()["revoked_at"]
+    assert api.as_(created["token"]).get("/api/v1/tokens").status_code == 401
+    response = api.client.post("/api/v1/tokens", json={"scope": "read", "project": "nope"})
+    assert response.status_code == 422 and "project" in response.get_json()["error"]["fields"]
+
+
+def _instance(api: Any, service: str) -> tuple[str, str]:
+    assert api.client.patch(f"/api/v1/services/{service}", json={"min_instances": 0}).status_code == 200
+    registration = auth.registration_token(api.settings.instance_secret_value(), service)
+    body = api.as_(registration).post("/api/v1/instances", json={"service": service, "host": "test"}).get_json()
+    return body["id"], body["token"]
+
+
+def test_only_a_services_registration_token_or_an_admin_token_registers_its_instances(api: Any) -> None:
+    secret = api.settings.instance_secret_value()
+    assert (api.settings.home / "instance-secret").stat().st_mode & 0o077 == 0
+    for service in (SLEEP, "mgmt-train-resnet18"):
+        assert api.client.patch(f"/api/v1/services/{service}", json={"min_instances": 0}).status_code == 200
+    body = {"service": SLEEP, "host": "test"}
+    read = api.client.post("/api/v1/tokens", json={"scope": "read", "project": DEFAULT_PROJECT}).get_json()["token"]
+    write = api.client.post("/api/v1/tokens", json={"scope": "write", "project": DEFAULT_PROJECT}).get_json()["token"]
+    other_services = auth.registration_token(secret, "mgmt-train-resnet18")
+    for credential in (None, "tfr_forged", other_services, read, write, auth.registration_token("another secret", SLEEP)):
+        response = api.as_(credential).post("/api/v1/instances", json=body)
+        assert response.status_code == 401 and response.get_json()["error"]["fields"], credential
+    assert Instance.select().count() == 0
+    assert api.as_(auth.registration_token(secret, SLEEP)).post("/api/v1/instances", json=body).status_code == 201
+    assert api.client.post("/api/v1/instances", json=body).status_code == 201  # an instance started by hand
+
+
+def test_an_instance_token_reaches_only_its_own_services_executions(api: Any) -> None:
+    sleeper, sleeper_token = _instance(api, SLEEP)
+    other, other_token = _instance(api, "mgmt-train-resnet18")
+    execution = enqueue_noop(api.client)
+    as_other = api.as_(other_token)
+    claim = {"execution_id": execution["id"], "attempt": 1}
+    assert as_other.post(f"/api/v1/instances/{other}/claim", json=claim).status_code == 404
+    finish = {"attempt": 1, "outcome": "success"}
+    assert as_other.post(f"/api/v1/instances/{other}/executions/{execution['id']}/finish", json=finish).status_code == 404
+    # another instance's id with this token is not this instance
+    assert as_other.post(f"/api/v1/instances/{sleeper}/claim", json=claim).status_code == 401
+    assert Execution.get_by_id(execution["id"]).status == "pending"
+    as_sleeper = api.as_(sleeper_token)
+    assert as_sleeper.post(f"/api/v1/instances/{sleeper}/claim", json=claim).status_code == 200
+    report = {"events": [{"execution_id": execution["id"], "attempt": 1, "kind": "log", "at": 1.0, "data": ["x"]}]}
+    refused = as_other.post(f"/api/v1/instances/{other}/report", json=report).get_json()["refused"]
+    assert execution["id"] in refused
+    # instances may send more than users: a 2 MiB report is taken, a 2 MiB user body is not
+    report["events"][0]["data"] = ["x" * (2 * 1024 * 1024)]
+    assert as_sleeper.post(f"/api/v1/instances/{sleeper}/report", json=report).get_json() == {"refused": {}}
+    assert api.client.post("/api/v1/models", json={"name": "x" * (2 * 1024 * 1024)}).status_code == 413
+    assert as_sleeper.get("/api/v1/models").status_code == 401  # not a user token
+    # registering again with a registered instance's id does not hand out its executions
+    again = api.as_(auth.registration_token(api.settings.instance_secret_value(), SLEEP)).post(
+        "/api/v1/instances", json={"service": SLEEP, "instance_id": sleeper})
+    assert again.status_code == 409 and again.get_json()["error"]["fields"]["instance_id"]
+    heartbeat = as_sleeper.post(f"/api/v1/instances/{sleeper}/heartbeat", json={"running": []})
+    assert heartbeat.status_code == 200 and heartbeat.get_json()["drain"] is False

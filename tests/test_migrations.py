@@ -1,0 +1,38 @@
+"""Migrations bring a database of an earlier version forward without losing rows."""
+from __future__ import annotations
+
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+from services.db import database
+from services.db import migrate as migrate_all
+from services.migrations import SchemaVersion
+from services.models import DEFAULT_PROJECT, Execution, Model, Project, Service, Token
+
+
+def _back_to_version_2(db: peewee.Database) -> None:
+    """Undo m0003 by hand: what a database written before projects existed looks like."""
+    migrator = SchemaMigrator.from_database(db)
+    db.drop_tables([Project, Token])
+    for entity in (Model, Execution):
+        table = entity._meta.table_name
+        migrate(migrator.drop_index(table, f"{table}_project"), migrator.drop_column(table, "project"))
+    SchemaVersion.delete().where(SchemaVersion.version == 3).execute()
+
+
+def test_projects_are_added_to_a_database_written_before_them(database_url: str) -> None:
+    db = database.obj
+    _back_to_version_2(db)
+    assert "project" not in {c.name for c in db.get_columns("model")}
+    db.execute_sql('INSERT INTO "model" (id, name, architecture, task, labels, configuration, status, metrics, created_at, updated_at) '
+                   "VALUES ('m1', 'old', 'sleep', 'diagnostic', '[]', '{}', 'trained', '{}', 1.0, 1.0)")
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep")
+    db.execute_sql('INSERT INTO "execution" (id, name, model_id, service_id, function, input, status, attempt, max_attempts, '
+                   "timeout_s, drain_time_s, on_reset, run_as_process, stop_requested, progress, message, created_at) "
+                   f"VALUES ('e1', 'old', 'm1', '{service.name}', 'noop', '{{}}', 'success', 1, 3, 60, 60, 'rerun', "
+                   f"{'true' if 'postgres' in database_url else '1'}, {'false' if 'postgres' in database_url else '0'}, 100, '', 1.0)")
+
+    assert migrate_all() == [3]
+    assert Model.get_by_id("m1").project == DEFAULT_PROJECT and Execution.get_by_id("e1").project == DEFAULT_PROJECT
+    assert Project.get_by_id(DEFAULT_PROJECT) and Token.select().count() == 0
+    assert migrate_all() == []  # idempotent
