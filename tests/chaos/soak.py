@@ -165,7 +165,7 @@ def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, 
     stack = Stack(settings).start()
     driver = Driver(stack, rng, until=0.0, max_actions=max_actions)
     try:
-        client = Client(settings.api_url)
+        client = Client.from_settings(settings)
         ids = enqueue_all(client, rng, executions)
         driver.until = time.monotonic() + chaos_s
         thread = threading.Thread(target=driver.run, name="chaos")

@@ -39,7 +39,7 @@ def main() -> None:
 
     settings = bench_settings()
     with Stack(settings) as stack:
-        client = Client(settings.api_url)
+        client = Client.from_settings(settings)
         client.update_service(SERVICE, scaling_type="autoscale", min_instances=0, max_instances=args.max_instances,
                               queue_length=1, polling_interval_s=1, cooldown_s=args.cooldown)
         cold = cold_start_s(client)

@@ -57,7 +57,7 @@ def main() -> None:
     baseline = torch_import_s()
     settings = bench_settings()
     with Stack(settings):
-        client = Client(settings.api_url)
+        client = Client.from_settings(settings)
         architecture = args.architecture
         for candidate in dict.fromkeys((architecture, "sleep")):
             service = f"mgmt-train-{candidate}"

@@ -33,7 +33,7 @@ def main() -> None:
 
     settings = bench_settings()
     with Stack(settings):
-        client = Client(settings.api_url)
+        client = Client.from_settings(settings)
         client.update_service(SERVICE, min_instances=1, max_instances=1, on_reset="rerun", max_attempts=3)
         wait_instance_running(SERVICE)
         model = client.create_model("recover", "sleep", configuration={"seconds": args.seconds, "steps": int(args.seconds)})

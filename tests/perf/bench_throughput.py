@@ -58,7 +58,7 @@ def main() -> None:
 
     settings = bench_settings()
     with Stack(settings):
-        client = Client(settings.api_url)
+        client = Client.from_settings(settings)
         client.update_service(SERVICE, min_instances=1, max_instances=1, concurrency=1)
         wait_instance_running(SERVICE)
         warm_up(client)

@@ -1,0 +1,44 @@
+"""Text adapters: what their defaults reach on the bundled samples.
+
+Trains ``bert-tiny`` on the ``text`` sample and ``bert-tiny-ner`` on the ``ner`` sample, each with
+the adapter's default options, directly through the adapter (no stack), and reports the last
+validation figure against the goal: text accuracy >= 0.9 and entity-level F1 (seqeval) >= 0.8.
+The baseline is the goal itself, so ratio = value / goal and a pass needs ratio >= 1. Training
+time is saved with the JSON record.
+
+    python -m tests.perf.bench_text
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from adapters.base import NullContext
+from adapters.text_samples import write_ner, write_text
+from adapters.transformers_text import TextClassification, TokenClassification
+from tests.perf.common import report
+
+
+def train_defaults(adapter_class: type, architecture: str, data: Path, output: Path) -> tuple[dict[str, float], float]:
+    """Train with the default options; return the final metrics and the training time in seconds."""
+    adapter = adapter_class(architecture, context=NullContext())
+    started = time.perf_counter()
+    metrics = adapter.train(data, output, **adapter.configuration)
+    return metrics, time.perf_counter() - started
+
+
+def main() -> int:
+    root = Path(tempfile.mkdtemp(prefix="tftext", dir="/tmp"))
+    text, text_s = train_defaults(TextClassification, "bert-tiny", Path(write_text(root / "text")["path"]), root / "text-out")
+    ner, ner_s = train_defaults(TokenClassification, "bert-tiny-ner", Path(write_ner(root / "ner")["path"]), root / "ner-out")
+    passed = report("text_accuracy", "accuracy", text["val_accuracy"], 0.9, 1.0, higher_is_better=True,
+                    extra={"architecture": "bert-tiny", "train_s": round(text_s, 1), "steps": text["steps"]})
+    passed &= report("ner_f1", "f1", ner["val_f1"], 0.8, 1.0, higher_is_better=True,
+                     extra={"architecture": "bert-tiny-ner", "train_s": round(ner_s, 1), "steps": ner["steps"]})
+    print(f"training time: text {text_s:.1f} s, ner {ner_s:.1f} s")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

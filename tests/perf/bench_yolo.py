@@ -1,0 +1,95 @@
+"""YOLO on the bundled shapes sample: how well the adapter's defaults train, and what the adapter costs.
+
+1. ``yolo_shapes``: yolov8n trained with the adapter's default options on the shapes sample
+   (240 training and 60 validation images of 128 pixels); the figure is the best validation
+   mAP50 against a baseline of 0.5: ratio = mAP50 / 0.5, and the goal, ratio >= 1, is mAP50 >= 0.5.
+2. ``yolo_overhead``: the same short training (``--overhead-epochs`` epochs, the adapter's
+   other defaults) through the adapter and through ``ultralytics.YOLO(yaml).train(...)`` called
+   directly with the same arguments, alternated ``--repeats`` times in this run; the figure is
+   training images per second of wall time of the whole train() call (data set view, callbacks
+   and checkpoint copies included), best of the repeats; the goal is at least 0.98 of direct.
+
+    python -m tests.perf.bench_yolo [--overhead-epochs 3] [--repeats 2] [--skip-accuracy]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters import yolo
+from adapters.base import NullContext
+from adapters.shapes import write_shapes
+from adapters.yolo_data import build_view, read_dataset
+from tests.perf.common import report
+
+GOAL_MAP50 = 0.5
+GOAL_OVERHEAD = 0.98
+
+
+def accuracy(data: Path, work: Path) -> None:
+    adapter = yolo.UltralyticsYolo("yolov8n", context=NullContext())
+    started = time.perf_counter()
+    metrics = adapter.train(data, work / "accuracy", **adapter.configuration)
+    seconds = time.perf_counter() - started
+    map50 = metrics["mAP50"]
+    report("yolo_shapes", "mAP50", map50, GOAL_MAP50, 1.0, higher_is_better=True,
+           extra={"epochs": metrics["epochs"], "train_s": seconds, "options": adapter.configuration, "metrics": metrics})
+
+
+def _adapter_run(data: Path, output: Path, options: dict[str, Any]) -> float:
+    adapter = yolo.UltralyticsYolo("yolov8n", configuration=options, context=NullContext())
+    started = time.perf_counter()
+    adapter.train(data, output, **adapter.configuration)
+    return time.perf_counter() - started
+
+
+def _direct_run(data: Path, output: Path, options: dict[str, Any]) -> float:
+    """ultralytics alone, with the arguments the adapter passes, on the same view of the data set."""
+    ultralytics = yolo._ultralytics()
+    adapter = yolo.UltralyticsYolo("yolov8n", configuration=options)
+    view = build_view(read_dataset(data), output / "dataset", None, True)
+    arguments = adapter._arguments(yolo.YoloOptions.model_validate(adapter.configuration), view, output)
+    model = ultralytics.YOLO("yolov8n.yaml", task="detect")
+    started = time.perf_counter()
+    model.train(**arguments)
+    return time.perf_counter() - started
+
+
+def overhead(data: Path, work: Path, epochs: int, repeats: int, train_images: int) -> None:
+    options = {"epochs": epochs}
+    timings: dict[str, list[float]] = {"adapter": [], "direct": []}
+    for repeat in range(repeats):
+        for name, run in (("direct", _direct_run), ("adapter", _adapter_run)):
+            output = work / f"{name}-{repeat}"
+            timings[name].append(run(data, output, options))
+            shutil.rmtree(output, ignore_errors=True)
+    images = train_images * epochs
+    adapter_rate, direct_rate = images / min(timings["adapter"]), images / min(timings["direct"])
+    report("yolo_overhead", "images_per_s", adapter_rate, direct_rate, GOAL_OVERHEAD, higher_is_better=True,
+           extra={"epochs": epochs, "seconds": timings})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--overhead-epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="tfyolo"))
+    try:
+        summary = write_shapes(work / "shapes")
+        data = Path(summary["path"])
+        if not args.skip_accuracy:
+            accuracy(data, work)
+        overhead(data, work, args.overhead_epochs, args.repeats, summary["train_images"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
