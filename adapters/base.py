@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from services.errors import DatasetError
+
 
 class Options(BaseModel):
     """Base of every adapter's declared options: unknown names are rejected, not ignored."""
@@ -23,6 +25,11 @@ class TrainContext(Protocol):
 
     resume_checkpoint: Path | None
     """The last checkpoint of a previous attempt of this execution, or None."""
+
+    base_model: Path | None
+    """Fine-tuning: the directory a previous trainfaas model of this architecture was saved to
+    (by its adapter's ``save``), whose weights training starts from; None to start from scratch.
+    A resume checkpoint, when there is one, wins over it."""
 
     def progress(self, percent: float, message: str = "") -> None: ...
 
@@ -39,6 +46,7 @@ class NullContext:
     """A context that reports nowhere: for running an adapter by hand, in a notebook or a test."""
 
     resume_checkpoint: Path | None = None
+    base_model: Path | None = None
 
     def __init__(self) -> None:
         self.stop_requested = False
@@ -87,6 +95,12 @@ class ModelAdapter:
         self.context: TrainContext = context or NullContext()
 
     @classmethod
+    def task_of(cls, architecture: str) -> str:
+        """The task ``architecture`` trains. ``task`` unless an adapter serves several tasks
+        (ultralytics YOLO: detection, and instance segmentation for its ``-seg`` models)."""
+        return cls.task
+
+    @classmethod
     def validate_configuration(cls, configuration: dict[str, Any]) -> dict[str, Any]:
         """Return the configuration with defaults filled in; raises pydantic.ValidationError."""
         return cls.Options.model_validate(configuration).model_dump(mode="json")
@@ -95,6 +109,23 @@ class ModelAdapter:
     def options_schema(cls) -> dict[str, Any]:
         """The declared options (names, types, ranges, defaults) as JSON Schema."""
         return cls.Options.model_json_schema()
+
+    @classmethod
+    def check_dataset(cls, path: Path, configuration: dict[str, Any]) -> list[str]:
+        """Check, before anything is queued, that ``path`` is a data set this adapter can train on
+        with ``configuration`` (already validated); return its labels (after any label subset the
+        configuration selects). Raises DatasetError naming what is missing and the layout expected.
+        Must be cheap: it runs in the API, which imports no torch for it."""
+        if cls.dataset_format is None:
+            return []
+        raise DatasetError(f"no reader for data set format {cls.dataset_format!r}", {"dataset": "unsupported format"})
+
+    @classmethod
+    def reference_model(cls, architecture: str) -> Any:
+        """The architecture's reference configuration as a torch module (torchvision
+        classification: the 1000-class ImageNet model), randomly initialised, for the architecture
+        catalog's parameter count and checkpoint size. None when there is no torch model."""
+        return None
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the final metrics. Must honour ``should_stop()``."""

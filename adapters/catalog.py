@@ -21,6 +21,10 @@ ENTRY_POINT_GROUP = "trainfaas.adapters"
 # Lowest priority first; the cheap ones last so that they are tried first.
 BUILTIN: tuple[str, ...] = (
     "adapters.torchvision_classification:TorchvisionClassification",
+    "adapters.yolo:UltralyticsYolo",
+    "adapters.transformers_text:TextClassification",
+    "adapters.transformers_text:TokenClassification",
+    "adapters.torchvision_segmentation:TorchvisionSegmentation",
     "adapters.sleep:SleepAdapter",
 )
 
@@ -69,7 +73,7 @@ def catalog(extra: str = "") -> dict[str, Entry]:
             log.error("skipping adapter: %s", exc.message)
             continue
         for architecture in cls.architectures:
-            entries[architecture] = Entry(architecture, cls.task, reference, source)
+            entries[architecture] = Entry(architecture, cls.task_of(architecture), reference, source)
     return entries
 
 

@@ -174,5 +174,21 @@ def _move_into(scratch: Path, dest: Path) -> None:
     os.replace(scratch / DIGITS_MARKER, dest / DIGITS_MARKER)
 
 
-SAMPLES: dict[str, Callable[..., dict[str, Any]]] = {"digits": write_digits}
-"""Bundled sample data sets by name; each writer takes ``dest`` and returns a summary dict."""
+SAMPLES: dict[str, str] = {
+    "digits": "adapters.datasets:write_digits",
+    "shapes": "adapters.shapes:write_shapes",
+    "text": "adapters.text_samples:write_text",
+    "ner": "adapters.text_samples:write_ner",
+}
+"""Bundled sample data sets by name, as ``module:function`` references imported only when used;
+each writer takes ``dest`` and returns a summary dict that includes ``path``."""
+
+
+def sample_writer(name: str) -> Callable[..., dict[str, Any]]:
+    """The writer of the bundled sample ``name``; DatasetError naming the known ones otherwise."""
+    if name not in SAMPLES:
+        raise DatasetError(f"no bundled sample {name!r}", {"name": "one of: " + ", ".join(SAMPLES)})
+    module, _, function = SAMPLES[name].partition(":")
+    from importlib import import_module
+
+    return getattr(import_module(module), function)  # type: ignore[no-any-return]

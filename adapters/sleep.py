@@ -35,6 +35,7 @@ class SleepAdapter(ModelAdapter):
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         opts = SleepOptions(**configuration)
         step = self._resume_step()
+        self.steps_done = step
         step_s = opts.seconds / opts.steps
         fail_step = int(opts.fail_at * opts.steps)
         checkpoint = output_path / "checkpoint.json"
@@ -46,6 +47,7 @@ class SleepAdapter(ModelAdapter):
                 self._misbehave(opts)
             time.sleep(step_s)
             step += 1
+            self.steps_done = step
             self.context.metric("loss", "train", step, 1.0 / step)
             self.context.progress(100.0 * step / opts.steps, f"step {step}/{opts.steps}")
             self._save_checkpoint(checkpoint, step)
@@ -54,6 +56,11 @@ class SleepAdapter(ModelAdapter):
     def _resume_step(self) -> int:
         resume = self.context.resume_checkpoint
         if resume is None or not resume.exists():
+            base = getattr(self.context, "base_model", None)
+            if base is not None:
+                # A fine-tune starts from the base model's step count, as a real adapter starts from its weights.
+                saved = json.loads((Path(base) / "model.json").read_text())
+                self.context.log(f"fine-tuning from {base} trained for {saved.get('steps', 0)} steps")
             return 0
         step = int(json.loads(resume.read_text())["step"])
         self.context.log(f"resumed from step {step} of {resume}")
@@ -75,7 +82,7 @@ class SleepAdapter(ModelAdapter):
 
     def save(self, local_path: Path, **kwargs: Any) -> None:
         local_path.mkdir(parents=True, exist_ok=True)
-        (local_path / "model.json").write_text(json.dumps({"architecture": "sleep"}))
+        (local_path / "model.json").write_text(json.dumps({"architecture": "sleep", "steps": getattr(self, "steps_done", 0)}))
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         json.loads((local_path / "model.json").read_text())

@@ -354,6 +354,15 @@ class TorchvisionClassification(ModelAdapter):
         self.mean: list[float] = []
         self.std: list[float] = []
 
+    @classmethod
+    def check_dataset(cls, path: Path, configuration: dict[str, Any]) -> list[str]:
+        return read_image_folder(Path(path))[0]
+
+    @classmethod
+    def reference_model(cls, architecture: str) -> nn.Module:
+        """The ImageNet configuration: 1000 classes at the architecture's usual 224 pixels (299 for inception_v3)."""
+        return tv_models.get_model(architecture, weights=None, num_classes=1000, **_builder_arguments(architecture, 224))
+
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the last epoch's metrics and the epochs completed.
 

@@ -130,8 +130,14 @@ def free_port() -> int:
 STACKS = {"local": ("sqlite", "embedded"), "server": ("postgresql", "server")}
 
 
+def data_roots_for_tests(home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Data roots of test stacks: their home and pytest's temporary directories, where tests write data sets."""
+    return ":".join(str(p) for p in (home, tmp_path_factory.getbasetemp()))
+
+
 @pytest.fixture(params=list(STACKS))
-def stack_settings(request: pytest.FixtureRequest, short_tmp: Path, embedded_redis_url: str) -> Iterator[Settings]:
+def stack_settings(request: pytest.FixtureRequest, short_tmp: Path, embedded_redis_url: str,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings for a whole stack: SQLite + embedded Redis ("local"), or PostgreSQL + a Redis server."""
     db_kind, redis_kind = STACKS[request.param]
     drop: Callable[[], None] = lambda: None  # noqa: E731
@@ -143,20 +149,92 @@ def stack_settings(request: pytest.FixtureRequest, short_tmp: Path, embedded_red
         redis_url = _server_redis_url()
         redis.Redis.from_url(redis_url).flushdb()
     settings = load_settings(home=short_tmp, database_url=db_url, redis_url=redis_url, port=free_port(), api_url="",
-                             reconcile_interval_s=1.0)
+                             reconcile_interval_s=1.0, data_roots=data_roots_for_tests(short_tmp, tmp_path_factory))
     yield settings
     drop()
 
 
 @pytest.fixture
 def stack(stack_settings: Settings) -> Iterator[Any]:
-    """The real local stack (gunicorn API, scheduler, process instances) and an SDK client."""
-    from services.client import Client
+    """The real local stack (gunicorn API, scheduler, process instances) and an SDK client with its admin token."""
     from services.stack import Stack
 
     running = Stack(stack_settings).start()
-    running.client = Client(stack_settings.api_url)
+    running.client = running.admin_client()
     try:
         yield running
     finally:
         running.stop(drain_timeout_s=5.0)
+
+
+class NetworkAttempt(AssertionError):
+    """Raised inside the code under test when it tries to reach the network."""
+
+
+def guard_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make any TCP/UDP connection or name lookup raise NetworkAttempt and record it; return the
+    record. Unix sockets (the local pipes) stay allowed. For module-scoped fixtures that train,
+    pass a ``pytest.MonkeyPatch.context()``."""
+    attempts: list[str] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def _refuse(what: str) -> NetworkAttempt:
+        attempts.append(what)
+        return NetworkAttempt(f"network access during training: {what}")
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        raise _refuse(f"connect {address!r}")
+
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        if self.family == socket.AF_UNIX:
+            return real_connect_ex(self, address)
+        raise _refuse(f"connect_ex {address!r}")
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        raise _refuse(f"getaddrinfo {host!r}")
+
+    def sendto(self: socket.socket, data: Any, *args: Any) -> Any:
+        raise _refuse(f"sendto {args[-1]!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket.socket, "sendto", sendto)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return attempts
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Guard the socket layer (see guard_network). Yields the list of attempts; the fixture fails
+    the test if it is not empty, even when the code under test swallowed the exception."""
+    attempts = guard_network(monkeypatch)
+    yield attempts
+    assert not attempts, f"training attempted network access: {attempts}"
+
+
+@pytest.fixture
+def api(database_url: str, redis_url: str, short_tmp: Path) -> Iterator[Any]:
+    """The real Flask app (in-process) over a fresh database and Redis, with an admin token.
+
+    ``api.client`` sends the admin token; ``api.as_(secret)`` is a client with another token
+    (or none); ``api.redis`` is the app's Redis.
+    """
+    from services import auth
+    from services.app import create_app
+
+    settings = load_settings(home=short_tmp, database_url=database_url, redis_url=redis_url,
+                             data_roots=str(short_tmp / "data"))
+    app = create_app(settings)
+    _, admin = auth.create_token("admin", None, name="tests")
+
+    def as_(secret: str | None) -> Any:
+        client = app.test_client()
+        if secret is not None:
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+        return client
+
+    app.settings, app.admin_token, app.as_ = settings, admin, as_
+    app.client, app.redis = as_(admin), redis.Redis.from_url(redis_url)
+    yield app

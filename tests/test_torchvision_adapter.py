@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from adapters import torchvision_classification as tc
 from adapters.base import NullContext
-from adapters.datasets import SAMPLES, read_image_folder, write_digits
+from adapters.datasets import read_image_folder, sample_writer, write_digits
 from services.errors import AdapterError, ConfigError, DatasetError
 
 FAST = {"epochs": 2, "batch_size": 16, "input_size": 16}
@@ -66,7 +66,7 @@ def test_the_digits_sample_is_a_stratified_image_folder_written_once(digits: Pat
     labels, counts = read_image_folder(digits)
     assert labels == [str(digit) for digit in range(10)]
     assert counts == {"train": 1437, "validation": 360}
-    assert SAMPLES["digits"] is write_digits
+    assert sample_writer("digits") is write_digits
     image = Image.open(next((digits / "train" / "3").iterdir()))
     assert (image.mode, image.size) == ("L", (8, 8))
     before = {path: path.stat().st_mtime_ns for path in digits.rglob("*")}
