@@ -21,10 +21,10 @@ ENTRY_POINT_GROUP = "trainfaas.adapters"
 # Lowest priority first; the cheap ones last so that they are tried first.
 BUILTIN: tuple[str, ...] = (
     "adapters.torchvision_classification:TorchvisionClassification",
+    "adapters.torchvision_segmentation:TorchvisionSegmentation",
     "adapters.yolo:UltralyticsYolo",
     "adapters.transformers_text:TextClassification",
     "adapters.transformers_text:TokenClassification",
-    "adapters.torchvision_segmentation:TorchvisionSegmentation",
     "adapters.sleep:SleepAdapter",
 )
 

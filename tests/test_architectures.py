@@ -91,7 +91,9 @@ def test_the_api_lists_filters_pages_and_describes_architectures_with_their_opti
     client = api.client
     listed = client.get("/api/v1/architectures?task=classification&limit=500").get_json()["items"]
     assert {row["architecture"] for row in listed} == {n for n, r in rows.items() if r["task"] == "classification"}
-    assert [row["architecture"] for row in client.get("/api/v1/architectures?q=RESNET1").get_json()["items"]] == ["resnet101", "resnet152", "resnet18", "wide_resnet101_2"]
+    assert [row["architecture"] for row in client.get("/api/v1/architectures?task=classification&q=RESNET1").get_json()["items"]] == ["resnet101", "resnet152", "resnet18", "wide_resnet101_2"]
+    assert [row["architecture"] for row in client.get("/api/v1/architectures?q=RESNET1").get_json()["items"]] == [
+        "resnet101", "resnet152", "resnet18", "wide_resnet101_2", "deeplabv3_resnet101", "fcn_resnet101"]
     first = client.get("/api/v1/architectures?limit=7").get_json()
     second = client.get(f"/api/v1/architectures?limit=500&cursor={first['next_cursor']}").get_json()
     assert [row["architecture"] for row in first["items"] + second["items"]] == [row["architecture"] for row in client.get("/api/v1/architectures?limit=500").get_json()["items"]]
