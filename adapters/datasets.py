@@ -51,8 +51,8 @@ def _label_folders(subset_path: Path) -> dict[str, int]:
     }
 
 
-def read_image_folder(path: Path) -> tuple[list[str], dict[str, int]]:
-    """Check that ``path`` is an image-folder data set; return its sorted labels and images per subset.
+def count_images(path: Path) -> dict[str, dict[str, int]]:
+    """Check that ``path`` is an image-folder data set; return the images per label of each subset.
 
     Raises DatasetError, naming what is missing and the layout expected, when the directory or a
     subset is missing, a subset has no label folders, a training label has no image, the
@@ -77,10 +77,37 @@ def read_image_folder(path: Path) -> tuple[list[str], dict[str, int]]:
     unknown = sorted(set(images_by_label["validation"]) - set(labels))
     if unknown:
         raise _invalid(path, f"validation/ has labels that train/ lacks: {', '.join(unknown)}")
-    counts = {subset: sum(images_by_label[subset].values()) for subset in SUBSETS}
-    if counts["validation"] == 0:
+    if sum(images_by_label["validation"].values()) == 0:
         raise _invalid(path, "validation/ has no images")
-    return labels, counts
+    return images_by_label
+
+
+def choose_labels(dataset_labels: list[str], chosen: list[str] | None) -> list[str]:
+    """The labels to train on: ``chosen`` (in the data set's order, each once) or all of them.
+
+    Raises DatasetError naming ``configuration.labels`` when ``chosen`` has a label the data set lacks.
+    """
+    if chosen is None:
+        return list(dataset_labels)
+    unknown = [label for label in dict.fromkeys(chosen) if label not in dataset_labels]
+    if unknown:
+        raise DatasetError(
+            f"labels {unknown} are not in the data set, whose labels are {dataset_labels}",
+            {"configuration.labels": f"unknown {', '.join(unknown)}; choose among {', '.join(dataset_labels)}"},
+        )
+    return [label for label in dataset_labels if label in chosen]
+
+
+def read_image_folder(path: Path, labels: list[str] | None = None) -> tuple[list[str], dict[str, int]]:
+    """Check that ``path`` is an image-folder data set; return its sorted labels and images per subset.
+
+    With ``labels``, return those labels (in the data set's order) and count only their images;
+    a label the data set lacks raises DatasetError naming ``configuration.labels``. Otherwise raises
+    DatasetError as :func:`count_images` does.
+    """
+    images_by_label = count_images(path)
+    chosen = choose_labels(sorted(images_by_label["train"]), labels)
+    return chosen, {subset: sum(images_by_label[subset].get(label, 0) for label in chosen) for subset in SUBSETS}
 
 
 def _digits_summary(dest: Path, labels: list[str], counts: dict[str, int]) -> dict[str, Any]:
