@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -574,7 +575,10 @@ def architectures_command(ctx: click.Context, task: str | None, options_of: str 
     if as_json:
         _print_json(rows)
         return
-    table = Table("architecture", "task", "service", "parameters", "size", "checkpoint MB", "adapter")
+    table = Table()
+    table.add_column("architecture", no_wrap=True, min_width=max((len(row["architecture"]) for row in rows), default=12))
+    for column in ("task", "service", "parameters", "size", "checkpoint MB", "adapter"):
+        table.add_column(column)
     for row in rows:
         parameters = f"{row['parameters']:,}" if row["parameters"] is not None else "-"
         megabytes = f"{row['checkpoint_mb']:.1f}" if row["checkpoint_mb"] is not None else "-"
@@ -586,18 +590,23 @@ def architectures_command(ctx: click.Context, task: str | None, options_of: str 
 def _print_options(described: dict[str, Any]) -> None:
     schema = described["options"]
     definitions = schema.get("$defs", {})
-    table = Table("option", "type", "default", "allowed", "description", title=f"{described['architecture']} ({described['task']})")
-    for name, spec in schema.get("properties", {}).items():
+    properties = schema.get("properties", {})
+    table = Table(title=f"{described['architecture']} ({described['task']})", show_lines=True)
+    # Option names are what users type: never cut or wrapped, however narrow the terminal.
+    table.add_column("option", no_wrap=True, min_width=max((len(name) for name in properties), default=6))
+    table.add_column("type, default, allowed values and meaning")
+    for name, spec in properties.items():
         spec = definitions.get(spec.get("$ref", "").rpartition("/")[2], spec) if "$ref" in spec else spec
         kind = spec.get("type") or " | ".join(str(part.get("type", part.get("$ref", "?").rpartition("/")[2])) for part in spec.get("anyOf", []))
         allowed = []
         if "enum" in spec:
-            allowed.append(", ".join(map(str, spec["enum"])))
+            allowed.append("one of " + ", ".join(map(str, spec["enum"])))
         for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
             if key in spec:
                 allowed.append(f"{sign} {spec[key]}")
-        default = json.dumps(spec["default"]) if "default" in spec else "-"
-        table.add_row(name, str(kind), default, " ".join(allowed), spec.get("description", ""))
+        default = json.dumps(spec["default"]) if "default" in spec else "none"
+        summary = escape(f"{kind}; default {default}" + (f"; {' '.join(allowed)}" if allowed else ""))
+        table.add_row(name, f"[bold]{summary}[/bold]\n{escape(spec.get('description', ''))}")
     console.print(table)
 
 
