@@ -126,6 +126,9 @@ class _Cache:
     def get(self, entry: Entry, extra: str) -> dict[str, Any]:
         name = f"{entry.adapter}@{_source_digest(entry.adapter)}:{entry.architecture}"
         if name not in self.figures:
+            # Figures of an earlier version of the adapter's source are stale: drop them.
+            for stale in [key for key in self.figures if key.startswith(f"{entry.adapter}@") and key.endswith(f":{entry.architecture}")]:
+                del self.figures[stale]
             self.figures[name] = measure(entry, extra)
             self.changed = True
         return self.figures[name]
