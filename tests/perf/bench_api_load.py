@@ -33,7 +33,6 @@ from urllib.parse import urlparse, urlunparse
 
 import requests
 
-from services.client import Client
 from services.stack import Stack
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import percentile
@@ -69,12 +68,13 @@ def seed_database(count: int) -> None:
             StatusLog.insert_many(logs).execute()
 
 
-def list_requests(count: int, model_id: str) -> list[str]:
-    """The mix of list/filter/search queries, cycled ``count`` times."""
-    week_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7 * 86400))
+def list_requests(count: int, model_id: str, deep_cursor: str) -> list[str]:
+    """The mix of list/filter/search queries, cycled ``count`` times; ``deep_cursor`` points about
+    halfway into the execution list."""
+    week_ago = time.time() - 7 * 86400
     mix = [
         "/api/v1/executions?limit=50",
-        "/api/v1/executions?limit=50&offset=5000",
+        f"/api/v1/executions?limit=50&cursor={deep_cursor}",
         "/api/v1/executions?status=failed&limit=50",
         f"/api/v1/executions?service={SERVICES[3]}&limit=50",
         f"/api/v1/executions?model={model_id}&limit=50",
@@ -131,15 +131,19 @@ def run(database: str, database_url: str, args: argparse.Namespace) -> None:
         started = time.perf_counter()
         seed_database(args.executions)
         print(f"  {database}: wrote {args.executions} executions in {time.perf_counter() - started:.1f} s")
-        client = Client(settings.api_url)
-        headers = {"Authorization": f"Bearer {client.token}"} if getattr(client, "token", None) else {}
+        client = stack.admin_client()  # the admin token the stack wrote on start
+        headers = {"Authorization": client.http.headers["Authorization"]}
         model_id = client.request("GET", "/api/v1/models?limit=1")["items"][0]["id"]
         base = settings.api_url
         with requests.Session() as session:
             session.headers.update(headers)
-            for path in list_requests(16, model_id):  # warm the workers and the database's caches
+            # Walk halfway down the list page by page (as a client would) for a deep page's cursor.
+            cursor = ""
+            for _ in range(args.executions // 2 // 50):
+                cursor = session.get(f"{base}/api/v1/executions?limit=50&cursor={cursor}", timeout=60).json()["next_cursor"]
+            for path in list_requests(16, model_id, cursor):  # warm the workers and the database's caches
                 timed(session, "GET", base + path)
-            listing = [timed(session, "GET", base + path) for path in list_requests(args.list_requests, model_id)]
+            listing = [timed(session, "GET", base + path) for path in list_requests(args.list_requests, model_id, cursor)]
 
         def healthz(session: requests.Session) -> float:
             return timed(session, "GET", base + "/healthz")
