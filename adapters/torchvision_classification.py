@@ -847,25 +847,26 @@ def _synchronized_time(device: torch.device) -> float:
 
 @dataclass
 class _Window:
-    """Training loss and accuracy summed on the device since the last evaluation: no sync per step."""
+    """The training loss and hits of each step since the last evaluation, left on the device until the
+    evaluation reads them: a step neither waits for the device nor does arithmetic it need not."""
 
-    loss_sum: torch.Tensor
-    correct: torch.Tensor
-    seen: int = 0
-
-    @classmethod
-    def on(cls, device: torch.device) -> _Window:
-        return cls(torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
+    losses: list[torch.Tensor] = field(default_factory=list)
+    hits: list[torch.Tensor] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        self.loss_sum += loss * len(targets)
-        self.correct += (logits.argmax(dim=1) == targets).sum()
-        self.seen += len(targets)
+        self.losses.append(loss)
+        self.hits.append((logits.argmax(dim=1) == targets).sum())
+        self.sizes.append(len(targets))
 
     def figures(self) -> dict[str, float]:
-        if not self.seen:
+        """Mean training loss and accuracy over the images of these steps (none: no figures)."""
+        if not self.sizes:
             return {}
-        return {"train_loss": float(self.loss_sum) / self.seen, "train_accuracy": float(self.correct) / self.seen}
+        sizes = torch.tensor(self.sizes, dtype=torch.float64)
+        losses = torch.stack(self.losses).double().cpu()
+        seen = float(sizes.sum())
+        return {"train_loss": float((losses * sizes).sum()) / seen, "train_accuracy": float(torch.stack(self.hits).sum()) / seen}
 
 
 @dataclass
@@ -1070,7 +1071,7 @@ class TorchvisionClassification(ModelAdapter):
         started_s = time.monotonic()
         outside_steps_s = 0.0  # evaluations and checkpoints, left out of the throughput
         train, device, trained_images = subsets["train"], run.mean.device, 0
-        window = _Window.on(device)
+        window = _Window()
         finish: dict[str, float] = {}
         run.model.train()
         while run.step < run.total_steps and not finish:
@@ -1090,7 +1091,7 @@ class TorchvisionClassification(ModelAdapter):
                     best = False
                     if evaluate or over_time:
                         best = self._evaluate(run, subsets["validation"], window)
-                        window = _Window.on(device)
+                        window = _Window()
                         finish = {"time_limited": 1.0} if over_time else {}
                     last = bool(finish) or ended or run.step % run.checkpoint_interval == 0
                     self._save(run, checkpoints, (["last.pt"] if last else []) + (["best.pt"] if best else []))
@@ -1146,6 +1147,8 @@ class TorchvisionClassification(ModelAdapter):
 
     def _evaluate(self, run: _Run, subset: _Subset, window: _Window) -> bool:
         """Score the validation subset, report the figures, and say whether this is the best state so far."""
+        # Imported here, not with the module: scikit-learn costs over a CPU-second to import, and the module
+        # is imported by the API and by an instance's waiting work process, which may share the CPUs with a training.
         from sklearn.metrics import precision_recall_fscore_support
 
         run.model.eval()
