@@ -1,0 +1,205 @@
+"""Image classification through the platform: what the default recipe reaches, and what the platform costs.
+
+1. ``digits``: resnet18 trained with the classification adapter's default options on the bundled
+   digits sample (1,437 training and 360 validation images of 8x8 pixels), through the real local
+   stack (HTTP, database, queue, instance, work process), as ``trainfaas demo`` does. The figure is
+   the final validation accuracy against a baseline of 1.0 (so ratio = accuracy); the goal is 0.97.
+2. ``training_overhead``: training images per second of the same model (resnet18, 10 classes,
+   16 pixels), data, batch size (64) and number of steps (``--steps``) in three ways, alternated
+   ``--repeats`` times in this run, best of each:
+   - through the platform: a training of the adapter (its default options, ``max_steps`` steps)
+     executed by the stack on its warm instance (the digits training, or a first one, started it);
+     the figure is the ``train_samples_per_s`` the adapter returns, images per second of wall time
+     from its first optimizer step to its last, with its validation passes and checkpoint writes left
+     out (everything else a step costs counts: the stop question over the instance's pipe, seeding,
+     the learning-rate schedule, the running loss and accuracy, and whatever else the instance does
+     on the same CPUs meanwhile);
+   - the baseline, a plain PyTorch loop over the same preloaded uint8 tensors (decoded by the
+     adapter's own code): shuffle each epoch, index a batch, standardise it, forward, cross-entropy,
+     backward, the same SGD (Nesterov momentum 0.9, weight decay 0.0005) at a fixed learning rate,
+     timed from its first step to its last. It runs in a fresh process of its own, as a training's
+     work process does, so that it shares no interpreter with the stack's scheduler threads.
+   - ``training_overhead_work_process``: the same training run by ``functions.run.work`` in a
+     spawned process, reporting over a pipe that this process drains, as an instance runs an
+     attempt, but with no instance around it: the adapter's own cost per step, apart from the
+     instance's.
+   The goal is a ratio (platform / plain) of at least 0.98 for both.
+
+Both run on the same machine in the same run; the machine's load average is printed and saved,
+since other work on a small machine moves these figures more than the platform does.
+
+    python -m tests.perf.bench_training_overhead [--steps 69] [--repeats 3] [--skip-digits]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from adapters import torchvision_classification as tc
+from adapters.datasets import write_digits
+from functions.run import WorkSpec, work
+from services.client import Client
+from services.stack import Stack
+from tests.perf.common import bench_settings, report
+
+ARCHITECTURE = "resnet18"
+GOAL_ACCURACY = 0.97
+GOAL_OVERHEAD = 0.98
+BATCH_SIZE = 64  # the adapter's default
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def platform_training(client: Client, dataset: str, configuration: dict[str, Any], name: str) -> dict[str, float]:
+    """Train through the stack; return the model's final metrics."""
+    model = client.create_model(name, ARCHITECTURE, configuration=configuration)
+    execution = client.train(model["id"], dataset=dataset)
+    final = client.wait(execution["id"], timeout_s=1800)
+    if final["status"] != "success":
+        raise RuntimeError(f"training {execution['id']} ended {final['status']}: {final.get('error')}")
+    return dict(client.get_model(model["id"])["metrics"])
+
+
+def work_process_training(data: Path, configuration: dict[str, Any]) -> dict[str, float]:
+    """Train in a spawned work process (functions.run.work) as an instance would; return the final metrics."""
+    context = multiprocessing.get_context("spawn")
+    parent_end, child_end = context.Pipe(duplex=True)
+    output = Path(tempfile.mkdtemp(prefix="tfbench"))
+    spec = WorkSpec(execution_id="bench", attempt=1, function="train_model", input={"configuration": configuration},
+                    output_path=str(output), data_path=str(data), model={"architecture": ARCHITECTURE, "labels": None})
+    stop_event = context.Event()  # held here until the child has it: its semaphore goes with the last reference
+    process = context.Process(target=work, args=(dataclasses.asdict(spec), child_end, stop_event))
+    process.start()
+    child_end.close()
+    try:
+        while True:
+            event = parent_end.recv()  # progress, metrics and logs, then the result or the error
+            if event[0] == "result":
+                return dict(event[1]["metrics"])
+            if event[0] == "error":
+                raise RuntimeError(f"the work process failed: {event[2]}")
+    finally:
+        process.join(timeout=60)
+
+
+def preloaded_digits(data: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training images and labels as the adapter preloads them (uint8 on the device), and its pixel statistics."""
+    options = tc.ClassificationOptions()
+    plan = tc.plan_labels(data, None, False)
+    pixels = tc._Pixels(options.input_size, tc.Preprocessing.of(options))
+    device = tc._device()
+    train = tc._Subset(tc._LabelledImageFolder(data / "train", plan.labels, plan.class_index, pixels), device, 0, preload=True)
+    mean, std = tc._channel_statistics(train, options.seed)
+    assert train.images is not None and train.targets is not None
+    return train.images, train.targets, tc._tensor(mean, device), tc._tensor(std, device)
+
+
+def plain_training(data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], steps: int) -> float:
+    """``steps`` steps of a hand-written loop; returns training images per second."""
+    images, targets, mean, std = data
+    torch.manual_seed(0)
+    model = tc.build_model(ARCHITECTURE, 10, 16).to(images.device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    # Full batches and the last partial one, as the adapter takes them (it skips a lone last image only).
+    starts = [start for start in range(0, len(targets), BATCH_SIZE) if len(targets) - start > 1]
+    started, done, seen = time.perf_counter(), 0, 0
+    while done < steps:
+        order = torch.randperm(len(targets)).to(images.device)
+        for start in starts[: steps - done]:
+            index = order[start : start + BATCH_SIZE]
+            inputs = (images[index].float() / 255.0 - mean) / std
+            loss = F.cross_entropy(model(inputs), targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done, seen = done + 1, seen + len(index)
+    if images.device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - started)
+
+
+def plain_training_in_a_process(data: Path, steps: int) -> float:
+    """plain_training in a fresh interpreter (this module's --plain-worker); returns its images per second."""
+    done = subprocess.run([sys.executable, "-m", "tests.perf.bench_training_overhead", "--plain-worker", str(data), "--steps", str(steps)],
+                          check=True, capture_output=True, text=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["images_per_s"])
+
+
+def warm_catalog(settings: Any) -> None:
+    """Measure the architecture catalog now if its cache is stale, so that the stack's background
+    measurement does not run during the timings."""
+    from adapters.architectures import cache_is_current
+
+    if not cache_is_current():
+        print("  measuring the architecture catalog first (its cache is stale)")
+        subprocess.run([sys.executable, "-m", "adapters.architectures", settings.adapters], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=69, help="optimizer steps of each overhead run (69 = 3 epochs of digits)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-digits", action="store_true")
+    parser.add_argument("--plain-worker", metavar="DATA", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_worker:
+        print(json.dumps({"images_per_s": plain_training(preloaded_digits(Path(args.plain_worker)), args.steps)}))
+        return 0
+
+    settings = bench_settings()
+    data = settings.dataset_roots[0] / "digits"
+    write_digits(data)
+    warm_catalog(settings)
+    print(f"load average before: {load_average()} ({os.cpu_count()} cores)")
+    passed = True
+    with Stack(settings):
+        client = Client.from_settings(settings)
+        if not args.skip_digits:
+            started = time.perf_counter()
+            metrics = platform_training(client, "digits", {}, "bench-digits")
+            seconds = time.perf_counter() - started
+            print(f"  digits with the defaults: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['steps']:.0f} steps,"
+                  f" {seconds:.1f} s end to end, {metrics['train_samples_per_s']:.1f} images/s")
+            passed &= report("digits", "val_accuracy", metrics["val_accuracy"], 1.0, GOAL_ACCURACY, higher_is_better=True,
+                             extra={"architecture": ARCHITECTURE, "options": "defaults", "end_to_end_s": round(seconds, 1),
+                                    "metrics": metrics, "load_average": load_average()})
+
+        else:
+            platform_training(client, "digits", {"max_steps": 1}, "bench-warm-up")  # the instance starts cold
+        rates: dict[str, list[float]] = {"plain": [], "work_process": [], "platform": []}
+        for repeat in range(1, args.repeats + 1):
+            rates["plain"].append(plain_training_in_a_process(data, args.steps))
+            print(f"  repeat {repeat}: plain loop    {rates['plain'][-1]:.1f} images/s", flush=True)
+            rates["work_process"].append(work_process_training(data, {"max_steps": args.steps})["train_samples_per_s"])
+            print(f"  repeat {repeat}: work process  {rates['work_process'][-1]:.1f} images/s", flush=True)
+            metrics = platform_training(client, "digits", {"max_steps": args.steps}, f"bench-overhead-{repeat}")
+            rates["platform"].append(metrics["train_samples_per_s"])
+            print(f"  repeat {repeat}: platform      {rates['platform'][-1]:.1f} images/s (load {load_average()})", flush=True)
+    extra = {"architecture": ARCHITECTURE, "steps": args.steps, "batch_size": BATCH_SIZE, "images_per_s": rates,
+             "device": str(tc._device()), "load_average": load_average()}
+    passed &= report("training_overhead", "images_per_s", max(rates["platform"]), max(rates["plain"]), GOAL_OVERHEAD,
+                     higher_is_better=True, extra=extra)
+    passed &= report("training_overhead_work_process", "images_per_s", max(rates["work_process"]), max(rates["plain"]), GOAL_OVERHEAD,
+                     higher_is_better=True, extra=extra)
+    print(f"load average after: {load_average()}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
