@@ -103,6 +103,7 @@ class Running:
     stop_reason: str | None = None  # why the instance stopped it: None, "user", or a reset reason
     kill_at: float | None = None
     oom_kills_before: int = 0
+    function: str = ""
 
     @property
     def label(self) -> str:
@@ -252,6 +253,8 @@ class InstanceProcess:
         self._watch(timeout_s=0.2 if self.running else 0.0)
         now = time.monotonic()
         self._enforce_deadlines(now)
+        if self.spare is None:
+            self._keep_spare()
         if now - self.last_flush >= 0.5:
             self._flush()
         if now - self.last_heartbeat >= self.settings.heartbeat_interval_s:
@@ -292,7 +295,7 @@ class InstanceProcess:
         self.spare = None
         run = Running(execution_id, attempt, spare.process, spare.conn, spare.stop_event,
                       deadline=time.monotonic() + float(claimed["timeout_s"]), drain_time_s=float(claimed["drain_time_s"]),
-                      oom_kills_before=oom_kill_count())
+                      oom_kills_before=oom_kill_count(), function=str(spec.get("function", "")))
         try:
             spare.conn.send(spec)
         except (BrokenPipeError, OSError):
@@ -315,9 +318,17 @@ class InstanceProcess:
 
     def _keep_spare(self) -> None:
         """Keep one work process started and waiting, so that the next execution does not wait for
-        a process to start and import its adapter. Each process still runs one attempt only."""
-        if self.spare is None and not self.draining and self.prestart:
-            self.spare = self._spawn()
+        a process to start and import its adapter. Each process still runs one attempt only.
+
+        While every slot runs a training, the spare waits until one ends: importing a deep learning
+        library costs seconds of CPU that the training would lose, and no execution can start
+        before a slot frees anyway. Short executions keep their spare ready at all times."""
+        if self.spare is not None or self.draining or not self.prestart:
+            return
+        full = len(self.running) >= (self.concurrency or 1)
+        if full and any(run.function == "train_model" for run in self.running.values()):
+            return
+        self.spare = self._spawn()
 
     def _drop_spare(self) -> None:
         if self.spare is not None:
