@@ -1,9 +1,12 @@
-"""Chaos soak: many short executions on an autoscaled service while a driver, bounded in time and
-count, kills instances and work processes, drains instances, flushes and restarts Redis, and
+"""Chaos soak: many short executions on an autoscaled service, and a few real (tiny) image
+classification trainings on a second one, while a driver, bounded in time and count, kills
+instances and work processes of both, drains instances, flushes and restarts Redis, and
 restarts the scheduler and the API. Then it checks, from the database, that nothing was lost or
 duplicated and that every record is consistent.
 
-    python -m tests.chaos.soak [--executions 2000] [--chaos-s 180] [--seed 1]
+    python -m tests.chaos.soak [--executions 2000] [--trainings 6] [--chaos-s 180] [--seed 1]
+
+A real training that loses its attempt resumes from its last checkpoint on the next one.
 
 Prints exactly one verdict line and exits non-zero on any violation:
 ``chaos: executions=N kills=K resets=R reruns=X lost=L duplicates=D verdict=pass|fail``
@@ -28,6 +31,10 @@ from services.models import LIVE_INSTANCE, TERMINAL, Attempt, Execution, Instanc
 from services.stack import Stack
 
 SERVICE = "mgmt-train-sleep"
+TRAINING_ARCHITECTURE = "resnet18"
+TRAINING_SERVICE = f"mgmt-train-{TRAINING_ARCHITECTURE}"
+# A training of a few seconds on two CPU cores that still writes several checkpoints.
+TINY_TRAINING = {"max_steps": 40, "batch_size": 32, "input_size": 16, "eval_every_steps": 10}
 # Every reason a reset may give for what the driver does; anything else is a violation.
 EXPECTED_RESET_WORDS = ("SIGKILL", "SIGTERM", "drain time exceeded", "heartbeat lost", "gone", "instance stopped",
                         "killed by", "exit code", "exited", "did not register")
@@ -56,7 +63,8 @@ class Driver:
                     self.once.add(action)
 
     def _instances(self) -> list[Instance]:
-        return [i for i in Instance.select().where((Instance.service == SERVICE) & Instance.status.in_(LIVE_INSTANCE)) if i.pid]
+        services = (SERVICE, TRAINING_SERVICE)
+        return [i for i in Instance.select().where(Instance.service.in_(services) & Instance.status.in_(LIVE_INSTANCE)) if i.pid]
 
     def _signal(self, pid: int, sig: signal.Signals) -> bool:
         try:
@@ -113,11 +121,23 @@ class Driver:
         return True
 
 
-def enqueue_all(client: Client, rng: random.Random, count: int) -> list[str]:
+def enqueue_all(client: Client, rng: random.Random, count: int, trainings: int, settings: Settings) -> list[str]:
+    """Enqueue ``count`` sleep-service executions (every tenth a sleep training) and ``trainings``
+    real image classification trainings on the digits sample."""
     client.update_service(SERVICE, scaling_type="autoscale", min_instances=1, max_instances=3, queue_length=4,
                           polling_interval_s=1, cooldown_s=5, max_attempts=5, drain_time_s=2)
     model = client.create_model("chaos", "sleep", configuration={"seconds": 0.3, "steps": 3})
     ids = []
+    if trainings:
+        from adapters.datasets import write_digits
+
+        dataset = settings.dataset_roots[0] / "digits"
+        write_digits(dataset)
+        client.update_service(TRAINING_SERVICE, scaling_type="autoscale", min_instances=0, max_instances=2, queue_length=2,
+                              polling_interval_s=1, cooldown_s=5, max_attempts=8, drain_time_s=2)
+        for n in range(trainings):
+            real = client.create_model(f"chaos-digits-{n}", TRAINING_ARCHITECTURE, configuration={**TINY_TRAINING, "seed": n})
+            ids.append(client.train(real["id"], dataset=str(dataset))["id"])
     for n in range(count):
         if n % 10 == 0:
             ids.append(client.train(model["id"], configuration={"seconds": rng.uniform(0.2, 1.0)})["id"])
@@ -131,7 +151,8 @@ def check(ids: list[str], driver: Driver) -> tuple[dict[str, int], list[str]]:
     problems: list[str] = []
     executions = list(Execution.select().where(Execution.id.in_(ids)))
     lost = [e.id for e in executions if e.status not in TERMINAL] + sorted(set(ids) - {e.id for e in executions})
-    problems += [f"execution {i} lost (not ended)" for i in lost]
+    statuses = {e.id: f"{e.status} on {e.service_id}, attempt {e.attempt}, {e.message!r}" for e in executions}
+    problems += [f"execution {i} lost (not ended: {statuses.get(i, 'no row')})" for i in lost]
     duplicates = 0
     for execution in executions:
         attempts = list(Attempt.select().where(Attempt.execution == execution.id).order_by(Attempt.number))
@@ -160,13 +181,14 @@ def check(ids: list[str], driver: Driver) -> tuple[dict[str, int], list[str]]:
     return counts, problems
 
 
-def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, seed: int, finish_s: float = 300.0) -> bool:
+def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, seed: int, finish_s: float = 300.0,
+         trainings: int = 0) -> bool:
     rng = random.Random(seed)
     stack = Stack(settings).start()
     driver = Driver(stack, rng, until=0.0, max_actions=max_actions)
     try:
         client = Client.from_settings(settings)
-        ids = enqueue_all(client, rng, executions)
+        ids = enqueue_all(client, rng, executions, trainings, settings)
         driver.until = time.monotonic() + chaos_s
         thread = threading.Thread(target=driver.run, name="chaos")
         thread.start()
@@ -175,6 +197,7 @@ def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, 
         while time.monotonic() < deadline and Execution.select().where(Execution.id.in_(ids) & Execution.status.not_in(TERMINAL)).exists():
             time.sleep(0.5)
         counts, problems = check(ids, driver)
+        resumed = StatusLog.select().where(StatusLog.execution.in_(ids) & StatusLog.message.startswith("resuming from checkpoint")).count()
     finally:
         stack.stop(drain_timeout_s=5.0)
         retired = getattr(driver, "retired", None)
@@ -185,20 +208,22 @@ def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, 
         print(f"violation: {problem}", file=sys.stderr)
     verdict = "pass" if not problems else "fail"
     print("chaos: " + " ".join(f"{k}={v}" for k, v in counts.items()) + f" verdict={verdict}")
-    print(f"chaos actions: {dict(driver.done)}")
+    print(f"chaos actions: {dict(driver.done)}; reruns that resumed a training from a checkpoint: {resumed}")
     return not problems
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executions", type=int, default=2000)
+    parser.add_argument("--trainings", type=int, default=6, help="real tiny image classification trainings among them")
     parser.add_argument("--chaos-s", type=float, default=180.0)
     parser.add_argument("--max-actions", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     from tests.perf.common import bench_settings
 
-    ok = soak(bench_settings(reconcile_interval_s=1.0), args.executions, args.chaos_s, args.max_actions, args.seed)
+    ok = soak(bench_settings(reconcile_interval_s=1.0), args.executions, args.chaos_s, args.max_actions, args.seed,
+              trainings=args.trainings)
     sys.exit(0 if ok else 1)
 
 
