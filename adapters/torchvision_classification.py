@@ -53,6 +53,7 @@ from torchvision.transforms.autoaugment import RandAugment, _apply_op
 
 from adapters.base import ModelAdapter, Options
 from adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
+from adapters.images import to_pil_image
 from services.errors import AdapterError, ConfigError, DatasetError
 
 CHECKPOINT_FORMAT = 2
@@ -1244,7 +1245,7 @@ class TorchvisionClassification(ModelAdapter):
             return []
         device = next(model.parameters()).device
         pixels = _Pixels(self.input_size, self.preprocessing)
-        images = torch.stack([pixels(_to_pil_image(item)) for item in batch]).to(device)
+        images = torch.stack([pixels(to_pil_image(item, "classify")) for item in batch]).to(device)
         images = center_crop(images, self.crop or (self.input_size, self.input_size))
         model.eval()
         with torch.no_grad():
@@ -1260,22 +1261,4 @@ class TorchvisionClassification(ModelAdapter):
 
 def _crop_of(options: ClassificationOptions) -> tuple[int, int]:
     return (options.val_crop_height or options.input_size, options.val_crop_width or options.input_size)
-
-
-def _to_pil_image(item: Any) -> Image.Image:
-    """A PIL image from a PIL image or a numpy array; floats are taken as 0..1."""
-    if isinstance(item, Image.Image):
-        return item
-    if isinstance(item, np.ndarray) and item.ndim in (2, 3):
-        array = item
-        if array.dtype.kind == "f":
-            array = np.rint(np.clip(array, 0.0, 1.0) * 255.0)
-        array = np.clip(array, 0, 255).astype(np.uint8)
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        return Image.fromarray(array)
-    raise ConfigError(
-        f"cannot classify a {type(item).__name__}: give PIL images or numpy arrays of shape HxW or HxWxC",
-        {"batch": "items must be PIL images or numpy arrays"},
-    )
 

@@ -37,6 +37,7 @@ from torchvision import models as tv_models
 from torchvision.models import segmentation as tv_segmentation
 
 from adapters.base import ModelAdapter, Options
+from adapters.images import to_pil_image
 from adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
 from services.errors import AdapterError, ConfigError, DatasetError
 
@@ -692,7 +693,7 @@ class TorchvisionSegmentation(ModelAdapter):
         results = []
         with torch.no_grad():
             for item in batch:
-                image = _to_pil_image(item).convert("RGB")
+                image = to_pil_image(item, "segment").convert("RGB")
                 pixels = np.asarray(image.resize((self.input_size, self.input_size), Image.Resampling.BILINEAR))
                 tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].to(device)
                 logits = model(_to_model_input(tensor, mean, std))["out"]
@@ -706,21 +707,3 @@ class TorchvisionSegmentation(ModelAdapter):
         if self.model is None:
             raise AdapterError("no model yet: train or load one first", {"model": "not trained or loaded"})
         return self.model
-
-
-def _to_pil_image(item: Any) -> Image.Image:
-    """A PIL image from a PIL image or a numpy array; floats are taken as 0..1."""
-    if isinstance(item, Image.Image):
-        return item
-    if isinstance(item, np.ndarray) and item.ndim in (2, 3):
-        array = item
-        if array.dtype.kind == "f":
-            array = np.rint(np.clip(array, 0.0, 1.0) * 255.0)
-        array = np.clip(array, 0, 255).astype(np.uint8)
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        return Image.fromarray(array)
-    raise ConfigError(
-        f"cannot segment a {type(item).__name__}: give PIL images or numpy arrays of shape HxW or HxWxC",
-        {"batch": "items must be PIL images or numpy arrays"},
-    )

@@ -24,6 +24,7 @@ from adapters.masks import read_image_mask, value_map
 from adapters.shapes import write_shapes
 from services.client import ApiError
 from services.errors import AdapterError, ConfigError, DatasetError
+from tests.adapter_support import StopAfter, events
 
 ARCHITECTURE = "lraspp_mobilenet_v3_large"
 # Two steps an epoch (8 images each), evaluated every step, with every augmentation: tiny and deterministic.
@@ -39,22 +40,6 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def copy_of_shapes(shapes: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(shapes, tmp_path / "shapes"))
-
-
-class StopAfter(NullContext):
-    """A context that asks to stop once should_stop() has been asked ``calls`` times."""
-
-    def __init__(self, calls: int) -> None:
-        super().__init__()
-        self.calls_left = calls
-
-    def should_stop(self) -> bool:
-        self.calls_left -= 1
-        return self.calls_left < 0
-
-
-def events(context: NullContext, kind: str) -> list[tuple[Any, ...]]:
-    return [args for event, args in context.events if event == kind]
 
 
 def train(data: Path, output: Path, context: NullContext, **options: Any) -> tuple[ts.TorchvisionSegmentation, dict[str, float]]:

@@ -24,6 +24,7 @@ from adapters.text_samples import write_ner, write_text
 from adapters.transformers_text import TextClassification, TokenClassification
 from services.client import ApiError
 from services.errors import AdapterError, DatasetError
+from tests.adapter_support import StopAfter, events
 from tests.conftest import wait_until
 
 TINY = {"max_steps": 6, "eval_steps": 2, "save_steps": 3, "batch_size": 16, "vocab_size": 300, "max_length": 32}
@@ -39,22 +40,6 @@ def text_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ner_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(write_ner(tmp_path_factory.mktemp("sample") / "ner", train_examples=120, validation_examples=30)["path"])
-
-
-class StopAfter(NullContext):
-    """A context that asks to stop once should_stop() has been asked ``calls`` times (once a step)."""
-
-    def __init__(self, calls: int) -> None:
-        super().__init__()
-        self.calls_left = calls
-
-    def should_stop(self) -> bool:
-        self.calls_left -= 1
-        return self.calls_left < 0
-
-
-def events(context: NullContext, kind: str) -> list[tuple[Any, ...]]:
-    return [args for event, args in context.events if event == kind]
 
 
 def train(adapter_class: type, architecture: str, data: Path, output: Path, context: NullContext, **options: Any) -> tuple[Any, dict]:

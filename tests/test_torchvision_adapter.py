@@ -22,6 +22,7 @@ from adapters.base import NullContext
 from adapters.datasets import read_image_folder, sample_writer, write_digits
 from services.client import ApiError
 from services.errors import AdapterError, ConfigError, DatasetError
+from tests.adapter_support import StopAfter, events
 
 # Five steps an epoch (80 training images in batches of 16), no warm-up: tiny and deterministic.
 FAST = {"epochs": 2, "batch_size": 16, "input_size": 16, "warmup_steps": 0}
@@ -43,22 +44,6 @@ def small_digits(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
             for image in sorted(label_dir.iterdir())[:per_label]:
                 shutil.copy(image, dest / subset / label_dir.name / image.name)
     return dest
-
-
-class StopAfter(NullContext):
-    """A context that asks to stop once should_stop() has been asked ``calls`` times."""
-
-    def __init__(self, calls: int) -> None:
-        super().__init__()
-        self.calls_left = calls
-
-    def should_stop(self) -> bool:
-        self.calls_left -= 1
-        return self.calls_left < 0
-
-
-def events(context: NullContext, kind: str) -> list[tuple[Any, ...]]:
-    return [args for event, args in context.events if event == kind]
 
 
 def train(data: Path, output: Path, context: NullContext, architecture: str = "resnet18",

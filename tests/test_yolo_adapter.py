@@ -24,28 +24,13 @@ from adapters.catalog import catalog
 from adapters.shapes import write_shapes
 from adapters.yolo_data import build_view, read_dataset
 from services.errors import AdapterError, DatasetError
+from tests.adapter_support import StopAfter, events
 from tests.conftest import guard_network, wait_until
 
 TINY = {"imgsz": 64, "batch": 16, "workers": 0, "mosaic": 0.0, "warmup_epochs": 0.0}
 DETECTION_FIGURES = {(loss, legend) for loss in ("box_loss", "cls_loss", "dfl_loss") for legend in ("train", "val")} | {
     (figure, "val") for figure in ("mAP50", "mAP50-95", "precision", "recall")
 }
-
-
-class StopAfter(NullContext):
-    """A context that asks to stop once should_stop() has been asked ``calls`` times."""
-
-    def __init__(self, calls: int) -> None:
-        super().__init__()
-        self.calls_left = calls
-
-    def should_stop(self) -> bool:
-        self.calls_left -= 1
-        return self.calls_left < 0
-
-
-def events(context: NullContext, kind: str) -> list[tuple[Any, ...]]:
-    return [args for event, args in context.events if event == kind]
 
 
 def train(architecture: str, data: Path, output: Path, context: NullContext, **options: Any) -> tuple[yolo.UltralyticsYolo, dict[str, float]]:
