@@ -31,7 +31,6 @@ import inspect
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -54,6 +53,7 @@ from torchvision.transforms.autoaugment import RandAugment, _apply_op
 from adapters.base import ModelAdapter, Options
 from adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
 from adapters.images import to_pil_image
+from adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
 from services.errors import AdapterError, ConfigError, DatasetError
 
 CHECKPOINT_FORMAT = 2
@@ -569,16 +569,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 """uint8 images [N, 3, H, W] and label indexes [N], on the training device."""
 
 
-def _is_lone_trailing_sample(images: int, batch_size: int) -> bool:
-    # A batch of one cannot pass a BatchNorm layer in training mode once the spatial size is 1x1.
-    return images == 1 and batch_size > 1
 
 
-def _batch_starts(images: int, batch_size: int) -> list[int]:
-    starts = list(range(0, images, batch_size))
-    if starts and _is_lone_trailing_sample(images - starts[-1], batch_size):
-        starts.pop()
-    return starts
 
 
 class _Subset:
@@ -605,9 +597,9 @@ class _Subset:
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None, first_batch: int = 0) -> Iterator[Batch]:
         """Yield batches in ``order`` (default: file order) from batch number ``first_batch`` on;
-        a lone trailing image is left out (see _is_lone_trailing_sample)."""
+        a lone trailing image is left out (see adapters.torch_support.is_lone_trailing_sample)."""
         order = torch.arange(len(self)) if order is None else order
-        starts = _batch_starts(len(order), batch_size)[first_batch:]
+        starts = batch_starts(len(order), batch_size)[first_batch:]
         if not starts:
             return
         order = order[starts[0] : starts[-1] + batch_size]
@@ -789,17 +781,6 @@ class Plateau:
             self.stale = 0
 
 
-def _save_atomically(payload: dict[str, Any], path: Path) -> None:
-    """Write with torch.save through a temporary file, so a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as partial:
-        try:
-            torch.save(payload, partial)
-            partial.close()
-            os.replace(partial.name, path)
-        except BaseException:
-            Path(partial.name).unlink(missing_ok=True)
-            raise
 
 
 def _copy_atomically(source: Path, path: Path) -> None:
@@ -819,12 +800,8 @@ def _logits(outputs: Any) -> torch.Tensor:
     return outputs.logits if hasattr(outputs, "logits") else outputs
 
 
-def _tensor(values: list[float], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _default_generators(device: torch.device) -> list[torch.Generator]:
@@ -985,7 +962,7 @@ class TorchvisionClassification(ModelAdapter):
         if data_path is None:
             raise DatasetError("image classification needs an image-folder data set", {"dataset": "missing"})
         plan = plan_labels(Path(data_path), options.labels, options.include_negatives)
-        device = _device()
+        device = training_device()
         torch.manual_seed(options.seed)
         model = build_model(self.architecture, len(plan.labels), options.input_size, _crop_of(options)).to(device)
         preprocessing = Preprocessing.of(options)
@@ -1020,7 +997,7 @@ class TorchvisionClassification(ModelAdapter):
     ) -> _Run:
         """A fresh run, the one saved in ``context.resume_checkpoint``, or one fine-tuning ``context.base_model``."""
         optimizer = make_optimizer([parameter for parameter in model.parameters() if parameter.requires_grad], options)
-        steps_per_epoch = len(_batch_starts(len(train), options.batch_size))
+        steps_per_epoch = len(batch_starts(len(train), options.batch_size))
         resume = self.context.resume_checkpoint
         if resume is not None and Path(resume).exists():
             saved = torch.load(resume, map_location=device, weights_only=True)
@@ -1029,7 +1006,7 @@ class TorchvisionClassification(ModelAdapter):
             optimizer.load_state_dict(saved["optimizer"])
             # Checkpoints of format 1 counted whole epochs.
             step = int(saved["step"]) if "step" in saved else int(saved.get("epoch", 0)) * steps_per_epoch
-            run = _Run(self.architecture, labels, options, model, optimizer, _tensor(saved["mean"], device), _tensor(saved["std"], device),
+            run = _Run(self.architecture, labels, options, model, optimizer, float_tensor(saved["mean"], device), float_tensor(saved["std"], device),
                        preprocessing, steps_per_epoch, step, tuple(saved.get("best", (-1.0, -math.inf))),
                        Plateau(**saved.get("plateau", {})), dict(saved.get("metrics") or {}))
             self.context.log(f"resumed from checkpoint at step {run.step}")
@@ -1039,7 +1016,7 @@ class TorchvisionClassification(ModelAdapter):
             mean, std = self._load_base_model(model, Path(base), labels, options, device)
         else:
             mean, std = _channel_statistics(train, options.seed)
-        return _Run(self.architecture, labels, options, model, optimizer, _tensor(mean, device), _tensor(std, device), preprocessing, steps_per_epoch)
+        return _Run(self.architecture, labels, options, model, optimizer, float_tensor(mean, device), float_tensor(std, device), preprocessing, steps_per_epoch)
 
     def _check_same_model(self, saved: dict[str, Any], labels: list[str] | None, what: str) -> None:
         if saved.get("architecture") != self.architecture or (labels is not None and saved.get("labels") != labels):
@@ -1195,7 +1172,7 @@ class TorchvisionClassification(ModelAdapter):
         if not names:
             return
         first = checkpoints / names[0]
-        _save_atomically(run.state(), first)
+        save_atomically(run.state(), first)
         for name in names[1:]:
             _copy_atomically(first, checkpoints / name)
         reported = {key: value for key, value in run.metrics.items() if key.startswith(("val_", "train_"))}
@@ -1218,11 +1195,11 @@ class TorchvisionClassification(ModelAdapter):
             "std": list(self.std),
             "model": model.state_dict(),
         }
-        _save_atomically(payload, Path(local_path) / MODEL_FILE)
+        save_atomically(payload, Path(local_path) / MODEL_FILE)
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         """Read a model written by :meth:`save`; its architecture, labels and preprocessing replace this adapter's."""
-        device = _device()
+        device = training_device()
         saved = torch.load(Path(local_path) / MODEL_FILE, map_location=device, weights_only=True)
         self.architecture, self.labels = saved["architecture"], list(saved["labels"])
         self.input_size, self.mean, self.std = int(saved["input_size"]), list(saved["mean"]), list(saved["std"])
@@ -1249,7 +1226,7 @@ class TorchvisionClassification(ModelAdapter):
         images = center_crop(images, self.crop or (self.input_size, self.input_size))
         model.eval()
         with torch.no_grad():
-            logits = _logits(model(_to_model_input(images, standardisation(_tensor(self.mean, device), _tensor(self.std, device)))))
+            logits = _logits(model(_to_model_input(images, standardisation(float_tensor(self.mean, device), float_tensor(self.std, device)))))
             scores, indexes = logits.softmax(dim=1).max(dim=1)
         return [{"label": self.labels[int(i)], "score": float(s)} for s, i in zip(scores, indexes, strict=True)]
 

@@ -18,8 +18,6 @@ one. A stop request is honoured between steps and ends with a checkpoint.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from torchvision.models import segmentation as tv_segmentation
 from adapters.base import ModelAdapter, Options
 from adapters.images import to_pil_image
 from adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
+from adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
 from services.errors import AdapterError, ConfigError, DatasetError
 
 CHECKPOINT_FORMAT = 1
@@ -187,16 +186,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 """uint8 images [N, 3, H, W] and uint8 class masks [N, H, W], on the training device."""
 
 
-def _is_lone_trailing_sample(images: int, batch_size: int) -> bool:
-    # A batch of one cannot pass BatchNorm after global pooling (deeplabv3's ASPP) in training mode.
-    return images == 1 and batch_size > 1
 
 
-def _batch_starts(images: int, batch_size: int) -> list[int]:
-    starts = list(range(0, images, batch_size))
-    if starts and _is_lone_trailing_sample(images - starts[-1], batch_size):
-        starts.pop()
-    return starts
 
 
 class _Subset:
@@ -222,9 +213,9 @@ class _Subset:
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None, first_batch: int = 0) -> Iterator[Batch]:
         """Yield batches in ``order`` (default: file order), starting at batch number ``first_batch``;
-        a lone trailing image is left out (see _is_lone_trailing_sample)."""
+        a lone trailing image is left out (see adapters.torch_support.is_lone_trailing_sample)."""
         order = torch.arange(len(self)) if order is None else order
-        starts = _batch_starts(len(order), batch_size)[first_batch:]
+        starts = batch_starts(len(order), batch_size)[first_batch:]
         if not starts:
             return
         order = order[starts[0] : starts[-1] + batch_size]
@@ -355,17 +346,6 @@ def _loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor) -> torch.Tensor
     return loss
 
 
-def _save_atomically(payload: dict[str, Any], path: Path) -> None:
-    """Write with torch.save through a temporary file, so a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as partial:
-        try:
-            torch.save(payload, partial)
-            partial.close()
-            os.replace(partial.name, path)
-        except BaseException:
-            Path(partial.name).unlink(missing_ok=True)
-            raise
 
 
 # ---- scores -------------------------------------------------------------------------------------
@@ -441,12 +421,8 @@ def _has_aux_head(model: nn.Module) -> bool:
     return getattr(model, "aux_classifier", None) is not None
 
 
-def _tensor(values: list[float], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class TorchvisionSegmentation(ModelAdapter):
@@ -490,7 +466,7 @@ class TorchvisionSegmentation(ModelAdapter):
         dataset = read_image_mask(Path(data_path))
         labels = select_labels(dataset.labels, options.labels)
         table = value_map(dataset.labels, labels)
-        device = _device()
+        device = training_device()
         torch.manual_seed(options.seed)
         model = build_model(self.architecture, len(labels) + 1, options.aux_loss)
         model = set_batch_norm_momentum(model, options.batch_norm_momentum).to(device)
@@ -524,7 +500,7 @@ class TorchvisionSegmentation(ModelAdapter):
     ) -> _Run:
         """A fresh run, the one saved in ``context.resume_checkpoint``, or one fine-tuning ``context.base_model``."""
         optimizer = _make_optimizer(model, options)
-        steps_per_epoch = len(_batch_starts(len(train), options.batch_size))
+        steps_per_epoch = len(batch_starts(len(train), options.batch_size))
         if steps_per_epoch == 0:
             raise DatasetError("training needs at least 2 images", {"dataset": "the train subset has a single image"})
         resume = self.context.resume_checkpoint
@@ -533,8 +509,8 @@ class TorchvisionSegmentation(ModelAdapter):
             self._check_same_model(saved, labels, f"checkpoint {resume}")
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
-            run = _Run(self.architecture, labels, options, model, optimizer, _tensor(saved["mean"], device),
-                       _tensor(saved["std"], device), steps_per_epoch, int(saved["step"]), float(saved["best_miou"]),
+            run = _Run(self.architecture, labels, options, model, optimizer, float_tensor(saved["mean"], device),
+                       float_tensor(saved["std"], device), steps_per_epoch, int(saved["step"]), float(saved["best_miou"]),
                        dict(saved.get("metrics") or {}))
             self.context.log(f"resumed from checkpoint at step {run.step}")
             return run
@@ -543,7 +519,7 @@ class TorchvisionSegmentation(ModelAdapter):
             mean, std = self._load_base_model(model, Path(base), labels, device)
         else:
             mean, std = _channel_statistics(train)
-        return _Run(self.architecture, labels, options, model, optimizer, _tensor(mean, device), _tensor(std, device), steps_per_epoch)
+        return _Run(self.architecture, labels, options, model, optimizer, float_tensor(mean, device), float_tensor(std, device), steps_per_epoch)
 
     def _check_same_model(self, saved: dict[str, Any], labels: list[str] | None, what: str) -> None:
         if saved.get("architecture") != self.architecture or (labels is not None and saved.get("labels") != labels):
@@ -646,7 +622,7 @@ class TorchvisionSegmentation(ModelAdapter):
         )
 
     def _save(self, run: _Run, path: Path) -> None:
-        _save_atomically(run.state(), path)
+        save_atomically(run.state(), path)
         self.context.checkpoint(path, step=run.step, metrics={k: v for k, v in (run.metrics or {}).items() if k.startswith(("val_", "train_"))})
 
     def _final(self, run: _Run, **flags: float) -> dict[str, float]:
@@ -667,11 +643,11 @@ class TorchvisionSegmentation(ModelAdapter):
             "std": list(self.std),
             "model": model.state_dict(),
         }
-        _save_atomically(payload, Path(local_path) / MODEL_FILE)
+        save_atomically(payload, Path(local_path) / MODEL_FILE)
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         """Read a model written by :meth:`save`; its architecture and labels replace this adapter's."""
-        device = _device()
+        device = training_device()
         saved = torch.load(Path(local_path) / MODEL_FILE, map_location=device, weights_only=True)
         self.architecture, self.labels = saved["architecture"], list(saved["labels"])
         self.input_size, self.mean, self.std = int(saved["input_size"]), list(saved["mean"]), list(saved["std"])
@@ -688,7 +664,7 @@ class TorchvisionSegmentation(ModelAdapter):
         """
         model = self._require_model()
         device = next(model.parameters()).device
-        mean, std = _tensor(self.mean, device), _tensor(self.std, device)
+        mean, std = float_tensor(self.mean, device), float_tensor(self.std, device)
         model.eval()
         results = []
         with torch.no_grad():

@@ -49,6 +49,7 @@ from torch.nn import functional as F
 
 from adapters import torchvision_classification as tc
 from adapters.datasets import write_digits
+from adapters.torch_support import training_device
 from functions.run import WorkSpec, work
 from services.client import Client
 from services.stack import Stack
@@ -101,7 +102,7 @@ def preloaded_digits(data: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     options = tc.ClassificationOptions()
     plan = tc.plan_labels(data, None, False)
     pixels = tc._Pixels(options.input_size, tc.Preprocessing.of(options))
-    device = tc._device()
+    device = training_device()
     train = tc._Subset(tc._LabelledImageFolder(data / "train", plan.labels, plan.class_index, pixels), device, 0, preload=True)
     mean, std = tc._channel_statistics(train, options.seed)
     assert train.images is not None and train.targets is not None
@@ -192,7 +193,7 @@ def main() -> int:
             rates["platform"].append(metrics["train_samples_per_s"])
             print(f"  repeat {repeat}: platform      {rates['platform'][-1]:.1f} images/s (load {load_average()})", flush=True)
     extra = {"architecture": ARCHITECTURE, "steps": args.steps, "batch_size": BATCH_SIZE, "images_per_s": rates,
-             "device": str(tc._device()), "load_average": load_average()}
+             "device": str(training_device()), "load_average": load_average()}
     passed &= report("training_overhead", "images_per_s", max(rates["platform"]), max(rates["plain"]), GOAL_OVERHEAD,
                      higher_is_better=True, extra=extra)
     passed &= report("training_overhead_work_process", "images_per_s", max(rates["work_process"]), max(rates["plain"]), GOAL_OVERHEAD,
