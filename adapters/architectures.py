@@ -12,7 +12,7 @@ so the whole catalog takes seconds; a model whose builder must run it once (YOLO
 strides that way) is built for real. Results are cached per user in
 ``$XDG_CACHE_HOME/trainfaas/architectures.json`` (``~/.cache`` by default), keyed by the versions of
 the libraries that define the models, so an upgrade recomputes them; ``trainfaas up`` fills the
-cache in the background when it is missing or stale (``python -m adapters.architectures``).
+cache in the background when it is missing or stale (``python -m trainfaas.adapters.architectures``).
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from adapters.catalog import Entry, catalog, load_class
-from services.errors import ConfigError, NotFound
+from trainfaas.adapters.catalog import Entry, catalog, load_class
+from trainfaas.services.errors import ConfigError, NotFound
 
 log = logging.getLogger(__name__)
 

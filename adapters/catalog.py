@@ -11,8 +11,8 @@ from functools import lru_cache
 from importlib import import_module
 from importlib.metadata import entry_points
 
-from adapters.base import ModelAdapter
-from services.errors import AdapterError
+from trainfaas.adapters.base import ModelAdapter
+from trainfaas.services.errors import AdapterError
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +20,12 @@ ENTRY_POINT_GROUP = "trainfaas.adapters"
 
 # Lowest priority first; the cheap ones last so that they are tried first.
 BUILTIN: tuple[str, ...] = (
-    "adapters.torchvision_classification:TorchvisionClassification",
-    "adapters.torchvision_segmentation:TorchvisionSegmentation",
-    "adapters.yolo:UltralyticsYolo",
-    "adapters.transformers_text:TextClassification",
-    "adapters.transformers_text:TokenClassification",
-    "adapters.sleep:SleepAdapter",
+    "trainfaas.adapters.torchvision_classification:TorchvisionClassification",
+    "trainfaas.adapters.torchvision_segmentation:TorchvisionSegmentation",
+    "trainfaas.adapters.yolo:UltralyticsYolo",
+    "trainfaas.adapters.transformers_text:TextClassification",
+    "trainfaas.adapters.transformers_text:TokenClassification",
+    "trainfaas.adapters.sleep:SleepAdapter",
 )
 
 

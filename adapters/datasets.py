@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.errors import DatasetError
+from trainfaas.services.errors import DatasetError
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
@@ -202,10 +202,10 @@ def _move_into(scratch: Path, dest: Path) -> None:
 
 
 SAMPLES: dict[str, str] = {
-    "digits": "adapters.datasets:write_digits",
-    "shapes": "adapters.shapes:write_shapes",
-    "text": "adapters.text_samples:write_text",
-    "ner": "adapters.text_samples:write_ner",
+    "digits": "trainfaas.adapters.datasets:write_digits",
+    "shapes": "trainfaas.adapters.shapes:write_shapes",
+    "text": "trainfaas.adapters.text_samples:write_text",
+    "ner": "trainfaas.adapters.text_samples:write_ner",
 }
 """Bundled sample data sets by name, as ``module:function`` references imported only when used;
 each writer takes ``dest`` and returns a summary dict that includes ``path``."""

@@ -5,8 +5,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-
-from services.errors import ConfigError
+from trainfaas.services.errors import ConfigError
 
 
 def to_pil_image(item: Any, verb: str) -> Image.Image:

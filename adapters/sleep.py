@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-
-from adapters.base import ModelAdapter, Options
+from trainfaas.adapters.base import ModelAdapter, Options
 
 
 class SleepOptions(Options):

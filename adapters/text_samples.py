@@ -11,7 +11,7 @@ a tenth of the names, places and organisations of ``ner`` appear only in the val
 so a model has to use the context around an entity. A model starts near chance (0.3 accuracy,
 F1 0 after 20 steps) and learns the text sample perfectly within about 60 steps; the held-out
 names keep the entity F1 of bert-tiny near 0.92.
-Writers are idempotent like :func:`adapters.shapes.write_shapes`: a marker file records the
+Writers are idempotent like :func:`trainfaas.adapters.shapes.write_shapes`: a marker file records the
 parameters of a complete export, and an export is built beside ``dest`` and moved in at the end.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.errors import DatasetError
+from trainfaas.services.errors import DatasetError
 
 MARKER = "trainfaas-sample.json"
 VERSION = 1

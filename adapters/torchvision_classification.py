@@ -1,6 +1,6 @@
 """Image classification with any classification model torchvision ships, trained from scratch or fine-tuned.
 
-The data set is an image folder (see :mod:`adapters.datasets`). Every image is converted to RGB
+The data set is an image folder (see :mod:`trainfaas.adapters.datasets`). Every image is converted to RGB
 (so grayscale images get three equal channels), resized to a square of ``input_size`` pixels and
 preprocessed (``preprocess``: none, a linear contrast stretch, or CLAHE). The model sees images of
 ``val_crop_height`` x ``val_crop_width`` pixels (``input_size`` square unless set): a centre crop
@@ -49,12 +49,11 @@ from torchvision import models as tv_models
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import RandAugment, _apply_op
-
-from adapters.base import ModelAdapter, Options
-from adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
-from adapters.images import to_pil_image
-from adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
-from services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.adapters.base import ModelAdapter, Options
+from trainfaas.adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
+from trainfaas.adapters.images import to_pil_image
+from trainfaas.adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
+from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
 
 CHECKPOINT_FORMAT = 2
 MODEL_FORMAT = 2
@@ -597,7 +596,7 @@ class _Subset:
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None, first_batch: int = 0) -> Iterator[Batch]:
         """Yield batches in ``order`` (default: file order) from batch number ``first_batch`` on;
-        a lone trailing image is left out (see adapters.torch_support.is_lone_trailing_sample)."""
+        a lone trailing image is left out (see trainfaas.adapters.torch_support.is_lone_trailing_sample)."""
         order = torch.arange(len(self)) if order is None else order
         starts = batch_starts(len(order), batch_size)[first_batch:]
         if not starts:

@@ -1,6 +1,6 @@
 """Semantic segmentation with every segmentation model torchvision ships, trained from scratch.
 
-The data set is an image-mask directory (see :mod:`adapters.masks`; the bundled "shapes" sample
+The data set is an image-mask directory (see :mod:`trainfaas.adapters.masks`; the bundled "shapes" sample
 is one). Images are converted to RGB and resized to a square of ``input_size`` pixels, masks with
 nearest-neighbour sampling. Pixels are standardised with per-channel statistics of the training
 subset, saved with the model so that prediction sees the inputs training saw. Class 0 is
@@ -33,12 +33,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import models as tv_models
 from torchvision.models import segmentation as tv_segmentation
-
-from adapters.base import ModelAdapter, Options
-from adapters.images import to_pil_image
-from adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
-from adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
-from services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.adapters.base import ModelAdapter, Options
+from trainfaas.adapters.images import to_pil_image
+from trainfaas.adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
+from trainfaas.adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
+from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
 
 CHECKPOINT_FORMAT = 1
 MODEL_FILE = "model.pt"
@@ -213,7 +212,7 @@ class _Subset:
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None, first_batch: int = 0) -> Iterator[Batch]:
         """Yield batches in ``order`` (default: file order), starting at batch number ``first_batch``;
-        a lone trailing image is left out (see adapters.torch_support.is_lone_trailing_sample)."""
+        a lone trailing image is left out (see trainfaas.adapters.torch_support.is_lone_trailing_sample)."""
         order = torch.arange(len(self)) if order is None else order
         starts = batch_starts(len(order), batch_size)[first_batch:]
         if not starts:

@@ -3,7 +3,7 @@
 Two adapters share this module:
 
 * :class:`TextClassification` (task ``text-classification``): ``bert-tiny``, ``bert-mini``,
-  ``bert-small``, ``bert-base``, on CSV or JSON-lines data sets (see :mod:`adapters.text_datasets`);
+  ``bert-small``, ``bert-base``, on CSV or JSON-lines data sets (see :mod:`trainfaas.adapters.text_datasets`);
 * :class:`TokenClassification` (task ``token-classification``): the same sizes with ``-ner``
   appended, on CoNLL data sets with BIO tags.
 
@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, field_validator
-
-from adapters.base import ModelAdapter, Options
-from adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
-from services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.adapters.base import ModelAdapter, Options
+from trainfaas.adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
+from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
 
 # Offline always, and no telemetry: set before transformers or huggingface_hub is first imported.
 for _variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY",

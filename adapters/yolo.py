@@ -2,7 +2,7 @@
 
 Every model is built from the model YAML that ships inside the ultralytics package
 (``yolov8n.yaml``, ``yolo11s-seg.yaml``, ...): no weights are ever downloaded. The data set is
-in YOLO format (see :mod:`adapters.yolo_data`); the adapter trains on a view of it written into
+in YOLO format (see :mod:`trainfaas.adapters.yolo_data`); the adapter trains on a view of it written into
 the output directory, so that label subsets and dropped negatives never touch the data set.
 
 Ultralytics runs the training loop; the adapter hooks its callbacks to report progress, metrics
@@ -31,10 +31,9 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 from pydantic import Field  # noqa: E402
-
-from adapters import yolo_data  # noqa: E402
-from adapters.base import ModelAdapter, Options  # noqa: E402
-from services.errors import AdapterError, DatasetError  # noqa: E402
+from trainfaas.adapters import yolo_data  # noqa: E402
+from trainfaas.adapters.base import ModelAdapter, Options  # noqa: E402
+from trainfaas.services.errors import AdapterError, DatasetError  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
 SIZES = "nsmlx"

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from services.errors import DatasetError
+from trainfaas.services.errors import DatasetError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 VALIDATION_FOLDERS: tuple[str, ...] = ("validation", "val")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.context import ProcessContext
-from functions.run import WorkSpec
+from trainfaas.functions.context import ProcessContext
+from trainfaas.functions.run import WorkSpec
 
 
 def noop(context: ProcessContext, job: WorkSpec) -> dict[str, Any]:

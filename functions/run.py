@@ -16,11 +16,11 @@ from importlib import import_module
 from multiprocessing.connection import Connection
 from typing import Any
 
-from functions.context import LogWriter, ProcessContext
+from trainfaas.functions.context import LogWriter, ProcessContext
 
 FUNCTIONS: dict[str, str] = {
-    "train_model": "functions.train:train_model",
-    "noop": "functions.noop:noop",
+    "train_model": "trainfaas.functions.train:train_model",
+    "noop": "trainfaas.functions.noop:noop",
 }
 
 
@@ -71,7 +71,7 @@ def standby(conn: Connection, stop_event: Any, architecture: str | None, adapter
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
     if architecture:
         try:
-            from adapters.catalog import get_adapter
+            from trainfaas.adapters.catalog import get_adapter
 
             get_adapter(architecture, adapters)
         except Exception:  # noqa: BLE001 - the attempt itself will report it

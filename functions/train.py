@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adapters.catalog import get_adapter
-from functions.context import ProcessContext
-from functions.run import WorkSpec
+from trainfaas.adapters.catalog import get_adapter
+from trainfaas.functions.context import ProcessContext
+from trainfaas.functions.run import WorkSpec
 
 
 def train_model(context: ProcessContext, job: WorkSpec) -> dict[str, Any]:

@@ -13,14 +13,13 @@ from datetime import datetime
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from redis.exceptions import LockError
-
-from scheduler.backends.base import InstanceBackend
-from scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
-from services import control, queues, states
-from services.config import Settings
-from services.db import database
-from services.errors import BackendError, TrainfaasError
-from services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
+from trainfaas.scheduler.backends.base import InstanceBackend
+from trainfaas.scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
+from trainfaas.services import control, queues, states
+from trainfaas.services.config import Settings
+from trainfaas.services.db import database
+from trainfaas.services.errors import BackendError, TrainfaasError
+from trainfaas.services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
 
 log = logging.getLogger("trainfaas.scheduler")
 

@@ -1,7 +1,7 @@
 """The Flask app factory: settings -> database -> Redis -> blueprints -> one error handler.
 
 Every error leaves as ``{"error": {"code", "message", "fields"}}`` with the status of its class
-(services.errors), pydantic's validation errors as 422 naming each field path.
+(trainfaas.services.errors), pydantic's validation errors as 422 naming each field path.
 """
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 from pydantic import ValidationError
+from trainfaas.services import queues
+from trainfaas.services.config import Settings, load_settings
+from trainfaas.services.control import pydantic_fields
+from trainfaas.services.db import database, open_database
+from trainfaas.services.errors import TrainfaasError
 from werkzeug.exceptions import HTTPException
-
-from services import queues
-from services.config import Settings, load_settings
-from services.control import pydantic_fields
-from services.db import database, open_database
-from services.errors import TrainfaasError
 
 log = logging.getLogger("trainfaas.api")
 
@@ -24,7 +23,7 @@ log = logging.getLogger("trainfaas.api")
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the API. ``settings`` defaults to the environment's; the schema must be migrated."""
     settings = settings or load_settings()
-    app = Flask("trainfaas")
+    app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False, SETTINGS=settings)
     app.config.update(test_config or {})
     open_database(settings.database_url)
@@ -49,8 +48,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
 
 
 def blueprints() -> list[Blueprint]:
-    """Every area of the API. Importing them registers their endpoints (services.api.registry)."""
-    from services.api import architectures, executions, health, instances, models, openapi, projects, services
+    """Every area of the API. Importing them registers their endpoints (trainfaas.services.api.registry)."""
+    from trainfaas.services.api import architectures, executions, health, instances, models, openapi, projects, services
 
     return [health.bp, openapi.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp]
 

@@ -1,4 +1,4 @@
-"""The ``trainfaas`` command line, built on the SDK (:mod:`services.client`)."""
+"""The ``trainfaas`` command line, built on the SDK (:mod:`trainfaas.services.client`)."""
 from __future__ import annotations
 
 import json
@@ -14,9 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from services.client import ApiError, Client
-from services.config import Settings, load_settings
+from trainfaas.services.client import ApiError, Client
+from trainfaas.services.config import Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -75,7 +74,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def up(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the local stack until Ctrl-C: Redis, the API, the scheduler and its instances."""
-    from services.stack import Stack
+    from trainfaas.services.stack import Stack
 
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(**overrides, api_url="") if overrides else _settings(ctx)
@@ -110,7 +109,7 @@ def up(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.pass_context
 def instance(ctx: click.Context, service: str, instance_id: str | None, concurrency: int | None, backend: str) -> None:
     """Run one instance of a service: pull its queue and run executions in work processes."""
-    from services.instance import main as run_instance
+    from trainfaas.services.instance import main as run_instance
 
     logging.getLogger().setLevel(logging.INFO)
     run_instance(_settings(ctx), service, instance_id, concurrency, backend)
@@ -120,9 +119,9 @@ def instance(ctx: click.Context, service: str, instance_id: str | None, concurre
 @click.pass_context
 def scheduler_cmd(ctx: click.Context) -> None:
     """Run the scheduler alone (fleet, reaper, reconciler) until Ctrl-C."""
-    from scheduler.backends import create_all
-    from scheduler.daemon import Scheduler
-    from services.db import migrate, open_database
+    from trainfaas.scheduler.backends import create_all
+    from trainfaas.scheduler.daemon import Scheduler
+    from trainfaas.services.db import migrate, open_database
 
     settings = _settings(ctx)
     logging.getLogger().setLevel(logging.INFO)
@@ -527,7 +526,7 @@ def datasets_sample(name: str, directory: Path) -> None:
     """Write a bundled sample data set into DIRECTORY: digits (image folder), shapes (YOLO
     detection/instance segmentation and image+mask semantic segmentation), text (CSV text
     classification) or ner (CoNLL token classification)."""
-    from adapters.datasets import sample_writer
+    from trainfaas.adapters.datasets import sample_writer
 
     summary = sample_writer(name)(directory)
     console.print(f"wrote {name} to {directory}: {summary}")
@@ -542,7 +541,7 @@ def adapters() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def adapters_list(ctx: click.Context, as_json: bool) -> None:
-    from adapters.catalog import catalog
+    from trainfaas.adapters.catalog import catalog
 
     entries = catalog(_settings(ctx).adapters)
     rows = [{"architecture": e.architecture, "task": e.task, "adapter": e.adapter, "source": e.source,
@@ -615,8 +614,8 @@ def _print_options(described: dict[str, Any]) -> None:
 @click.pass_context
 def demo(ctx: click.Context, architecture: str) -> None:
     """Start the stack, train an image classifier on the digits data set, print its metrics, stop."""
-    from adapters.datasets import write_digits
-    from services.stack import Stack
+    from trainfaas.adapters.datasets import write_digits
+    from trainfaas.services.stack import Stack
 
     settings = _settings(ctx)
     dataset = settings.dataset_roots[0] / "digits"  # the API accepts data sets inside its data roots only

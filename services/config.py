@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         "highmem-l": {"cpus": 4, "memory_mb": 32768, "gpus": 0},
         "gpu-1": {"cpus": 4, "memory_mb": 16384, "gpus": 1},
     })
-    process_command: str = Field("", description="Command that starts a process instance (default: this Python, -m services.cli).")
+    process_command: str = Field("", description="Command that starts a process instance (default: this Python, -m trainfaas.services.cli).")
     docker_image: str = Field("trainfaas-runner:latest", description="Runner image of docker/swarm instances.")
     docker_mounts: str = Field("", description="Extra binds for runner containers: host:container[:ro],...")
 

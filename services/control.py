@@ -1,6 +1,6 @@
 """Control-plane operations behind the API: submit, claim, report, finish, reset.
 
-Every status change goes through :mod:`services.states`; this module decides which one and
+Every status change goes through :mod:`trainfaas.services.states`; this module decides which one and
 keeps the queue in step. A queue write that fails is not an error for the caller: the
 execution is pending in the database and the reconciler puts it back on the queue.
 """
@@ -14,14 +14,13 @@ from typing import Any
 
 import redis
 from pydantic import ValidationError
-
-from adapters.base import ModelAdapter
-from adapters.catalog import get_adapter
-from services import queues, states
-from services.config import Settings
-from services.db import database
-from services.errors import ConfigError, Conflict, NotFound, ServicePaused, StaleAttempt
-from services.models import (
+from trainfaas.adapters.base import ModelAdapter
+from trainfaas.adapters.catalog import get_adapter
+from trainfaas.services import queues, states
+from trainfaas.services.config import Settings
+from trainfaas.services.db import database
+from trainfaas.services.errors import ConfigError, Conflict, NotFound, ServicePaused, StaleAttempt
+from trainfaas.services.models import (
     DEFAULT_PROJECT,
     LIVE_INSTANCE,
     Artifact,
@@ -34,7 +33,7 @@ from services.models import (
     Service,
     now_s,
 )
-from services.schemas import ExecutionSettings, ServicePatch
+from trainfaas.services.schemas import ExecutionSettings, ServicePatch
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +203,7 @@ def submit_training(settings: Settings, connection: redis.Redis, model: Model, d
 def submit_function(settings: Settings, connection: redis.Redis, service: Service, function: str,
                     input: dict[str, Any], overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
     """Run ``function`` on ``service``; a train_model goes into its model's project, others into ``project``."""
-    from functions.run import FUNCTIONS
+    from trainfaas.functions.run import FUNCTIONS
 
     if function not in FUNCTIONS:
         raise ConfigError(f"unknown function {function!r}", {"function": f"one of: {', '.join(sorted(FUNCTIONS))}"})

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import redis
-
-from services.errors import Unavailable
+from trainfaas.services.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,8 @@ from typing import Any
 import redis
 import requests
 from rq.job import Job
-
-from services import queues
-from services.config import Settings
+from trainfaas.services import queues
+from trainfaas.services.config import Settings
 
 log = logging.getLogger("trainfaas.instance")
 
@@ -129,7 +128,7 @@ def work_process_context() -> Any:
     it is fast, and each attempt still gets a process of its own. The server imports only the
     function runner; the adapter is imported by the waiting spare."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["functions.run", "functions.train", "functions.noop"])
+    context.set_forkserver_preload(["trainfaas.functions.run", "trainfaas.functions.train", "trainfaas.functions.noop"])
     return context
 
 
@@ -305,8 +304,8 @@ class InstanceProcess:
         self._keep_spare()
 
     def _spawn(self) -> Spare:
-        """Start a work process that waits for one spec (see functions.run.standby)."""
-        from functions.run import standby
+        """Start a work process that waits for one spec (see trainfaas.functions.run.standby)."""
+        from trainfaas.functions.run import standby
 
         parent_end, child_end = self.mp.Pipe(duplex=True)
         stop_event = self.mp.Event()

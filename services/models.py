@@ -1,7 +1,7 @@
 """Entities. The database is the record: every execution exists here before its queue entry.
 
 Times are UTC epoch seconds (float) so SQLite and PostgreSQL store and compare them alike.
-Only :mod:`services.states` writes ``Execution.status``.
+Only :mod:`trainfaas.services.states` writes ``Execution.status``.
 """
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import uuid
 from typing import Any
 
 import peewee
-
-from services.db import database
+from trainfaas.services.db import database
 
 
 def new_id() -> str:

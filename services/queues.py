@@ -9,7 +9,7 @@ from rq import Queue
 log = logging.getLogger(__name__)
 
 SERVICE_PREFIX = "mgmt-train-"
-JOB_FUNCTION = "functions.run.execute"
+JOB_FUNCTION = "trainfaas.functions.run.execute"
 
 
 def service_name(architecture: str) -> str:

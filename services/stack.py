@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 import requests
-
-from services.auth import ensure_admin_token
-from services.client import Client
-from services.config import Settings
-from services.db import migrate, open_database
-from services.embedded_redis import EmbeddedRedis
-from services.errors import Unavailable
+from trainfaas.services.auth import ensure_admin_token
+from trainfaas.services.client import Client
+from trainfaas.services.config import Settings
+from trainfaas.services.db import migrate, open_database
+from trainfaas.services.embedded_redis import EmbeddedRedis
+from trainfaas.services.errors import Unavailable
 
 log = logging.getLogger("trainfaas.stack")
 
@@ -50,12 +49,12 @@ class Stack:
     def warm_architecture_catalog(self) -> None:
         """Measure the architectures in the background unless the cache is current, so that the
         first ``trainfaas architectures`` answers at once. Runs at low priority and is never waited for."""
-        from adapters.architectures import cache_is_current
+        from trainfaas.adapters.architectures import cache_is_current
 
         if cache_is_current():
             return
         subprocess.Popen(
-            ["nice", "-n", "10", sys.executable, "-m", "adapters.architectures", self.settings.adapters],
+            ["nice", "-n", "10", sys.executable, "-m", "trainfaas.adapters.architectures", self.settings.adapters],
             env=self.environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -78,7 +77,7 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "api.log", "ab") as out:
             self.api = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "python:deploy.gunicorn_conf", "services.wsgi:app"],
+                [sys.executable, "-m", "gunicorn", "-c", "python:trainfaas.deploy.gunicorn_conf", "trainfaas.services.wsgi:app"],
                 env=self.environment(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s
@@ -93,8 +92,8 @@ class Stack:
         raise Unavailable(f"the API did not answer on {self.settings.api_url} within {timeout_s:.0f} s")
 
     def start_scheduler(self) -> None:
-        from scheduler.backends import create_all
-        from scheduler.daemon import Scheduler
+        from trainfaas.scheduler.backends import create_all
+        from trainfaas.scheduler.daemon import Scheduler
 
         default, *extra = create_all(self.settings)
         self.scheduler = Scheduler(self.settings, default, extra_backends=extra)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.base import NullContext
+from trainfaas.adapters.base import NullContext
 
 
 class StopAfter(NullContext):

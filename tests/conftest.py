@@ -19,10 +19,9 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 import redis
-
-from services.config import Settings, load_settings
-from services.db import database, migrate, open_database
-from services.embedded_redis import EmbeddedRedis
+from trainfaas.services.config import Settings, load_settings
+from trainfaas.services.db import database, migrate, open_database
+from trainfaas.services.embedded_redis import EmbeddedRedis
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -157,7 +156,7 @@ def stack_settings(request: pytest.FixtureRequest, short_tmp: Path, embedded_red
 @pytest.fixture
 def stack(stack_settings: Settings) -> Iterator[Any]:
     """The real local stack (gunicorn API, scheduler, process instances) and an SDK client with its admin token."""
-    from services.stack import Stack
+    from trainfaas.services.stack import Stack
 
     running = Stack(stack_settings).start()
     running.client = running.admin_client()
@@ -221,8 +220,8 @@ def api(database_url: str, redis_url: str, short_tmp: Path) -> Iterator[Any]:
     ``api.client`` sends the admin token; ``api.as_(secret)`` is a client with another token
     (or none); ``api.redis`` is the app's Redis.
     """
-    from services import auth
-    from services.app import create_app
+    from trainfaas.services import auth
+    from trainfaas.services.app import create_app
 
     settings = load_settings(home=short_tmp, database_url=database_url, redis_url=redis_url,
                              data_roots=str(short_tmp / "data"))

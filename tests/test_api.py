@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-
-from services.models import Execution, Model, Service
+from trainfaas.services.models import Execution, Model, Service
 
 
 @pytest.fixture
@@ -136,7 +135,7 @@ def test_illegal_state_changes_answer_409_with_the_current_status(client: FlaskC
 
 
 def test_data_sets_must_lie_inside_the_data_roots(client: FlaskClient, api: Any, short_tmp: Path) -> None:
-    from adapters.datasets import write_digits
+    from trainfaas.adapters.datasets import write_digits
 
     root = short_tmp / "data"
     write_digits(root / "digits")
@@ -195,8 +194,8 @@ def test_executions_filter_by_status_service_model_and_creation_time(client: Fla
 
 
 def test_the_served_spec_describes_every_registered_endpoint_with_its_models(client: FlaskClient) -> None:
-    from services.api.openapi import build_spec
-    from services.api.registry import ENDPOINTS
+    from trainfaas.services.api.openapi import build_spec
+    from trainfaas.services.api.registry import ENDPOINTS
 
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec == build_spec() and spec["openapi"].startswith("3.1")

@@ -22,13 +22,12 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from services import auth
-from services.api.openapi import build_spec
-from services.app import create_app
-from services.config import load_settings
-from services.db import database, migrate, open_database
-from services.models import Project
+from trainfaas.services import auth
+from trainfaas.services.api.openapi import build_spec
+from trainfaas.services.app import create_app
+from trainfaas.services.config import load_settings
+from trainfaas.services.db import database, migrate, open_database
+from trainfaas.services.models import Project
 
 EXAMPLES = int(os.environ.get("TRAINFAAS_FUZZ_EXAMPLES", "10"))
 SERVICE = "mgmt-train-sleep"

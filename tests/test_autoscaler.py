@@ -5,9 +5,9 @@ import sys
 from typing import Any
 
 import pytest
+from trainfaas.services.models import LIVE_INSTANCE, Instance, ServiceEvent
+from trainfaas.services.stack import Stack
 
-from services.models import LIVE_INSTANCE, Instance, ServiceEvent
-from services.stack import Stack
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack
@@ -64,7 +64,7 @@ def test_a_crash_looping_instance_marks_the_service_error_backs_off_and_loses_no
     broken = stack_settings.model_copy(update={"process_command": f"{sys.executable} -c 'raise SystemExit(3)'"})
     stack = Stack(broken).start()
     try:
-        from services.client import Client
+        from trainfaas.services.client import Client
 
         client = Client.from_settings(broken)
         client.update_service(SERVICE, polling_interval_s=1)
@@ -109,8 +109,8 @@ def test_a_paused_service_starts_nothing_keeps_its_queue_and_resumes_it(stack: A
 
 
 def test_a_restarted_scheduler_adopts_the_process_instances_it_finds(stack: Any) -> None:
-    from scheduler.backends.process import ProcessBackend
-    from scheduler.daemon import Scheduler
+    from trainfaas.scheduler.backends.process import ProcessBackend
+    from trainfaas.scheduler.daemon import Scheduler
 
     model = stack.client.create_model("adopted", "sleep", configuration={"seconds": 0.2, "steps": 1})
     first = stack.client.train(model["id"])

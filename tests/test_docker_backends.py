@@ -13,9 +13,9 @@ from typing import Any
 import docker
 import pytest
 import requests
+from trainfaas.services.config import Settings
+from trainfaas.services.models import Instance
 
-from services.config import Settings
-from services.models import Instance
 from tests import docker_support
 from tests.conftest import IN_CI, wait_until
 
@@ -113,7 +113,7 @@ def test_a_memory_limit_kills_a_greedy_execution_and_the_reason_says_oomkilled(s
 
 
 def test_a_container_that_its_memory_limit_killed_is_observed_as_oomkilled(docker_client: Any) -> None:
-    from scheduler.backends.docker import exit_observation
+    from trainfaas.scheduler.backends.docker import exit_observation
 
     image = docker_support.ensure_runner_image(docker_client)
     mounts = docker_support.read_only_dirs()
@@ -133,8 +133,8 @@ def test_a_container_that_its_memory_limit_killed_is_observed_as_oomkilled(docke
 
 
 def test_a_new_scheduler_adopts_running_containers_by_label_and_drains_them_with_sigterm(stack: Any, docker_client: Any) -> None:
-    from scheduler.backends import Observation
-    from scheduler.backends.docker import DockerBackend
+    from trainfaas.scheduler.backends import Observation
+    from trainfaas.scheduler.backends.docker import DockerBackend
 
     stack.client.update_service(SERVICE, backend="docker")
     instance = wait_until(lambda: Instance.get_or_none((Instance.service == SERVICE) & (Instance.status == "running")), 60,
@@ -154,7 +154,7 @@ def test_a_new_scheduler_adopts_running_containers_by_label_and_drains_them_with
 
 def test_swarm_replicas_follow_the_desired_count_drained_instances_stay_gone_and_killed_ones_are_replaced(
         stack: Any, swarm: Any) -> None:
-    from scheduler.backends.swarm import SwarmBackend
+    from trainfaas.scheduler.backends.swarm import SwarmBackend
 
     name = SwarmBackend.swarm_name(SERVICE)
 
@@ -202,10 +202,10 @@ def test_swarm_replicas_follow_the_desired_count_drained_instances_stay_gone_and
 
 def test_swarm_reports_replicas_that_crash_before_they_register_so_the_service_backs_off(
         swarm: Any, database_url: str, short_tmp: Any) -> None:
-    from scheduler.backends.swarm import SwarmBackend
-    from scheduler.policy import History, Observed, ServiceConfig, decide
-    from services.config import load_settings
-    from services.models import Service
+    from trainfaas.scheduler.backends.swarm import SwarmBackend
+    from trainfaas.scheduler.policy import History, Observed, ServiceConfig, decide
+    from trainfaas.services.config import load_settings
+    from trainfaas.services.models import Service
 
     # No mounts: the runner image alone has no Python, so every task fails to start.
     settings = load_settings(home=short_tmp, database_url=database_url, redis_url="redis://127.0.0.1:1",

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
-from adapters.base import ModelAdapter, NullContext
-from adapters.catalog import catalog, get_adapter
+from trainfaas.adapters.base import ModelAdapter, NullContext
+from trainfaas.adapters.catalog import catalog, get_adapter
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- example-adapter -->"

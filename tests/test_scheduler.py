@@ -5,13 +5,12 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from scheduler.backends.memory import MemoryBackend
-from scheduler.daemon import Scheduler
-from scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
-from services import states
-from services.config import load_settings
-from services.models import Execution, Instance, Service
+from trainfaas.scheduler.backends.memory import MemoryBackend
+from trainfaas.scheduler.daemon import Scheduler
+from trainfaas.scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
+from trainfaas.services import states
+from trainfaas.services.config import load_settings
+from trainfaas.services.models import Execution, Instance, Service
 
 
 class Clock:

@@ -16,14 +16,14 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
+from trainfaas.adapters import torchvision_segmentation as ts
+from trainfaas.adapters.base import NullContext
+from trainfaas.adapters.catalog import catalog, get_adapter
+from trainfaas.adapters.masks import read_image_mask, value_map
+from trainfaas.adapters.shapes import write_shapes
+from trainfaas.services.client import ApiError
+from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
 
-from adapters import torchvision_segmentation as ts
-from adapters.base import NullContext
-from adapters.catalog import catalog, get_adapter
-from adapters.masks import read_image_mask, value_map
-from adapters.shapes import write_shapes
-from services.client import ApiError
-from services.errors import AdapterError, ConfigError, DatasetError
 from tests.adapter_support import StopAfter, events
 
 ARCHITECTURE = "lraspp_mobilenet_v3_large"

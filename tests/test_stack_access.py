@@ -9,10 +9,10 @@ from typing import Any
 import psutil
 import pytest
 from click.testing import CliRunner
+from trainfaas.services.cli import main
+from trainfaas.services.client import ApiError, Client
+from trainfaas.services.models import Attempt, Instance
 
-from services.cli import main
-from services.client import ApiError, Client
-from services.models import Attempt, Instance
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack

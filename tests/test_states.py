@@ -4,10 +4,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from services import states
-from services.errors import InvalidTransition, StaleAttempt
-from services.models import Attempt, Execution, Service, StatusLog
+from trainfaas.services import states
+from trainfaas.services.errors import InvalidTransition, StaleAttempt
+from trainfaas.services.models import Attempt, Execution, Service, StatusLog
 
 
 @pytest.fixture

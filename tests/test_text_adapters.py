@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from trainfaas.adapters.base import NullContext
+from trainfaas.adapters.catalog import catalog
+from trainfaas.adapters.datasets import sample_writer
+from trainfaas.adapters.text_datasets import read_conll_dataset, read_text_dataset
+from trainfaas.adapters.text_samples import write_ner, write_text
+from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
+from trainfaas.services.client import ApiError
+from trainfaas.services.errors import AdapterError, DatasetError
 
-from adapters.base import NullContext
-from adapters.catalog import catalog
-from adapters.datasets import sample_writer
-from adapters.text_datasets import read_conll_dataset, read_text_dataset
-from adapters.text_samples import write_ner, write_text
-from adapters.transformers_text import TextClassification, TokenClassification
-from services.client import ApiError
-from services.errors import AdapterError, DatasetError
 from tests.adapter_support import StopAfter, events
 from tests.conftest import wait_until
 
@@ -135,7 +135,7 @@ def test_a_label_subset_keeps_only_its_labels_and_an_unknown_label_is_refused(te
 
 def test_checking_a_data_set_imports_neither_torch_nor_transformers(text_data: Path, ner_data: Path) -> None:
     script = (
-        "import sys; from adapters.catalog import get_adapter\n"
+        "import sys; from trainfaas.adapters.catalog import get_adapter\n"
         f"print(get_adapter('bert-tiny').check_dataset({str(text_data)!r}, {{}}))\n"
         f"print(get_adapter('bert-base-ner').check_dataset({str(ner_data)!r}, {{}}))\n"
         "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))\n"
@@ -325,8 +325,7 @@ def test_a_training_over_http_succeeds_with_metrics_and_checkpoints(
 @pytest.mark.stack
 def test_a_killed_training_reruns_and_resumes_from_its_trainer_checkpoint(stack: Any, tmp_path: Path) -> None:
     import psutil
-
-    from services.models import Attempt, Instance
+    from trainfaas.services.models import Attempt, Instance
 
     data = write_text(tmp_path / "text", train_examples=120, validation_examples=30)["path"]
     model = stack.client.create_model("text model", "bert-tiny", configuration={**TINY, "max_steps": 60, "eval_steps": 3})

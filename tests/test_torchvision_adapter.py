@@ -16,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
+from trainfaas.adapters import torchvision_classification as tc
+from trainfaas.adapters.base import NullContext
+from trainfaas.adapters.datasets import read_image_folder, sample_writer, write_digits
+from trainfaas.services.client import ApiError
+from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
 
-from adapters import torchvision_classification as tc
-from adapters.base import NullContext
-from adapters.datasets import read_image_folder, sample_writer, write_digits
-from services.client import ApiError
-from services.errors import AdapterError, ConfigError, DatasetError
 from tests.adapter_support import StopAfter, events
 
 # Five steps an epoch (80 training images in batches of 16), no warm-up: tiny and deterministic.

@@ -17,13 +17,13 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
+from trainfaas.adapters import yolo
+from trainfaas.adapters.base import NullContext
+from trainfaas.adapters.catalog import catalog
+from trainfaas.adapters.shapes import write_shapes
+from trainfaas.adapters.yolo_data import build_view, read_dataset
+from trainfaas.services.errors import AdapterError, DatasetError
 
-from adapters import yolo
-from adapters.base import NullContext
-from adapters.catalog import catalog
-from adapters.shapes import write_shapes
-from adapters.yolo_data import build_view, read_dataset
-from services.errors import AdapterError, DatasetError
 from tests.adapter_support import StopAfter, events
 from tests.conftest import guard_network, wait_until
 
@@ -76,7 +76,7 @@ def test_the_adapter_serves_yolov8_and_yolo11_in_five_sizes_for_detection_and_se
     assert len(names) == 20 and {"yolov8n", "yolov8x-seg", "yolo11n", "yolo11m-seg"} <= set(names)
     entries = catalog()
     assert entries["yolo11s"].task == "detection" and entries["yolov8l-seg"].task == "instance-segmentation"
-    assert entries["yolov8n"].adapter == "adapters.yolo:UltralyticsYolo"
+    assert entries["yolov8n"].adapter == "trainfaas.adapters.yolo:UltralyticsYolo"
 
 
 def test_the_reference_models_are_the_80_class_coco_configurations() -> None:
@@ -306,7 +306,7 @@ def test_a_yolo_training_runs_through_the_pipeline(stack: Any, shapes: Path) -> 
 
 @pytest.mark.stack
 def test_a_bad_yolo_request_is_refused_before_anything_is_queued(stack: Any, shapes: Path, tmp_path: Path) -> None:
-    from services.client import ApiError
+    from trainfaas.services.client import ApiError
 
     model = stack.client.create_model("shapes detector", "yolov8n-seg", configuration=TINY)
     assert model["task"] == "instance-segmentation"

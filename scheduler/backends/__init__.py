@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from scheduler.backends.base import InstanceBackend, Observation
-from services.config import Settings
-from services.errors import ConfigError
+from trainfaas.scheduler.backends.base import InstanceBackend, Observation
+from trainfaas.services.config import Settings
+from trainfaas.services.errors import ConfigError
 
 __all__ = ["InstanceBackend", "Observation", "create", "create_all"]
 
 BACKENDS = {
-    "process": "scheduler.backends.process:ProcessBackend",
-    "docker": "scheduler.backends.docker:DockerBackend",
-    "swarm": "scheduler.backends.swarm:SwarmBackend",
-    "memory": "scheduler.backends.memory:MemoryBackend",
+    "process": "trainfaas.scheduler.backends.process:ProcessBackend",
+    "docker": "trainfaas.scheduler.backends.docker:DockerBackend",
+    "swarm": "trainfaas.scheduler.backends.swarm:SwarmBackend",
+    "memory": "trainfaas.scheduler.backends.memory:MemoryBackend",
 }
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.config import Settings
-from services.models import Instance, Service
+from trainfaas.services.config import Settings
+from trainfaas.services.models import Instance, Service
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Instances as Docker containers: one container per instance, on the engine that DOCKER_HOST
 (or the local socket) names.
 
-Each container runs ``python -m services.cli instance`` from ``settings.docker_image`` on the
+Each container runs ``python -m trainfaas.services.cli instance`` from ``settings.docker_image`` on the
 host network, with the instance's settings in its environment (never the database URL), the
 home folder bind-mounted at the same path (artifacts and the embedded Redis socket live there),
 the binds of ``settings.docker_mounts``, and the limits of the service's instance type. Memory
@@ -27,12 +27,11 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
-
-from scheduler.backends.base import InstanceBackend, Observation
-from services.auth import registration_token
-from services.config import Settings
-from services.errors import BackendError
-from services.models import Instance, Service
+from trainfaas.scheduler.backends.base import InstanceBackend, Observation
+from trainfaas.services.auth import registration_token
+from trainfaas.services.config import Settings
+from trainfaas.services.errors import BackendError
+from trainfaas.services.models import Instance, Service
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +98,8 @@ def instance_environment(settings: Settings, service: str) -> dict[str, str]:
 # The instance reports the backend that runs it when it registers (--backend); the reaper then
 # asks that backend about the instance.
 def instance_command(service_name: str, backend: str, instance_id: str | None = None) -> list[str]:
-    """The command of an instance container: ``python -m services.cli instance --service ...``."""
-    command = ["python", "-m", "services.cli", "instance", "--service", service_name]
+    """The command of an instance container: ``python -m trainfaas.services.cli instance --service ...``."""
+    command = ["python", "-m", "trainfaas.services.cli", "instance", "--service", service_name]
     if instance_id:
         command += ["--instance-id", instance_id]
     return command + ["--backend", backend]

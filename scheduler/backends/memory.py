@@ -1,8 +1,8 @@
 """An in-memory twin of an instance backend, for tests of fleet logic without processes."""
 from __future__ import annotations
 
-from scheduler.backends.base import InstanceBackend, Observation
-from services.models import Instance, Service
+from trainfaas.scheduler.backends.base import InstanceBackend, Observation
+from trainfaas.services.models import Instance, Service
 
 
 class MemoryBackend(InstanceBackend):

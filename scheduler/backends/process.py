@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from scheduler.backends.base import InstanceBackend, Observation
-from services.auth import registration_token
-from services.errors import BackendError
-from services.models import Instance, Service
+from trainfaas.scheduler.backends.base import InstanceBackend, Observation
+from trainfaas.services.auth import registration_token
+from trainfaas.services.errors import BackendError
+from trainfaas.services.models import Instance, Service
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ProcessBackend(InstanceBackend):
         self.adopted: dict[str, int] = {}  # instance id -> pid, found alive after a scheduler restart
 
     def command(self, service: Service, instance: Instance) -> list[str]:
-        prefix = shlex.split(self.settings.process_command) or [sys.executable, "-m", "services.cli"]
+        prefix = shlex.split(self.settings.process_command) or [sys.executable, "-m", "trainfaas.services.cli"]
         return [*prefix, "instance", "--service", service.name, "--instance-id", instance.id]
 
     def environment(self, service: Service | None = None) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Instances as the tasks of a Docker Swarm service: one swarm service per trainfaas service.
 
 The swarm service ``trainfaas-<service>`` runs ``settings.docker_image`` with the same
-environment, binds and limits as a docker instance (see scheduler.backends.docker), on the host
+environment, binds and limits as a docker instance (see trainfaas.scheduler.backends.docker), on the host
 network. Its tasks register themselves as instances (no instance id is handed out); the
 scheduler only sets the replica count. Heartbeats decide whether an instance lives: observe()
 cannot tell which task an instance is and returns None.
@@ -30,9 +30,8 @@ import docker
 from docker.errors import NotFound
 from docker.models.services import Service as SwarmService
 from docker.types import Resources, RestartPolicy, ServiceMode
-
-from scheduler.backends.base import InstanceBackend, Observation
-from scheduler.backends.docker import (
+from trainfaas.scheduler.backends.base import InstanceBackend, Observation
+from trainfaas.scheduler.backends.docker import (
     ENGINE_ERRORS,
     LABEL_BACKEND,
     LABEL_HOME,
@@ -44,9 +43,9 @@ from scheduler.backends.docker import (
     instance_environment,
     profile,
 )
-from services.config import Settings
-from services.errors import BackendError
-from services.models import Instance, Service
+from trainfaas.services.config import Settings
+from trainfaas.services.errors import BackendError
+from trainfaas.services.models import Instance, Service
 
 log = logging.getLogger(__name__)
 

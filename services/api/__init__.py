@@ -1,5 +1,5 @@
 """API blueprints, one per area, and the helpers they share: settings, Redis, time stamps and
-keyset pagination. Endpoints are declared with :func:`services.api.registry.endpoint`."""
+keyset pagination. Endpoints are declared with :func:`trainfaas.services.api.registry.endpoint`."""
 from __future__ import annotations
 
 import base64
@@ -11,9 +11,8 @@ from typing import Any
 import peewee
 import redis
 from flask import current_app
-
-from services.config import Settings
-from services.errors import ConfigError
+from trainfaas.services.config import Settings
+from trainfaas.services.errors import ConfigError
 
 
 def settings() -> Settings:

@@ -4,13 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-
-from adapters.architectures import architectures, options
-from services.api import settings
-from services.api.registry import endpoint
-from services.auth import Principal
-from services.errors import ConfigError
-from services.schemas import ArchitectureDetail, ArchitectureOut, ArchitectureQuery, Page
+from trainfaas.adapters.architectures import architectures, options
+from trainfaas.services.api import settings
+from trainfaas.services.api.registry import endpoint
+from trainfaas.services.auth import Principal
+from trainfaas.services.errors import ConfigError
+from trainfaas.services.schemas import ArchitectureDetail, ArchitectureOut, ArchitectureQuery, Page
 
 bp = Blueprint("architectures", __name__, url_prefix="/api/v1/architectures")
 

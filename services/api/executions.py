@@ -4,15 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-
-from services import control
-from services.api import page, paginate, redis_connection, settings
-from services.api.registry import endpoint
-from services.api.views import artifact_view, execution_view, log_view, metric_view
-from services.auth import Principal
-from services.errors import NotFound
-from services.models import Artifact, Execution, LogLine, MetricSample
-from services.schemas import (
+from trainfaas.services import control
+from trainfaas.services.api import page, paginate, redis_connection, settings
+from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view
+from trainfaas.services.auth import Principal
+from trainfaas.services.errors import NotFound
+from trainfaas.services.models import Artifact, Execution, LogLine, MetricSample
+from trainfaas.services.schemas import (
     ArtifactOut,
     ExecutionOut,
     ExecutionQuery,
@@ -43,7 +42,7 @@ def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str,
     project = principal.project_for_new(body.project)
     if body.function == "train_model":
         # The training belongs to its model's project, which the caller must reach.
-        from services.api.models import visible_model
+        from trainfaas.services.api.models import visible_model
 
         visible_model(principal, str(body.input.get("model_id", "")))
     execution = control.submit_function(settings(), redis_connection(), service, body.function, body.input, body.execution, project)

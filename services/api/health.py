@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from flask import Blueprint
-
-from services.api.registry import endpoint
-from services.schemas import Health
+from trainfaas.services.api.registry import endpoint
+from trainfaas.services.schemas import Health
 
 bp = Blueprint("health", __name__)
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request
-
-from services import auth, control
-from services.api import redis_connection, settings
-from services.api.registry import endpoint
-from services.api.views import execution_view, instance_view
-from services.models import Instance
-from services.schemas import (
+from trainfaas.services import auth, control
+from trainfaas.services.api import redis_connection, settings
+from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.views import execution_view, instance_view
+from trainfaas.services.models import Instance
+from trainfaas.services.schemas import (
     Claim,
     ClaimOut,
     Deregister,

@@ -4,15 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-
-from services import control
-from services.api import page, paginate, redis_connection, settings
-from services.api.registry import endpoint
-from services.api.views import execution_view, model_view
-from services.auth import Principal
-from services.errors import ConfigError, NotFound
-from services.models import Model
-from services.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
+from trainfaas.services import control
+from trainfaas.services.api import page, paginate, redis_connection, settings
+from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.views import execution_view, model_view
+from trainfaas.services.auth import Principal
+from trainfaas.services.errors import ConfigError, NotFound
+from trainfaas.services.models import Model
+from trainfaas.services.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
 

@@ -11,9 +11,8 @@ from typing import Any
 from flask import Blueprint
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-
-from services.api.registry import ENDPOINTS, Endpoint
-from services.schemas import ErrorBody
+from trainfaas.services.api.registry import ENDPOINTS, Endpoint
+from trainfaas.services.schemas import ErrorBody
 
 bp = Blueprint("openapi", __name__)
 
@@ -68,7 +67,7 @@ def _json(ref: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def build_spec() -> dict[str, Any]:
     """The whole document. Cached: endpoints are registered when their blueprints are imported."""
-    from services.app import blueprints
+    from trainfaas.services.app import blueprints
 
     blueprints()
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]

@@ -1,6 +1,6 @@
 """One decorator declares an endpoint: its route, who may call it, and the pydantic models of its
 query string, body and response. The same declaration validates requests, shapes responses and
-builds the OpenAPI document (services.api.openapi), so the spec cannot drift from the code.
+builds the OpenAPI document (trainfaas.services.api.openapi), so the spec cannot drift from the code.
 
     @endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write")
     def train(model_id: str, body: TrainRequest, principal: Principal) -> Execution | dict: ...
@@ -25,10 +25,9 @@ from typing import Any, Literal
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
+from trainfaas.services import auth, control
+from trainfaas.services.errors import ConfigError, Unauthorized
 from werkzeug.exceptions import UnsupportedMediaType
-
-from services import auth, control
-from services.errors import ConfigError, Unauthorized
 
 Access = Literal["public", "register", "instance", "read", "write", "admin"]
 

@@ -9,14 +9,13 @@ from typing import Any
 
 import redis
 from flask import Blueprint
-
-from services import control, queues
-from services.api import page, paginate, redis_connection, settings
-from services.api.registry import endpoint
-from services.api.views import event_view, instance_view, service_view
-from services.auth import Principal
-from services.models import Instance, Service, ServiceEvent
-from services.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServicePatch, ServiceQuery
+from trainfaas.services import control, queues
+from trainfaas.services.api import page, paginate, redis_connection, settings
+from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.views import event_view, instance_view, service_view
+from trainfaas.services.auth import Principal
+from trainfaas.services.models import Instance, Service, ServiceEvent
+from trainfaas.services.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServicePatch, ServiceQuery
 
 bp = Blueprint("services", __name__, url_prefix="/api/v1/services")
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduler.policy import service_health
-from services import queues
-from services.api import iso
-from services.models import (
+from trainfaas.scheduler.policy import service_health
+from trainfaas.services import queues
+from trainfaas.services.api import iso
+from trainfaas.services.models import (
     LIVE_INSTANCE,
     Artifact,
     Attempt,

@@ -24,11 +24,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
-
-from services.client import Client
-from services.config import Settings
-from services.models import LIVE_INSTANCE, TERMINAL, Attempt, Execution, Instance, StatusLog
-from services.stack import Stack
+from trainfaas.services.client import Client
+from trainfaas.services.config import Settings
+from trainfaas.services.models import LIVE_INSTANCE, TERMINAL, Attempt, Execution, Instance, StatusLog
+from trainfaas.services.stack import Stack
 
 SERVICE = "mgmt-train-sleep"
 TRAINING_ARCHITECTURE = "resnet18"
@@ -97,8 +96,8 @@ class Driver:
 
     def scheduler(self) -> bool:
         """The scheduler dies without stopping anything; a new one adopts what it finds."""
-        from scheduler.backends import create_all
-        from scheduler.daemon import Scheduler
+        from trainfaas.scheduler.backends import create_all
+        from trainfaas.scheduler.daemon import Scheduler
 
         old = self.stack.scheduler
         assert old is not None and old.apscheduler is not None
@@ -129,7 +128,7 @@ def enqueue_all(client: Client, rng: random.Random, count: int, trainings: int, 
     model = client.create_model("chaos", "sleep", configuration={"seconds": 0.3, "steps": 3})
     ids = []
     if trainings:
-        from adapters.datasets import write_digits
+        from trainfaas.adapters.datasets import write_digits
 
         dataset = settings.dataset_roots[0] / "digits"
         write_digits(dataset)

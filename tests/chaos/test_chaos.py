@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from trainfaas.services.config import load_settings
 
-from services.config import load_settings
 from tests.chaos.soak import soak
 from tests.conftest import free_port
 

@@ -10,9 +10,10 @@ import argparse
 import math
 import time
 
-from services.client import Client
-from services.models import Execution, Instance
-from services.stack import Stack
+from trainfaas.services.client import Client
+from trainfaas.services.models import Execution, Instance
+from trainfaas.services.stack import Stack
+
 from tests.perf.common import bench_settings, report, wait_for
 
 SERVICE = "mgmt-train-sleep"

@@ -19,8 +19,9 @@ import sys
 import time
 from typing import Any
 
-from services.client import ApiError, Client
-from services.stack import Stack
+from trainfaas.services.client import ApiError, Client
+from trainfaas.services.stack import Stack
+
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import live_instances, status_at, wait_status
 
@@ -37,7 +38,7 @@ def torch_import_s(repeats: int = 3) -> float:
 def submit(client: Client, settings: Any, architecture: str) -> tuple[str, str, float]:
     """Create the model and enqueue its training; returns (execution id, architecture, request time)."""
     if architecture == "resnet18":
-        from adapters.datasets import write_digits
+        from trainfaas.adapters.datasets import write_digits
 
         write_digits(settings.datasets_dir / "digits")
         model = client.create_model("cold-resnet18", "resnet18")

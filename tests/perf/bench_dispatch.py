@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from services.client import Client
-from services.stack import Stack
+from trainfaas.services.client import Client
+from trainfaas.services.stack import Stack
+
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import SERVICE, percentile, redis_round_trip_s, status_at, wait_instance_running, wait_status, warm_up
 

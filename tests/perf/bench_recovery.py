@@ -17,9 +17,10 @@ import os
 import signal
 import time
 
-from services.client import Client
-from services.models import Attempt, Instance
-from services.stack import Stack
+from trainfaas.services.client import Client
+from trainfaas.services.models import Attempt, Instance
+from trainfaas.services.stack import Stack
+
 from tests.perf.common import bench_settings, report, wait_for
 from tests.perf.stackrun import SERVICE, status_at, wait_instance_running, wait_status
 

@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.base import NullContext
-from adapters.text_samples import write_ner, write_text
-from adapters.transformers_text import TextClassification, TokenClassification
+from trainfaas.adapters.base import NullContext
+from trainfaas.adapters.text_samples import write_ner, write_text
+from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
+
 from tests.perf.common import report
 
 

@@ -20,11 +20,11 @@ import time
 
 from rq import Queue
 from rq.job import Job
+from trainfaas.services import queues
+from trainfaas.services.client import Client
+from trainfaas.services.models import Execution
+from trainfaas.services.stack import Stack
 
-from services import queues
-from services.client import Client
-from services.models import Execution
-from services.stack import Stack
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import SERVICE, trivial, wait_instance_running, wait_status, warm_up
 

@@ -46,13 +46,13 @@ from typing import Any
 
 import torch
 from torch.nn import functional as F
+from trainfaas.adapters import torchvision_classification as tc
+from trainfaas.adapters.datasets import write_digits
+from trainfaas.adapters.torch_support import training_device
+from trainfaas.functions.run import WorkSpec, work
+from trainfaas.services.client import Client
+from trainfaas.services.stack import Stack
 
-from adapters import torchvision_classification as tc
-from adapters.datasets import write_digits
-from adapters.torch_support import training_device
-from functions.run import WorkSpec, work
-from services.client import Client
-from services.stack import Stack
 from tests.perf.common import bench_settings, report
 
 ARCHITECTURE = "resnet18"
@@ -76,7 +76,7 @@ def platform_training(client: Client, dataset: str, configuration: dict[str, Any
 
 
 def work_process_training(data: Path, configuration: dict[str, Any]) -> dict[str, float]:
-    """Train in a spawned work process (functions.run.work) as an instance would; return the final metrics."""
+    """Train in a spawned work process (trainfaas.functions.run.work) as an instance would; return the final metrics."""
     context = multiprocessing.get_context("spawn")
     parent_end, child_end = context.Pipe(duplex=True)
     output = Path(tempfile.mkdtemp(prefix="tfbench"))
@@ -144,11 +144,11 @@ def plain_training_in_a_process(data: Path, steps: int) -> float:
 def warm_catalog(settings: Any) -> None:
     """Measure the architecture catalog now if its cache is stale, so that the stack's background
     measurement does not run during the timings."""
-    from adapters.architectures import cache_is_current
+    from trainfaas.adapters.architectures import cache_is_current
 
     if not cache_is_current():
         print("  measuring the architecture catalog first (its cache is stale)")
-        subprocess.run([sys.executable, "-m", "adapters.architectures", settings.adapters], check=True,
+        subprocess.run([sys.executable, "-m", "trainfaas.adapters.architectures", settings.adapters], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

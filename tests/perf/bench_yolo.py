@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapters import yolo
-from adapters.base import NullContext
-from adapters.shapes import write_shapes
-from adapters.yolo_data import build_view, read_dataset
+from trainfaas.adapters import yolo
+from trainfaas.adapters.base import NullContext
+from trainfaas.adapters.shapes import write_shapes
+from trainfaas.adapters.yolo_data import build_view, read_dataset
+
 from tests.perf.common import report
 
 GOAL_MAP50 = 0.5
