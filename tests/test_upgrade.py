@@ -12,8 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-
 from adapter_support import events
 from trainfaas.adapters.base import NullContext
 from trainfaas.adapters.datasets import write_digits
