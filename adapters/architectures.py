@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from trainfaas.adapters.catalog import Entry, catalog, load_class
-from trainfaas.services.errors import ConfigError, NotFound
+from trainfaas.services.core.errors import ConfigError, NotFound
 
 log = logging.getLogger(__name__)
 

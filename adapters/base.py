@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
-from trainfaas.services.errors import DatasetError
+from trainfaas.services.core.errors import DatasetError
 
 
 class Options(BaseModel):

@@ -12,7 +12,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 
 from trainfaas.adapters.base import ModelAdapter
-from trainfaas.services.errors import AdapterError
+from trainfaas.services.core.errors import AdapterError
 
 log = logging.getLogger(__name__)
 

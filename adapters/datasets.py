@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainfaas.services.errors import DatasetError
+from trainfaas.services.core.errors import DatasetError
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")

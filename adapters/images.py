@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from trainfaas.services.errors import ConfigError
+from trainfaas.services.core.errors import ConfigError
 
 
 def to_pil_image(item: Any, verb: str) -> Image.Image:

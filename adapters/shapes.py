@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trainfaas.services.errors import DatasetError
+from trainfaas.services.core.errors import DatasetError
 
 LABELS: tuple[str, ...] = ("circle", "square", "triangle")
 SUBSETS: tuple[str, ...] = ("train", "validation")

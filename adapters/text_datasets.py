@@ -25,7 +25,7 @@ import csv
 import json
 from pathlib import Path
 
-from trainfaas.services.errors import DatasetError
+from trainfaas.services.core.errors import DatasetError
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
 TEXT_LAYOUT = ("<data set>/train.csv and <data set>/validation.csv with columns text,label,"

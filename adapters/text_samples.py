@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainfaas.services.errors import DatasetError
+from trainfaas.services.core.errors import DatasetError
 
 MARKER = "trainfaas-sample.json"
 VERSION = 1

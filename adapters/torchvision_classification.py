@@ -53,7 +53,7 @@ from trainfaas.adapters.base import ModelAdapter, Options
 from trainfaas.adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
 from trainfaas.adapters.images import to_pil_image
 from trainfaas.adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
-from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 
 CHECKPOINT_FORMAT = 2
 MODEL_FORMAT = 2

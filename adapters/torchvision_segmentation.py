@@ -37,7 +37,7 @@ from trainfaas.adapters.base import ModelAdapter, Options
 from trainfaas.adapters.images import to_pil_image
 from trainfaas.adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
 from trainfaas.adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
-from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 
 CHECKPOINT_FORMAT = 1
 MODEL_FILE = "model.pt"

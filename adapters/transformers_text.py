@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from pydantic import Field, field_validator
 from trainfaas.adapters.base import ModelAdapter, Options
 from trainfaas.adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
-from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 
 # Offline always, and no telemetry: set before transformers or huggingface_hub is first imported.
 for _variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY",

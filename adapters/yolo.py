@@ -33,7 +33,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 from pydantic import Field  # noqa: E402
 from trainfaas.adapters import yolo_data  # noqa: E402
 from trainfaas.adapters.base import ModelAdapter, Options  # noqa: E402
-from trainfaas.services.errors import AdapterError, DatasetError  # noqa: E402
+from trainfaas.services.core.errors import AdapterError, DatasetError  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
 SIZES = "nsmlx"

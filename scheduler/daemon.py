@@ -15,11 +15,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from redis.exceptions import LockError
 from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
-from trainfaas.services import control, queues, states
-from trainfaas.services.config import Settings
-from trainfaas.services.db import database
-from trainfaas.services.errors import BackendError, TrainfaasError
-from trainfaas.services.models import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
+from trainfaas.services.control import operations as control
+from trainfaas.services.control import transitions as states
+from trainfaas.services.core.errors import BackendError, TrainfaasError
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store import queues
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
 
 log = logging.getLogger("trainfaas.scheduler")
 

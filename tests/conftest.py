@@ -19,9 +19,9 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 import redis
-from trainfaas.services.config import Settings, load_settings
-from trainfaas.services.db import database, migrate, open_database
-from trainfaas.services.embedded_redis import EmbeddedRedis
+from trainfaas.services.core.settings import Settings, load_settings
+from trainfaas.services.local.embedded_redis import EmbeddedRedis
+from trainfaas.services.store.database import database, migrate, open_database
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -156,7 +156,7 @@ def stack_settings(request: pytest.FixtureRequest, short_tmp: Path, embedded_red
 @pytest.fixture
 def stack(stack_settings: Settings) -> Iterator[Any]:
     """The real local stack (gunicorn API, scheduler, process instances) and an SDK client with its admin token."""
-    from trainfaas.services.stack import Stack
+    from trainfaas.services.local.stack import Stack
 
     running = Stack(stack_settings).start()
     running.client = running.admin_client()
@@ -220,8 +220,8 @@ def api(database_url: str, redis_url: str, short_tmp: Path) -> Iterator[Any]:
     ``api.client`` sends the admin token; ``api.as_(secret)`` is a client with another token
     (or none); ``api.redis`` is the app's Redis.
     """
-    from trainfaas.services import auth
-    from trainfaas.services.app import create_app
+    from trainfaas.services.api.app import create_app
+    from trainfaas.services.control import tokens as auth
 
     settings = load_settings(home=short_tmp, database_url=database_url, redis_url=redis_url,
                              data_roots=str(short_tmp / "data"))

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trainfaas.services import auth
 from trainfaas.services.api.registry import ENDPOINTS
-from trainfaas.services.models import DEFAULT_PROJECT, Execution, Instance, Model, Project, Token
+from trainfaas.services.control import tokens as auth
+from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Instance, Model, Project, Token
 
 SLEEP = "mgmt-train-sleep"
 

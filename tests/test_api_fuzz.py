@@ -22,12 +22,12 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from trainfaas.services import auth
+from trainfaas.services.api.app import create_app
 from trainfaas.services.api.openapi import build_spec
-from trainfaas.services.app import create_app
-from trainfaas.services.config import load_settings
-from trainfaas.services.db import database, migrate, open_database
-from trainfaas.services.models import Project
+from trainfaas.services.control import tokens as auth
+from trainfaas.services.core.settings import load_settings
+from trainfaas.services.store.database import database, migrate, open_database
+from trainfaas.services.store.records import Project
 
 EXAMPLES = int(os.environ.get("TRAINFAAS_FUZZ_EXAMPLES", "10"))
 SERVICE = "mgmt-train-sleep"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from torchvision import models as tv_models
 from trainfaas.adapters import architectures as arch
 from trainfaas.adapters.catalog import catalog
-from trainfaas.services.errors import ConfigError, NotFound
+from trainfaas.services.core.errors import ConfigError, NotFound
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_the_api_lists_filters_pages_and_describes_architectures_with_their_opti
 
 
 def test_the_cli_prints_the_catalog_and_an_adapters_options(stack: Any, rows: dict[str, dict[str, Any]]) -> None:
-    from trainfaas.services.cli import main
+    from trainfaas.services.cli.main import main
 
     env = {"TRAINFAAS_API_URL": stack.settings.api_url, "TRAINFAAS_HOME": str(stack.settings.home)}
     printed = CliRunner().invoke(main, ["architectures", "--task", "classification", "--json"], env=env)

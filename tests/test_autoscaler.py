@@ -5,8 +5,8 @@ import sys
 from typing import Any
 
 import pytest
-from trainfaas.services.models import LIVE_INSTANCE, Instance, ServiceEvent
-from trainfaas.services.stack import Stack
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.store.records import LIVE_INSTANCE, Instance, ServiceEvent
 
 from tests.conftest import wait_until
 
@@ -64,7 +64,7 @@ def test_a_crash_looping_instance_marks_the_service_error_backs_off_and_loses_no
     broken = stack_settings.model_copy(update={"process_command": f"{sys.executable} -c 'raise SystemExit(3)'"})
     stack = Stack(broken).start()
     try:
-        from trainfaas.services.client import Client
+        from trainfaas.services.sdk.client import Client
 
         client = Client.from_settings(broken)
         client.update_service(SERVICE, polling_interval_s=1)

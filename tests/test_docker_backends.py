@@ -13,8 +13,8 @@ from typing import Any
 import docker
 import pytest
 import requests
-from trainfaas.services.config import Settings
-from trainfaas.services.models import Instance
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store.records import Instance
 
 from tests import docker_support
 from tests.conftest import IN_CI, wait_until
@@ -204,8 +204,8 @@ def test_swarm_reports_replicas_that_crash_before_they_register_so_the_service_b
         swarm: Any, database_url: str, short_tmp: Any) -> None:
     from trainfaas.scheduler.backends.swarm import SwarmBackend
     from trainfaas.scheduler.policy import History, Observed, ServiceConfig, decide
-    from trainfaas.services.config import load_settings
-    from trainfaas.services.models import Service
+    from trainfaas.services.core.settings import load_settings
+    from trainfaas.services.store.records import Service
 
     # No mounts: the runner image alone has no Python, so every task fails to start.
     settings = load_settings(home=short_tmp, database_url=database_url, redis_url="redis://127.0.0.1:1",

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
-from trainfaas.services.db import database
-from trainfaas.services.db import migrate as migrate_all
-from trainfaas.services.migrations import SchemaVersion
-from trainfaas.services.models import DEFAULT_PROJECT, Execution, Model, Project, Service, Token
+from trainfaas.services.store.database import database
+from trainfaas.services.store.database import migrate as migrate_all
+from trainfaas.services.store.migrations import SchemaVersion
+from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Project, Service, Token
 
 
 def _back_to_version_2(db: peewee.Database) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import psutil
 import pytest
 import redis
-from trainfaas.services.client import ApiError
-from trainfaas.services.models import Attempt, Execution, Instance
+from trainfaas.services.sdk.client import ApiError
+from trainfaas.services.store.records import Attempt, Execution, Instance
 
 from tests.conftest import wait_until
 
@@ -216,7 +216,7 @@ def test_a_stale_attempt_cannot_write_a_result_after_its_execution_was_rerun(sta
     work_process(old, execution["id"]).send_signal(signal.SIGKILL)
     wait_until(lambda: Execution.get_by_id(execution["id"]).attempt == 2, 30, "attempt 2")
 
-    from trainfaas.services.control import replace_instance_token
+    from trainfaas.services.control.operations import replace_instance_token
 
     token = replace_instance_token(old.id)
     response = stack.client.http.post(

@@ -8,9 +8,9 @@ import redis
 from trainfaas.scheduler.backends.memory import MemoryBackend
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
-from trainfaas.services import states
-from trainfaas.services.config import load_settings
-from trainfaas.services.models import Execution, Instance, Service
+from trainfaas.services.control import transitions as states
+from trainfaas.services.core.settings import load_settings
+from trainfaas.services.store.records import Execution, Instance, Service
 
 
 class Clock:

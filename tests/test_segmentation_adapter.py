@@ -21,8 +21,8 @@ from trainfaas.adapters.base import NullContext
 from trainfaas.adapters.catalog import catalog, get_adapter
 from trainfaas.adapters.masks import read_image_mask, value_map
 from trainfaas.adapters.shapes import write_shapes
-from trainfaas.services.client import ApiError
-from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.sdk.client import ApiError
 
 from tests.adapter_support import StopAfter, events
 

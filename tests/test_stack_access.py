@@ -9,9 +9,9 @@ from typing import Any
 import psutil
 import pytest
 from click.testing import CliRunner
-from trainfaas.services.cli import main
-from trainfaas.services.client import ApiError, Client
-from trainfaas.services.models import Attempt, Instance
+from trainfaas.services.cli.main import main
+from trainfaas.services.sdk.client import ApiError, Client
+from trainfaas.services.store.records import Attempt, Instance
 
 from tests.conftest import wait_until
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from trainfaas.services import states
-from trainfaas.services.errors import InvalidTransition, StaleAttempt
-from trainfaas.services.models import Attempt, Execution, Service, StatusLog
+from trainfaas.services.control import transitions as states
+from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
+from trainfaas.services.store.records import Attempt, Execution, Service, StatusLog
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from trainfaas.adapters.datasets import sample_writer
 from trainfaas.adapters.text_datasets import read_conll_dataset, read_text_dataset
 from trainfaas.adapters.text_samples import write_ner, write_text
 from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
-from trainfaas.services.client import ApiError
-from trainfaas.services.errors import AdapterError, DatasetError
+from trainfaas.services.core.errors import AdapterError, DatasetError
+from trainfaas.services.sdk.client import ApiError
 
 from tests.adapter_support import StopAfter, events
 from tests.conftest import wait_until
@@ -325,7 +325,7 @@ def test_a_training_over_http_succeeds_with_metrics_and_checkpoints(
 @pytest.mark.stack
 def test_a_killed_training_reruns_and_resumes_from_its_trainer_checkpoint(stack: Any, tmp_path: Path) -> None:
     import psutil
-    from trainfaas.services.models import Attempt, Instance
+    from trainfaas.services.store.records import Attempt, Instance
 
     data = write_text(tmp_path / "text", train_examples=120, validation_examples=30)["path"]
     model = stack.client.create_model("text model", "bert-tiny", configuration={**TINY, "max_steps": 60, "eval_steps": 3})

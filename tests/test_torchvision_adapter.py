@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters.base import NullContext
 from trainfaas.adapters.datasets import read_image_folder, sample_writer, write_digits
-from trainfaas.services.client import ApiError
-from trainfaas.services.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.sdk.client import ApiError
 
 from tests.adapter_support import StopAfter, events
 

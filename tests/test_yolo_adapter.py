@@ -22,7 +22,7 @@ from trainfaas.adapters.base import NullContext
 from trainfaas.adapters.catalog import catalog
 from trainfaas.adapters.shapes import write_shapes
 from trainfaas.adapters.yolo_data import build_view, read_dataset
-from trainfaas.services.errors import AdapterError, DatasetError
+from trainfaas.services.core.errors import AdapterError, DatasetError
 
 from tests.adapter_support import StopAfter, events
 from tests.conftest import guard_network, wait_until
@@ -306,7 +306,7 @@ def test_a_yolo_training_runs_through_the_pipeline(stack: Any, shapes: Path) -> 
 
 @pytest.mark.stack
 def test_a_bad_yolo_request_is_refused_before_anything_is_queued(stack: Any, shapes: Path, tmp_path: Path) -> None:
-    from trainfaas.services.client import ApiError
+    from trainfaas.services.sdk.client import ApiError
 
     model = stack.client.create_model("shapes detector", "yolov8n-seg", configuration=TINY)
     assert model["task"] == "instance-segmentation"

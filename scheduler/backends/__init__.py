@@ -4,8 +4,8 @@ from __future__ import annotations
 from importlib import import_module
 
 from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.services.config import Settings
-from trainfaas.services.errors import ConfigError
+from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.settings import Settings
 
 __all__ = ["InstanceBackend", "Observation", "create", "create_all"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainfaas.services.config import Settings
-from trainfaas.services.models import Instance, Service
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store.records import Instance, Service
 
 
 @dataclass(frozen=True)

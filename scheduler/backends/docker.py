@@ -28,10 +28,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
 from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.services.auth import registration_token
-from trainfaas.services.config import Settings
-from trainfaas.services.errors import BackendError
-from trainfaas.services.models import Instance, Service
+from trainfaas.services.control.tokens import registration_token
+from trainfaas.services.core.errors import BackendError
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store.records import Instance, Service
 
 log = logging.getLogger(__name__)
 

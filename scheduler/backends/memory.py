@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.services.models import Instance, Service
+from trainfaas.services.store.records import Instance, Service
 
 
 class MemoryBackend(InstanceBackend):

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.services.auth import registration_token
-from trainfaas.services.errors import BackendError
-from trainfaas.services.models import Instance, Service
+from trainfaas.services.control.tokens import registration_token
+from trainfaas.services.core.errors import BackendError
+from trainfaas.services.store.records import Instance, Service
 
 log = logging.getLogger(__name__)
 

@@ -43,9 +43,9 @@ from trainfaas.scheduler.backends.docker import (
     instance_environment,
     profile,
 )
-from trainfaas.services.config import Settings
-from trainfaas.services.errors import BackendError
-from trainfaas.services.models import Instance, Service
+from trainfaas.services.core.errors import BackendError
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store.records import Instance, Service
 
 log = logging.getLogger(__name__)
 

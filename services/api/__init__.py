@@ -11,8 +11,8 @@ from typing import Any
 import peewee
 import redis
 from flask import current_app
-from trainfaas.services.config import Settings
-from trainfaas.services.errors import ConfigError
+from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.settings import Settings
 
 
 def settings() -> Settings:

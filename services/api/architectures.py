@@ -7,9 +7,9 @@ from flask import Blueprint
 from trainfaas.adapters.architectures import architectures, options
 from trainfaas.services.api import settings
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.auth import Principal
-from trainfaas.services.errors import ConfigError
-from trainfaas.services.schemas import ArchitectureDetail, ArchitectureOut, ArchitectureQuery, Page
+from trainfaas.services.api.schemas import ArchitectureDetail, ArchitectureOut, ArchitectureQuery, Page
+from trainfaas.services.control.tokens import Principal
+from trainfaas.services.core.errors import ConfigError
 
 bp = Blueprint("architectures", __name__, url_prefix="/api/v1/architectures")
 

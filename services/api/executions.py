@@ -4,14 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-from trainfaas.services import control
 from trainfaas.services.api import page, paginate, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view
-from trainfaas.services.auth import Principal
-from trainfaas.services.errors import NotFound
-from trainfaas.services.models import Artifact, Execution, LogLine, MetricSample
-from trainfaas.services.schemas import (
+from trainfaas.services.api.schemas import (
     ArtifactOut,
     ExecutionOut,
     ExecutionQuery,
@@ -23,6 +18,11 @@ from trainfaas.services.schemas import (
     MetricOut,
     Page,
 )
+from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view
+from trainfaas.services.control import operations as control
+from trainfaas.services.control.tokens import Principal
+from trainfaas.services.core.errors import NotFound
+from trainfaas.services.store.records import Artifact, Execution, LogLine, MetricSample
 
 bp = Blueprint("executions", __name__, url_prefix="/api/v1")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.schemas import Health
+from trainfaas.services.api.schemas import Health
 
 bp = Blueprint("health", __name__)
 

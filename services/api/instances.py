@@ -8,12 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request
-from trainfaas.services import auth, control
 from trainfaas.services.api import redis_connection, settings
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.api.views import execution_view, instance_view
-from trainfaas.services.models import Instance
-from trainfaas.services.schemas import (
+from trainfaas.services.api.schemas import (
     Claim,
     ClaimOut,
     Deregister,
@@ -27,6 +24,10 @@ from trainfaas.services.schemas import (
     Report,
     ReportOut,
 )
+from trainfaas.services.api.views import execution_view, instance_view
+from trainfaas.services.control import operations as control
+from trainfaas.services.control import tokens as auth
+from trainfaas.services.store.records import Instance
 
 bp = Blueprint("instances", __name__, url_prefix="/api/v1/instances")
 

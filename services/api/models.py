@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-from trainfaas.services import control
 from trainfaas.services.api import page, paginate, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
 from trainfaas.services.api.views import execution_view, model_view
-from trainfaas.services.auth import Principal
-from trainfaas.services.errors import ConfigError, NotFound
-from trainfaas.services.models import Model
-from trainfaas.services.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
+from trainfaas.services.control import operations as control
+from trainfaas.services.control.tokens import Principal
+from trainfaas.services.core.errors import ConfigError, NotFound
+from trainfaas.services.store.records import Model
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
 

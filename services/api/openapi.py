@@ -12,7 +12,7 @@ from flask import Blueprint
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from trainfaas.services.api.registry import ENDPOINTS, Endpoint
-from trainfaas.services.schemas import ErrorBody
+from trainfaas.services.api.schemas import ErrorBody
 
 bp = Blueprint("openapi", __name__)
 
@@ -67,7 +67,7 @@ def _json(ref: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def build_spec() -> dict[str, Any]:
     """The whole document. Cached: endpoints are registered when their blueprints are imported."""
-    from trainfaas.services.app import blueprints
+    from trainfaas.services.api.app import blueprints
 
     blueprints()
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]

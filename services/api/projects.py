@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-from trainfaas.services import auth
 from trainfaas.services.api import page, paginate
 from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.schemas import NamedListQuery, Page, ProjectCreate, ProjectOut, TokenCreate, TokenCreated, TokenOut
 from trainfaas.services.api.views import project_view, token_view
-from trainfaas.services.auth import Principal
-from trainfaas.services.errors import Conflict, NotFound
-from trainfaas.services.models import Project, Token
-from trainfaas.services.schemas import NamedListQuery, Page, ProjectCreate, ProjectOut, TokenCreate, TokenCreated, TokenOut
+from trainfaas.services.control import tokens as auth
+from trainfaas.services.control.tokens import Principal
+from trainfaas.services.core.errors import Conflict, NotFound
+from trainfaas.services.store.records import Project, Token
 
 bp = Blueprint("projects", __name__, url_prefix="/api/v1")
 

@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
-from trainfaas.services import auth, control
-from trainfaas.services.errors import ConfigError, Unauthorized
+from trainfaas.services.control import operations as control
+from trainfaas.services.control import tokens as auth
+from trainfaas.services.core.errors import ConfigError, Unauthorized
 from werkzeug.exceptions import UnsupportedMediaType
 
 Access = Literal["public", "register", "instance", "read", "write", "admin"]

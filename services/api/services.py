@@ -9,13 +9,14 @@ from typing import Any
 
 import redis
 from flask import Blueprint
-from trainfaas.services import control, queues
 from trainfaas.services.api import page, paginate, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServicePatch, ServiceQuery
 from trainfaas.services.api.views import event_view, instance_view, service_view
-from trainfaas.services.auth import Principal
-from trainfaas.services.models import Instance, Service, ServiceEvent
-from trainfaas.services.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServicePatch, ServiceQuery
+from trainfaas.services.control import operations as control
+from trainfaas.services.control.tokens import Principal
+from trainfaas.services.store import queues
+from trainfaas.services.store.records import Instance, Service, ServiceEvent
 
 bp = Blueprint("services", __name__, url_prefix="/api/v1/services")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from trainfaas.scheduler.policy import service_health
-from trainfaas.services import queues
 from trainfaas.services.api import iso
-from trainfaas.services.models import (
+from trainfaas.services.store import queues
+from trainfaas.services.store.records import (
     LIVE_INSTANCE,
     Artifact,
     Attempt,

@@ -24,10 +24,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
-from trainfaas.services.client import Client
-from trainfaas.services.config import Settings
-from trainfaas.services.models import LIVE_INSTANCE, TERMINAL, Attempt, Execution, Instance, StatusLog
-from trainfaas.services.stack import Stack
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.sdk.client import Client
+from trainfaas.services.store.records import LIVE_INSTANCE, TERMINAL, Attempt, Execution, Instance, StatusLog
 
 SERVICE = "mgmt-train-sleep"
 TRAINING_ARCHITECTURE = "resnet18"

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trainfaas.services.config import load_settings
+from trainfaas.services.core.settings import load_settings
 
 from tests.chaos.soak import soak
 from tests.conftest import free_port

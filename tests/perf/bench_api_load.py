@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import requests
-from trainfaas.services.stack import Stack
+from trainfaas.services.local.stack import Stack
 
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import percentile
@@ -43,8 +43,8 @@ STATUSES = ("success", "success", "success", "failed", "aborted", "terminated", 
 
 def seed_database(count: int) -> None:
     """Write ``count`` executions (with models, services and status logs) in bulk."""
-    from trainfaas.services.db import database
-    from trainfaas.services.models import Execution, Model, Service, StatusLog
+    from trainfaas.services.store.database import database
+    from trainfaas.services.store.records import Execution, Model, Service, StatusLog
 
     now = time.time()
     with database.atomic():

@@ -10,9 +10,9 @@ import argparse
 import math
 import time
 
-from trainfaas.services.client import Client
-from trainfaas.services.models import Execution, Instance
-from trainfaas.services.stack import Stack
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.sdk.client import Client
+from trainfaas.services.store.records import Execution, Instance
 
 from tests.perf.common import bench_settings, report, wait_for
 

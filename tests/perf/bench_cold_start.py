@@ -19,8 +19,8 @@ import sys
 import time
 from typing import Any
 
-from trainfaas.services.client import ApiError, Client
-from trainfaas.services.stack import Stack
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.sdk.client import ApiError, Client
 
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import live_instances, status_at, wait_status

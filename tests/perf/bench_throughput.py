@@ -20,10 +20,10 @@ import time
 
 from rq import Queue
 from rq.job import Job
-from trainfaas.services import queues
-from trainfaas.services.client import Client
-from trainfaas.services.models import Execution
-from trainfaas.services.stack import Stack
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.sdk.client import Client
+from trainfaas.services.store import queues
+from trainfaas.services.store.records import Execution
 
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import SERVICE, trivial, wait_instance_running, wait_status, warm_up

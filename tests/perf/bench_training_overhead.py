@@ -50,8 +50,8 @@ from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.adapters.torch_support import training_device
 from trainfaas.functions.run import WorkSpec, work
-from trainfaas.services.client import Client
-from trainfaas.services.stack import Stack
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.sdk.client import Client
 
 from tests.perf.common import bench_settings, report
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trainfaas.services.config import Settings, load_settings
+from trainfaas.services.core.settings import Settings, load_settings
 
 from tests.conftest import wait_until as wait_for  # noqa: F401 - re-exported for the scripts
 

@@ -19,7 +19,7 @@ def trivial() -> None:
 
 
 def live_instances(service: str) -> list[Any]:
-    from trainfaas.services.models import LIVE_INSTANCE, Instance
+    from trainfaas.services.store.records import LIVE_INSTANCE, Instance
 
     return list(Instance.select().where((Instance.service == service) & Instance.status.in_(LIVE_INSTANCE)))
 
@@ -36,7 +36,7 @@ def wait_instance_running(service: str, timeout_s: float = 120.0) -> Any:
 
 def status_at(execution_id: str, status: str, attempt: int | None = None) -> float | None:
     """When the execution's status log first recorded ``status`` (for ``attempt`` if given)."""
-    from trainfaas.services.models import StatusLog
+    from trainfaas.services.store.records import StatusLog
 
     query = StatusLog.select().where((StatusLog.execution == execution_id) & (StatusLog.status == status))
     if attempt is not None:
@@ -47,7 +47,7 @@ def status_at(execution_id: str, status: str, attempt: int | None = None) -> flo
 
 def wait_status(execution_id: str, statuses: tuple[str, ...], timeout_s: float = 120.0, poll_s: float = 0.005) -> str:
     """Poll the database (cheaper than HTTP on a small box) until the execution has one of ``statuses``."""
-    from trainfaas.services.models import TERMINAL, Execution
+    from trainfaas.services.store.records import TERMINAL, Execution
 
     from tests.perf.common import wait_for
 
@@ -76,7 +76,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def redis_round_trip_s(redis_url: str, count: int = 200) -> float:
     """Median time of one LPUSH + BLPOP pair on the stack's Redis."""
-    from trainfaas.services import queues
+    from trainfaas.services.store import queues
 
     connection = queues.connect(redis_url)
     key = "bench:rtt"

@@ -17,8 +17,8 @@ import os
 import secrets
 from pathlib import Path
 
-from trainfaas.services.errors import ConfigError, Forbidden, NotFound, Unauthorized
-from trainfaas.services.models import DEFAULT_PROJECT, TOKEN_SCOPES, Project, Token, now_s
+from trainfaas.services.core.errors import ConfigError, Forbidden, NotFound, Unauthorized
+from trainfaas.services.store.records import DEFAULT_PROJECT, TOKEN_SCOPES, Project, Token, now_s
 
 TOKEN_PREFIX = "tf_"
 REGISTRATION_PREFIX = "tfr_"

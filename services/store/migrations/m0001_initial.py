@@ -6,7 +6,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    from trainfaas.services.models import ENTITIES, Model, Service
+    from trainfaas.services.store.records import ENTITIES, Model, Service
 
     # Tables are created from today's models; the columns later migrations add are dropped again
     # so that those migrations can add them, exactly as on a database created before them.

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from trainfaas.services.db import database
-from trainfaas.services.errors import InvalidTransition, NotFound, StaleAttempt
-from trainfaas.services.models import TERMINAL, Attempt, Execution, StatusLog, now_s
+from trainfaas.services.core.errors import InvalidTransition, NotFound, StaleAttempt
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import TERMINAL, Attempt, Execution, StatusLog, now_s
 
 log = logging.getLogger(__name__)
 

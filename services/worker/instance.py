@@ -23,8 +23,8 @@ from typing import Any
 import redis
 import requests
 from rq.job import Job
-from trainfaas.services import queues
-from trainfaas.services.config import Settings
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store import queues
 
 log = logging.getLogger("trainfaas.instance")
 

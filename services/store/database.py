@@ -24,7 +24,7 @@ def open_database(url: str) -> peewee.Database:
     elif scheme in ("postgres", "postgresql", "postgresext"):
         db = connect(url)
     else:
-        from trainfaas.services.errors import ConfigError
+        from trainfaas.services.core.errors import ConfigError
 
         raise ConfigError(
             f"unsupported database URL scheme {scheme!r}",
@@ -36,7 +36,7 @@ def open_database(url: str) -> peewee.Database:
 
 def migrate(db: peewee.Database | None = None) -> list[int]:
     """Apply every migration not applied yet, in order; return the versions applied. Idempotent."""
-    from trainfaas.services.migrations import MIGRATIONS, SchemaVersion
+    from trainfaas.services.store.migrations import MIGRATIONS, SchemaVersion
 
     db = db or database.obj
     with db.atomic():

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import requests
-from trainfaas.services.auth import ensure_admin_token
-from trainfaas.services.client import Client
-from trainfaas.services.config import Settings
-from trainfaas.services.db import migrate, open_database
-from trainfaas.services.embedded_redis import EmbeddedRedis
-from trainfaas.services.errors import Unavailable
+from trainfaas.services.control.tokens import ensure_admin_token
+from trainfaas.services.core.errors import Unavailable
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.local.embedded_redis import EmbeddedRedis
+from trainfaas.services.sdk.client import Client
+from trainfaas.services.store.database import migrate, open_database
 
 log = logging.getLogger("trainfaas.stack")
 
@@ -77,7 +77,7 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "api.log", "ab") as out:
             self.api = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "python:trainfaas.deploy.gunicorn_conf", "trainfaas.services.wsgi:app"],
+                [sys.executable, "-m", "gunicorn", "-c", "python:trainfaas.deploy.gunicorn_conf", "trainfaas.services.api.wsgi:app"],
                 env=self.environment(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s

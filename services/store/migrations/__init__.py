@@ -1,4 +1,4 @@
-"""Schema migrations, applied in order by :func:`trainfaas.services.db.migrate`.
+"""Schema migrations, applied in order by :func:`trainfaas.services.store.database.migrate`.
 
 Add a module ``NNNN_what.py`` with ``def apply(db, migrator)`` and list it below; use
 ``playhouse.migrate`` operations through ``migrator`` for changes to existing tables.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 import peewee
-from trainfaas.services.db import Migration, database
+from trainfaas.services.store.database import Migration, database
 
 
 class SchemaVersion(peewee.Model):
@@ -20,7 +20,7 @@ class SchemaVersion(peewee.Model):
 
 
 def _load(name: str) -> Migration:
-    return importlib.import_module(f"trainfaas.services.migrations.{name}").apply  # type: ignore[no-any-return]
+    return importlib.import_module(f"trainfaas.services.store.migrations.{name}").apply  # type: ignore[no-any-return]
 
 
 MIGRATIONS: list[tuple[int, Migration]] = [

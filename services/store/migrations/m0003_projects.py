@@ -6,7 +6,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    from trainfaas.services.models import DEFAULT_PROJECT, Execution, Model, Project, Token
+    from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Project, Token
 
     # A database created by this version's first migration already has the columns.
     for entity in (Model, Execution):

@@ -1,6 +1,6 @@
 """The Python SDK: a client over the whole HTTP API. The CLI is built on it.
 
-    from trainfaas.services.client import Client
+    from trainfaas.services.sdk.client import Client
     client = Client("http://127.0.0.1:8080", token)        # or Client.from_settings(load_settings())
     model = client.create_model("digits-resnet18", "resnet18")
     execution = client.train(model["id"], dataset="digits", configuration={"epochs": 15})
@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import requests
-from trainfaas.services.models import TERMINAL
+from trainfaas.services.store.records import TERMINAL
 
 if TYPE_CHECKING:
-    from trainfaas.services.config import Settings
+    from trainfaas.services.core.settings import Settings
 
 Json = dict[str, Any]
 

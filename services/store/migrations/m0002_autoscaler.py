@@ -6,7 +6,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    from trainfaas.services.models import Service, ServiceEvent
+    from trainfaas.services.store.records import Service, ServiceEvent
 
     migrate(migrator.add_column(Service._meta.table_name, "error_reason", peewee.TextField(null=True)))
     db.create_tables([ServiceEvent])

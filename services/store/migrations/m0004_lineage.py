@@ -6,6 +6,6 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    from trainfaas.services.models import Model
+    from trainfaas.services.store.records import Model
 
     migrate(migrator.add_column(Model._meta.table_name, "base_model", peewee.CharField(max_length=32, null=True)))

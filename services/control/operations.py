@@ -1,6 +1,6 @@
 """Control-plane operations behind the API: submit, claim, report, finish, reset.
 
-Every status change goes through :mod:`trainfaas.services.states`; this module decides which one and
+Every status change goes through :mod:`trainfaas.services.control.transitions`; this module decides which one and
 keeps the queue in step. A queue write that fails is not an error for the caller: the
 execution is pending in the database and the reconciler puts it back on the queue.
 """
@@ -16,11 +16,13 @@ import redis
 from pydantic import ValidationError
 from trainfaas.adapters.base import ModelAdapter
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services import queues, states
-from trainfaas.services.config import Settings
-from trainfaas.services.db import database
-from trainfaas.services.errors import ConfigError, Conflict, NotFound, ServicePaused, StaleAttempt
-from trainfaas.services.models import (
+from trainfaas.services.api.schemas import ExecutionSettings, ServicePatch
+from trainfaas.services.control import transitions as states
+from trainfaas.services.core.errors import ConfigError, Conflict, NotFound, ServicePaused, StaleAttempt
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store import queues
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import (
     DEFAULT_PROJECT,
     LIVE_INSTANCE,
     Artifact,
@@ -33,7 +35,6 @@ from trainfaas.services.models import (
     Service,
     now_s,
 )
-from trainfaas.services.schemas import ExecutionSettings, ServicePatch
 
 log = logging.getLogger(__name__)
 

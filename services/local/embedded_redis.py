@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import redis
-from trainfaas.services.errors import Unavailable
+from trainfaas.services.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The ``trainfaas`` command line, built on the SDK (:mod:`trainfaas.services.client`)."""
+"""The ``trainfaas`` command line, built on the SDK (:mod:`trainfaas.services.sdk.client`)."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from trainfaas.services.client import ApiError, Client
-from trainfaas.services.config import Settings, load_settings
+from trainfaas.services.core.settings import Settings, load_settings
+from trainfaas.services.sdk.client import ApiError, Client
 
 console = Console()
 err_console = Console(stderr=True)
@@ -74,7 +74,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def up(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the local stack until Ctrl-C: Redis, the API, the scheduler and its instances."""
-    from trainfaas.services.stack import Stack
+    from trainfaas.services.local.stack import Stack
 
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(**overrides, api_url="") if overrides else _settings(ctx)
@@ -109,7 +109,7 @@ def up(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.pass_context
 def instance(ctx: click.Context, service: str, instance_id: str | None, concurrency: int | None, backend: str) -> None:
     """Run one instance of a service: pull its queue and run executions in work processes."""
-    from trainfaas.services.instance import main as run_instance
+    from trainfaas.services.worker.instance import main as run_instance
 
     logging.getLogger().setLevel(logging.INFO)
     run_instance(_settings(ctx), service, instance_id, concurrency, backend)
@@ -121,7 +121,7 @@ def scheduler_cmd(ctx: click.Context) -> None:
     """Run the scheduler alone (fleet, reaper, reconciler) until Ctrl-C."""
     from trainfaas.scheduler.backends import create_all
     from trainfaas.scheduler.daemon import Scheduler
-    from trainfaas.services.db import migrate, open_database
+    from trainfaas.services.store.database import migrate, open_database
 
     settings = _settings(ctx)
     logging.getLogger().setLevel(logging.INFO)
@@ -615,7 +615,7 @@ def _print_options(described: dict[str, Any]) -> None:
 def demo(ctx: click.Context, architecture: str) -> None:
     """Start the stack, train an image classifier on the digits data set, print its metrics, stop."""
     from trainfaas.adapters.datasets import write_digits
-    from trainfaas.services.stack import Stack
+    from trainfaas.services.local.stack import Stack
 
     settings = _settings(ctx)
     dataset = settings.dataset_roots[0] / "digits"  # the API accepts data sets inside its data roots only

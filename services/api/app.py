@@ -1,7 +1,7 @@
 """The Flask app factory: settings -> database -> Redis -> blueprints -> one error handler.
 
 Every error leaves as ``{"error": {"code", "message", "fields"}}`` with the status of its class
-(trainfaas.services.errors), pydantic's validation errors as 422 naming each field path.
+(trainfaas.services.core.errors), pydantic's validation errors as 422 naming each field path.
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 from pydantic import ValidationError
-from trainfaas.services import queues
-from trainfaas.services.config import Settings, load_settings
-from trainfaas.services.control import pydantic_fields
-from trainfaas.services.db import database, open_database
-from trainfaas.services.errors import TrainfaasError
+from trainfaas.services.control.operations import pydantic_fields
+from trainfaas.services.core.errors import TrainfaasError
+from trainfaas.services.core.settings import Settings, load_settings
+from trainfaas.services.store import queues
+from trainfaas.services.store.database import database, open_database
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("trainfaas.api")

@@ -1,7 +1,7 @@
 """Entities. The database is the record: every execution exists here before its queue entry.
 
 Times are UTC epoch seconds (float) so SQLite and PostgreSQL store and compare them alike.
-Only :mod:`trainfaas.services.states` writes ``Execution.status``.
+Only :mod:`trainfaas.services.control.transitions` writes ``Execution.status``.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 import peewee
-from trainfaas.services.db import database
+from trainfaas.services.store.database import database
 
 
 def new_id() -> str:

@@ -1,0 +1,1 @@
+"""The domain: the execution state machine, executions, models, services, instances, projects and tokens."""

@@ -1,0 +1,1 @@
+"""The one-command local stack: embedded Redis, the database, the API under gunicorn and the scheduler."""

@@ -1,0 +1,1 @@
+"""Persistence: peewee records, the database and its migrations, and the Redis queues."""
