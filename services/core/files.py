@@ -1,0 +1,45 @@
+"""Writing files so that a crash never leaves half of one: write beside it, then rename over it."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+@contextmanager
+def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error it replaces
+    ``path`` (with ``mode`` when given), otherwise it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(descriptor)
+    partial = Path(name)
+    try:
+        yield partial
+        if mode is not None:
+            os.chmod(partial, mode)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], mode: int | None = None) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    with atomic_path(path, mode) as partial, open(partial, "wb") as handle:
+        write(handle)
+
+
+def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
+    atomic_write(path, lambda handle: handle.write(text.encode()), mode)
+
+
+def atomic_copy(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` so that ``path`` is either the old file or the whole copy."""
+    with atomic_path(path) as partial:
+        shutil.copyfile(source, partial)
