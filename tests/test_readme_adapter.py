@@ -1,4 +1,4 @@
-"""The example adapter in README.md is complete and works as the README says.
+"""The example adapter in docs/adapters.md is complete and works as that page says.
 
 The code block after ``<!-- example-adapter -->`` is written to a module of its own, resolved
 through the catalog as TRAINFAAS_ADAPTERS would resolve it, and trained with a NullContext.
@@ -14,14 +14,14 @@ from pydantic import ValidationError
 from trainfaas.adapters.base import ModelAdapter, NullContext
 from trainfaas.adapters.catalog import catalog, get_adapter
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "adapters.md"
 MARKER = "<!-- example-adapter -->"
 ARCHITECTURE = "majority"
 
 
 def example_code() -> str:
-    text = README.read_text(encoding="utf-8")
-    assert MARKER in text, f"README.md has no {MARKER} marker"
+    text = PAGE.read_text(encoding="utf-8")
+    assert MARKER in text, f"docs/adapters.md has no {MARKER} marker"
     match = re.match(r"\s*```python\n(.*?)\n```", text.split(MARKER, 1)[1], re.DOTALL)
     assert match, f"the line after {MARKER} must open a ```python code block"
     return match.group(1)
