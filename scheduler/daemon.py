@@ -17,7 +17,7 @@ from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
 from trainfaas.services.control import operations as control
 from trainfaas.services.control import transitions as states
-from trainfaas.services.core.errors import BackendError, TrainfaasError
+from trainfaas.services.core.errors import BackendError, ConfigError, TrainfaasError
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database
@@ -160,8 +160,9 @@ class Scheduler:
         for service in Service.select():
             try:
                 self.keep_fleet(service)
-            except BackendError as exc:
-                # One service's broken backend must not hold up the others; its health shows why.
+            except (BackendError, ConfigError) as exc:
+                # One service's broken backend or unknown instance type must not hold up the
+                # others; its health shows why.
                 log.error("service %s: %s", service.name, exc.message)
                 if service.error_reason != exc.message:
                     Service.update(error_reason=exc.message).where(Service.name == service.name).execute()
