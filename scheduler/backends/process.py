@@ -10,6 +10,7 @@ docker backend for hard limits.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -36,6 +37,12 @@ def exit_reason(returncode: int) -> tuple[str, bool]:
     if returncode == 0:
         return "exited cleanly (code 0)", False
     return f"exit code {returncode}", True
+
+
+def send(pid: int, sig: signal.Signals) -> None:
+    """Signal ``pid``; one that exited meanwhile needs nothing."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 class ProcessBackend(InstanceBackend):
@@ -75,10 +82,7 @@ class ProcessBackend(InstanceBackend):
     def _signal(self, instance: Instance, sig: signal.Signals) -> None:
         pid = self.children[instance.id].pid if instance.id in self.children else instance.pid
         if pid and self._is_ours(instance, pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+            send(pid, sig)
 
     def stop(self, instance: Instance) -> None:
         self._signal(instance, signal.SIGTERM)
@@ -119,10 +123,7 @@ class ProcessBackend(InstanceBackend):
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
             pids = [pid for pid in pids if self._alive(pid)]
             for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+                send(pid, sig)
             deadline = time.monotonic() + wait_s
             while pids and time.monotonic() < deadline and any(self._alive(pid) for pid in pids):
                 time.sleep(0.1)
