@@ -3,7 +3,8 @@
 ``docker import`` turns a tarball of a few empty folders into the image ``trainfaas-runner:test``;
 the containers then bind-mount, read-only, the host's system folders, the Python installation
 the project's virtual environment was made from, and the project itself with that environment.
-So a container runs exactly the code and packages of the test run. The image records what it
+So a container runs exactly the code and packages of the test run, and imports trainfaas as an
+installation does: through the environment's (editable) install, not a PYTHONPATH. The image records what it
 was made for in a label and is made again when that changes (another checkout, another venv).
 """
 from __future__ import annotations
@@ -50,7 +51,6 @@ def docker_mounts() -> str:
 def image_environment() -> dict[str, str]:
     return {
         "PATH": f"{Path(sys.prefix).resolve() / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "PYTHONPATH": str(repo_root()),
     }
 
 

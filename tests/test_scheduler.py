@@ -5,10 +5,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from trainfaas.scheduler import backends
+from trainfaas.scheduler.backends import InstanceBackend
+from trainfaas.scheduler.backends.environment import instance_environment
 from trainfaas.scheduler.backends.memory import MemoryBackend
+from trainfaas.scheduler.backends.process import ProcessBackend
+from trainfaas.scheduler.backends.swarm import SwarmBackend
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
 from trainfaas.services.control import transitions as states
+from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import load_settings
 from trainfaas.services.store.records import Execution, Instance, Service
 
@@ -180,3 +186,56 @@ def test_moving_a_service_to_another_backend_drains_the_old_instances_and_starts
     assert Instance.get_by_id(old_id).status == "terminating"
     assert scheduler.backend.stopped == [old_id]  # type: ignore[attr-defined]
     assert len(other.started) == 1 and Instance.get_by_id(other.started[0]).backend == "other"
+
+
+def launch(backend: InstanceBackend, service: Service, instance: Instance) -> None:
+    """What the fleet keeper asks of a backend to run one more instance."""
+    if backend.manages_replicas:
+        backend.set_replicas(service, 1)
+    else:
+        backend.start(service, instance)
+
+
+@pytest.mark.parametrize("name", ["process", "docker", "swarm", "memory"])
+def test_every_backend_refuses_an_unknown_instance_type_naming_the_field_and_the_known_types(scheduler: Scheduler, name: str) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", backend=name, instance_type="huge")
+    instance = Instance.create(service=service, backend=name, status="initializing", started_at=0)
+    backend = backends.create(name, scheduler.settings)
+
+    with pytest.raises(ConfigError) as refused:
+        launch(backend, service, instance)
+
+    assert "'huge'" in refused.value.message
+    assert list(refused.value.fields) == ["instance_type"]
+    assert all(known in refused.value.fields["instance_type"] for known in scheduler.settings.instance_types)
+    assert Instance.get_by_id(instance.id).pid is None  # nothing was started
+
+
+def test_every_backend_gives_an_instance_the_same_environment_without_the_schedulers_secrets(
+        scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINFAAS_DATABASE_URL", "postgresql://scheduler:secret@db/trainfaas")
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", instance_type="regular-xs")
+
+    expected = instance_environment(scheduler.settings, service)
+    process = ProcessBackend(scheduler.settings).environment(service)
+    swarm = SwarmBackend(scheduler.settings).spec(service)["env"]
+
+    assert swarm == expected and expected.items() <= process.items()
+    assert expected["TRAINFAAS_REDIS_URL"] == scheduler.settings.redis_url and expected["TRAINFAAS_REGISTRATION_TOKEN"]
+    assert (expected["OMP_NUM_THREADS"], expected["CUDA_VISIBLE_DEVICES"]) == ("1", "")  # regular-xs: half a CPU, no GPU
+    assert not {"TRAINFAAS_DATABASE_URL", "TRAINFAAS_INSTANCE_SECRET"} & set(process)
+
+
+def test_an_unknown_instance_type_fails_the_start_and_shows_in_the_services_health(scheduler: Scheduler) -> None:
+    typed = MemoryBackend(scheduler.settings)
+    keeper = Scheduler(scheduler.settings, typed, scheduler.redis, clock=scheduler.clock)
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", min_instances=1, backend="memory", instance_type="huge")
+
+    keeper.keep_fleet(service)
+
+    (failed,) = Instance.select().where(Instance.service == service.name)
+    assert failed.status == "failed" and "instance type 'huge'" in failed.last_exit_reason
+    typed.manages_replicas = True  # a swarm-like backend refuses in set_replicas, inside the fleet keeper
+    scheduler.clock.now += service.polling_interval_s  # type: ignore[attr-defined]
+    keeper.keep_fleets()
+    assert "instance type 'huge'" in (Service.get_by_id(service.name).error_reason or "")

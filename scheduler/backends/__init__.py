@@ -1,10 +1,9 @@
 """Instance backends: where an instance runs. One base class, one file per backend."""
 from __future__ import annotations
 
-from importlib import import_module
-
 from trainfaas.scheduler.backends.base import InstanceBackend, Observation
 from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.references import resolve
 from trainfaas.services.core.settings import Settings
 
 __all__ = ["InstanceBackend", "Observation", "create", "create_all"]
@@ -21,8 +20,7 @@ def create(name: str, settings: Settings) -> InstanceBackend:
     """Build the backend called ``name``; its module (and SDK) is imported only here."""
     if name not in BACKENDS:
         raise ConfigError(f"unknown instance backend {name!r}", {"TRAINFAAS_BACKENDS": f"names from: {', '.join(BACKENDS)}"})
-    module, _, cls = BACKENDS[name].partition(":")
-    return getattr(import_module(module), cls)(settings)  # type: ignore[no-any-return]
+    return resolve(BACKENDS[name], "instance backend")(settings)  # type: ignore[no-any-return]
 
 
 def create_all(settings: Settings) -> list[InstanceBackend]:

@@ -19,119 +19,34 @@ import logging
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-import docker
-import requests
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest, Mount
-from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.services.control.tokens import registration_token
+from docker.types import DeviceRequest
+from trainfaas.scheduler.backends.base import Observation
+from trainfaas.scheduler.backends.containers import (
+    ENGINE_ERRORS,
+    LABEL_BACKEND,
+    LABEL_HOME,
+    LABEL_INSTANCE,
+    STOP_NOW_S,
+    ContainerBackend,
+    explain,
+    instance_command,
+    instance_mounts,
+)
+from trainfaas.scheduler.backends.environment import instance_environment
+from trainfaas.scheduler.backends.instance_types import instance_type
 from trainfaas.services.core.errors import BackendError
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.records import Instance, Service
 
 log = logging.getLogger(__name__)
 
-# What a call to the engine raises when it fails: the SDK's errors, and transport errors (an
-# engine that went away after the client was made).
-ENGINE_ERRORS = (DockerException, requests.RequestException)
-
-LABEL_SERVICE = "trainfaas.service"
-LABEL_INSTANCE = "trainfaas.instance"
-LABEL_HOME = "trainfaas.home"
-LABEL_BACKEND = "trainfaas.backend"
-
-# After close()'s drain time and second SIGTERM, how long a container may take to reset and exit.
-STOP_NOW_S = 15.0
 # How often observe() and start() look for exited containers to collect.
 SWEEP_INTERVAL_S = 5.0
 RUNNING_STATES = ("created", "running", "restarting", "paused")
-
-
-# -- what docker and swarm instances share -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bind:
-    source: str
-    target: str
-    read_only: bool = False
-
-    def mount(self) -> Mount:
-        return Mount(target=self.target, source=self.source, type="bind", read_only=self.read_only)
-
-
-def parse_mounts(spec: str) -> list[Bind]:
-    """``host:container[:ro|rw],...`` (the ``docker_mounts`` setting) as binds. Raises BackendError."""
-    binds = []
-    for entry in (part.strip() for part in spec.split(",")):
-        if not entry:
-            continue
-        fields = entry.split(":")
-        mode = fields.pop() if len(fields) == 3 else "rw"
-        if len(fields) != 2 or mode not in ("ro", "rw") or not all(f.startswith("/") for f in fields):
-            raise BackendError(f"docker_mounts entry {entry!r} must look like /host/path:/container/path[:ro]",
-                               {"TRAINFAAS_DOCKER_MOUNTS": spec})
-        binds.append(Bind(fields[0], fields[1], mode == "ro"))
-    return binds
-
-
-def instance_binds(settings: Settings) -> list[Bind]:
-    """The home folder at the same path (read-write), then the configured binds."""
-    return [Bind(str(settings.home), str(settings.home)), *parse_mounts(settings.docker_mounts)]
-
-
-def instance_environment(settings: Settings, service: str) -> dict[str, str]:
-    """What an instance of ``service`` needs to reach Redis and the API and to register. Never the
-    database URL, the instance secret or a user's token."""
-    return {
-        "TRAINFAAS_HOME": str(settings.home), "TRAINFAAS_REDIS_URL": settings.redis_url,
-        "TRAINFAAS_API_URL": settings.api_url, "TRAINFAAS_ADAPTERS": settings.adapters,
-        "TRAINFAAS_HEARTBEAT_INTERVAL_S": str(settings.heartbeat_interval_s), "PYTHONUNBUFFERED": "1",
-        "TRAINFAAS_REGISTRATION_TOKEN": registration_token(settings.instance_secret_value(), service),
-    }
-
-
-# The instance reports the backend that runs it when it registers (--backend); the reaper then
-# asks that backend about the instance.
-def instance_command(service_name: str, backend: str, instance_id: str | None = None) -> list[str]:
-    """The command of an instance container: ``python -m trainfaas.services.cli instance --service ...``."""
-    command = ["python", "-m", "trainfaas.services.cli", "instance", "--service", service_name]
-    if instance_id:
-        command += ["--instance-id", instance_id]
-    return command + ["--backend", backend]
-
-
-@dataclass(frozen=True)
-class Profile:
-    """An instance type: 0 ``cpus`` or ``memory_mb`` means no limit; ``gpus`` None (not given)
-    means every GPU the host has."""
-
-    cpus: float = 0.0
-    memory_mb: float = 0.0
-    gpus: float | None = None
-
-
-def profile(settings: Settings, service: Service) -> Profile:
-    """The service's instance type. Raises BackendError when the scheduler does not know it."""
-    found = settings.instance_types.get(service.instance_type)
-    if found is None:
-        raise BackendError(f"service {service.name} wants instance type {service.instance_type!r}, which this scheduler "
-                           f"does not know; known: {', '.join(sorted(settings.instance_types))}",
-                           {"instance_type": "set TRAINFAAS_INSTANCE_TYPES alike for the API and the scheduler"})
-    gpus = found.get("gpus")
-    return Profile(float(found.get("cpus", 0)), float(found.get("memory_mb", 0)), None if gpus is None else float(gpus))
-
-
-def connect() -> docker.DockerClient:
-    """A client of the engine named by the environment (DOCKER_HOST, or the local socket)."""
-    try:
-        return docker.from_env()
-    except ENGINE_ERRORS as exc:
-        raise BackendError(f"no Docker engine answers: {exc}; start dockerd or set DOCKER_HOST") from exc
 
 
 def exit_observation(state: dict[str, Any]) -> Observation:
@@ -156,36 +71,25 @@ def exit_observation(state: dict[str, Any]) -> Observation:
 # -- the backend ------------------------------------------------------------------------------------
 
 
-class DockerBackend(InstanceBackend):
+class DockerBackend(ContainerBackend):
     """One container per instance. Not thread-safe: the scheduler calls it from one thread."""
 
     name = "docker"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._client: docker.DockerClient | None = None
         self.containers: dict[str, str] = {}  # instance id -> container id (started or adopted)
         self.ended: dict[str, Observation] = {}  # exits seen before the reaper asked
         self.last_sweep = 0.0
 
-    @property
-    def client(self) -> docker.DockerClient:
-        if self._client is None:
-            self._client = connect()
-        return self._client
-
     def container_name(self, service: Service, instance: Instance) -> str:
         return f"trainfaas-{service.name}-{instance.id[:8]}"
-
-    def labels(self, service: Service, instance: Instance) -> dict[str, str]:
-        return {LABEL_SERVICE: service.name, LABEL_INSTANCE: instance.id, LABEL_HOME: str(self.settings.home),
-                LABEL_BACKEND: self.name}
 
     def limits(self, service: Service) -> dict[str, Any]:
         """Container limits from the instance type: memory without swap, CPUs at most the engine's,
         GPUs as device requests (all of them for a type that names no count, where the engine has
         the NVIDIA runtime)."""
-        wanted = profile(self.settings, service)
+        wanted = instance_type(self.settings, service)
         info = self.client.info()
         limits: dict[str, Any] = {}
         if wanted.cpus:
@@ -200,25 +104,27 @@ class DockerBackend(InstanceBackend):
         return limits
 
     def start(self, service: Service, instance: Instance) -> None:
-        """Create and start the instance's container. Idempotent; raises BackendError."""
+        """Create and start the instance's container. Idempotent; raises BackendError, and
+        ConfigError for an unknown instance type (before the engine is asked)."""
+        environment = instance_environment(self.settings, service)
         try:
             self._sweep()
             if self._find(instance) is None:
-                self._create(service, instance).start()
+                self._create(service, instance, environment).start()
         except ImageNotFound as exc:
             raise BackendError(f"image {self.settings.docker_image} is not on the Docker engine; build it (deploy/Dockerfile.runner) "
                                "or pull it, or set TRAINFAAS_DOCKER_IMAGE") from exc
         except ENGINE_ERRORS as exc:
             self._discard(instance)
-            raise BackendError(f"cannot start a container for instance {instance.id}: {_explain(exc)}") from exc
+            raise BackendError(f"cannot start a container for instance {instance.id}: {explain(exc)}") from exc
         log.info("started instance %s of %s in container %s", instance.id, service.name, self.container_name(service, instance))
 
-    def _create(self, service: Service, instance: Instance) -> Container:
+    def _create(self, service: Service, instance: Instance, environment: dict[str, str]) -> Container:
         container = self.client.containers.create(
             self.settings.docker_image, instance_command(service.name, self.name, instance.id),
-            name=self.container_name(service, instance), labels=self.labels(service, instance),
-            environment=instance_environment(self.settings, service.name), network_mode="host",
-            mounts=[bind.mount() for bind in instance_binds(self.settings)], stop_signal="SIGTERM", **self.limits(service))
+            name=self.container_name(service, instance), labels={**self.labels(service.name), LABEL_INSTANCE: instance.id},
+            environment=environment, network_mode="host", mounts=instance_mounts(self.settings), stop_signal="SIGTERM",
+            **self.limits(service))
         self.containers[instance.id] = container.id
         return container
 
@@ -245,7 +151,7 @@ class DockerBackend(InstanceBackend):
             if container is not None and container.status in RUNNING_STATES:
                 container.kill(signal=sig)
         except (*ENGINE_ERRORS, BackendError) as exc:  # gone meanwhile, or not running: nothing to signal
-            log.info("instance %s: %s not delivered: %s", instance.id, sig, _explain(exc))
+            log.info("instance %s: %s not delivered: %s", instance.id, sig, explain(exc))
 
     def observe(self, instance: Instance) -> Observation | None:
         """Alive while its container runs; how it ended once it exited (then the container is
@@ -254,7 +160,7 @@ class DockerBackend(InstanceBackend):
             self._sweep()
             container = self._find(instance)
         except (*ENGINE_ERRORS, BackendError) as exc:
-            log.warning("instance %s: the Docker engine does not answer (%s); heartbeats decide", instance.id, _explain(exc))
+            log.warning("instance %s: the Docker engine does not answer (%s); heartbeats decide", instance.id, explain(exc))
             return None
         if container is None:
             return self.ended.pop(instance.id, None) or Observation(
@@ -317,7 +223,7 @@ class DockerBackend(InstanceBackend):
         try:
             self._close(timeout_s)
         except (*ENGINE_ERRORS, BackendError) as exc:
-            log.warning("docker backend: cannot close its containers: %s", _explain(exc))
+            log.warning("docker backend: cannot close its containers: %s", explain(exc))
 
     def _close(self, timeout_s: float) -> None:
         present = {c.id: c for c in self.client.containers.list(all=True, filters={"label": LABEL_INSTANCE})}
@@ -338,7 +244,7 @@ class DockerBackend(InstanceBackend):
             try:
                 container.kill(signal=sig)
             except ENGINE_ERRORS as exc:  # exited meanwhile
-                log.debug("container %s: %s not delivered: %s", container.short_id, sig, _explain(exc))
+                log.debug("container %s: %s not delivered: %s", container.short_id, sig, explain(exc))
 
 
 def _wait_exited(containers: list[Container], wait_s: float) -> list[Container]:
@@ -356,9 +262,3 @@ def _wait_exited(containers: list[Container], wait_s: float) -> list[Container]:
         if not running or time.monotonic() >= deadline:
             return running
         time.sleep(0.2)
-
-
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, APIError) and exc.explanation:
-        return str(exc.explanation)
-    return str(exc)

@@ -1,14 +1,17 @@
 """Instances as local child processes (the default backend).
 
-A scheduler that restarts finds its instances by pid and adopts them. Instance types are applied
-as best effort: ``cpus`` sets the thread count of torch and the BLAS libraries, ``gpus: 0``
-hides the GPUs (the ``default`` profile sets nothing) (CUDA_VISIBLE_DEVICES=""); memory is not limited (an address-space limit breaks
-torch, which reserves far more virtual memory than it uses). Use the docker backend for hard limits.
+A scheduler that restarts finds its instances by pid and adopts them. An instance inherits the
+scheduler's environment less its ``TRAINFAAS_*`` settings, plus the environment of every
+instance (environment.py). Instance types are applied as best effort, through that environment
+only: ``cpus`` sets the thread count of torch and the BLAS libraries, ``gpus: 0`` hides the
+GPUs (CUDA_VISIBLE_DEVICES=""), the ``default`` type sets nothing; memory is not limited (an
+address-space limit breaks torch, which reserves far more virtual memory than it uses). Use the
+docker backend for hard limits.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import os
 import shlex
 import signal
@@ -18,8 +21,9 @@ import time
 from pathlib import Path
 
 from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.services.control.tokens import registration_token
+from trainfaas.scheduler.backends.environment import instance_environment, without_settings
 from trainfaas.services.core.errors import BackendError
+from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.records import Instance, Service
 
 log = logging.getLogger(__name__)
@@ -35,10 +39,16 @@ def exit_reason(returncode: int) -> tuple[str, bool]:
     return f"exit code {returncode}", True
 
 
+def send(pid: int, sig: signal.Signals) -> None:
+    """Signal ``pid``; one that exited meanwhile needs nothing."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
 class ProcessBackend(InstanceBackend):
     name = "process"
 
-    def __init__(self, settings) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.adopted: dict[str, int] = {}  # instance id -> pid, found alive after a scheduler restart
@@ -47,31 +57,20 @@ class ProcessBackend(InstanceBackend):
         prefix = shlex.split(self.settings.process_command) or [sys.executable, "-m", "trainfaas.services.cli"]
         return [*prefix, "instance", "--service", service.name, "--instance-id", instance.id]
 
-    def environment(self, service: Service | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFAAS_")}
-        profile = self.settings.instance_types.get(service.instance_type, {}) if service is not None else {}
-        if profile.get("cpus"):
-            threads = str(max(1, math.ceil(profile["cpus"])))
-            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
-        if profile.get("gpus", -1) == 0:
-            env["CUDA_VISIBLE_DEVICES"] = ""
-        env.update(
-            TRAINFAAS_HOME=str(self.settings.home), TRAINFAAS_REDIS_URL=self.settings.redis_url,
-            TRAINFAAS_API_URL=self.settings.api_url, TRAINFAAS_ADAPTERS=self.settings.adapters,
-            TRAINFAAS_HEARTBEAT_INTERVAL_S=str(self.settings.heartbeat_interval_s),
-            PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")) if p),
-        )
-        if service is not None:
-            env["TRAINFAAS_REGISTRATION_TOKEN"] = registration_token(self.settings.instance_secret_value(), service.name)
-        return env
+    def environment(self, service: Service) -> dict[str, str]:
+        """The scheduler's environment less its settings, plus an instance's. Raises ConfigError
+        for an unknown instance type."""
+        return {**without_settings(dict(os.environ)), **instance_environment(self.settings, service)}
 
     def start(self, service: Service, instance: Instance) -> None:
+        """Start the instance's process. Raises BackendError, and ConfigError for an unknown instance type."""
+        environment = self.environment(service)
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"instance-{instance.id}.log", "ab") as out:
             try:
                 child = subprocess.Popen(
-                    self.command(service, instance), env=self.environment(service), stdin=subprocess.DEVNULL,
+                    self.command(service, instance), env=environment, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 )
             except OSError as exc:
@@ -83,10 +82,7 @@ class ProcessBackend(InstanceBackend):
     def _signal(self, instance: Instance, sig: signal.Signals) -> None:
         pid = self.children[instance.id].pid if instance.id in self.children else instance.pid
         if pid and self._is_ours(instance, pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+            send(pid, sig)
 
     def stop(self, instance: Instance) -> None:
         self._signal(instance, signal.SIGTERM)
@@ -127,10 +123,7 @@ class ProcessBackend(InstanceBackend):
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
             pids = [pid for pid in pids if self._alive(pid)]
             for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+                send(pid, sig)
             deadline = time.monotonic() + wait_s
             while pids and time.monotonic() < deadline and any(self._alive(pid) for pid in pids):
                 time.sleep(0.1)

@@ -1,9 +1,9 @@
 """Instances as the tasks of a Docker Swarm service: one swarm service per trainfaas service.
 
 The swarm service ``trainfaas-<service>`` runs ``settings.docker_image`` with the same
-environment, binds and limits as a docker instance (see trainfaas.scheduler.backends.docker), on the host
-network. Its tasks register themselves as instances (no instance id is handed out); the
-scheduler only sets the replica count. Heartbeats decide whether an instance lives: observe()
+environment, binds and limits as a docker instance (see containers.py), on the host network.
+Its tasks register themselves as instances (no instance id is handed out); the scheduler only
+sets the replica count. Heartbeats decide whether an instance lives: observe()
 cannot tell which task an instance is and returns None.
 
 Scaling down keeps the scheduler's choice. The scheduler drains the instances it chose through
@@ -24,25 +24,23 @@ import hashlib
 import json
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
-import docker
 from docker.errors import NotFound
 from docker.models.services import Service as SwarmService
 from docker.types import Resources, RestartPolicy, ServiceMode
-from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.scheduler.backends.docker import (
+from trainfaas.scheduler.backends.base import Observation
+from trainfaas.scheduler.backends.containers import (
     ENGINE_ERRORS,
-    LABEL_BACKEND,
     LABEL_HOME,
-    LABEL_SERVICE,
     STOP_NOW_S,
-    connect,
-    instance_binds,
+    ContainerBackend,
     instance_command,
-    instance_environment,
-    profile,
+    instance_mounts,
 )
+from trainfaas.scheduler.backends.environment import instance_environment
+from trainfaas.scheduler.backends.instance_types import instance_type
 from trainfaas.services.core.errors import BackendError
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.records import Instance, Service
@@ -60,7 +58,7 @@ STOP_MARGIN_S = 15.0
 LIVE_TASK_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")
 
 
-class SwarmBackend(InstanceBackend):
+class SwarmBackend(ContainerBackend):
     """Sets the replica count of one swarm service per trainfaas service. Not thread-safe: the
     scheduler calls it from one thread. Needs a swarm manager as its Docker engine."""
 
@@ -69,16 +67,9 @@ class SwarmBackend(InstanceBackend):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._client: docker.DockerClient | None = None
         self.known: set[str] = set()  # swarm services this backend created or scaled
         self.lowering_since: dict[str, float] = {}  # service -> when a lower count began to wait for drains
         self.short_since: dict[str, float] = {}  # service -> since when fewer tasks run than its count
-
-    @property
-    def client(self) -> docker.DockerClient:
-        if self._client is None:
-            self._client = connect()
-        return self._client
 
     @staticmethod
     def swarm_name(service_name: str) -> str:
@@ -88,15 +79,16 @@ class SwarmBackend(InstanceBackend):
         return f"{name[:50]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
     def spec(self, service: Service) -> dict[str, Any]:
-        """The swarm service's definition (everything but the replica count)."""
-        wanted = profile(self.settings, service)
+        """The swarm service's definition (everything but the replica count). Raises ConfigError
+        for an unknown instance type."""
+        wanted = instance_type(self.settings, service)
         # Swarm has no device requests: GPUs are generic resources that GPU nodes advertise.
         generic = {"NVIDIA-GPU": int(wanted.gpus)} if wanted.gpus else None
-        labels = {LABEL_SERVICE: service.name, LABEL_HOME: str(self.settings.home), LABEL_BACKEND: self.name}
+        labels = self.labels(service.name)
         return dict(
             image=self.settings.docker_image, args=instance_command(service.name, self.name), labels=labels,
-            container_labels=labels, env=instance_environment(self.settings, service.name), networks=["host"],
-            hostname=HOSTNAME_PREFIX + "{{.Task.ID}}", mounts=[bind.mount() for bind in instance_binds(self.settings)],
+            container_labels=labels, env=instance_environment(self.settings, service), networks=["host"],
+            hostname=HOSTNAME_PREFIX + "{{.Task.ID}}", mounts=instance_mounts(self.settings),
             resources=Resources(cpu_limit=int(wanted.cpus * 1e9) or None, mem_limit=int(wanted.memory_mb * 1024 * 1024) or None,
                                 generic_resources=generic),
             restart_policy=RestartPolicy(condition="on-failure", delay=int(RESTART_DELAY_S * 1e9)),
@@ -276,8 +268,6 @@ class SwarmBackend(InstanceBackend):
 
 def _epoch(timestamp: str) -> float:
     """Docker's RFC 3339 time with nanoseconds ("2026-11-23T12:00:00.123456789Z") as epoch seconds."""
-    from datetime import datetime
-
     if not timestamp:
         return 0.0
     head, _, fraction = timestamp.rstrip("Z").partition(".")

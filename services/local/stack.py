@@ -6,7 +6,6 @@ scheduler, then the API, then Redis.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import requests
+from trainfaas.scheduler.backends.environment import settings_environment
 from trainfaas.services.control.tokens import ensure_admin_token
 from trainfaas.services.core.errors import Unavailable
 from trainfaas.services.core.settings import Settings
@@ -23,6 +23,10 @@ from trainfaas.services.sdk.client import Client
 from trainfaas.services.store.database import migrate, open_database
 
 log = logging.getLogger("trainfaas.stack")
+
+# The settings the API (and the architecture catalog's warmer) run with, as the stack has them.
+API_SETTINGS = ("home", "database_url", "redis_url", "api_url", "adapters", "data_roots", "max_body_bytes", "api_workers",
+                "api_threads", "instance_types", "backends")
 
 
 class Stack:
@@ -60,17 +64,8 @@ class Stack:
         )
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            TRAINFAAS_HOME=str(self.settings.home), TRAINFAAS_DATABASE_URL=self.settings.database_url,
-            TRAINFAAS_REDIS_URL=self.settings.redis_url, TRAINFAAS_API_URL=self.settings.api_url,
-            TRAINFAAS_ADAPTERS=self.settings.adapters, TRAINFAAS_DATA_ROOTS=self.settings.data_roots,
-            TRAINFAAS_MAX_BODY_BYTES=str(self.settings.max_body_bytes), TRAINFAAS_BIND=f"{self.settings.host}:{self.settings.port}",
-            TRAINFAAS_API_WORKERS=str(self.settings.api_workers), TRAINFAAS_API_THREADS=str(self.settings.api_threads),
-            TRAINFAAS_INSTANCE_TYPES=json.dumps(self.settings.instance_types), TRAINFAAS_BACKENDS=self.settings.backends,
-            PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")) if p),
-        )
-        return env
+        """The environment of the stack's API and helper processes: this one's, with the stack's settings."""
+        return {**os.environ, **settings_environment(self.settings, API_SETTINGS), "TRAINFAAS_BIND": f"{self.settings.host}:{self.settings.port}"}
 
     def start_api(self, timeout_s: float = 60.0) -> None:
         logs = self.settings.home / "logs"

@@ -1,0 +1,176 @@
+"""The fleet keeper: sizes each service's fleet with the pure policy (policy.py) and acts on the
+answer through the service's backend: starts what is missing, stops what is too many (idle
+first; busy ones drain), and records why in the service's events.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+from trainfaas.scheduler.backends.base import InstanceBackend
+from trainfaas.scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
+from trainfaas.services.core.errors import BackendError, ConfigError, TrainfaasError
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store.records import CLAIMABLE, LIVE_INSTANCE, Execution, Instance, Service, ServiceEvent
+
+log = logging.getLogger("trainfaas.scheduler")
+
+CRASH_WINDOW_S = 300.0
+CRASH_UPTIME_S = 60.0
+
+
+def crashed(instance: Instance) -> bool:
+    """Whether a failed instance counts towards a crash loop: it never registered, or it ended by
+    itself soon after it started. An instance killed from outside (an operator, a lost machine)
+    after it registered is replaced at once, without a backoff."""
+    if instance.heartbeat_at is None:
+        return True
+    killed = (instance.last_exit_reason or "").startswith("killed by")
+    return not killed and (instance.ended_at or 0) - instance.started_at < CRASH_UPTIME_S
+
+
+class FleetKeeper:
+    """Runs in the scheduler's one thread; ``backends`` is the scheduler's own (shared) map."""
+
+    def __init__(self, settings: Settings, backends: dict[str, InstanceBackend], clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.clock = clock
+        # Decision history per service. Lost on restart on purpose: a new scheduler starts from
+        # the instances it finds, which is what a fresh decision needs.
+        self.histories: dict[str, History] = {}
+        self.last_evaluated: dict[str, float] = {}
+        self.last_recorded: dict[str, tuple[str, int]] = {}
+
+    def keep_fleets(self) -> None:
+        """Size every service's fleet; a service whose backend or configuration fails is marked
+        with the reason, and the others go on."""
+        for service in Service.select():
+            try:
+                self.keep_fleet(service)
+            except (BackendError, ConfigError) as exc:
+                # One service's broken backend or unknown instance type must not hold up the
+                # others; its health shows why.
+                log.error("service %s: %s", service.name, exc.message)
+                if service.error_reason != exc.message:
+                    Service.update(error_reason=exc.message).where(Service.name == service.name).execute()
+
+    def observe(self, service: Service) -> Observed:
+        """What the policy needs to know of ``service`` now: its queue, its fleet, its crashes."""
+        now = self.clock()
+        live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
+        fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == "full") for i in live)
+        queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(CLAIMABLE))).count()
+        running = Execution.select().where((Execution.service == service.name) & (Execution.status == "in-progress")).count()
+        # A crash loop is over once an instance started after the failures has registered.
+        healthy_since = max((i.started_at for i in live if i.heartbeat_at is not None), default=now - CRASH_WINDOW_S)
+        since = max(now - CRASH_WINDOW_S, healthy_since)
+        failed = [(i.ended_at, i.last_exit_reason or "") for i in Instance.select().where(
+            (Instance.service == service.name) & (Instance.status == "failed") & (Instance.ended_at > since)) if crashed(i)]
+        backend = self.backends.get(service.backend)
+        failed = sorted(failed + (backend.failures(service, since) if backend is not None else []))
+        return Observed(queued=queued, running=running, instances=fleet, failures=tuple(at for at, _ in failed),
+                        last_failure_reason=failed[-1][1] if failed else "")
+
+    def config(self, service: Service) -> ServiceConfig:
+        """The policy's view of the service's settings."""
+        return ServiceConfig(
+            scaling_type=service.scaling_type, min_instances=service.min_instances, max_instances=service.max_instances,
+            paused=service.paused, queue_length=service.queue_length, concurrency=service.concurrency,
+            cooldown_s=service.cooldown_s, crash_window_s=CRASH_WINDOW_S,
+        )
+
+    def keep_fleet(self, service: Service) -> Decision | None:
+        """Decide the service's size (every polling interval, or at once when it lost instances)
+        and act: start what is missing, stop what is too many (idle first; busy ones drain)."""
+        now = self.clock()
+        self._retire_other_backends(service)
+        observed = self.observe(service)
+        history = self.histories.get(service.name, History())
+        due = now - self.last_evaluated.get(service.name, -1e18) >= service.polling_interval_s
+        short = history.target is not None and len(observed.active) < history.target
+        if not (due or short):
+            return None
+        self.last_evaluated[service.name] = now
+        decision = decide(observed, self.config(service), now, history)
+        self.histories[service.name] = decision.history
+        started, stopped = self._actuate(service, observed, decision)
+        self._record(service, observed, decision, started, stopped)
+        return decision
+
+    def backend_of(self, service: Service) -> InstanceBackend:
+        backend = self.backends.get(service.backend)
+        if backend is None:
+            raise BackendError(f"service {service.name} wants backend {service.backend!r}; this scheduler runs {sorted(self.backends)}")
+        return backend
+
+    def _retire_other_backends(self, service: Service) -> None:
+        """After a service moves to another backend, drain its instances on the old one (they
+        finish their work first); the decision then starts their replacements on the new one."""
+        stale = list(Instance.select().where((Instance.service == service.name) & (Instance.backend != service.backend)
+                                             & (Instance.status.in_(LIVE_INSTANCE)) & (Instance.status != "terminating")))
+        for instance in stale:
+            log.info("instance %s of %s runs on %s, the service now on %s: draining it", instance.id, service.name, instance.backend, service.backend)
+            Instance.update(status="terminating").where(Instance.id == instance.id).execute()
+            old = self.backends.get(instance.backend)
+            if old is not None and not old.manages_replicas:
+                old.stop(instance)
+        for name in {instance.backend for instance in stale}:
+            old = self.backends.get(name)
+            if old is not None and old.manages_replicas:
+                old.set_replicas(service, 0)
+
+    def _actuate(self, service: Service, observed: Observed, decision: Decision) -> tuple[int, int]:
+        backend = self.backend_of(service)
+        active = observed.active
+        started = stopped = 0
+        to_stop: list[str] = []
+        if len(active) < decision.desired and decision.may_start:
+            started = decision.desired - len(active)
+            if not backend.manages_replicas:
+                for _ in range(started):
+                    self.start_instance(service)
+        elif len(active) > decision.desired:
+            to_stop = choose_to_stop(active, len(active) - decision.desired, forced=decision.forced)
+            for instance_id in to_stop:
+                log.info("stopping instance %s of %s: %s", instance_id, service.name, decision.reason)
+                # The heartbeat answer tells the instance to drain; a local backend also signals it.
+                Instance.update(status="terminating").where(Instance.id == instance_id).execute()
+                if not backend.manages_replicas:
+                    backend.stop(Instance.get_by_id(instance_id))
+            stopped = len(to_stop)
+        if backend.manages_replicas and (started or stopped or decision.action == "steady"):
+            backend.set_replicas(service, len(active) + started - stopped)
+        return started, stopped
+
+    def _record(self, service: Service, observed: Observed, decision: Decision, started: int, stopped: int) -> None:
+        error = decision.health_reason if decision.health == "error" else None
+        if error != service.error_reason:
+            Service.update(error_reason=error).where(Service.name == service.name).execute()
+        summary = (decision.action, decision.desired)
+        repeated = self.last_recorded.get(service.name) == summary
+        self.last_recorded[service.name] = summary
+        if not (started or stopped) and (repeated or decision.action == "steady"):
+            return  # nothing new to explain
+        action = decision.action
+        details = f"; started {started}" if started else ""
+        details += f"; stopping {stopped}" if stopped else ""
+        ServiceEvent.create(service=service, at=self.clock(), queued=observed.queued, running=observed.running,
+                            instances=len(observed.active), desired=decision.desired, action=action,
+                            reason=(decision.health_reason or decision.reason) + details)
+
+    def start_instance(self, service: Service) -> Instance:
+        previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_(["failed", "lost"])))
+                    .order_by(Instance.started_at.desc()).first())
+        restarts = previous.restart_count + 1 if previous else 0
+        backend = self.backend_of(service)
+        instance = Instance.create(service=service, backend=backend.name, status="initializing",
+                                   host=socket.gethostname(), restart_count=restarts, started_at=self.clock())
+        try:
+            backend.start(service, instance)
+        except Exception as exc:  # noqa: BLE001 - any start failure counts towards the crash loop
+            reason = exc.message if isinstance(exc, TrainfaasError) else f"{type(exc).__name__}: {exc}"
+            Instance.update(status="failed", last_exit_reason=reason, ended_at=self.clock()).where(Instance.id == instance.id).execute()
+            log.error("instance of %s failed to start: %s", service.name, reason)
+        return instance
