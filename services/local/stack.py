@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 import requests
+from trainfaas.adapters.architectures import cache_is_current
+from trainfaas.scheduler.backends import create_all
+from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.control.tokens import ensure_admin_token
 from trainfaas.services.core.errors import Unavailable
 from trainfaas.services.core.settings import Settings
@@ -30,7 +33,7 @@ class Stack:
         self.settings = settings
         self.redis: EmbeddedRedis | None = None
         self.api: subprocess.Popen[bytes] | None = None
-        self.scheduler = None
+        self.scheduler: Scheduler | None = None
         self.admin_token = ""  # read from, or written to, home/admin-token on start
 
     def start(self) -> Stack:
@@ -49,8 +52,6 @@ class Stack:
     def warm_architecture_catalog(self) -> None:
         """Measure the architectures in the background unless the cache is current, so that the
         first ``trainfaas architectures`` answers at once. Runs at low priority and is never waited for."""
-        from trainfaas.adapters.architectures import cache_is_current
-
         if cache_is_current():
             return
         subprocess.Popen(
@@ -68,7 +69,7 @@ class Stack:
             TRAINFAAS_MAX_BODY_BYTES=str(self.settings.max_body_bytes), TRAINFAAS_BIND=f"{self.settings.host}:{self.settings.port}",
             TRAINFAAS_API_WORKERS=str(self.settings.api_workers), TRAINFAAS_API_THREADS=str(self.settings.api_threads),
             TRAINFAAS_INSTANCE_TYPES=json.dumps(self.settings.instance_types), TRAINFAAS_BACKENDS=self.settings.backends,
-            PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")) if p),
+            PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")) if p),
         )
         return env
 
@@ -92,9 +93,6 @@ class Stack:
         raise Unavailable(f"the API did not answer on {self.settings.api_url} within {timeout_s:.0f} s")
 
     def start_scheduler(self) -> None:
-        from trainfaas.scheduler.backends import create_all
-        from trainfaas.scheduler.daemon import Scheduler
-
         default, *extra = create_all(self.settings)
         self.scheduler = Scheduler(self.settings, default, extra_backends=extra)
         self.scheduler.start()
