@@ -1,0 +1,117 @@
+"""How the CLI prints: a table that fits the terminal, or the API's JSON with ``--json``.
+
+Tables show ids as their first 12 characters (as docker and git do), never cut further and never
+wrapped, because an id is what a user types next; other columns wrap instead. ``--json`` prints
+what the API answered, full ids included.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+Json = dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+SHORT_ID_LENGTH = 12
+
+
+def console(stderr: bool = False) -> Console:
+    """A console made when it prints, so that it measures the terminal (or COLUMNS) of this command."""
+    return Console(stderr=stderr)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def short_id(value: str) -> str:
+    return value[:SHORT_ID_LENGTH]
+
+
+def when(value: str) -> str:
+    """An API timestamp (``2026-12-01T23:21:48.123Z``, UTC) to the second: ``2026-12-01 23:21:48``."""
+    return value[:19].replace("T", " ")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: its header, the row's key (default: the header) or a function of the
+    row, and how the value prints: ``text`` wraps, ``word`` stays on one line, ``name`` (a name
+    users type, such as an architecture) is never wrapped or cut, ``id`` is a short id, never
+    wrapped or cut, and ``time`` is a timestamp to the second."""
+
+    header: str
+    key: str | Callable[[Json], Any] = ""
+    kind: str = "text"
+
+    def cell(self, row: Json) -> str:
+        value = self.key(row) if callable(self.key) else row[self.key or self.header]
+        if value is None or value == "":
+            return ""
+        if self.kind == "id":
+            return short_id(str(value))
+        if self.kind == "time":
+            return when(str(value))
+        return str(value)
+
+
+def table(columns: Sequence[Column], rows: Iterable[Json], title: str | None = None) -> Table:
+    """A rich table of ``rows``; rows' text is printed as it is (no rich markup)."""
+    cells = [[column.cell(row) for column in columns] for row in rows]
+    shown = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for index, column in enumerate(columns):
+        if column.kind in ("id", "name"):
+            shown.add_column(column.header, no_wrap=True, min_width=max((len(line[index]) for line in cells), default=0))
+        else:
+            shown.add_column(column.header, no_wrap=column.kind == "word", overflow="fold")
+    for line in cells:
+        shown.add_row(*map(escape, line))
+    return shown
+
+
+def print_rows(rows: list[Json], columns: Sequence[Column], as_json: bool, title: str | None = None) -> None:
+    """``rows`` as JSON (a list), or as a table."""
+    if as_json:
+        print_json(rows)
+    else:
+        console().print(table(columns, rows, title))
+
+
+def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
+    """One page of a list as JSON (``{items, next_cursor}``), or as a table and the cursor of the next."""
+    if as_json:
+        print_json(page)
+        return
+    console().print(table(columns, page["items"]))
+    if page["next_cursor"]:
+        console().print(f"more: --cursor {page['next_cursor']}", markup=False)
+
+
+def print_fields(record: Json, keys: Iterable[str], width: int) -> None:
+    """``key value`` lines, the keys in bold and padded to ``width``."""
+    for key in keys:
+        console().print(f"[bold]{key:{width}}[/bold] {escape(str(record[key]))}")
+
+
+def json_option(help: str = "Print JSON.") -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def page_options(command: F) -> F:
+    """``-q``, ``--limit``, ``--cursor`` and ``--json`` of a command that lists one page."""
+    for option in reversed((
+        click.option("-q", "query", default=None, help="Name or id."),
+        click.option("--limit", default=50, type=int),
+        click.option("--cursor", default=None, help="next_cursor of the previous page."),
+        json_option("Print the page as JSON: {items, next_cursor}."),
+    )):
+        command = option(command)
+    return command
