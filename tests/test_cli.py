@@ -56,11 +56,11 @@ def test_a_table_wraps_text_and_never_cuts_an_id_however_narrow() -> None:
     rows = [{"id": "0123456789abcdef0123456789abcdef", "name": LONG, "status": "in-progress", "created_at": "2026-12-01T23:21:48.123Z"}]
     for width in (40, 60, 80, 120):
         console = Console(width=width, record=True)
-        console.print(table(columns, rows))
+        console.print(table(columns, rows, width=width))
         text = console.export_text()
         assert_fits(text, width)
         assert "0123456789ab" in text and "0123456789abc" not in text
-        assert "".join(line.strip() for line in text.split("\n")).count("in-progress") == 1
+        assert ("in-progress" in text) == (width >= 60)  # a word wraps only when keeping it whole would crowd the text out
 
 
 def test_the_command_list_names_server_commands_without_importing_them() -> None:

@@ -13,13 +13,15 @@ from trainfaas.services.cli.context import client_of, settings_of
 from trainfaas.services.cli.output import Column, console, json_option, print_json, print_rows
 
 ARCHITECTURE_COLUMNS = (
-    Column("architecture", kind="name"), Column("task"), Column("service"),
-    Column("parameters", lambda row: f"{row['parameters']:,}" if row["parameters"] is not None else "-"),
-    Column("size", lambda row: row["size_class"] or "-"),
+    Column("architecture", kind="name"), Column("task", kind="word"), Column("service"),
+    Column("parameters", lambda row: f"{row['parameters']:,}" if row["parameters"] is not None else "-", kind="word"),
+    Column("size", lambda row: row["size_class"] or "-", kind="word"),
     Column("checkpoint MB", lambda row: f"{row['checkpoint_mb']:.1f}" if row["checkpoint_mb"] is not None else "-"),
     Column("adapter", lambda row: row["adapter"].rpartition(":")[2]),
 )
-ADAPTER_COLUMNS = (Column("architecture", kind="name"), Column("task"), Column("service"), Column("adapter"), Column("source"))
+ADAPTER_COLUMNS = (
+    Column("architecture", kind="name"), Column("task", kind="word"), Column("service"), Column("adapter"), Column("source", kind="word"),
+)
 BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
 
 

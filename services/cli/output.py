@@ -21,6 +21,8 @@ Json = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 SHORT_ID_LENGTH = 12
+GAP = 2  # columns apart
+MIN_TEXT_WIDTH = 8
 
 
 def console(stderr: bool = False) -> Console:
@@ -63,15 +65,25 @@ class Column:
         return str(value)
 
 
-def table(columns: Sequence[Column], rows: Iterable[Json], title: str | None = None) -> Table:
-    """A rich table of ``rows``; rows' text is printed as it is (no rich markup)."""
+def table(columns: Sequence[Column], rows: Iterable[Json], title: str | None = None, width: int | None = None) -> Table:
+    """A rich table of ``rows``; rows' text is printed as it is (no rich markup).
+
+    Given the ``width`` it will print in, ``word`` columns wrap too when keeping them whole would
+    leave the text columns less than ``MIN_TEXT_WIDTH`` each."""
     cells = [[column.cell(row) for column in columns] for row in rows]
+    natural = [max([len(column.header), *(len(line[index]) for line in cells)]) for index, column in enumerate(columns)]
+    whole = {"id", "name", "word"}
+    if width is not None:
+        texts = sum(column.kind not in whole for column in columns)
+        needed = sum(n for n, column in zip(natural, columns, strict=True) if column.kind in whole) + GAP * (len(columns) - 1) + MIN_TEXT_WIDTH * texts
+        if needed > width:
+            whole = {"id", "name"}
     shown = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for index, column in enumerate(columns):
         if column.kind in ("id", "name"):
-            shown.add_column(column.header, no_wrap=True, min_width=max((len(line[index]) for line in cells), default=0))
+            shown.add_column(column.header, no_wrap=True, min_width=natural[index])
         else:
-            shown.add_column(column.header, no_wrap=column.kind == "word", overflow="fold")
+            shown.add_column(column.header, no_wrap=column.kind in whole, overflow="fold")
     for line in cells:
         shown.add_row(*map(escape, line))
     return shown
@@ -82,7 +94,8 @@ def print_rows(rows: list[Json], columns: Sequence[Column], as_json: bool, title
     if as_json:
         print_json(rows)
     else:
-        console().print(table(columns, rows, title))
+        out = console()
+        out.print(table(columns, rows, title, out.width))
 
 
 def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
@@ -90,9 +103,10 @@ def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
     if as_json:
         print_json(page)
         return
-    console().print(table(columns, page["items"]))
+    out = console()
+    out.print(table(columns, page["items"], width=out.width))
     if page["next_cursor"]:
-        console().print(f"more: --cursor {page['next_cursor']}", markup=False)
+        out.print(f"more: --cursor {page['next_cursor']}", markup=False)
 
 
 def print_fields(record: Json, keys: Iterable[str], width: int) -> None:

@@ -11,8 +11,8 @@ from trainfaas.services.cli.output import Column, console, json_option, print_fi
 
 SERVICE_COLUMNS = (
     Column("name"), Column("health", kind="word"), Column("scaling", "scaling_type", kind="word"),
-    Column("min", "min_instances", kind="word"), Column("max", "max_instances", kind="word"),
-    *(Column(header, kind="word") for header in ("instances", "queue", "pending", "running", "paused")),
+    Column("instances", lambda s: f"{s['instances']} ({s['min_instances']}-{s['max_instances']})", kind="word"),
+    *(Column(header, kind="word") for header in ("queue", "pending", "running", "paused")),
 )
 INSTANCE_COLUMNS = (
     Column("instance", "id", kind="id"), Column("status", kind="word"), Column("host"), Column("pid", kind="word"),
