@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 from trainfaas.adapters.datasets import sample_writer
-from trainfaas.services.cli.output import console
+from trainfaas.services.cli.output import say
 
 
 @click.group()
@@ -21,4 +21,4 @@ def datasets_sample(name: str, directory: Path) -> None:
     detection/instance segmentation and image+mask semantic segmentation), text (CSV text
     classification) or ner (CoNLL token classification)."""
     summary = sample_writer(name)(directory)
-    console().print(f"wrote {name} to {directory}: {summary}", markup=False)
+    say(f"wrote {name} to {directory}: {summary}")

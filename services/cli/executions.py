@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, Json, console, json_option, page_options, print_fields, print_json, print_page, table
+from trainfaas.services.cli.output import Column, Json, console, json_option, page_options, print_fields, print_json, print_page, say, table
 from trainfaas.services.cli.progress import follow_and_report
 
 
@@ -85,7 +85,7 @@ def executions_terminate(ctx: click.Context, execution_id: str) -> None:
     """Stop an execution: a queued one ends at once, a running one is asked to stop."""
     execution = client_of(ctx).terminate(execution_id)
     stopping = " (stop requested)" if execution["status"] == "in-progress" else ""
-    console().print(f"execution {execution_id}: {execution['status']}{stopping}", markup=False)
+    say(f"execution {execution_id}: {execution['status']}{stopping}")
 
 
 @executions.command("rerun")
@@ -94,4 +94,4 @@ def executions_terminate(ctx: click.Context, execution_id: str) -> None:
 def executions_rerun(ctx: click.Context, execution_id: str) -> None:
     """Queue an ended execution again as its next attempt."""
     execution = client_of(ctx).rerun(execution_id)
-    console().print(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']}", markup=False)
+    say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, console, json_option, page_options, print_json, print_page
+from trainfaas.services.cli.output import Column, json_option, page_options, print_json, print_page, say
 from trainfaas.services.cli.progress import follow_and_report
 
 MODEL_COLUMNS = (
@@ -62,7 +62,7 @@ def train(ctx: click.Context, architecture: str, dataset: str | None, name: str 
         if as_json:
             print_json(execution)
         else:
-            console().print(f"execution {execution['id']} {execution['status']} on {execution['service']}", markup=False)
+            say(f"execution {execution['id']} {execution['status']} on {execution['service']}")
         return
     final = follow_and_report(client, execution["id"], model["id"])
     if as_json:

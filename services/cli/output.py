@@ -30,6 +30,11 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr)
 
 
+def say(message: str) -> None:
+    """One line of plain text: brackets in names and messages are printed, not read as markup."""
+    console().print(message, markup=False)
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
@@ -106,7 +111,7 @@ def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
     out = console()
     out.print(table(columns, page["items"], width=out.width))
     if page["next_cursor"]:
-        out.print(f"more: --cursor {page['next_cursor']}", markup=False)
+        say(f"more: --cursor {page['next_cursor']}")
 
 
 def print_fields(record: Json, keys: Iterable[str], width: int) -> None:

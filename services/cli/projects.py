@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, console, json_option, print_json, print_rows
+from trainfaas.services.cli.output import Column, json_option, print_json, print_rows, say
 
 PROJECT_COLUMNS = (Column("name"), Column("description"), Column("created", "created_at", kind="time"))
 
@@ -24,7 +24,7 @@ def projects_create(ctx: click.Context, name: str, description: str, as_json: bo
     if as_json:
         print_json(project)
     else:
-        console().print(f"project {project['name']} created", markup=False)
+        say(f"project {project['name']} created")
 
 
 @projects.command("list")

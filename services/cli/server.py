@@ -16,7 +16,7 @@ from trainfaas.adapters.datasets import write_digits
 from trainfaas.scheduler.backends import create_all
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.cli.context import settings_of
-from trainfaas.services.cli.output import console
+from trainfaas.services.cli.output import say
 from trainfaas.services.cli.progress import follow_and_report
 from trainfaas.services.core.settings import load_settings
 from trainfaas.services.local.stack import Stack
@@ -33,13 +33,12 @@ def up(ctx: click.Context, host: str | None, port: int | None) -> None:
     settings = load_settings(**overrides, api_url="") if overrides else settings_of(ctx)
     logging.getLogger().setLevel(logging.INFO)
     stack = Stack(settings).start()
-    out = console()
-    out.print(f"trainfaas is up: API {settings.api_url}, home {settings.home}. Ctrl-C stops it.", markup=False)
+    say(f"trainfaas is up: API {settings.api_url}, home {settings.home}. Ctrl-C stops it.")
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stopping.is_set():
-            out.print("stopping now; running executions will be rerun on the next start")
+            say("stopping now; running executions will be rerun on the next start")
             if stack.scheduler is not None:
                 for backend in stack.scheduler.backends.values():
                     backend.close(0)
@@ -49,9 +48,9 @@ def up(ctx: click.Context, host: str | None, port: int | None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stopping.wait()
-    out.print("stopping: draining running executions (Ctrl-C again to stop now)…")
+    say("stopping: draining running executions (Ctrl-C again to stop now)…")
     stack.stop(drain_timeout_s=60.0)
-    out.print("stopped")
+    say("stopped")
 
 
 @click.command("scheduler")
@@ -79,14 +78,13 @@ def demo(ctx: click.Context, architecture: str) -> None:
     """Start the stack, train an image classifier on the digits data set, print its metrics, stop."""
     settings = settings_of(ctx)
     dataset = settings.dataset_roots[0] / "digits"  # the API accepts data sets inside its data roots only
-    out = console()
-    out.print(f"writing the digits data set to {dataset}", markup=False)
+    say(f"writing the digits data set to {dataset}")
     write_digits(dataset)
-    out.print(f"starting the local stack in {settings.home} (API {settings.api_url})", markup=False)
+    say(f"starting the local stack in {settings.home} (API {settings.api_url})")
     with Stack(settings) as stack:
         client = stack.admin_client()
         model = client.create_model(f"digits-{architecture}", architecture)
         execution = client.train(model["id"], dataset=str(dataset))
-        out.print(f"training {architecture} on digits: execution {execution['id']} on {execution['service']}", markup=False)
+        say(f"training {architecture} on digits: execution {execution['id']} on {execution['service']}")
         final = follow_and_report(client, execution["id"], model["id"])
     sys.exit(0 if final["status"] == "success" else 1)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.markup import escape
 from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, console, json_option, print_fields, print_json, print_rows, table
+from trainfaas.services.cli.output import Column, console, json_option, print_fields, print_json, print_rows, say, table
 
 SERVICE_COLUMNS = (
     Column("name"), Column("health", kind="word"), Column("scaling", "scaling_type", kind="word"),
@@ -77,7 +77,7 @@ def services_set(ctx: click.Context, name: str, **changes: Any) -> None:
     if not changes:
         raise click.UsageError("nothing to set: give at least one option (see --help)")
     service = client_of(ctx).update_service(name, **changes)
-    console().print(", ".join(f"{k}={service[k]}" for k in changes), markup=False)
+    say(", ".join(f"{k}={service[k]}" for k in changes))
 
 
 @services.command("pause")
@@ -86,7 +86,7 @@ def services_set(ctx: click.Context, name: str, **changes: Any) -> None:
 def services_pause(ctx: click.Context, name: str) -> None:
     """No new executions start; queued ones stay pending; instances drain away."""
     service = client_of(ctx).pause_service(name)
-    console().print(f"{name} paused: {service['pending']} pending, {service['running']} running", markup=False)
+    say(f"{name} paused: {service['pending']} pending, {service['running']} running")
 
 
 @services.command("resume")
@@ -95,7 +95,7 @@ def services_pause(ctx: click.Context, name: str) -> None:
 def services_resume(ctx: click.Context, name: str) -> None:
     """Start executions again after a pause."""
     service = client_of(ctx).resume_service(name)
-    console().print(f"{name} resumed: {service['pending']} pending", markup=False)
+    say(f"{name} resumed: {service['pending']} pending")
 
 
 @services.command("events")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, console, json_option, print_json, print_rows
+from trainfaas.services.cli.output import Column, json_option, print_json, print_rows, say
 
 TOKEN_COLUMNS = (
     Column("id", kind="id"), Column("scope", kind="word"), Column("project", lambda t: t["project"] or "*"), Column("name"),
@@ -28,8 +28,8 @@ def tokens_create(ctx: click.Context, project: str | None, scope: str, name: str
     if as_json:
         print_json(token)
         return
-    console().print(f"token {token['id']} ({token['scope']}{' on ' + token['project'] if token['project'] else ''}); "
-                    "store the secret now, it is not shown again:", markup=False)
+    say(f"token {token['id']} ({token['scope']}{' on ' + token['project'] if token['project'] else ''}); "
+        "store the secret now, it is not shown again:")
     click.echo(token["token"])
 
 
@@ -47,4 +47,4 @@ def tokens_list(ctx: click.Context, as_json: bool) -> None:
 def tokens_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke a token: it answers 401 from now on."""
     client_of(ctx).revoke_token(token_id)
-    console().print(f"token {token_id} revoked", markup=False)
+    say(f"token {token_id} revoked")
