@@ -63,16 +63,17 @@ def test_a_table_wraps_text_and_never_cuts_an_id_however_narrow() -> None:
         assert ("in-progress" in text) == (width >= 60)  # a word wraps only when keeping it whole would crowd the text out
 
 
-def test_the_command_list_names_server_commands_without_importing_them() -> None:
+def test_the_command_list_names_local_commands_without_importing_them() -> None:
     script = ("import sys\nfrom click.testing import CliRunner\nfrom trainfaas.services.cli.main import main\n"
               "result = CliRunner().invoke(main, ['--help'])\nassert result.exit_code == 0, result.output\n"
               "print(sorted(m for m in sys.modules if m.startswith(('trainfaas.services.local', 'trainfaas.scheduler',"
-              " 'trainfaas.services.worker', 'trainfaas.services.cli.server', 'trainfaas.services.cli.instance', 'torch', 'flask'))))\n"
+              " 'trainfaas.services.worker', 'trainfaas.services.cli.server', 'trainfaas.services.cli.instance', 'trainfaas.adapters.catalog',"
+              " 'torch', 'flask'))))\n"
               "print(result.output)")
     printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     loaded, _, help_text = printed.partition("\n")
     assert loaded == "[]"
-    for name in ("up", "scheduler", "demo", "instance", "executions", "train"):
+    for name in ("up", "scheduler", "demo", "instance", "adapters", "executions", "train"):
         assert f"\n  {name} " in help_text
 
 

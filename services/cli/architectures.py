@@ -1,5 +1,4 @@
-"""``trainfaas architectures`` (what the API can train, and an adapter's options) and
-``trainfaas adapters list`` (which adapter serves which architecture in this installation)."""
+"""``trainfaas architectures``: what the API can train, and the options an architecture's adapter declares."""
 from __future__ import annotations
 
 import json
@@ -8,8 +7,7 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.table import Table
-from trainfaas.adapters.catalog import catalog
-from trainfaas.services.cli.context import client_of, settings_of
+from trainfaas.services.cli.context import client_of
 from trainfaas.services.cli.output import Column, console, json_option, print_json, print_rows
 
 ARCHITECTURE_COLUMNS = (
@@ -18,9 +16,6 @@ ARCHITECTURE_COLUMNS = (
     Column("size", lambda row: row["size_class"] or "-", kind="word"),
     Column("checkpoint MB", lambda row: f"{row['checkpoint_mb']:.1f}" if row["checkpoint_mb"] is not None else "-"),
     Column("adapter", lambda row: row["adapter"].rpartition(":")[2]),
-)
-ADAPTER_COLUMNS = (
-    Column("architecture", kind="name"), Column("task", kind="word"), Column("service"), Column("adapter"), Column("source", kind="word"),
 )
 BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
 
@@ -65,19 +60,3 @@ def option_summary(spec: dict[str, Any]) -> str:
     allowed += [f"{sign} {spec[key]}" for key, sign in BOUNDS if key in spec]
     default = json.dumps(spec["default"]) if "default" in spec else "none"
     return f"{kind}; default {default}" + (f"; {' '.join(allowed)}" if allowed else "")
-
-
-@click.group()
-def adapters() -> None:
-    """Model adapters and the architectures they serve."""
-
-
-@adapters.command("list")
-@json_option()
-@click.pass_context
-def adapters_list(ctx: click.Context, as_json: bool) -> None:
-    """Which adapter serves each architecture, and where it comes from (built in, entry point, setting)."""
-    entries = sorted(catalog(settings_of(ctx).adapters).values(), key=lambda e: (e.task, e.architecture))
-    rows = [{"architecture": e.architecture, "task": e.task, "adapter": e.adapter, "source": e.source,
-             "service": f"mgmt-train-{e.architecture}"} for e in entries]
-    print_rows(rows, ADAPTER_COLUMNS, as_json)

@@ -1,10 +1,10 @@
-"""The root command group: API errors as one line, and server commands loaded when they run.
+"""The root command group: API errors as one line, and local commands loaded when they run.
 
-The server commands (``up``, ``scheduler``, ``instance``, ``demo``) import the stack, the
-scheduler or the worker; a client command never needs them. They are declared here by
-``module:attr`` with their one-line help and imported only when invoked or asked for their own
-help (click's "lazily loading subcommands"), so ``trainfaas --help`` and the client commands start
-without them, and an instance process imports only the worker.
+The local commands (``up``, ``scheduler``, ``instance``, ``demo``, ``adapters``) import the stack,
+the scheduler, the worker or the adapter catalog; a client command never needs them. The root
+declares them by ``module:attr`` with their one-line help, and they are imported only when invoked
+or asked for their own help (click's "lazily loading subcommands"), so ``trainfaas --help`` and
+the client commands start without them, and an instance process imports only the worker.
 """
 from __future__ import annotations
 

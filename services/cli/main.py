@@ -1,14 +1,15 @@
 """The ``trainfaas`` command: the root group, ``trainfaas info``, and where every command lives.
 
 Client commands (one module per noun) talk to the API through the SDK and are registered here;
-server commands are declared by reference and imported only when they run (see group.py).
+the commands that run this machine's side (the stack, the scheduler, an instance, the adapter
+catalog) are declared by reference and imported only when they run (see group.py).
 """
 from __future__ import annotations
 
 import logging
 
 import click
-from trainfaas.services.cli.architectures import adapters, architectures
+from trainfaas.services.cli.architectures import architectures
 from trainfaas.services.cli.context import settings_of
 from trainfaas.services.cli.datasets import datasets
 from trainfaas.services.cli.executions import executions
@@ -20,7 +21,8 @@ from trainfaas.services.cli.services import services
 from trainfaas.services.cli.tokens import tokens
 from trainfaas.services.core.settings import load_settings
 
-SERVER_COMMANDS = {
+# Commands that run this machine's side of trainfaas rather than ask the API.
+LOCAL_COMMANDS = {
     "up": LazyCommand("trainfaas.services.cli.server:up",
                       "Run the local stack until Ctrl-C: Redis, the API, the scheduler and its instances."),
     "scheduler": LazyCommand("trainfaas.services.cli.server:scheduler",
@@ -29,10 +31,11 @@ SERVER_COMMANDS = {
                         "Start the stack, train an image classifier on the digits data set, print its metrics, stop."),
     "instance": LazyCommand("trainfaas.services.cli.instance:instance",
                             "Run one instance of a service: pull its queue and run executions in work processes."),
+    "adapters": LazyCommand("trainfaas.services.cli.adapters:adapters", "Model adapters and the architectures they serve."),
 }
 
 
-@click.group(cls=TrainfaasGroup, lazy_commands=SERVER_COMMANDS)
+@click.group(cls=TrainfaasGroup, lazy_commands=LOCAL_COMMANDS)
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -55,7 +58,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:15} {value}")
 
 
-for command in (train, models, executions, services, projects, tokens, architectures, adapters, datasets):
+for command in (train, models, executions, services, projects, tokens, architectures, datasets):
     main.add_command(command)
 
 if __name__ == "__main__":
