@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import click
 from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, Json, console, json_option, page_options, print_fields, print_json, print_page, say, table
+from trainfaas.services.cli.output import (
+    Column,
+    Json,
+    json_option,
+    page_options,
+    print_fields,
+    print_json,
+    print_page,
+    print_table,
+    say,
+)
 from trainfaas.services.cli.progress import follow_and_report
 
 
@@ -65,8 +75,8 @@ def executions_show(ctx: click.Context, execution_id: str, as_json: bool, follow
         print_json(execution)
         return
     print_fields(execution, EXECUTION_FIELDS, 14)
-    console().print(table(STATUS_LOG_COLUMNS, execution["status_log"], title="status log"))
-    console().print(table(ATTEMPT_COLUMNS, execution["attempts"], title="attempts"))
+    print_table(STATUS_LOG_COLUMNS, execution["status_log"], "status log")
+    print_table(ATTEMPT_COLUMNS, execution["attempts"], "attempts")
 
 
 @executions.command("logs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from rich import box
@@ -19,6 +19,7 @@ from rich.table import Table
 
 Json = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
+Kind = Literal["text", "word", "name", "id", "time"]
 
 SHORT_ID_LENGTH = 12
 GAP = 2  # columns apart
@@ -57,7 +58,7 @@ class Column:
 
     header: str
     key: str | Callable[[Json], Any] = ""
-    kind: str = "text"
+    kind: Kind = "text"
 
     def cell(self, row: Json) -> str:
         value = self.key(row) if callable(self.key) else row[self.key or self.header]
@@ -94,13 +95,18 @@ def table(columns: Sequence[Column], rows: Iterable[Json], title: str | None = N
     return shown
 
 
-def print_rows(rows: list[Json], columns: Sequence[Column], as_json: bool, title: str | None = None) -> None:
+def print_table(columns: Sequence[Column], rows: Iterable[Json], title: str | None = None) -> None:
+    """``rows`` as a table that fits the terminal."""
+    out = console()
+    out.print(table(columns, rows, title, out.width))
+
+
+def print_rows(rows: list[Json], columns: Sequence[Column], as_json: bool) -> None:
     """``rows`` as JSON (a list), or as a table."""
     if as_json:
         print_json(rows)
     else:
-        out = console()
-        out.print(table(columns, rows, title, out.width))
+        print_table(columns, rows)
 
 
 def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
@@ -108,8 +114,7 @@ def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
     if as_json:
         print_json(page)
         return
-    out = console()
-    out.print(table(columns, page["items"], width=out.width))
+    print_table(columns, page["items"])
     if page["next_cursor"]:
         say(f"more: --cursor {page['next_cursor']}")
 

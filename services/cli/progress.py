@@ -5,7 +5,7 @@ from typing import Any
 
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from trainfaas.services.cli.output import Column, console, table
+from trainfaas.services.cli.output import Column, console, print_table
 from trainfaas.services.sdk.client import Client
 
 METRIC_COLUMNS = (Column("metric"), Column("value"))
@@ -35,5 +35,5 @@ def follow_and_report(client: Client, execution_id: str, model_id: str | None) -
     if model_id and final["status"] == "success":
         metrics = client.get_model(model_id)["metrics"]
         rows = [{"metric": key, "value": f"{value:.4f}" if isinstance(value, float) else value} for key, value in sorted(metrics.items())]
-        out.print(table(METRIC_COLUMNS, rows, title="final validation metrics"))
+        print_table(METRIC_COLUMNS, rows, "final validation metrics")
     return final

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.markup import escape
 from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, console, json_option, print_fields, print_json, print_rows, say, table
+from trainfaas.services.cli.output import Column, console, json_option, print_fields, print_json, print_rows, print_table, say
 
 SERVICE_COLUMNS = (
     Column("name"), Column("health", kind="word"), Column("scaling", "scaling_type", kind="word"),
@@ -52,7 +52,7 @@ def services_show(ctx: click.Context, name: str, as_json: bool) -> None:
     colour = HEALTH_COLOURS[service["health"]]
     console().print(f"[bold]{'health':20}[/bold] [{colour}]{service['health']}[/{colour}] {escape(service['health_reason'])}")
     print_fields(service, [key for key in service if key not in ("health", "health_reason")], 20)
-    console().print(table(INSTANCE_COLUMNS, instances, title="instances"))
+    print_table(INSTANCE_COLUMNS, instances, "instances")
 
 
 @services.command("set")
