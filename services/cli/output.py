@@ -84,7 +84,7 @@ def table(columns: Sequence[Column], rows: Iterable[Json], title: str | None = N
         needed = sum(n for n, column in zip(natural, columns, strict=True) if column.kind in whole) + GAP * (len(columns) - 1) + MIN_TEXT_WIDTH * texts
         if needed > width:
             whole = {"id", "name"}
-    shown = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    shown = Table(title=title, min_width=len(title or ""), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for index, column in enumerate(columns):
         if column.kind in ("id", "name"):
             shown.add_column(column.header, no_wrap=True, min_width=natural[index])
@@ -116,7 +116,7 @@ def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
         return
     print_table(columns, page["items"])
     if page["next_cursor"]:
-        say(f"more: --cursor {page['next_cursor']}")
+        click.echo(f"more: --cursor {page['next_cursor']}")  # one line, so that it copies whole
 
 
 def print_fields(record: Json, keys: Iterable[str], width: int) -> None:
