@@ -15,13 +15,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from redis.exceptions import LockError
 from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
-from trainfaas.services.control import operations as control
+from trainfaas.services.control import attempts, instances, models
 from trainfaas.services.control import transitions as states
+from trainfaas.services.control.executions import try_enqueue
 from trainfaas.services.core.errors import BackendError, TrainfaasError
 from trainfaas.services.core.settings import Settings
+from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION, ExecutionStatus, InstanceStatus, Outcome
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database
-from trainfaas.services.store.records import CLAIMABLE, LIVE_INSTANCE, Attempt, Execution, Instance, Service, ServiceEvent, now_s
+from trainfaas.services.store.records import Attempt, Execution, Instance, Service, ServiceEvent, now_s
 
 log = logging.getLogger("trainfaas.scheduler")
 
@@ -106,20 +108,20 @@ class Scheduler:
             observation = owner.observe(instance) if owner is not None else None
             # (None: the backend cannot tell; the heartbeat decides.)
             if observation is not None and not observation.alive:
-                self._instance_gone(instance, "failed" if observation.failed else "exited", observation.exit_reason or "gone")
+                ended = InstanceStatus.FAILED if observation.failed else InstanceStatus.EXITED
+                self._instance_gone(instance, ended, observation.exit_reason or "gone")
             elif instance.heartbeat_at is None and now - instance.started_at > START_TIMEOUT_S:
-                self._instance_gone(instance, "failed", f"did not register within {START_TIMEOUT_S:.0f} s of starting")
+                self._instance_gone(instance, InstanceStatus.FAILED, f"did not register within {START_TIMEOUT_S:.0f} s of starting")
             elif instance.heartbeat_at is not None and now - seen > self.settings.heartbeat_timeout_s:
-                self._instance_gone(instance, "lost", f"heartbeat lost (last seen {now - seen:.0f} s ago)")
+                self._instance_gone(instance, InstanceStatus.LOST, f"heartbeat lost (last seen {now - seen:.0f} s ago)")
         self._reset_orphans()
         self._reset_overdue(now)
 
-    def _instance_gone(self, instance: Instance, status: str, reason: str) -> None:
+    def _instance_gone(self, instance: Instance, status: InstanceStatus, reason: str) -> None:
         log.warning("instance %s of %s is %s: %s", instance.id, instance.service_id, status, reason)
-        if status == "lost" and instance.backend in self.backends:
+        if status == InstanceStatus.LOST and instance.backend in self.backends:
             self.backends[instance.backend].kill(instance)  # a silent instance must not keep working on reset attempts
-        Instance.update(status=status, ended_at=self.clock(), last_exit_reason=reason, running=[]).where(
-            (Instance.id == instance.id) & (Instance.status.in_(LIVE_INSTANCE))).execute()
+        instances.transition(instance.id, status, ended_at=self.clock(), last_exit_reason=reason, running=[])
         self._reset_attempts_of(instance.id, f"instance {instance.id} {status}: {reason}")
 
     def _reset_attempts_of(self, instance_id: str, reason: str) -> None:
@@ -129,19 +131,19 @@ class Scheduler:
 
     def _reset(self, execution_id: str, attempt: int, reason: str) -> None:
         try:
-            execution = control.reset(self.redis, execution_id, attempt, reason)
+            execution = attempts.reset(self.redis, execution_id, attempt, reason)
             log.info("execution %s attempt %s reset (%s) -> %s", execution_id, attempt, reason, execution.status)
         except TrainfaasError as exc:
             log.info("execution %s attempt %s not reset: %s", execution_id, attempt, exc.message)
             # The attempt already ended some other way; close its record if it is still open.
-            Attempt.update(ended_at=self.clock(), outcome="reset", reason=reason).where(
+            Attempt.update(ended_at=self.clock(), outcome=Outcome.RESET, reason=reason).where(
                 (Attempt.execution == execution_id) & (Attempt.number == attempt) & (Attempt.ended_at.is_null())).execute()
 
     def _reset_orphans(self) -> None:
         """In-progress executions whose current attempt runs on an instance that is no longer live."""
         current = (Attempt.select().join(Execution, on=(
             (Attempt.execution == Execution.id) & (Attempt.number == Execution.attempt)))
-            .where((Execution.status == "in-progress") & Attempt.ended_at.is_null()))
+            .where((Execution.status == ExecutionStatus.IN_PROGRESS) & Attempt.ended_at.is_null()))
         for attempt in current:
             owner = Instance.get_or_none(Instance.id == attempt.instance)
             if owner is None or owner.status not in LIVE_INSTANCE:
@@ -150,7 +152,7 @@ class Scheduler:
 
     def _reset_overdue(self, now: float) -> None:
         grace = self.settings.timeout_grace_s
-        for execution in Execution.select().where((Execution.status == "in-progress") & Execution.started_at.is_null(False)):
+        for execution in Execution.select().where((Execution.status == ExecutionStatus.IN_PROGRESS) & Execution.started_at.is_null(False)):
             if now > execution.started_at + execution.timeout_s + grace:
                 self._reset(execution.id, execution.attempt, f"timeout: over {execution.timeout_s:.0f} s (noticed by the scheduler)")
 
@@ -169,14 +171,14 @@ class Scheduler:
     def observe(self, service: Service) -> Observed:
         now = self.clock()
         live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
-        fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == "full") for i in live)
-        queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(CLAIMABLE))).count()
-        running = Execution.select().where((Execution.service == service.name) & (Execution.status == "in-progress")).count()
+        fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == InstanceStatus.FULL) for i in live)
+        queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(WAITING_EXECUTION))).count()
+        running = Execution.select().where((Execution.service == service.name) & (Execution.status == ExecutionStatus.IN_PROGRESS)).count()
         # A crash loop is over once an instance started after the failures has registered.
         healthy_since = max((i.started_at for i in live if i.heartbeat_at is not None), default=now - CRASH_WINDOW_S)
         since = max(now - CRASH_WINDOW_S, healthy_since)
         failed = [(i.ended_at, i.last_exit_reason or "") for i in Instance.select().where(
-            (Instance.service == service.name) & (Instance.status == "failed") & (Instance.ended_at > since)) if crashed(i)]
+            (Instance.service == service.name) & (Instance.status == InstanceStatus.FAILED) & (Instance.ended_at > since)) if crashed(i)]
         backend = self.backends.get(service.backend)
         failed = sorted(failed + (backend.failures(service, since) if backend is not None else []))
         return Observed(queued=queued, running=running, instances=fleet, failures=tuple(at for at, _ in failed),
@@ -217,10 +219,10 @@ class Scheduler:
         """After a service moves to another backend, drain its instances on the old one (they
         finish their work first); the decision then starts their replacements on the new one."""
         stale = list(Instance.select().where((Instance.service == service.name) & (Instance.backend != service.backend)
-                                             & (Instance.status.in_(LIVE_INSTANCE)) & (Instance.status != "terminating")))
+                                             & (Instance.status.in_(LIVE_INSTANCE)) & (Instance.status != InstanceStatus.TERMINATING)))
         for instance in stale:
             log.info("instance %s of %s runs on %s, the service now on %s: draining it", instance.id, service.name, instance.backend, service.backend)
-            Instance.update(status="terminating").where(Instance.id == instance.id).execute()
+            instances.transition(instance.id, InstanceStatus.TERMINATING)
             old = self.backends.get(instance.backend)
             if old is not None and not old.manages_replicas:
                 old.stop(instance)
@@ -244,7 +246,7 @@ class Scheduler:
             for instance_id in to_stop:
                 log.info("stopping instance %s of %s: %s", instance_id, service.name, decision.reason)
                 # The heartbeat answer tells the instance to drain; a local backend also signals it.
-                Instance.update(status="terminating").where(Instance.id == instance_id).execute()
+                instances.transition(instance_id, InstanceStatus.TERMINATING)
                 if not backend.manages_replicas:
                     backend.stop(Instance.get_by_id(instance_id))
             stopped = len(to_stop)
@@ -269,17 +271,17 @@ class Scheduler:
                             reason=(decision.health_reason or decision.reason) + details)
 
     def start_instance(self, service: Service) -> Instance:
-        previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_(["failed", "lost"])))
+        previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_([InstanceStatus.FAILED, InstanceStatus.LOST])))
                     .order_by(Instance.started_at.desc()).first())
         restarts = previous.restart_count + 1 if previous else 0
         backend = self.backend_of(service)
-        instance = Instance.create(service=service, backend=backend.name, status="initializing",
-                                   host=socket.gethostname(), restart_count=restarts, started_at=self.clock())
+        instance = Instance.create(service=service, backend=backend.name, host=socket.gethostname(), restart_count=restarts,
+                                   started_at=self.clock())  # initializing
         try:
             backend.start(service, instance)
         except Exception as exc:  # noqa: BLE001 - any start failure counts towards the crash loop
             reason = exc.message if isinstance(exc, TrainfaasError) else f"{type(exc).__name__}: {exc}"
-            Instance.update(status="failed", last_exit_reason=reason, ended_at=self.clock()).where(Instance.id == instance.id).execute()
+            instances.transition(instance.id, InstanceStatus.FAILED, last_exit_reason=reason, ended_at=self.clock())
             log.error("instance of %s failed to start: %s", service.name, reason)
         return instance
 
@@ -288,19 +290,19 @@ class Scheduler:
     def reconcile(self) -> None:
         """Put back on the queue every execution the DB says is waiting but Redis does not hold."""
         now = self.clock()
-        for execution in Execution.select().where((Execution.status == "created") & (Execution.created_at < now - 30)):
+        for execution in Execution.select().where((Execution.status == ExecutionStatus.CREATED) & (Execution.created_at < now - 30)):
             try:
-                control.try_enqueue(self.redis, states.queue(execution.id))
+                try_enqueue(self.redis, states.queue(execution.id, then=models.follow))
             except TrainfaasError:
                 continue
-        waiting = list(Execution.select().where(Execution.status.in_(CLAIMABLE)))
+        waiting = list(Execution.select().where(Execution.status.in_(WAITING_EXECUTION)))
         by_service: dict[str, set[str]] = {}
         for execution in waiting:
             if execution.service_id not in by_service:
                 by_service[execution.service_id] = queues.queued_job_ids(self.redis, execution.service_id)
             if queues.job_id(execution.id, execution.attempt) not in by_service[execution.service_id]:
                 log.info("reconciler: execution %s attempt %s missing from %s; re-enqueued", execution.id, execution.attempt, execution.service_id)
-                control.try_enqueue(self.redis, execution)
+                try_enqueue(self.redis, execution)
 
     # -- running under APScheduler ------------------------------------------------------------
 

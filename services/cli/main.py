@@ -121,7 +121,8 @@ def scheduler_cmd(ctx: click.Context) -> None:
     """Run the scheduler alone (fleet, reaper, reconciler) until Ctrl-C."""
     from trainfaas.scheduler.backends import create_all
     from trainfaas.scheduler.daemon import Scheduler
-    from trainfaas.services.store.database import migrate, open_database
+    from trainfaas.services.store.database import open_database
+    from trainfaas.services.store.migrations import migrate
 
     settings = _settings(ctx)
     logging.getLogger().setLevel(logging.INFO)

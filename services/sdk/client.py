@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import requests
-from trainfaas.services.store.records import TERMINAL
+from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL
 
 if TYPE_CHECKING:
     from trainfaas.services.core.settings import Settings
