@@ -1,20 +1,27 @@
 """The context a function and its adapter report through, inside the work process.
 
-Everything goes over a one-way pipe to the instance that monitors this process; the work
-process holds no token, no database URL and no Redis URL.
+Everything goes over a one-way pipe to the instance that monitors this process, as the events of
+trainfaas.services.core.protocol; the work process holds no token, no database URL and no Redis URL.
 """
 from __future__ import annotations
 
 import io
 import math
 import os
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+from trainfaas.services.core.protocol import Checkpoint, Log, Metric, Progress
+
+NAME_LENGTH = 100  # figures and legends longer than this are cut, as the database keeps them
+
 
 class ProcessContext:
-    """:class:`adapters.base.TrainContext` for a monitored work process. Never raises."""
+    """:class:`adapters.base.TrainContext` for a monitored work process. Never raises: a value
+    the protocol refuses (a NaN metric, say) is dropped rather than failing the training."""
 
     def __init__(self, conn: Connection, stop_event: Any, resume_checkpoint: str | None = None,
                  base_model: str | None = None) -> None:
@@ -24,25 +31,35 @@ class ProcessContext:
         self.resume_checkpoint = Path(resume_checkpoint) if resume_checkpoint else None
         self.base_model = Path(base_model) if base_model else None
 
-    def _send(self, *event: Any) -> None:
+    def send(self, message: BaseModel) -> None:
+        """Send one protocol message to the instance (the work process's last one is its result)."""
         try:
-            self._conn.send(event)
+            self._conn.send(message)
         except (BrokenPipeError, OSError):
             pass  # the instance is gone; should_stop() will say so
 
+    def _report(self, build: Callable[[], BaseModel]) -> None:
+        try:
+            event = build()
+        except (ValidationError, TypeError, ValueError):
+            return
+        self.send(event)
+
     def progress(self, percent: float, message: str = "") -> None:
-        self._send("progress", max(0.0, min(100.0, float(percent))), str(message))
+        self._report(lambda: Progress(percent=max(0.0, min(100.0, float(percent))), message=str(message)))
 
     def metric(self, figure: str, legend: str, x: float, y: float) -> None:
-        if math.isfinite(float(y)):
-            self._send("metric", str(figure), str(legend), float(x), float(y))
+        self._report(lambda: Metric(figure=str(figure)[:NAME_LENGTH], legend=str(legend)[:NAME_LENGTH], x=x, y=y))
 
     def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None) -> None:
-        clean = {k: float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))}
-        self._send("checkpoint", str(Path(path).resolve()), int(step), clean)
+        def build() -> Checkpoint:
+            clean = {str(k): float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))}
+            return Checkpoint(path=str(Path(path).resolve()), step=int(step), metrics=clean)
+
+        self._report(build)
 
     def log(self, message: str) -> None:
-        self._send("log", str(message))
+        self._report(lambda: Log(line=str(message)))
 
     def should_stop(self) -> bool:
         """True once the instance asks this attempt to stop, or when the instance has died."""

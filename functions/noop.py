@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainfaas.functions.context import ProcessContext
-from trainfaas.functions.run import WorkSpec
+from trainfaas.services.core.protocol import WorkSpec
 
 
 def noop(context: ProcessContext, job: WorkSpec) -> dict[str, Any]:

@@ -1,43 +1,32 @@
 """The work process: runs one attempt of one execution and reports over a pipe.
 
-The instance starts this by *spawn* (CUDA does not survive fork) and watches it: an exit
-without a result is turned into a reason (signal, exit code, OOM) by the instance.
+The instance starts this from a fork server (CUDA does not survive fork) and watches it: an exit
+without a result is turned into a reason (signal, exit code, OOM) by the instance. Everything
+sent over the pipe is a message of trainfaas.services.core.protocol.
 """
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import logging
 import signal
 import sys
 import traceback
 from collections.abc import Callable
-from importlib import import_module
 from multiprocessing.connection import Connection
 from typing import Any
 
+from trainfaas.adapters.catalog import get_adapter
 from trainfaas.functions.context import LogWriter, ProcessContext
+from trainfaas.services.core.protocol import TRAIN_MODEL, Failure, Result, WorkSpec
+from trainfaas.services.core.references import resolve as resolve_reference
 
-FUNCTIONS: dict[str, str] = {
-    "train_model": "trainfaas.functions.train:train_model",
+__all__ = ["CODE", "WorkSpec", "execute", "resolve", "standby", "work"]
+
+# The code of each function in trainfaas.services.core.protocol.FUNCTIONS.
+CODE: dict[str, str] = {
+    TRAIN_MODEL: "trainfaas.functions.train:train_model",
     "noop": "trainfaas.functions.noop:noop",
 }
-
-
-@dataclasses.dataclass
-class WorkSpec:
-    """Everything a work process needs; built by the control plane when an attempt is claimed."""
-
-    execution_id: str
-    attempt: int
-    function: str
-    input: dict[str, Any]
-    output_path: str
-    data_path: str | None = None
-    model: dict[str, Any] | None = None
-    resume_checkpoint: str | None = None
-    base_model: str | None = None  # fine-tuning: the saved model directory training starts from
-    adapters: str = ""  # extra adapter references (the TRAINFAAS_ADAPTERS setting)
 
 
 def execute(execution_id: str) -> None:
@@ -50,8 +39,7 @@ def execute(execution_id: str) -> None:
 
 
 def resolve(function: str) -> Callable[[ProcessContext, WorkSpec], dict[str, Any]]:
-    module, _, name = FUNCTIONS[function].partition(":")
-    return getattr(import_module(module), name)  # type: ignore[no-any-return]
+    return resolve_reference(CODE[function], "function")  # type: ignore[no-any-return]
 
 
 def _die_with_parent() -> None:
@@ -71,8 +59,6 @@ def standby(conn: Connection, stop_event: Any, architecture: str | None, adapter
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
     if architecture:
         try:
-            from trainfaas.adapters.catalog import get_adapter
-
             get_adapter(architecture, adapters)
         except Exception:  # noqa: BLE001 - the attempt itself will report it
             pass
@@ -83,27 +69,26 @@ def standby(conn: Connection, stop_event: Any, architecture: str | None, adapter
     work(spec, conn, stop_event)
 
 
-def work(spec: dict[str, Any], conn: Connection, stop_event: Any) -> None:
-    """Run one attempt and report over ``conn``. Exit code 0 with a result event means success."""
+def work(spec: WorkSpec, conn: Connection, stop_event: Any) -> None:
+    """Run one attempt and report over ``conn``. Exit code 0 with a Result means success."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
-    job = WorkSpec(**spec)
-    context = ProcessContext(conn, stop_event, job.resume_checkpoint, job.base_model)
+    context = ProcessContext(conn, stop_event, spec.resume_checkpoint, spec.base_model)
     sys.stdout = LogWriter(context, sys.__stdout__)
     sys.stderr = LogWriter(context, sys.__stderr__)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
-        output = resolve(job.function)(context, job)
+        result = Result(output=resolve(spec.function)(context, spec), stopped=False)
     except MemoryError:
-        conn.send(("error", "MemoryError", "out of memory in the work process", traceback.format_exc()))
+        context.send(Failure(error="MemoryError", message="out of memory in the work process", traceback=traceback.format_exc()))
         sys.exit(1)
     except BaseException as exc:  # noqa: BLE001 - everything the function raises is its failure
         if isinstance(exc, SystemExit) and exc.code in (0, None):
-            conn.send(("error", "SystemExit", "the function called sys.exit(0) without returning a result", ""))
+            context.send(Failure(error="SystemExit", message="the function called sys.exit(0) without returning a result"))
             sys.exit(1)
         if isinstance(exc, SystemExit):
             raise  # the exit code is the report; the instance reads it
-        conn.send(("error", type(exc).__name__, str(exc) or type(exc).__name__, traceback.format_exc()))
+        context.send(Failure(error=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=traceback.format_exc()))
         sys.exit(1)
-    conn.send(("result", output, context.should_stop()))
+    context.send(result.model_copy(update={"stopped": context.should_stop()}))
     conn.close()

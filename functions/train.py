@@ -6,7 +6,7 @@ from typing import Any
 
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.functions.context import ProcessContext
-from trainfaas.functions.run import WorkSpec
+from trainfaas.services.core.protocol import WorkSpec
 
 
 def train_model(context: ProcessContext, job: WorkSpec) -> dict[str, Any]:
@@ -16,13 +16,13 @@ def train_model(context: ProcessContext, job: WorkSpec) -> dict[str, Any]:
     may run under a newer version than the one that accepted the request.
     """
     assert job.model is not None, "train_model needs a model"
-    adapter_cls = get_adapter(job.model["architecture"], job.adapters)
+    adapter_cls = get_adapter(job.model.architecture, job.adapters)
     configuration = job.input.get("configuration", {})
-    adapter = adapter_cls(job.model["architecture"], job.model.get("labels"), configuration, context)
+    adapter = adapter_cls(job.model.architecture, job.model.labels, configuration, context)
     output_path = Path(job.output_path)
     output_path.mkdir(parents=True, exist_ok=True)
     data_path = Path(job.data_path) if job.data_path else None
-    context.progress(0.0, f"training {job.model['architecture']}")
+    context.progress(0.0, f"training {job.model.architecture}")
     metrics = adapter.train(data_path, output_path, **adapter.configuration)
     model_dir = output_path / "model"
     adapter.save(model_dir)

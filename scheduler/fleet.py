@@ -10,9 +10,11 @@ from collections.abc import Callable
 
 from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
+from trainfaas.services.control import instances
 from trainfaas.services.core.errors import BackendError, ConfigError, TrainfaasError
 from trainfaas.services.core.settings import Settings
-from trainfaas.services.store.records import CLAIMABLE, LIVE_INSTANCE, Execution, Instance, Service, ServiceEvent
+from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION, ExecutionStatus, InstanceStatus
+from trainfaas.services.store.records import Execution, Instance, Service, ServiceEvent
 
 log = logging.getLogger("trainfaas.scheduler")
 
@@ -60,14 +62,14 @@ class FleetKeeper:
         """What the policy needs to know of ``service`` now: its queue, its fleet, its crashes."""
         now = self.clock()
         live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
-        fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == "full") for i in live)
-        queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(CLAIMABLE))).count()
-        running = Execution.select().where((Execution.service == service.name) & (Execution.status == "in-progress")).count()
+        fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == InstanceStatus.FULL) for i in live)
+        queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(WAITING_EXECUTION))).count()
+        running = Execution.select().where((Execution.service == service.name) & (Execution.status == ExecutionStatus.IN_PROGRESS)).count()
         # A crash loop is over once an instance started after the failures has registered.
         healthy_since = max((i.started_at for i in live if i.heartbeat_at is not None), default=now - CRASH_WINDOW_S)
         since = max(now - CRASH_WINDOW_S, healthy_since)
         failed = [(i.ended_at, i.last_exit_reason or "") for i in Instance.select().where(
-            (Instance.service == service.name) & (Instance.status == "failed") & (Instance.ended_at > since)) if crashed(i)]
+            (Instance.service == service.name) & (Instance.status == InstanceStatus.FAILED) & (Instance.ended_at > since)) if crashed(i)]
         backend = self.backends.get(service.backend)
         failed = sorted(failed + (backend.failures(service, since) if backend is not None else []))
         return Observed(queued=queued, running=running, instances=fleet, failures=tuple(at for at, _ in failed),
@@ -109,10 +111,10 @@ class FleetKeeper:
         """After a service moves to another backend, drain its instances on the old one (they
         finish their work first); the decision then starts their replacements on the new one."""
         stale = list(Instance.select().where((Instance.service == service.name) & (Instance.backend != service.backend)
-                                             & (Instance.status.in_(LIVE_INSTANCE)) & (Instance.status != "terminating")))
+                                             & (Instance.status.in_(LIVE_INSTANCE)) & (Instance.status != InstanceStatus.TERMINATING)))
         for instance in stale:
             log.info("instance %s of %s runs on %s, the service now on %s: draining it", instance.id, service.name, instance.backend, service.backend)
-            Instance.update(status="terminating").where(Instance.id == instance.id).execute()
+            instances.transition(instance.id, InstanceStatus.TERMINATING)
             old = self.backends.get(instance.backend)
             if old is not None and not old.manages_replicas:
                 old.stop(instance)
@@ -136,7 +138,7 @@ class FleetKeeper:
             for instance_id in to_stop:
                 log.info("stopping instance %s of %s: %s", instance_id, service.name, decision.reason)
                 # The heartbeat answer tells the instance to drain; a local backend also signals it.
-                Instance.update(status="terminating").where(Instance.id == instance_id).execute()
+                instances.transition(instance_id, InstanceStatus.TERMINATING)
                 if not backend.manages_replicas:
                     backend.stop(Instance.get_by_id(instance_id))
             stopped = len(to_stop)
@@ -161,16 +163,16 @@ class FleetKeeper:
                             reason=(decision.health_reason or decision.reason) + details)
 
     def start_instance(self, service: Service) -> Instance:
-        previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_(["failed", "lost"])))
+        previous = (Instance.select().where((Instance.service == service.name) & (Instance.status.in_([InstanceStatus.FAILED, InstanceStatus.LOST])))
                     .order_by(Instance.started_at.desc()).first())
         restarts = previous.restart_count + 1 if previous else 0
         backend = self.backend_of(service)
-        instance = Instance.create(service=service, backend=backend.name, status="initializing",
-                                   host=socket.gethostname(), restart_count=restarts, started_at=self.clock())
+        instance = Instance.create(service=service, backend=backend.name, host=socket.gethostname(), restart_count=restarts,
+                                   started_at=self.clock())  # initializing
         try:
             backend.start(service, instance)
         except Exception as exc:  # noqa: BLE001 - any start failure counts towards the crash loop
             reason = exc.message if isinstance(exc, TrainfaasError) else f"{type(exc).__name__}: {exc}"
-            Instance.update(status="failed", last_exit_reason=reason, ended_at=self.clock()).where(Instance.id == instance.id).execute()
+            instances.transition(instance.id, InstanceStatus.FAILED, last_exit_reason=reason, ended_at=self.clock())
             log.error("instance of %s failed to start: %s", service.name, reason)
         return instance

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from trainfaas.services.control.services import service_health as service_health  # its old home: still importable here
+from trainfaas.services.core.statuses import InstanceStatus
+
 
 @dataclass(frozen=True)
 class ServiceConfig:
@@ -44,7 +47,7 @@ class Observed:
     @property
     def active(self) -> tuple[InstanceState, ...]:
         """Instances that count towards the size: all but those already terminating."""
-        return tuple(i for i in self.instances if i.status != "terminating")
+        return tuple(i for i in self.instances if i.status != InstanceStatus.TERMINATING)
 
 
 @dataclass(frozen=True)
@@ -128,23 +131,10 @@ def _apply_cooldown(wanted: int, previous: int, config: ServiceConfig, now: floa
 def choose_to_stop(instances: tuple[InstanceState, ...], count: int, forced: bool = False) -> list[str]:
     """Pick up to ``count`` instances to stop: idle ones first; busy ones only when ``forced``
     (they then drain: stop pulling, finish within their drain time)."""
-    ordered = sorted(instances, key=lambda inst: (inst.busy, inst.status != "initializing"))
+    ordered = sorted(instances, key=lambda inst: (inst.busy, inst.status != InstanceStatus.INITIALIZING))
     if not forced:
         ordered = [inst for inst in ordered if not inst.busy]
     return [inst.id for inst in ordered[:count]]
-
-
-def service_health(error_reason: str | None, paused: bool, waiting: int, live_instances: int, max_instances: int) -> tuple[str, str]:
-    """(indicator, reason) shown for a service: error, warning or ok."""
-    if error_reason:
-        return "error", error_reason
-    if paused and waiting:
-        return "warning", f"service paused: {waiting} pending executions get stuck in the queue until it is resumed"
-    if waiting and max_instances == 0:
-        return "warning", f"max_instances is 0: {waiting} pending executions get stuck in the queue"
-    if waiting and live_instances == 0:
-        return "warning", f"inactive: no instance is running while {waiting} executions wait"
-    return "ok", ""
 
 
 def desired_instances(observed: Observed, config: ServiceConfig, now: float, history: History | None = None) -> int:

@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import redis
 from trainfaas.scheduler.backends.base import InstanceBackend
-from trainfaas.services.control import operations as control
+from trainfaas.services.control import attempts, instances
 from trainfaas.services.core.errors import TrainfaasError
 from trainfaas.services.core.settings import Settings
-from trainfaas.services.store.records import LIVE_INSTANCE, Attempt, Execution, Instance
+from trainfaas.services.core.statuses import LIVE_INSTANCE, ExecutionStatus, InstanceStatus, Outcome
+from trainfaas.services.store.records import Attempt, Execution, Instance
 
 log = logging.getLogger("trainfaas.scheduler")
 
@@ -41,20 +42,20 @@ class Reaper:
             observation = owner.observe(instance) if owner is not None else None
             # (None: the backend cannot tell; the heartbeat decides.)
             if observation is not None and not observation.alive:
-                self._instance_gone(instance, "failed" if observation.failed else "exited", observation.exit_reason or "gone")
+                ended = InstanceStatus.FAILED if observation.failed else InstanceStatus.EXITED
+                self._instance_gone(instance, ended, observation.exit_reason or "gone")
             elif instance.heartbeat_at is None and now - instance.started_at > START_TIMEOUT_S:
-                self._instance_gone(instance, "failed", f"did not register within {START_TIMEOUT_S:.0f} s of starting")
+                self._instance_gone(instance, InstanceStatus.FAILED, f"did not register within {START_TIMEOUT_S:.0f} s of starting")
             elif instance.heartbeat_at is not None and now - seen > self.settings.heartbeat_timeout_s:
-                self._instance_gone(instance, "lost", f"heartbeat lost (last seen {now - seen:.0f} s ago)")
+                self._instance_gone(instance, InstanceStatus.LOST, f"heartbeat lost (last seen {now - seen:.0f} s ago)")
         self._reset_orphans()
         self._reset_overdue(now)
 
-    def _instance_gone(self, instance: Instance, status: str, reason: str) -> None:
+    def _instance_gone(self, instance: Instance, status: InstanceStatus, reason: str) -> None:
         log.warning("instance %s of %s is %s: %s", instance.id, instance.service_id, status, reason)
-        if status == "lost" and instance.backend in self.backends:
+        if status == InstanceStatus.LOST and instance.backend in self.backends:
             self.backends[instance.backend].kill(instance)  # a silent instance must not keep working on reset attempts
-        Instance.update(status=status, ended_at=self.clock(), last_exit_reason=reason, running=[]).where(
-            (Instance.id == instance.id) & (Instance.status.in_(LIVE_INSTANCE))).execute()
+        instances.transition(instance.id, status, ended_at=self.clock(), last_exit_reason=reason, running=[])
         self._reset_attempts_of(instance.id, f"instance {instance.id} {status}: {reason}")
 
     def _reset_attempts_of(self, instance_id: str, reason: str) -> None:
@@ -64,19 +65,19 @@ class Reaper:
 
     def _reset(self, execution_id: str, attempt: int, reason: str) -> None:
         try:
-            execution = control.reset(self.redis, execution_id, attempt, reason)
+            execution = attempts.reset(self.redis, execution_id, attempt, reason)
             log.info("execution %s attempt %s reset (%s) -> %s", execution_id, attempt, reason, execution.status)
         except TrainfaasError as exc:
             log.info("execution %s attempt %s not reset: %s", execution_id, attempt, exc.message)
             # The attempt already ended some other way; close its record if it is still open.
-            Attempt.update(ended_at=self.clock(), outcome="reset", reason=reason).where(
+            Attempt.update(ended_at=self.clock(), outcome=Outcome.RESET, reason=reason).where(
                 (Attempt.execution == execution_id) & (Attempt.number == attempt) & (Attempt.ended_at.is_null())).execute()
 
     def _reset_orphans(self) -> None:
         """In-progress executions whose current attempt runs on an instance that is no longer live."""
         current = (Attempt.select().join(Execution, on=(
             (Attempt.execution == Execution.id) & (Attempt.number == Execution.attempt)))
-            .where((Execution.status == "in-progress") & Attempt.ended_at.is_null()))
+            .where((Execution.status == ExecutionStatus.IN_PROGRESS) & Attempt.ended_at.is_null()))
         for attempt in current:
             owner = Instance.get_or_none(Instance.id == attempt.instance)
             if owner is None or owner.status not in LIVE_INSTANCE:
@@ -85,6 +86,6 @@ class Reaper:
 
     def _reset_overdue(self, now: float) -> None:
         grace = self.settings.timeout_grace_s
-        for execution in Execution.select().where((Execution.status == "in-progress") & Execution.started_at.is_null(False)):
+        for execution in Execution.select().where((Execution.status == ExecutionStatus.IN_PROGRESS) & Execution.started_at.is_null(False)):
             if now > execution.started_at + execution.timeout_s + grace:
                 self._reset(execution.id, execution.attempt, f"timeout: over {execution.timeout_s:.0f} s (noticed by the scheduler)")

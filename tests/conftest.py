@@ -21,7 +21,8 @@ import pytest
 import redis
 from trainfaas.services.core.settings import Settings, load_settings
 from trainfaas.services.local.embedded_redis import EmbeddedRedis
-from trainfaas.services.store.database import database, migrate, open_database
+from trainfaas.services.store.database import database, open_database
+from trainfaas.services.store.migrations import migrate
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

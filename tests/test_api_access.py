@@ -196,11 +196,11 @@ def test_an_instance_token_reaches_only_its_own_services_executions(api: Any) ->
     assert Execution.get_by_id(execution["id"]).status == "pending"
     as_sleeper = api.as_(sleeper_token)
     assert as_sleeper.post(f"/api/v1/instances/{sleeper}/claim", json=claim).status_code == 200
-    report = {"events": [{"execution_id": execution["id"], "attempt": 1, "kind": "log", "at": 1.0, "data": ["x"]}]}
+    report = {"events": [{"execution_id": execution["id"], "attempt": 1, "at": 1.0, "event": {"kind": "log", "line": "x"}}]}
     refused = as_other.post(f"/api/v1/instances/{other}/report", json=report).get_json()["refused"]
     assert execution["id"] in refused
     # instances may send more than users: a 2 MiB report is taken, a 2 MiB user body is not
-    report["events"][0]["data"] = ["x" * (2 * 1024 * 1024)]
+    report["events"][0]["event"]["line"] = "x" * (2 * 1024 * 1024)
     assert as_sleeper.post(f"/api/v1/instances/{sleeper}/report", json=report).get_json() == {"refused": {}}
     assert api.client.post("/api/v1/models", json={"name": "x" * (2 * 1024 * 1024)}).status_code == 413
     assert as_sleeper.get("/api/v1/models").status_code == 401  # not a user token
@@ -210,3 +210,42 @@ def test_an_instance_token_reaches_only_its_own_services_executions(api: Any) ->
     assert again.status_code == 409 and again.get_json()["error"]["fields"]["instance_id"]
     heartbeat = as_sleeper.post(f"/api/v1/instances/{sleeper}/heartbeat", json={"running": []})
     assert heartbeat.status_code == 200 and heartbeat.get_json()["drain"] is False
+
+
+def test_a_unique_id_prefix_names_its_object_within_the_tokens_project_only(api: Any, two_projects: dict[str, Any]) -> None:
+    tokens, execution_id = two_projects["tokens"], two_projects["execution"]["id"]
+    ids = {"a1": "beef" + "0" * 26 + "a1", "a2": "beef" + "0" * 26 + "a2", "b1": "beef1111" + "0" * 22 + "b1"}
+    for key, model_id in ids.items():
+        Model.create(id=model_id, name=key, architecture="sleep", task="diagnostic", project=key[0])
+    reader_a, reader_b = api.as_(tokens["a"]["read"]), api.as_(tokens["b"]["read"])
+
+    ambiguous = reader_a.get("/api/v1/models/beef0")
+    assert ambiguous.status_code == 409 and "2 models" in ambiguous.get_json()["error"]["message"]
+    assert "more characters" in ambiguous.get_json()["error"]["message"]
+    assert reader_a.get(f"/api/v1/models/{ids['a2'][:-1]}").status_code == 409
+    assert reader_a.get(f"/api/v1/models/{ids['a2']}").get_json()["id"] == ids["a2"]
+    # b's model is neither found nor counted for a, and b sees only its own
+    assert reader_a.get("/api/v1/models/beef1").status_code == 404
+    assert reader_b.get("/api/v1/models/beef").get_json()["id"] == ids["b1"]
+    assert "3 models" in api.client.get("/api/v1/models/beef").get_json()["error"]["message"]
+    assert reader_a.get("/api/v1/models/bee").status_code == 404  # shorter than 4 characters
+
+    short = execution_id[:6]
+    writer_a = api.as_(tokens["a"]["write"])
+    assert writer_a.get(f"/api/v1/executions/{short}").get_json()["id"] == execution_id
+    assert writer_a.get(f"/api/v1/executions/{short}/logs").status_code == 200
+    assert writer_a.post(f"/api/v1/executions/{short}/terminate").get_json()["status"] == "terminated"
+    assert reader_b.get(f"/api/v1/executions/{short}").status_code == 404
+    revoked = api.client.delete(f"/api/v1/tokens/{Token.select().where(Token.project == 'b').first().id[:8]}")
+    assert revoked.status_code == 200 and revoked.get_json()["revoked_at"]
+
+
+def test_an_instance_may_name_itself_by_a_prefix_of_its_id_with_its_own_token(api: Any) -> None:
+    instance_id, token = _instance(api, SLEEP)
+    other_id, other_token = _instance(api, SLEEP)
+    beat = {"status": "running", "running": []}
+    assert api.as_(token).post(f"/api/v1/instances/{instance_id[:6]}/heartbeat", json=beat).status_code == 200
+    # another instance's id, or a prefix shorter than 4 characters, is not this instance
+    assert api.as_(token).post(f"/api/v1/instances/{other_id}/heartbeat", json=beat).status_code == 401
+    assert api.as_(other_token).post(f"/api/v1/instances/{other_id[:4]}/heartbeat", json=beat).status_code == 200
+    assert api.as_(token).post(f"/api/v1/instances/{instance_id[:3]}/heartbeat", json=beat).status_code == 401

@@ -26,7 +26,8 @@ from trainfaas.services.api.app import create_app
 from trainfaas.services.api.openapi import build_spec
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.core.settings import load_settings
-from trainfaas.services.store.database import database, migrate, open_database
+from trainfaas.services.store.database import database, open_database
+from trainfaas.services.store.migrations import migrate
 from trainfaas.services.store.records import Project
 
 EXAMPLES = int(os.environ.get("TRAINFAAS_FUZZ_EXAMPLES", "10"))

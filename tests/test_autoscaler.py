@@ -5,8 +5,9 @@ import sys
 from typing import Any
 
 import pytest
+from trainfaas.services.core.statuses import LIVE_INSTANCE
 from trainfaas.services.local.stack import Stack
-from trainfaas.services.store.records import LIVE_INSTANCE, Instance, ServiceEvent
+from trainfaas.services.store.records import Instance, ServiceEvent
 
 from tests.conftest import wait_until
 

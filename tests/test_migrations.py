@@ -4,8 +4,8 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 from trainfaas.services.store.database import database
-from trainfaas.services.store.database import migrate as migrate_all
 from trainfaas.services.store.migrations import SchemaVersion
+from trainfaas.services.store.migrations import migrate as migrate_all
 from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Project, Service, Token
 
 

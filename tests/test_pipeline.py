@@ -12,6 +12,7 @@ from typing import Any
 import psutil
 import pytest
 import redis
+from trainfaas.services.control.instances import replace_token
 from trainfaas.services.sdk.client import ApiError
 from trainfaas.services.store.records import Attempt, Execution, Instance
 
@@ -216,9 +217,7 @@ def test_a_stale_attempt_cannot_write_a_result_after_its_execution_was_rerun(sta
     work_process(old, execution["id"]).send_signal(signal.SIGKILL)
     wait_until(lambda: Execution.get_by_id(execution["id"]).attempt == 2, 30, "attempt 2")
 
-    from trainfaas.services.control.operations import replace_instance_token
-
-    token = replace_instance_token(old.id)
+    token = replace_token(old.id)
     response = stack.client.http.post(
         f"{stack.settings.api_url}/api/v1/instances/{old.id}/executions/{execution['id']}/finish",
         json={"attempt": 1, "outcome": "success", "output": {"metrics": {}}}, headers={"Authorization": f"Bearer {token}"})

@@ -1,12 +1,17 @@
-"""The execution state machine on SQLite and PostgreSQL: legal moves, compare-and-set, fencing."""
+"""The execution state machine on SQLite and PostgreSQL: legal moves, compare-and-set, fencing, and the
+model status each change writes in its own transaction."""
 from __future__ import annotations
 
 import threading
 
 import pytest
+import redis
+from trainfaas.services.control import attempts, models
 from trainfaas.services.control import transitions as states
 from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
-from trainfaas.services.store.records import Attempt, Execution, Service, StatusLog
+from trainfaas.services.core.protocol import Finish
+from trainfaas.services.core.statuses import ExecutionStatus, Outcome
+from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, Model, Service, StatusLog
 
 
 @pytest.fixture
@@ -99,3 +104,53 @@ def test_a_manual_rerun_of_an_ended_execution_grows_the_attempt_budget(execution
     assert (again.status, again.attempt, again.max_attempts) == ("rerun", 3, 3)
     with pytest.raises(InvalidTransition):
         states.rerun(execution.id)  # not ended
+
+
+@pytest.fixture
+def training(database_url: str) -> Execution:
+    """A pending training of a model, queued as the control plane queues one."""
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep")
+    model = Model.create(name="m", architecture="sleep", task="diagnostic")
+    row = Execution.create(service=service, model=model, function="train_model", timeout_s=60, drain_time_s=5, on_reset="rerun",
+                           max_attempts=3)
+    return states.queue(row.id, then=models.follow)
+
+
+def model_status(execution: Execution) -> str:
+    return Model.get_by_id(execution.model_id).status  # type: ignore[no-any-return]
+
+
+def test_a_models_status_follows_its_training_in_the_same_change(training: Execution) -> None:
+    assert model_status(training) == "pending"
+    states.claim(training.id, 1, "a", then=models.follow)
+    assert model_status(training) == "training"
+    states.finish(training.id, 1, ExecutionStatus.SUCCESS, "done", then=models.follow, output={"model_path": "/m", "metrics": {"a": 1}})
+    trained = Model.get_by_id(training.model_id)
+    assert (trained.status, trained.artifact_path, trained.metrics) == ("trained", "/m", {"a": 1})
+    assert Artifact.get(Artifact.execution == training.id).kind == "model"
+
+
+def test_a_refused_change_leaves_the_model_as_it_was(training: Execution) -> None:
+    instance = Instance.create(service=training.service_id, status="running")
+    states.claim(training.id, 1, instance.id, then=models.follow)
+    states.reset(training.id, 1, "instance lost", then=models.follow)
+    assert model_status(training) == "pending"
+
+    late = Finish(attempt=1, outcome=Outcome.FAILED, reason="a late result of the reset attempt")
+    with pytest.raises(StaleAttempt):
+        attempts.finish(redis.Redis(), instance, training.id, late)  # never reaches Redis: not a reset
+    with pytest.raises(InvalidTransition):
+        states.finish(training.id, 2, ExecutionStatus.FAILED, "not claimed yet", then=models.follow)
+    assert model_status(training) == "pending"
+    assert Execution.get_by_id(training.id).status == "rerun"
+
+
+def test_a_model_change_that_fails_undoes_the_executions_change(training: Execution) -> None:
+    def broken(execution: Execution) -> None:
+        models.follow(execution)
+        raise RuntimeError("the model's write failed")
+
+    with pytest.raises(RuntimeError):
+        states.claim(training.id, 1, "a", then=broken)
+    assert Execution.get_by_id(training.id).status == "pending" and model_status(training) == "pending"
+    assert log_of(training.id) == [("pending", 1)] and Attempt.select().count() == 0

@@ -16,7 +16,8 @@ from adapter_support import events
 from trainfaas.adapters.base import NullContext
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.adapters.torchvision_classification import TorchvisionClassification
-from trainfaas.services.store.database import database, migrate, open_database
+from trainfaas.services.store.database import database, open_database
+from trainfaas.services.store.migrations import migrate
 from trainfaas.services.store.records import (
     Artifact,
     Attempt,

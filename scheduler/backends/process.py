@@ -24,6 +24,7 @@ from trainfaas.scheduler.backends.base import InstanceBackend, Observation
 from trainfaas.scheduler.backends.environment import instance_environment, without_settings
 from trainfaas.services.core.errors import BackendError
 from trainfaas.services.core.settings import Settings
+from trainfaas.services.core.statuses import InstanceStatus
 from trainfaas.services.store.records import Instance, Service
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class ProcessBackend(InstanceBackend):
             self.adopted[instance.id] = instance.pid  # started by a previous scheduler
             return Observation(True)
         self.adopted.pop(instance.id, None)
-        if instance.status == "initializing" and instance.pid is None:
+        if instance.status == InstanceStatus.INITIALIZING and instance.pid is None:
             return Observation(True)  # being started right now
         return Observation(False, "process gone (started by a previous scheduler; exit status unknown)", True)
 

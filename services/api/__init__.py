@@ -11,6 +11,7 @@ from typing import Any
 import peewee
 import redis
 from flask import current_app
+from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import Settings
 
@@ -27,6 +28,16 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def reachable(rows: peewee.ModelSelect, project_field: peewee.Field, principal: Principal,
+              project: str | None) -> peewee.ModelSelect:
+    """``rows`` of the projects the token reaches; of ``project`` only, when one is asked for."""
+    if principal.reach is not None:
+        rows = rows.where(project_field == principal.reach)
+    if project:
+        rows = rows.where(project_field == project)
+    return rows
 
 
 # ---- keyset pagination -------------------------------------------------------------------------

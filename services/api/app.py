@@ -10,7 +10,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 from pydantic import ValidationError
-from trainfaas.services.control.operations import pydantic_fields
+from trainfaas.services.api import openapi
+from trainfaas.services.api.routes import AREAS
+from trainfaas.services.control.configuration import pydantic_fields
 from trainfaas.services.core.errors import TrainfaasError
 from trainfaas.services.core.settings import Settings, load_settings
 from trainfaas.services.store import queues
@@ -48,10 +50,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
 
 
 def blueprints() -> list[Blueprint]:
-    """Every area of the API. Importing them registers their endpoints (trainfaas.services.api.registry)."""
-    from trainfaas.services.api import architectures, executions, health, instances, models, openapi, projects, services
-
-    return [health.bp, openapi.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp]
+    """Every area of the API and the OpenAPI document that describes them."""
+    return [*AREAS, openapi.bp]
 
 
 def error_body(code: str, message: str, fields: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""Executions: list, show, terminate, rerun, metrics, logs, artifacts; and the generic enqueue."""
+"""Executions: list, show, terminate, rerun, metrics, logs, artifacts; and the generic enqueue.
+
+An execution id in a path may be any unique prefix of it (4 characters at least), among the
+executions the token reaches."""
 from __future__ import annotations
 
 from typing import Any
 
+import peewee
 from flask import Blueprint
-from trainfaas.services.api import page, paginate, redis_connection, settings
+from trainfaas.services.api import page, paginate, reachable, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import (
     ArtifactOut,
@@ -19,50 +23,38 @@ from trainfaas.services.api.schemas import (
     Page,
 )
 from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view
-from trainfaas.services.control import operations as control
+from trainfaas.services.control import executions as control
+from trainfaas.services.control.models import get_model
+from trainfaas.services.control.services import get_service
 from trainfaas.services.control.tokens import Principal
-from trainfaas.services.core.errors import NotFound
+from trainfaas.services.core.protocol import TRAIN_MODEL
 from trainfaas.services.store.records import Artifact, Execution, LogLine, MetricSample
 
 bp = Blueprint("executions", __name__, url_prefix="/api/v1")
 
 
-def visible_execution(principal: Principal, execution_id: str) -> Execution:
-    """The execution, if the caller's token reaches its project; NotFound either way otherwise."""
-    execution = control.get_execution(execution_id)
-    if not principal.sees(execution.project):
-        raise NotFound(f"execution {execution_id} does not exist")
-    return execution
-
-
 @endpoint(bp, "POST", "/services/<name>/executions", body=FunctionRequest, response=ExecutionOut, status=202, access="write")
 def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str, Any]:
     """Run a function (train_model, noop) on a service's instances."""
-    service = control.get_service(name)
+    service = get_service(name)
     project = principal.project_for_new(body.project)
-    if body.function == "train_model":
+    given = dict(body.input)
+    if body.function == TRAIN_MODEL:
         # The training belongs to its model's project, which the caller must reach.
-        from trainfaas.services.api.models import visible_model
-
-        visible_model(principal, str(body.input.get("model_id", "")))
-    execution = control.submit_function(settings(), redis_connection(), service, body.function, body.input, body.execution, project)
+        given["model_id"] = get_model(str(given.get("model_id", "")), principal.reach).id
+    execution = control.submit_function(settings(), redis_connection(), service, body.function, given, body.execution, project)
     return execution_view(execution)
 
 
 @endpoint(bp, "GET", "/executions", query=ExecutionQuery, response=Page[ExecutionSummary])
 def index(query: ExecutionQuery, principal: Principal) -> dict[str, Any]:
     """List executions, newest first."""
-    rows = Execution.select()
-    if not principal.is_admin:
-        rows = rows.where(Execution.project == principal.project)
-    if query.project:
-        rows = rows.where(Execution.project == query.project)
+    rows = reachable(Execution.select(), Execution.project, principal, query.project)
+    for field, value in ((Execution.service, query.service), (Execution.model, query.model)):
+        if value:
+            rows = rows.where(field == value)
     if query.status:
         rows = rows.where(Execution.status.in_(query.status.split(",")))
-    if query.service:
-        rows = rows.where(Execution.service == query.service)
-    if query.model:
-        rows = rows.where(Execution.model == query.model)
     if query.created_after is not None:
         rows = rows.where(Execution.created_at > query.created_after)
     if query.created_before is not None:
@@ -76,45 +68,43 @@ def index(query: ExecutionQuery, principal: Principal) -> dict[str, Any]:
 @endpoint(bp, "GET", "/executions/<execution_id>", response=ExecutionOut)
 def show(execution_id: str, principal: Principal) -> dict[str, Any]:
     """One execution with its status log and attempts."""
-    return execution_view(visible_execution(principal, execution_id))
+    return execution_view(control.get_execution(execution_id, principal.reach))
 
 
 @endpoint(bp, "POST", "/executions/<execution_id>/terminate", response=ExecutionOut, status=202, access="write", errors=(409,))
 def terminate(execution_id: str, principal: Principal) -> dict[str, Any]:
     """Stop an execution: at once if it has not started, else at its next step (it saves a checkpoint)."""
-    visible_execution(principal, execution_id)
-    return execution_view(control.terminate(execution_id))
+    return execution_view(control.terminate(control.get_execution(execution_id, principal.reach).id))
 
 
 @endpoint(bp, "POST", "/executions/<execution_id>/rerun", response=ExecutionOut, status=202, access="write", errors=(409,))
 def rerun(execution_id: str, principal: Principal) -> dict[str, Any]:
     """Queue an ended execution again as a new attempt."""
-    visible_execution(principal, execution_id)
-    return execution_view(control.rerun(redis_connection(), execution_id))
+    return execution_view(control.rerun(redis_connection(), control.get_execution(execution_id, principal.reach).id))
+
+
+def _rows_of(entity: type[peewee.Model], execution_id: str, principal: Principal) -> peewee.ModelSelect:
+    """The rows of ``entity`` that belong to the execution (which the caller must reach)."""
+    execution = control.get_execution(execution_id, principal.reach)
+    return entity.select().where(entity.execution == execution.id)
 
 
 @endpoint(bp, "GET", "/executions/<execution_id>/metrics", query=ListQuery, response=Page[MetricOut])
 def metrics(execution_id: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
     """Metric samples in the order they were reported."""
-    visible_execution(principal, execution_id)
-    rows = MetricSample.select().where(MetricSample.execution == execution_id)
-    items, cursor = paginate(rows, (MetricSample.id,), query.limit, query.cursor, descending=False)
-    return page(items, cursor, metric_view)
+    rows = _rows_of(MetricSample, execution_id, principal)
+    return page(*paginate(rows, (MetricSample.id,), query.limit, query.cursor, descending=False), metric_view)
 
 
 @endpoint(bp, "GET", "/executions/<execution_id>/logs", query=LogQuery, response=Page[LogOut])
 def logs(execution_id: str, query: LogQuery, principal: Principal) -> dict[str, Any]:
     """Log lines in order; ``after`` (a line id) follows a running execution."""
-    visible_execution(principal, execution_id)
-    rows = LogLine.select().where((LogLine.execution == execution_id) & (LogLine.id > query.after))
-    items, cursor = paginate(rows, (LogLine.id,), query.limit, query.cursor, descending=False)
-    return page(items, cursor, log_view)
+    rows = _rows_of(LogLine, execution_id, principal).where(LogLine.id > query.after)
+    return page(*paginate(rows, (LogLine.id,), query.limit, query.cursor, descending=False), log_view)
 
 
 @endpoint(bp, "GET", "/executions/<execution_id>/artifacts", query=ListQuery, response=Page[ArtifactOut])
 def artifacts(execution_id: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
     """Checkpoints and the saved model, in the order they were written."""
-    visible_execution(principal, execution_id)
-    rows = Artifact.select().where(Artifact.execution == execution_id)
-    items, cursor = paginate(rows, (Artifact.id,), query.limit, query.cursor, descending=False)
-    return page(items, cursor, artifact_view)
+    rows = _rows_of(Artifact, execution_id, principal)
+    return page(*paginate(rows, (Artifact.id,), query.limit, query.cursor, descending=False), artifact_view)

@@ -1,27 +1,23 @@
-"""Models: create, read, list, and train. Each model belongs to a project."""
+"""Models: create, read, list, and train. Each model belongs to a project.
+
+A model id in a path may be any unique prefix of it (4 characters at least), among the models
+the token reaches."""
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint
-from trainfaas.services.api import page, paginate, redis_connection, settings
+from trainfaas.services.api import page, paginate, reachable, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
 from trainfaas.services.api.views import execution_view, model_view
-from trainfaas.services.control import operations as control
+from trainfaas.services.control import models as control
+from trainfaas.services.control.executions import submit_training
 from trainfaas.services.control.tokens import Principal
-from trainfaas.services.core.errors import ConfigError, NotFound
+from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.store.records import Model
 
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
-
-
-def visible_model(principal: Principal, model_id: str) -> Model:
-    """The model, if the caller's token reaches its project; NotFound either way otherwise."""
-    model = control.get_model(model_id)
-    if not principal.sees(model.project):
-        raise NotFound(f"model {model_id} does not exist")
-    return model
 
 
 @endpoint(bp, "POST", "", body=ModelCreate, response=ModelOut, status=201, access="write")
@@ -40,11 +36,7 @@ def create(body: ModelCreate, principal: Principal) -> dict[str, Any]:
 @endpoint(bp, "GET", "", query=ModelQuery, response=Page[ModelOut])
 def index(query: ModelQuery, principal: Principal) -> dict[str, Any]:
     """List models, newest first."""
-    rows = Model.select()
-    if not principal.is_admin:
-        rows = rows.where(Model.project == principal.project)
-    if query.project:
-        rows = rows.where(Model.project == query.project)
+    rows = reachable(Model.select(), Model.project, principal, query.project)
     if query.q:
         rows = rows.where((Model.name.contains(query.q)) | (Model.id == query.q))
     for field in ("name", "architecture", "status"):
@@ -57,12 +49,12 @@ def index(query: ModelQuery, principal: Principal) -> dict[str, Any]:
 @endpoint(bp, "GET", "/<model_id>", response=ModelOut)
 def show(model_id: str, principal: Principal) -> dict[str, Any]:
     """One model, with its final metrics once trained."""
-    return model_view(visible_model(principal, model_id))
+    return model_view(control.get_model(model_id, principal.reach))
 
 
 @endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write")
 def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, Any]:
     """Enqueue a training of the model on a data set; options and data set are checked first."""
-    model = visible_model(principal, model_id)
-    execution = control.submit_training(settings(), redis_connection(), model, body.dataset, body.configuration, body.execution)
+    model = control.get_model(model_id, principal.reach)
+    execution = submit_training(settings(), redis_connection(), model, body.dataset, body.configuration, body.execution)
     return execution_view(execution)

@@ -11,7 +11,8 @@ from typing import Any
 from flask import Blueprint
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from trainfaas.services.api.registry import ENDPOINTS, Endpoint
+from trainfaas.services.api.registry import Endpoint
+from trainfaas.services.api.routes import ENDPOINTS
 from trainfaas.services.api.schemas import ErrorBody
 
 bp = Blueprint("openapi", __name__)
@@ -21,7 +22,8 @@ ERRORS = {
     401: "No token, or an unknown or revoked one.",
     403: "The token's scope does not allow this call.",
     404: "No such object, or one of a project the token cannot reach.",
-    409: "The object's current state does not allow this call; the message and fields name the state.",
+    409: "The object's current state does not allow this call (the message and fields name the state), or an id prefix"
+         " in the path matches several objects (give more characters).",
     413: "The body is larger than the configured maximum.",
     415: "The body is not sent as application/json.",
     422: "A field is invalid; fields names each one and what it allows.",
@@ -37,8 +39,8 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
     body_fields = endpoint.body.model_fields if endpoint.body else {}
     if endpoint.path_parameters or "project" in body_fields or 404 in endpoint.errors:
         statuses.append(404)
-    if 409 in endpoint.errors:
-        statuses.append(409)
+    if 409 in endpoint.errors or any(name.endswith("_id") for name in endpoint.path_parameters):
+        statuses.append(409)  # an id in a path may be a prefix, which may match several
     if endpoint.body is not None:
         statuses += [413, 415]
     if endpoint.body is not None or endpoint.query is not None:
@@ -66,10 +68,7 @@ def _json(ref: dict[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def build_spec() -> dict[str, Any]:
-    """The whole document. Cached: endpoints are registered when their blueprints are imported."""
-    from trainfaas.services.api.app import blueprints
-
-    blueprints()
+    """The whole document, of every endpoint of every area (trainfaas.services.api.routes). Cached."""
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
     for endpoint in ENDPOINTS:
         wanted.append((endpoint.response, "serialization"))

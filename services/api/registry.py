@@ -9,7 +9,7 @@ The view gets the path parameters plus, as declared, ``body``, ``query``, ``prin
 endpoints) or ``instance`` (instance endpoints), and returns anything ``response`` validates.
 A new endpoint on an existing blueprint is this decorator and nothing else: it is in the spec and
 in the generated tests (tests/test_api_fuzz.py) at once. A new blueprint is also listed in
-``services.app.blueprints``.
+``trainfaas.services.api.routes``.
 
 ``access``: ``public`` (no token), ``register`` (a service's registration token or an admin
 token, checked by the view, which needs the body to know the service), ``instance`` (the instance's own token, for the
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
-from trainfaas.services.control import operations as control
+from trainfaas.services.control import instances
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.core.errors import ConfigError, Unauthorized
 from werkzeug.exceptions import UnsupportedMediaType
@@ -106,7 +106,7 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
 
 def _instance(instance_id: str) -> Any:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    instance = control.authenticate_instance(instance_id, token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    instance = instances.authenticate(instance_id, token.strip()) if scheme.lower() == "bearer" else None
     if instance is None:
         raise Unauthorized("this call needs the instance's own token", {"Authorization": "Bearer <instance token>"})
     return instance

@@ -1,33 +1,17 @@
-"""Request bodies, validated at the edge. Unknown fields are rejected, never ignored."""
+"""Request and response bodies of the API, validated at the edge. Unknown fields are rejected,
+never ignored. The domain's own types (execution settings, service changes) come from
+trainfaas.services.control and the instances' messages from trainfaas.services.core.protocol."""
 from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+from trainfaas.services.control.executions import ExecutionSettings
+from trainfaas.services.core.statuses import ExecutionStatus, InstanceStatus, ModelStatus, Outcome
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _only_as_process(value: bool | None) -> bool | None:
-    # Running adapter code inside the instance would hand it the instance's token and lose
-    # timeouts that can really stop it; every execution runs in its own monitored process.
-    if value is False:
-        raise ValueError("only true is supported: each execution runs in a separate, monitored work process")
-    return value
-
-
-class ExecutionSettings(Strict):
-    """Per-execution settings; each one not given is copied from the service."""
-
-    timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="Reset the attempt after this long.")
-    drain_time_s: float | None = Field(None, ge=0, le=86400, description="Grace to finish when an instance stops.")
-    on_reset: Literal["rerun", "fail"] | None = Field(None, description="What a reset does: rerun or fail (aborted).")
-    max_attempts: int | None = Field(None, ge=1, le=100, description="Attempts including the first.")
-    run_as_process: bool | None = Field(None, description="Run in a separate monitored work process (always true).")
-
-    _run_as_process = field_validator("run_as_process")(_only_as_process)
 
 
 class ModelCreate(Strict):
@@ -55,75 +39,6 @@ class FunctionRequest(Strict):
     project: str | None = Field(None, max_length=100, description="Default: the token's project, or default.")
     input: dict[str, Any] = Field(default_factory=dict)
     execution: ExecutionSettings | None = None
-
-
-class ServicePatch(Strict):
-    concurrency: int | None = Field(None, ge=1, le=64)
-    instance_type: str | None = Field(None, min_length=1, max_length=50)
-    backend: Literal["process", "docker", "swarm"] | None = None
-    scaling_type: Literal["fixed", "autoscale"] | None = None
-    min_instances: int | None = Field(None, ge=0, le=1000)
-    max_instances: int | None = Field(None, ge=0, le=1000)
-    queue_length: int | None = Field(None, ge=1, le=100000)
-    polling_interval_s: float | None = Field(None, ge=1, le=3600)
-    cooldown_s: float | None = Field(None, ge=0, le=86400)
-    paused: bool | None = None
-    timeout_s: float | None = Field(None, gt=0, le=30 * 86400)
-    drain_time_s: float | None = Field(None, ge=0, le=86400)
-    on_reset: Literal["rerun", "fail"] | None = None
-    max_attempts: int | None = Field(None, ge=1, le=100)
-    run_as_process: bool | None = None
-
-    _run_as_process = field_validator("run_as_process")(_only_as_process)
-
-
-class InstanceRegister(Strict):
-    service: str = Field(min_length=1, max_length=150)
-    instance_id: str | None = Field(None, max_length=32)
-    host: str = Field("", max_length=255)
-    pid: int | None = None
-    backend: str = Field("process", max_length=20)
-
-
-class Claim(Strict):
-    execution_id: str = Field(max_length=32)
-    attempt: int = Field(ge=1)
-
-
-class RunningEntry(Strict):
-    execution_id: str = Field(max_length=32)
-    attempt: int = Field(ge=1)
-    pid: int | None = Field(None, description="The work process that runs the attempt.")
-
-
-class Heartbeat(Strict):
-    status: Literal["running", "full", "terminating"] = "running"
-    running: list[RunningEntry] = Field(default_factory=list)
-
-
-class Event(Strict):
-    execution_id: str = Field(max_length=32)
-    attempt: int = Field(ge=1)
-    kind: Literal["progress", "metric", "log", "checkpoint"]
-    at: float
-    data: list[Any]
-
-
-class Report(Strict):
-    events: list[Event] = Field(max_length=10000)
-
-
-class Finish(Strict):
-    attempt: int = Field(ge=1)
-    outcome: Literal["success", "failed", "reset", "terminated"]
-    reason: str = Field("", max_length=10000)
-    error: str | None = Field(None, max_length=100000)
-    traceback: str | None = Field(None, max_length=1000000)
-    output: dict[str, Any] | None = None
-
-
-class Deregister(Strict):
-    reason: str = Field("exited", max_length=2000)
 
 
 # ---- requests of projects and tokens ---------------------------------------------------------
@@ -156,11 +71,12 @@ class ModelQuery(ListQuery):
     q: str | None = Field(None, max_length=200, description="Part of the name, or the exact id.")
     name: str | None = Field(None, max_length=200, description="Exact name.")
     architecture: str | None = Field(None, max_length=100)
-    status: Literal["created", "pending", "training", "trained", "failed"] | None = None
+    status: ModelStatus | None = None
     project: str | None = Field(None, max_length=100, description="Only this project's (admin tokens see all).")
 
 
-EXECUTION_STATUS = r"^(created|pending|in-progress|success|failed|terminated|aborted|rerun)(,(created|pending|in-progress|success|failed|terminated|aborted|rerun))*$"
+_ONE_STATUS = "|".join(status.value for status in ExecutionStatus)
+EXECUTION_STATUS = rf"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"
 
 
 class ExecutionQuery(ListQuery):
@@ -218,7 +134,7 @@ class ModelOut(Out):
     task: str
     labels: list[str]
     configuration: dict[str, Any]
-    status: str
+    status: ModelStatus
     service: str
     artifact_path: str | None
     metrics: dict[str, Any]
@@ -228,7 +144,7 @@ class ModelOut(Out):
 
 
 class StatusLogEntry(Out):
-    status: str
+    status: ExecutionStatus
     at: str | None = Timestamp
     message: str
     attempt: int
@@ -240,7 +156,7 @@ class AttemptOut(Out):
     instance: str | None
     started_at: str | None = Timestamp
     ended_at: str | None = Timestamp
-    outcome: str | None
+    outcome: Outcome | None
     reason: str | None
 
 
@@ -248,7 +164,7 @@ class ExecutionSummary(Out):
     id: str
     project: str
     name: str
-    status: str
+    status: ExecutionStatus
     function: str
     progress: float
     message: str
@@ -320,7 +236,7 @@ class InstanceOut(Out):
     id: str
     service: str
     backend: str
-    status: str
+    status: str = Field(description="An InstanceStatus; a database of an older version may hold others.")
     host: str
     pid: int | None
     heartbeat: str | None = Timestamp
@@ -381,26 +297,8 @@ class TokenCreated(TokenOut):
     token: str = Field(description="The secret. Shown only here, once: it is stored only as a hash.")
 
 
-class ClaimOut(Out):
-    spec: dict[str, Any]
-    timeout_s: float
-    drain_time_s: float
-    run_as_process: bool
-
-
-class ReportOut(Out):
-    refused: dict[str, str] = Field(description="Execution id -> why its events were refused.")
-
-
-class HeartbeatOut(Out):
-    stop: list[str]
-    abandon: list[str]
-    paused: bool
-    drain: bool
-
-
 class DeregisterOut(Out):
-    status: Literal["exited"]
+    status: Literal[InstanceStatus.EXITED, InstanceStatus.LOST, InstanceStatus.FAILED]
 
 
 Item = TypeVar("Item", bound=BaseModel)

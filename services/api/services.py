@@ -11,9 +11,10 @@ import redis
 from flask import Blueprint
 from trainfaas.services.api import page, paginate, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.api.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServicePatch, ServiceQuery
+from trainfaas.services.api.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServiceQuery
 from trainfaas.services.api.views import event_view, instance_view, service_view
-from trainfaas.services.control import operations as control
+from trainfaas.services.control import services as control
+from trainfaas.services.control.services import ServicePatch
 from trainfaas.services.control.tokens import Principal
 from trainfaas.services.store import queues
 from trainfaas.services.store.records import Instance, Service, ServiceEvent
@@ -53,21 +54,18 @@ def show(name: str, principal: Principal) -> dict[str, Any]:
 @endpoint(bp, "PATCH", "/<name>", body=ServicePatch, response=ServiceOut, access="admin")
 def update(name: str, body: ServicePatch, principal: Principal) -> dict[str, Any]:
     """Change a service's settings; a service of a known architecture can be set up before its first training."""
-    service = Service.get_or_none(Service.name == name)
-    if service is None and name.startswith(queues.SERVICE_PREFIX):
-        architecture = name[len(queues.SERVICE_PREFIX):]
-        # Check the patch against the defaults first: a rejected patch creates no service.
-        control.check_service_patch(Service(name=name, architecture=architecture), body, settings())
-        service = control.ensure_service(settings(), architecture)
-    if service is None:
-        service = control.get_service(name)
-    return _view(control.update_service(service, body, settings()))
+    return _view(control.configure_service(settings(), name, body))
 
 
 @endpoint(bp, "POST", "/<name>/pause", response=ServiceOut, status=202, access="admin")
 def pause(name: str, principal: Principal) -> dict[str, Any]:
     """No new executions start; queued ones stay pending; instances drain away."""
     return _view(control.update_service(control.get_service(name), ServicePatch(paused=True)))
+
+
+def _rows_of(entity: type[Any], name: str) -> Any:
+    """The rows of ``entity`` (events, instances) of the service called ``name``; NotFound without one."""
+    return entity.select().where(entity.service == control.get_service(name).name)
 
 
 @endpoint(bp, "POST", "/<name>/resume", response=ServiceOut, status=202, access="admin")
@@ -79,16 +77,10 @@ def resume(name: str, principal: Principal) -> dict[str, Any]:
 @endpoint(bp, "GET", "/<name>/events", query=ListQuery, response=Page[EventOut])
 def events(name: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
     """Scaling decisions, newest first: what the scheduler saw, wanted and did."""
-    control.get_service(name)
-    rows = ServiceEvent.select().where(ServiceEvent.service == name)
-    items, cursor = paginate(rows, (ServiceEvent.at, ServiceEvent.id), query.limit, query.cursor)
-    return page(items, cursor, event_view)
+    return page(*paginate(_rows_of(ServiceEvent, name), (ServiceEvent.at, ServiceEvent.id), query.limit, query.cursor), event_view)
 
 
 @endpoint(bp, "GET", "/<name>/instances", query=ListQuery, response=Page[InstanceOut])
 def instances(name: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
     """The service's instances, newest first."""
-    control.get_service(name)
-    rows = Instance.select().where(Instance.service == name)
-    items, cursor = paginate(rows, (Instance.started_at, Instance.id), query.limit, query.cursor)
-    return page(items, cursor, instance_view)
+    return page(*paginate(_rows_of(Instance, name), (Instance.started_at, Instance.id), query.limit, query.cursor), instance_view)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainfaas.scheduler.policy import service_health
 from trainfaas.services.api import iso
+from trainfaas.services.control.services import service_health
+from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION, ExecutionStatus
 from trainfaas.services.store import queues
 from trainfaas.services.store.records import (
-    LIVE_INSTANCE,
     Artifact,
     Attempt,
     Execution,
@@ -66,13 +66,13 @@ def service_view(service: Service, queue_depth: int | None = None) -> dict[str, 
         "drain_time_s", "on_reset", "max_attempts", "run_as_process",
     )
     view: dict[str, Any] = {name: getattr(service, name) for name in fields}
-    counts = {status: Execution.select().where((Execution.service == service.name) & (Execution.status == status)).count()
-              for status in ("pending", "rerun", "in-progress")}
+    executions = Execution.select().where(Execution.service == service.name)
+    waiting = executions.where(Execution.status.in_(WAITING_EXECUTION)).count()
+    running = executions.where(Execution.status == ExecutionStatus.IN_PROGRESS).count()
     live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
-    waiting = counts["pending"] + counts["rerun"]
     health, reason = service_health(service.error_reason, service.paused, waiting, len(live), service.max_instances)
     view.update(
-        queue=queue_depth, pending=waiting, running=counts["in-progress"], instances=len(live),
+        queue=queue_depth, pending=waiting, running=running, instances=len(live),
         instance_statuses={status: sum(1 for i in live if i.status == status) for status in sorted({i.status for i in live})},
         health=health, health_reason=reason,
         created_at=iso(service.created_at), updated_at=iso(service.updated_at),

@@ -20,7 +20,8 @@ from trainfaas.services.cli.output import say
 from trainfaas.services.cli.progress import follow_and_report
 from trainfaas.services.core.settings import load_settings
 from trainfaas.services.local.stack import Stack
-from trainfaas.services.store.database import migrate, open_database
+from trainfaas.services.store.database import open_database
+from trainfaas.services.store.migrations import migrate
 
 
 @click.command()

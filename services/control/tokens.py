@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
+from trainfaas.services.control import ids
 from trainfaas.services.core.errors import ConfigError, Forbidden, NotFound, Unauthorized
+from trainfaas.services.core.files import atomic_write_text
 from trainfaas.services.store.records import DEFAULT_PROJECT, TOKEN_SCOPES, Project, Token, now_s
 
 TOKEN_PREFIX = "tf_"
@@ -39,6 +40,11 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.scope == "admin"
+
+    @property
+    def reach(self) -> str | None:
+        """The one project this token reaches, or None for all of them (admin)."""
+        return None if self.is_admin else self.project
 
     def sees(self, project: str) -> bool:
         return self.is_admin or self.project == project
@@ -120,12 +126,11 @@ def create_token(scope: str, project: str | None, name: str = "") -> tuple[Token
 
 
 def revoke_token(token_id: str) -> Token:
-    """Revoke a token; it answers 401 from now on. Revoking twice is harmless."""
-    Token.update(revoked_at=now_s()).where((Token.id == token_id) & Token.revoked_at.is_null()).execute()
-    token = Token.get_or_none(Token.id == token_id)
-    if token is None:
-        raise NotFound(f"token {token_id} does not exist")
-    return token
+    """Revoke the token whose id is (or starts with) ``token_id``; it answers 401 from now on.
+    Revoking twice is harmless."""
+    token = ids.find(Token, token_id, "token")
+    Token.update(revoked_at=now_s()).where((Token.id == token.id) & Token.revoked_at.is_null()).execute()
+    return Token.get_by_id(token.id)
 
 
 def ensure_admin_token(path: Path) -> str:
@@ -139,10 +144,5 @@ def ensure_admin_token(path: Path) -> str:
         if token is not None and token.revoked_at is None and token.scope == "admin":
             return secret
     _, secret = create_token("admin", None, name="created by trainfaas up")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(secret + "\n")
-    os.replace(temp, path)
+    atomic_write_text(path, secret + "\n", mode=0o600)
     return secret

@@ -8,40 +8,51 @@ appends a status-log entry. A write whose attempt is not the execution's current
                    ▲             │
                    └── rerun ◄───┘ (reset with on_reset=rerun, attempts left)
     success | failed | terminated | aborted ──► rerun   (a user asks for a rerun)
+
+What an execution's change means for other rows (its model's status) is written in the same
+transaction: each change takes a ``then`` callback, called with the changed execution after the
+compare-and-set won and before the transaction commits. A refused change never calls it; a
+callback that raises undoes the change.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from trainfaas.services.core.errors import InvalidTransition, NotFound, StaleAttempt
+from trainfaas.services.core.statuses import TERMINAL_EXECUTION, WAITING_EXECUTION, ExecutionStatus, Outcome
 from trainfaas.services.store.database import database
-from trainfaas.services.store.records import TERMINAL, Attempt, Execution, StatusLog, now_s
+from trainfaas.services.store.records import Attempt, Execution, StatusLog, now_s
 
 log = logging.getLogger(__name__)
 
-ALLOWED: dict[str, frozenset[str]] = {
-    "created": frozenset({"pending", "terminated", "aborted"}),
-    "pending": frozenset({"in-progress", "terminated", "aborted"}),
-    "rerun": frozenset({"in-progress", "terminated", "aborted"}),
-    "in-progress": frozenset({"success", "failed", "terminated", "aborted", "rerun"}),
-    "success": frozenset({"rerun"}),
-    "failed": frozenset({"rerun"}),
-    "terminated": frozenset({"rerun"}),
-    "aborted": frozenset({"rerun"}),
+S = ExecutionStatus
+ALLOWED: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    S.CREATED: frozenset({S.PENDING, S.TERMINATED, S.ABORTED}),
+    S.PENDING: frozenset({S.IN_PROGRESS, S.TERMINATED, S.ABORTED}),
+    S.RERUN: frozenset({S.IN_PROGRESS, S.TERMINATED, S.ABORTED}),
+    S.IN_PROGRESS: frozenset({S.SUCCESS, S.FAILED, S.TERMINATED, S.ABORTED, S.RERUN}),
+    S.SUCCESS: frozenset({S.RERUN}),
+    S.FAILED: frozenset({S.RERUN}),
+    S.TERMINATED: frozenset({S.RERUN}),
+    S.ABORTED: frozenset({S.RERUN}),
 }
+
+Then = Callable[[Execution], None]
+"""What a change means elsewhere; called with the changed execution inside its transaction."""
 
 
 def transition(
     execution_id: str,
-    to: str,
+    to: ExecutionStatus,
     *,
     attempt: int,
-    expect: Iterable[str] | None = None,
+    expect: Iterable[ExecutionStatus] | None = None,
     note: str = "",
     instance: str | None = None,
     new_attempt: int | None = None,
+    then: Then | None = None,
     **fields: Any,
 ) -> Execution:
     """Move an execution to ``to`` if it is still in one of ``expect`` at ``attempt``.
@@ -49,12 +60,14 @@ def transition(
     ``note`` goes into the status log. ``expect`` defaults to every status from which ``to`` is legal. Extra ``fields`` are written
     in the same UPDATE. Raises InvalidTransition for an illegal move or a lost race, and
     StaleAttempt when the execution has moved on to another attempt; ``new_attempt`` moves it
-    to the next attempt in the same write. Thread- and process-safe.
+    to the next attempt in the same write; ``then`` runs in the same transaction (see above).
+    Thread- and process-safe.
     """
-    sources = set(expect) if expect is not None else {s for s, dests in ALLOWED.items() if to in dests}
+    to = S(to)
+    sources = {S(s) for s in expect} if expect is not None else {s for s, dests in ALLOWED.items() if to in dests}
     illegal = {s for s in sources if to not in ALLOWED[s]}
     if illegal:
-        raise InvalidTransition(f"illegal transition {sorted(illegal)} -> {to}")
+        raise InvalidTransition(f"illegal transition {_names(illegal)} -> {to}")
     if new_attempt is not None:
         fields["attempt"] = new_attempt
     values: dict[Any, Any] = {Execution.status: to, **{getattr(Execution, k): v for k, v in fields.items()}}
@@ -74,55 +87,65 @@ def transition(
         StatusLog.create(
             execution=execution_id, status=to, message=note, attempt=new_attempt, instance=instance
         )
-    log.info("execution %s attempt %s -> %s %s", execution_id, fields.get("attempt", attempt), to, note)
-    return Execution.get_by_id(execution_id)
+        execution = Execution.get_by_id(execution_id)
+        if then is not None:
+            then(execution)
+    log.info("execution %s attempt %s -> %s %s", execution_id, new_attempt, to, note)
+    return execution
 
 
-def _explain_refusal(execution_id: str, to: str, attempt: int, sources: set[str]) -> None:
-    current = Execution.get_or_none(Execution.id == execution_id)
-    if current is None:
-        raise NotFound(f"execution {execution_id} does not exist")
+def _explain_refusal(execution_id: str, to: ExecutionStatus, attempt: int, sources: set[ExecutionStatus]) -> None:
+    current = _existing(execution_id)
     if current.attempt != attempt:
         raise StaleAttempt(
             f"execution {execution_id} is at attempt {current.attempt}; a write from attempt {attempt} is refused",
             {"attempt": f"current attempt is {current.attempt}"},
         )
     raise InvalidTransition(
-        f"execution {execution_id} is {current.status}; cannot move to {to} (needs one of {sorted(sources)})",
+        f"execution {execution_id} is {current.status}; cannot move to {to} (needs one of {_names(sources)})",
         {"status": current.status},
     )
 
 
-def check_current(execution_id: str, attempt: int) -> Execution:
-    """Return the execution if ``attempt`` is its current, running attempt; else raise (fencing)."""
+def _names(statuses: Iterable[ExecutionStatus]) -> list[str]:
+    return sorted(str(status) for status in statuses)
+
+
+def _existing(execution_id: str) -> Execution:
     execution = Execution.get_or_none(Execution.id == execution_id)
     if execution is None:
         raise NotFound(f"execution {execution_id} does not exist")
+    return execution
+
+
+def check_current(execution_id: str, attempt: int) -> Execution:
+    """Return the execution if ``attempt`` is its current, running attempt; else raise (fencing)."""
+    execution = _existing(execution_id)
     if execution.attempt != attempt:
         raise StaleAttempt(
             f"execution {execution_id} is at attempt {execution.attempt}; attempt {attempt} is stale",
             {"attempt": f"current attempt is {execution.attempt}"},
         )
-    if execution.status != "in-progress":
+    if execution.status != S.IN_PROGRESS:
         raise InvalidTransition(
             f"execution {execution_id} is {execution.status}, not in-progress", {"status": execution.status}
         )
     return execution
 
 
-def claim(execution_id: str, attempt: int, instance: str) -> Execution:
+def claim(execution_id: str, attempt: int, instance: str, then: Then | None = None) -> Execution:
     """pending|rerun -> in-progress for ``instance``; opens the Attempt record. Raises if taken."""
     with database.atomic():
         execution = transition(
-            execution_id, "in-progress", attempt=attempt, expect=("pending", "rerun"),
-            instance=instance, note=f"attempt {attempt} started on instance {instance}",
+            execution_id, S.IN_PROGRESS, attempt=attempt, expect=WAITING_EXECUTION,
+            instance=instance, note=f"attempt {attempt} started on instance {instance}", then=then,
             started_at=now_s(), finished_at=None, progress=0.0, message="",
         )
         Attempt.create(execution=execution_id, number=attempt, instance=instance)
     return execution
 
 
-def _close_attempt(execution_id: str, attempt: int, outcome: str, reason: str) -> None:
+def _close_attempt(execution_id: str, attempt: int, outcome: Outcome, reason: str) -> None:
     Attempt.update(ended_at=now_s(), outcome=outcome, reason=reason).where(
         (Attempt.execution == execution_id) & (Attempt.number == attempt) & (Attempt.ended_at.is_null())
     ).execute()
@@ -131,25 +154,27 @@ def _close_attempt(execution_id: str, attempt: int, outcome: str, reason: str) -
 def finish(
     execution_id: str,
     attempt: int,
-    to: str,
+    to: ExecutionStatus,
     reason: str,
     *,
     instance: str | None = None,
+    then: Then | None = None,
     **fields: Any,
 ) -> Execution:
     """in-progress -> success|failed|terminated|aborted; closes the attempt with ``reason``."""
-    if to not in TERMINAL:
+    if to not in TERMINAL_EXECUTION:
         raise InvalidTransition(f"{to} is not an end state")
+    to = S(to)
     with database.atomic():
         execution = transition(
-            execution_id, to, attempt=attempt, expect=("in-progress",), note=reason,
-            instance=instance, finished_at=now_s(), **fields,
+            execution_id, to, attempt=attempt, expect=(S.IN_PROGRESS,), note=reason,
+            instance=instance, finished_at=now_s(), then=then, **fields,
         )
-        _close_attempt(execution_id, attempt, to, reason)
+        _close_attempt(execution_id, attempt, Outcome(to), reason)
     return execution
 
 
-def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None = None) -> Execution:
+def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None = None, then: Then | None = None) -> Execution:
     """The platform lost or stopped ``attempt``: rerun it if the budget allows, else abort.
 
     A reset of an execution whose stop was requested ends it as terminated. Returns the execution
@@ -157,67 +182,58 @@ def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None 
     """
     execution = check_current(execution_id, attempt)
     if execution.stop_requested:
-        return finish(execution_id, attempt, "terminated", f"stopped by user ({reason})", instance=instance)
+        return finish(execution_id, attempt, S.TERMINATED, f"stopped by user ({reason})", instance=instance, then=then)
     if execution.on_reset == "rerun" and attempt < execution.max_attempts:
-        with database.atomic():
-            rerun = transition(
-                execution_id, "rerun", attempt=attempt, expect=("in-progress",), instance=instance,
-                note=f"reset: {reason}; rerun as attempt {attempt + 1} of {execution.max_attempts}",
-                new_attempt=attempt + 1, progress=0.0, started_at=None,
-            )
-            _close_attempt(execution_id, attempt, "reset", reason)
-        return rerun
-    why = "on_reset=fail" if execution.on_reset != "rerun" else f"attempts exhausted ({attempt}/{execution.max_attempts})"
+        to, note = S.RERUN, f"reset: {reason}; rerun as attempt {attempt + 1} of {execution.max_attempts}"
+        fields: dict[str, Any] = dict(new_attempt=attempt + 1, progress=0.0, started_at=None)
+    else:
+        why = "on_reset=fail" if execution.on_reset != "rerun" else f"attempts exhausted ({attempt}/{execution.max_attempts})"
+        to, note = S.ABORTED, f"reset: {reason}; {why}"
+        fields = dict(message=f"reset: {reason}", finished_at=now_s(), error=f"aborted: {reason}; {why}")
     with database.atomic():
-        aborted = transition(
-            execution_id, "aborted", attempt=attempt, expect=("in-progress",), instance=instance,
-            note=f"reset: {reason}; {why}", message=f"reset: {reason}", finished_at=now_s(), error=f"aborted: {reason}; {why}",
-        )
-        _close_attempt(execution_id, attempt, "reset", reason)
-    return aborted
+        changed = transition(execution_id, to, attempt=attempt, expect=(S.IN_PROGRESS,), instance=instance, note=note,
+                             then=then, **fields)
+        _close_attempt(execution_id, attempt, Outcome.RESET, reason)
+    return changed
 
 
-def queue(execution_id: str) -> Execution:
+def queue(execution_id: str, then: Then | None = None) -> Execution:
     """created -> pending: the execution is about to be put on its service's queue."""
-    return transition(execution_id, "pending", attempt=1, expect=("created",), note="queued")
+    return transition(execution_id, S.PENDING, attempt=1, expect=(S.CREATED,), note="queued", then=then)
 
 
-def request_stop(execution_id: str, reason: str = "terminated by user") -> Execution:
+def request_stop(execution_id: str, reason: str = "terminated by user", then: Then | None = None) -> Execution:
     """Stop an execution: one not started yet ends now; a running one is asked to stop.
 
     A running execution keeps its status until its instance reports that the adapter stopped
     (it then ends as terminated); ``stop_requested`` is what the instance sees. Raises Conflict
     (with the current status) for an execution that has already ended.
     """
-    execution = Execution.get_or_none(Execution.id == execution_id)
-    if execution is None:
-        raise NotFound(f"execution {execution_id} does not exist")
-    if execution.status in TERMINAL:
+    execution = _existing(execution_id)
+    if execution.status in TERMINAL_EXECUTION:
         raise InvalidTransition(
             f"execution {execution_id} already ended as {execution.status}", {"status": execution.status}
         )
-    if execution.status == "in-progress":
+    if execution.status == S.IN_PROGRESS:
         Execution.update(stop_requested=True).where(Execution.id == execution_id).execute()
         return Execution.get_by_id(execution_id)
     return transition(
-        execution_id, "terminated", attempt=execution.attempt, expect=(execution.status,),
-        note=reason, finished_at=now_s(), stop_requested=True,
+        execution_id, S.TERMINATED, attempt=execution.attempt, expect=(S(execution.status),),
+        note=reason, then=then, finished_at=now_s(), stop_requested=True,
     )
 
 
-def rerun(execution_id: str, reason: str = "rerun requested by user") -> Execution:
+def rerun(execution_id: str, reason: str = "rerun requested by user", then: Then | None = None) -> Execution:
     """An ended execution runs again as a new attempt; its attempt budget grows to allow it."""
-    execution = Execution.get_or_none(Execution.id == execution_id)
-    if execution is None:
-        raise NotFound(f"execution {execution_id} does not exist")
-    if execution.status not in TERMINAL:
+    execution = _existing(execution_id)
+    if execution.status not in TERMINAL_EXECUTION:
         raise InvalidTransition(
             f"execution {execution_id} is {execution.status}; only an ended execution can be rerun",
             {"status": execution.status},
         )
     attempt = execution.attempt + 1
     return transition(
-        execution_id, "rerun", attempt=execution.attempt, expect=(execution.status,),
+        execution_id, S.RERUN, attempt=execution.attempt, expect=(S(execution.status),), then=then,
         note=f"{reason}: attempt {attempt}", new_attempt=attempt, max_attempts=max(execution.max_attempts, attempt),
         stop_requested=False, progress=0.0, started_at=None, finished_at=None, error=None, traceback=None,
         output=None, message="",

@@ -31,6 +31,16 @@ TERMINAL_EXECUTION: frozenset[ExecutionStatus] = frozenset(
 WAITING_EXECUTION: frozenset[ExecutionStatus] = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RERUN})
 
 
+class Outcome(_Vocabulary):
+    """How an attempt ended, as its attempt record keeps it. An instance reports all but aborted."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+    ABORTED = "aborted"
+    RESET = "reset"  # the platform lost or stopped the attempt
+
+
 class ModelStatus(_Vocabulary):
     CREATED = "created"  # no trained weights yet
     PENDING = "pending"  # a training is queued

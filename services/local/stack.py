@@ -23,7 +23,8 @@ from trainfaas.services.core.errors import Unavailable
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.local.embedded_redis import EmbeddedRedis
 from trainfaas.services.sdk.client import Client
-from trainfaas.services.store.database import migrate, open_database
+from trainfaas.services.store.database import open_database
+from trainfaas.services.store.migrations import migrate
 
 log = logging.getLogger("trainfaas.stack")
 

@@ -1,7 +1,10 @@
 """Entities. The database is the record: every execution exists here before its queue entry.
 
 Times are UTC epoch seconds (float) so SQLite and PostgreSQL store and compare them alike.
-Only :mod:`trainfaas.services.control.transitions` writes ``Execution.status``.
+Statuses are stored as the values of trainfaas.services.core.statuses' enums. Only
+:mod:`trainfaas.services.control.transitions` writes ``Execution.status``, only
+:mod:`trainfaas.services.control.instances` writes ``Instance.status``, and only
+:mod:`trainfaas.services.control.models` writes ``Model.status``.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import uuid
 from typing import Any
 
 import peewee
+from trainfaas.services.core.statuses import ExecutionStatus, InstanceStatus, ModelStatus
 from trainfaas.services.store.database import database
 
 
@@ -38,9 +42,6 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
-MODEL_STATUSES = ("created", "pre-trained", "pending", "training", "trained", "failed")
-
-
 DEFAULT_PROJECT = "default"
 
 
@@ -54,7 +55,7 @@ class Model(BaseModel):
     task = peewee.CharField(max_length=50)
     labels = JSONField(default=list)
     configuration = JSONField(default=dict)
-    status = peewee.CharField(max_length=20, default="created")
+    status = peewee.CharField(max_length=20, default=ModelStatus.CREATED.value)
     artifact_path = peewee.TextField(null=True)
     metrics = JSONField(default=dict)
     created_at = peewee.DoubleField(default=now_s)
@@ -106,11 +107,6 @@ class ServiceEvent(BaseModel):
     reason = peewee.TextField(default="")
 
 
-STATUSES = ("created", "pending", "in-progress", "success", "failed", "terminated", "aborted", "rerun")
-TERMINAL = ("success", "failed", "terminated", "aborted")
-CLAIMABLE = ("pending", "rerun")
-
-
 class Execution(BaseModel):
     id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
     project = peewee.CharField(max_length=100, default=DEFAULT_PROJECT, index=True)
@@ -119,7 +115,7 @@ class Execution(BaseModel):
     service = peewee.ForeignKeyField(Service, backref="executions")
     function = peewee.CharField(max_length=100)
     input = JSONField(default=dict)
-    status = peewee.CharField(max_length=20, default="created", index=True)
+    status = peewee.CharField(max_length=20, default=ExecutionStatus.CREATED.value, index=True)
     attempt = peewee.IntegerField(default=1)
     max_attempts = peewee.IntegerField(default=3)
     timeout_s = peewee.DoubleField()
@@ -152,17 +148,13 @@ class StatusLog(BaseModel):
     instance = peewee.CharField(max_length=32, null=True)
 
 
-INSTANCE_STATUSES = ("initializing", "running", "full", "paused", "terminating", "exited", "lost", "failed")
-LIVE_INSTANCE = ("initializing", "running", "full", "paused", "terminating")
-
-
 class Instance(BaseModel):
     id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
     service = peewee.ForeignKeyField(Service, backref="instances", on_delete="CASCADE")
     backend = peewee.CharField(max_length=20, default="process")
     host = peewee.CharField(max_length=255, default="")
     pid = peewee.IntegerField(null=True)
-    status = peewee.CharField(max_length=20, default="initializing", index=True)
+    status = peewee.CharField(max_length=20, default=InstanceStatus.INITIALIZING.value, index=True)
     token_hash = peewee.CharField(max_length=64, null=True)
     heartbeat_at = peewee.DoubleField(null=True)
     started_at = peewee.DoubleField(default=now_s)

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 
 import redis
 from trainfaas.services.core.settings import Settings
+from trainfaas.services.core.statuses import LIVE_INSTANCE
+from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
-from trainfaas.services.store.records import LIVE_INSTANCE, TERMINAL, Attempt, Execution, Instance, StatusLog
+from trainfaas.services.store.records import Attempt, Execution, Instance, StatusLog
 
 SERVICE = "mgmt-train-sleep"
 TRAINING_ARCHITECTURE = "resnet18"

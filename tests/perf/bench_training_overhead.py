@@ -33,7 +33,6 @@ since other work on a small machine moves these figures more than the platform d
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -49,7 +48,8 @@ from torch.nn import functional as F
 from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.adapters.torch_support import training_device
-from trainfaas.functions.run import WorkSpec, work
+from trainfaas.functions.run import work
+from trainfaas.services.core.protocol import Failure, ModelRef, Result, WorkSpec
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
 
@@ -81,18 +81,18 @@ def work_process_training(data: Path, configuration: dict[str, Any]) -> dict[str
     parent_end, child_end = context.Pipe(duplex=True)
     output = Path(tempfile.mkdtemp(prefix="tfbench"))
     spec = WorkSpec(execution_id="bench", attempt=1, function="train_model", input={"configuration": configuration},
-                    output_path=str(output), data_path=str(data), model={"architecture": ARCHITECTURE, "labels": None})
+                    output_path=str(output), data_path=str(data), model=ModelRef(id="bench", architecture=ARCHITECTURE))
     stop_event = context.Event()  # held here until the child has it: its semaphore goes with the last reference
-    process = context.Process(target=work, args=(dataclasses.asdict(spec), child_end, stop_event))
+    process = context.Process(target=work, args=(spec, child_end, stop_event))
     process.start()
     child_end.close()
     try:
         while True:
-            event = parent_end.recv()  # progress, metrics and logs, then the result or the error
-            if event[0] == "result":
-                return dict(event[1]["metrics"])
-            if event[0] == "error":
-                raise RuntimeError(f"the work process failed: {event[2]}")
+            message = parent_end.recv()  # progress, metrics and logs, then the result or the failure
+            if isinstance(message, Result):
+                return dict(message.output["metrics"])
+            if isinstance(message, Failure):
+                raise RuntimeError(f"the work process failed: {message.message}")
     finally:
         process.join(timeout=60)
 

@@ -19,7 +19,8 @@ def trivial() -> None:
 
 
 def live_instances(service: str) -> list[Any]:
-    from trainfaas.services.store.records import LIVE_INSTANCE, Instance
+    from trainfaas.services.core.statuses import LIVE_INSTANCE
+    from trainfaas.services.store.records import Instance
 
     return list(Instance.select().where((Instance.service == service) & Instance.status.in_(LIVE_INSTANCE)))
 
@@ -47,7 +48,8 @@ def status_at(execution_id: str, status: str, attempt: int | None = None) -> flo
 
 def wait_status(execution_id: str, statuses: tuple[str, ...], timeout_s: float = 120.0, poll_s: float = 0.005) -> str:
     """Poll the database (cheaper than HTTP on a small box) until the execution has one of ``statuses``."""
-    from trainfaas.services.store.records import TERMINAL, Execution
+    from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL
+    from trainfaas.services.store.records import Execution
 
     from tests.perf.common import wait_for
 

@@ -1,14 +1,21 @@
-"""Schema migrations, applied in order by :func:`trainfaas.services.store.database.migrate`.
+"""Schema migrations, applied in order by :func:`migrate`.
 
-Add a module ``NNNN_what.py`` with ``def apply(db, migrator)`` and list it below; use
-``playhouse.migrate`` operations through ``migrator`` for changes to existing tables.
+Add a module ``mNNNN_what.py`` with ``def apply(db, migrator)`` and list it in ``MIGRATIONS``;
+use ``playhouse.migrate`` operations through ``migrator`` for changes to existing tables.
 """
 from __future__ import annotations
 
-import importlib
+import logging
+from collections.abc import Callable
 
 import peewee
-from trainfaas.services.store.database import Migration, database
+from playhouse.migrate import SchemaMigrator
+from trainfaas.services.store.database import database
+from trainfaas.services.store.migrations import m0001_initial, m0002_autoscaler, m0003_projects, m0004_lineage
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[peewee.Database, SchemaMigrator], None]
 
 
 class SchemaVersion(peewee.Model):
@@ -19,13 +26,28 @@ class SchemaVersion(peewee.Model):
         table_name = "schema_version"
 
 
-def _load(name: str) -> Migration:
-    return importlib.import_module(f"trainfaas.services.store.migrations.{name}").apply  # type: ignore[no-any-return]
-
-
 MIGRATIONS: list[tuple[int, Migration]] = [
-    (1, _load("m0001_initial")),
-    (2, _load("m0002_autoscaler")),
-    (3, _load("m0003_projects")),
-    (4, _load("m0004_lineage")),
+    (1, m0001_initial.apply),
+    (2, m0002_autoscaler.apply),
+    (3, m0003_projects.apply),
+    (4, m0004_lineage.apply),
 ]
+
+
+def migrate(db: peewee.Database | None = None, migrations: list[tuple[int, Migration]] | None = None) -> list[int]:
+    """Apply every migration (default: ``MIGRATIONS``) not applied yet, in order; return the
+    versions applied. Idempotent; each migration runs in its own transaction."""
+    db = db or database.obj
+    with db.atomic():
+        db.create_tables([SchemaVersion], safe=True)
+        done = {row.version for row in SchemaVersion.select()}
+    applied = []
+    for version, step in MIGRATIONS if migrations is None else migrations:
+        if version in done:
+            continue
+        with db.atomic():
+            step(db, SchemaMigrator.from_database(db))
+            SchemaVersion.create(version=version)
+        log.info("applied migration %04d", version)
+        applied.append(version)
+    return applied

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
+from trainfaas.services.store.records import ENTITIES, Model, Service
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    from trainfaas.services.store.records import ENTITIES, Model, Service
-
     # Tables are created from today's models; the columns later migrations add are dropped again
     # so that those migrations can add them, exactly as on a database created before them.
     later_columns = {Service: ("error_reason",), Model: ("base_model",)}

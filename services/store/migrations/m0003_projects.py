@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
+from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Project, Token
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Project, Token
-
     # A database created by this version's first migration already has the columns.
     for entity in (Model, Execution):
         table = entity._meta.table_name

@@ -1,0 +1,11 @@
+"""Every area of the API, one blueprint each. Importing this module registers every endpoint
+(trainfaas.services.api.registry.ENDPOINTS); a new blueprint is listed here."""
+from __future__ import annotations
+
+from flask import Blueprint
+from trainfaas.services.api import architectures, executions, health, instances, models, projects, services
+from trainfaas.services.api.registry import ENDPOINTS
+
+__all__ = ["AREAS", "ENDPOINTS"]
+
+AREAS: list[Blueprint] = [health.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp]

@@ -1,0 +1,119 @@
+"""Executions: submitting them (a training, or any function of trainfaas.services.core.protocol.FUNCTIONS),
+finding them, stopping and rerunning them.
+
+Every status change goes through :mod:`trainfaas.services.control.transitions`, and what it means
+for the execution's model is written in the same transaction (:func:`models.follow`). A queue
+write that fails is not an error for the caller: the execution is pending in the database and
+the reconciler puts it back on the queue.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from trainfaas.adapters.catalog import get_adapter
+from trainfaas.services.control import ids, models
+from trainfaas.services.control import transitions as states
+from trainfaas.services.control.configuration import validate_configuration
+from trainfaas.services.control.datasets import dataset_for
+from trainfaas.services.control.services import ensure_service, only_as_process
+from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.protocol import FUNCTIONS, TRAIN_MODEL
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.core.statuses import ExecutionStatus
+from trainfaas.services.store import queues
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Service, StatusLog
+
+log = logging.getLogger(__name__)
+
+TRAINING_INPUT = ("model_id", "dataset", "configuration")
+
+
+class ExecutionSettings(BaseModel):
+    """Per-execution settings; each one not given is copied from the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="Reset the attempt after this long.")
+    drain_time_s: float | None = Field(None, ge=0, le=86400, description="Grace to finish when an instance stops.")
+    on_reset: Literal["rerun", "fail"] | None = Field(None, description="What a reset does: rerun or fail (aborted).")
+    max_attempts: int | None = Field(None, ge=1, le=100, description="Attempts including the first.")
+    run_as_process: bool | None = Field(None, description="Run in a separate monitored work process (always true).")
+
+    _run_as_process = field_validator("run_as_process")(only_as_process)
+
+    def for_service(self, service: Service) -> dict[str, Any]:
+        """Every setting: the ones given here, the service's for the others."""
+        given = self.model_dump(exclude_none=True)
+        return {key: given.get(key, getattr(service, key)) for key in type(self).model_fields}
+
+
+def get_execution(execution_id: str, project: str | None = None) -> Execution:
+    """The execution whose id is (or starts with) ``execution_id``, in ``project`` (None: any).
+    NotFound or, for a prefix of several, Conflict (see trainfaas.services.control.ids)."""
+    return ids.find(Execution, execution_id, "execution", None if project is None else Execution.project == project)
+
+
+def submit(connection: redis.Redis, service: Service, function: str, name: str, input: dict[str, Any],
+           model: Model | None, overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
+    """Record the execution, mark it pending, then put it on the queue (in that order)."""
+    with database.atomic():
+        execution = Execution.create(
+            service=service, function=function, name=name, input=input, model=model, project=project,
+            **(overrides or ExecutionSettings()).for_service(service),
+        )
+        StatusLog.create(execution=execution.id, status=ExecutionStatus.CREATED, attempt=1, message="created")
+        execution = states.queue(execution.id, then=models.follow)
+    try_enqueue(connection, execution)
+    return execution
+
+
+def try_enqueue(connection: redis.Redis, execution: Execution) -> bool:
+    try:
+        queues.enqueue(connection, execution.service_id, execution.id, execution.attempt)
+        return True
+    except redis.RedisError as exc:
+        log.warning("execution %s attempt %s not queued yet (%s); the reconciler will", execution.id, execution.attempt, exc)
+        return False
+
+
+def submit_training(settings: Settings, connection: redis.Redis, model: Model, dataset: str | None,
+                    configuration: dict[str, Any] | None, overrides: ExecutionSettings | None) -> Execution:
+    """Check the options and the data set, then submit a training of ``model``."""
+    adapter = get_adapter(model.architecture, settings.adapters)
+    effective = validate_configuration(adapter, {**model.configuration, **(configuration or {})}, "configuration")
+    data_path = dataset_for(settings, adapter, model.architecture, dataset, effective)
+    service = ensure_service(settings, model.architecture)
+    input = {"model_id": model.id, "dataset": str(data_path) if data_path else None, "configuration": effective}
+    return submit(connection, service, TRAIN_MODEL, f"train {model.name}", input, model, overrides, model.project)
+
+
+def submit_function(settings: Settings, connection: redis.Redis, service: Service, function: str,
+                    input: dict[str, Any], overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
+    """Run ``function`` on ``service``; a train_model goes into its model's project, others into ``project``."""
+    if function not in FUNCTIONS:
+        raise ConfigError(f"unknown function {function!r}", {"function": f"one of: {', '.join(sorted(FUNCTIONS))}"})
+    if function != TRAIN_MODEL:
+        return submit(connection, service, function, function, input, None, overrides, project)
+    model = models.get_model(str(input.get("model_id", "")))
+    if model.architecture != service.architecture:
+        raise ConfigError(f"model {model.id} is a {model.architecture}", {"input.model_id": f"a model of architecture {service.architecture}"})
+    extra = set(input) - set(TRAINING_INPUT)
+    if extra:
+        raise ConfigError("unknown input fields", {f"input.{key}": "not allowed" for key in sorted(extra)})
+    return submit_training(settings, connection, model, input.get("dataset"), input.get("configuration"), overrides)
+
+
+def terminate(execution_id: str) -> Execution:
+    """Stop an execution (see states.request_stop); a training stopped before it ran leaves its model as it was."""
+    return states.request_stop(execution_id, then=models.follow)
+
+
+def rerun(connection: redis.Redis, execution_id: str) -> Execution:
+    """Queue an ended execution again as a new attempt (see states.rerun)."""
+    execution = states.rerun(execution_id, then=models.follow)
+    try_enqueue(connection, execution)
+    return execution

@@ -1,0 +1,87 @@
+"""Models: creating them, finding them, and the one writer of ``Model.status``.
+
+A model's status follows its trainings: :func:`follow` is what each change of a training means
+for its model, and the state machine calls it inside the transaction of that change
+(trainfaas.services.control.transitions' ``then``), so the two never disagree.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from trainfaas.adapters.catalog import get_adapter
+from trainfaas.services.control import ids
+from trainfaas.services.control.configuration import validate_configuration
+from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.core.statuses import ExecutionStatus, ModelStatus
+from trainfaas.services.store.records import DEFAULT_PROJECT, Artifact, Execution, Model, now_s
+
+
+def get_model(model_id: str, project: str | None = None) -> Model:
+    """The model whose id is (or starts with) ``model_id``, in ``project`` (None: any). NotFound
+    or, for a prefix of several, Conflict (see trainfaas.services.control.ids)."""
+    return ids.find(Model, model_id, "model", None if project is None else Model.project == project)
+
+
+def create_model(settings: Settings, name: str, architecture: str, task: str | None,
+                 labels: list[str] | None, configuration: dict[str, Any] | None, project: str = DEFAULT_PROJECT,
+                 from_model: str | None = None) -> Model:
+    """Create a model in ``project``; with ``from_model``, a fine-tune of that trained model (same
+    architecture, a project the caller sees), copying its labels and configuration unless given."""
+    adapter = get_adapter(architecture, settings.adapters)
+    own_task = adapter.task_of(architecture)
+    if task is not None and task != own_task:
+        raise ConfigError(f"architecture {architecture} trains task {own_task!r}", {"task": f"must be {own_task!r} or omitted"})
+    if from_model is not None:
+        base = _trained_base(from_model, architecture)
+        labels = labels if labels is not None else list(base.labels)
+        configuration = {**base.configuration, **(configuration or {})}
+    validate_configuration(adapter, configuration or {}, "configuration")
+    return Model.create(name=name, architecture=architecture, task=own_task, labels=labels or [],
+                        configuration=configuration or {}, project=project, base_model=from_model)
+
+
+def _trained_base(model_id: str, architecture: str) -> Model:
+    base = Model.get_or_none(Model.id == model_id)
+    if base is None or base.status != ModelStatus.TRAINED or not base.artifact_path:
+        raise ConfigError(f"model {model_id} is not a trained model", {"from_model": "the id of a trained model"})
+    if base.architecture != architecture:
+        raise ConfigError(f"model {model_id} is a {base.architecture}, not a {architecture}",
+                          {"from_model": f"a trained {architecture} model"})
+    return base
+
+
+def set_status(model_id: str, status: ModelStatus, **fields: Any) -> None:
+    """Write a model's status (and ``fields``). The only writer of ``Model.status``."""
+    Model.update(status=status, updated_at=now_s(), **fields).where(Model.id == model_id).execute()
+
+
+def follow(execution: Execution) -> None:
+    """Bring the model of ``execution`` (a training; others have none) in line with the status
+    the execution just took. Meant as the state machine's ``then``: it runs in the same transaction."""
+    if not execution.model_id:
+        return
+    status = ExecutionStatus(execution.status)
+    if status in (ExecutionStatus.PENDING, ExecutionStatus.RERUN):
+        set_status(execution.model_id, ModelStatus.PENDING)
+    elif status == ExecutionStatus.IN_PROGRESS:
+        set_status(execution.model_id, ModelStatus.TRAINING)
+    elif status in (ExecutionStatus.FAILED, ExecutionStatus.ABORTED):
+        set_status(execution.model_id, ModelStatus.FAILED)
+    elif status in (ExecutionStatus.SUCCESS, ExecutionStatus.TERMINATED):
+        _saved_or_kept(execution)
+
+
+def _saved_or_kept(execution: Execution) -> None:
+    """A training that ended with a saved model (a success, or a stop after which the adapter
+    saved) leaves the model trained with it. One that saved nothing leaves the model trained if
+    an earlier training succeeded, else created."""
+    output = execution.output or {}
+    if "model_path" in output:
+        Artifact.create(execution=execution.id, attempt=execution.attempt, kind="model", path=output["model_path"],
+                        metrics=output.get("metrics") or {})
+        set_status(execution.model_id, ModelStatus.TRAINED, artifact_path=output["model_path"],
+                   metrics=output.get("metrics") or {}, labels=output.get("labels") or execution.model.labels)
+        return
+    trained = bool(execution.model.artifact_path)
+    set_status(execution.model_id, ModelStatus.TRAINED if trained else ModelStatus.CREATED)

@@ -1,0 +1,110 @@
+"""Services: one per architecture, created on first use; their settings and their health."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from trainfaas.adapters.catalog import get_adapter
+from trainfaas.services.core.errors import ConfigError, NotFound
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store import queues
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import Service, now_s
+
+
+def only_as_process(value: bool | None) -> bool | None:
+    # Running adapter code inside the instance would hand it the instance's token and lose
+    # timeouts that can really stop it; every execution runs in its own monitored process.
+    if value is False:
+        raise ValueError("only true is supported: each execution runs in a separate, monitored work process")
+    return value
+
+
+class ServicePatch(BaseModel):
+    """Changes to a service's settings; each one not given stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(None, ge=1, le=64)
+    instance_type: str | None = Field(None, min_length=1, max_length=50)
+    backend: Literal["process", "docker", "swarm"] | None = None
+    scaling_type: Literal["fixed", "autoscale"] | None = None
+    min_instances: int | None = Field(None, ge=0, le=1000)
+    max_instances: int | None = Field(None, ge=0, le=1000)
+    queue_length: int | None = Field(None, ge=1, le=100000)
+    polling_interval_s: float | None = Field(None, ge=1, le=3600)
+    cooldown_s: float | None = Field(None, ge=0, le=86400)
+    paused: bool | None = None
+    timeout_s: float | None = Field(None, gt=0, le=30 * 86400)
+    drain_time_s: float | None = Field(None, ge=0, le=86400)
+    on_reset: Literal["rerun", "fail"] | None = None
+    max_attempts: int | None = Field(None, ge=1, le=100)
+    run_as_process: bool | None = None
+
+    _run_as_process = field_validator("run_as_process")(only_as_process)
+
+
+def get_service(name: str) -> Service:
+    service = Service.get_or_none(Service.name == name)
+    if service is None:
+        raise NotFound(f"service {name} does not exist; services are created by the first training of an architecture")
+    return service
+
+
+def ensure_service(settings: Settings, architecture: str) -> Service:
+    """The architecture's service, created with defaults on first use. Safe under concurrency."""
+    get_adapter(architecture, settings.adapters)
+    name = queues.service_name(architecture)
+    service = Service.get_or_none(Service.name == name)
+    if service is None:
+        try:
+            with database.atomic():
+                service = Service.create(name=name, architecture=architecture)
+        except Exception:  # noqa: BLE001 - another request created it first
+            service = Service.get_by_id(name)
+    return service
+
+
+def check_service_patch(service: Service, patch: ServicePatch, settings: Settings | None = None) -> dict[str, Any]:
+    """The changes ``patch`` makes to ``service``; ConfigError if they do not fit together."""
+    changes = patch.model_dump(exclude_none=True)
+    if settings is not None and "instance_type" in changes and changes["instance_type"] not in settings.instance_types:
+        raise ConfigError(f"unknown instance type {changes['instance_type']!r}",
+                          {"instance_type": f"one of: {', '.join(sorted(settings.instance_types))}"})
+    low = changes.get("min_instances", service.min_instances)
+    high = changes.get("max_instances", service.max_instances)
+    if low > high:
+        raise ConfigError("min_instances is above max_instances", {"min_instances": f"must be <= max_instances ({high})"})
+    return changes
+
+
+def update_service(service: Service, patch: ServicePatch, settings: Settings | None = None) -> Service:
+    changes = check_service_patch(service, patch, settings)
+    if changes:
+        Service.update(**changes, updated_at=now_s()).where(Service.name == service.name).execute()
+    return Service.get_by_id(service.name)
+
+
+def service_health(error_reason: str | None, paused: bool, waiting: int, live_instances: int, max_instances: int) -> tuple[str, str]:
+    """(indicator, reason) shown for a service: error, warning or ok."""
+    if error_reason:
+        return "error", error_reason
+    if paused and waiting:
+        return "warning", f"service paused: {waiting} pending executions get stuck in the queue until it is resumed"
+    if waiting and max_instances == 0:
+        return "warning", f"max_instances is 0: {waiting} pending executions get stuck in the queue"
+    if waiting and live_instances == 0:
+        return "warning", f"inactive: no instance is running while {waiting} executions wait"
+    return "ok", ""
+
+
+def configure_service(settings: Settings, name: str, patch: ServicePatch) -> Service:
+    """Apply ``patch`` to the service called ``name``. A service of a known architecture can be
+    set up before its first training; a patch that is refused creates no service."""
+    service = Service.get_or_none(Service.name == name)
+    if service is None and name.startswith(queues.SERVICE_PREFIX):
+        architecture = name.removeprefix(queues.SERVICE_PREFIX)
+        # Check the patch against the defaults first: a rejected patch creates no service.
+        check_service_patch(Service(name=name, architecture=architecture), patch, settings)
+        service = ensure_service(settings, architecture)
+    return update_service(service or get_service(name), patch, settings)

@@ -1,0 +1,177 @@
+"""The protocol between the control plane, its instances and their work processes, declared once.
+
+Three hops use it. The control plane answers an instance's claim with a :class:`ClaimReply`
+whose :class:`WorkSpec` the instance hands, as it is, to a work process. The work process sends
+back :data:`WorkEvent` s (progress, metric, log, checkpoint) over its pipe and ends with a
+:class:`Result` or a :class:`Failure`. The instance forwards the events to the control plane as
+:class:`ReportedEvent` s, and sends :class:`Heartbeat` s and a :class:`Finish` per attempt.
+
+The API validates requests with these models and the instance builds its requests and reads the
+answers with them, so the two sides cannot drift apart. Unknown fields are refused.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from trainfaas.services.core.statuses import InstanceStatus, Outcome
+
+ID = Field(max_length=32)
+
+TRAIN_MODEL = "train_model"
+FUNCTIONS: frozenset[str] = frozenset({TRAIN_MODEL, "noop"})
+"""The functions an execution may call; trainfaas.functions.run maps each name to its code."""
+
+
+class Message(BaseModel):
+    """A message of the protocol: unknown fields are an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- what an attempt runs --------------------------------------------------------------------
+
+
+class ModelRef(Message):
+    """The model a training trains."""
+
+    id: str
+    architecture: str
+    labels: list[str] = Field(default_factory=list)
+
+
+class WorkSpec(Message):
+    """Everything a work process needs to run one attempt; built by the control plane at claim."""
+
+    execution_id: str
+    attempt: int
+    function: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    output_path: str
+    data_path: str | None = None
+    model: ModelRef | None = None
+    resume_checkpoint: str | None = Field(None, description="The checkpoint of an interrupted attempt to resume from.")
+    base_model: str | None = Field(None, description="Fine-tuning: the saved model directory training starts from.")
+    adapters: str = Field("", description="Extra adapter references (the TRAINFAAS_ADAPTERS setting).")
+
+
+class Claim(Message):
+    execution_id: str = ID
+    attempt: int = Field(ge=1)
+
+
+class ClaimReply(Message):
+    """What to run, and the limits to run it under."""
+
+    spec: WorkSpec
+    timeout_s: float
+    drain_time_s: float
+    run_as_process: bool
+
+
+# ---- what a work process reports -------------------------------------------------------------
+
+
+class Progress(Message):
+    kind: Literal["progress"] = "progress"
+    percent: float = Field(ge=0, le=100)
+    message: str = ""
+
+
+class Metric(Message):
+    kind: Literal["metric"] = "metric"
+    figure: str = Field(max_length=100)
+    legend: str = Field(max_length=100)
+    x: float = Field(allow_inf_nan=False)
+    y: float = Field(allow_inf_nan=False)
+
+
+class Log(Message):
+    kind: Literal["log"] = "log"
+    line: str
+
+
+class Checkpoint(Message):
+    kind: Literal["checkpoint"] = "checkpoint"
+    path: str
+    step: int = Field(ge=0, le=2**62)
+    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict)
+
+
+WorkEvent = Annotated[Progress | Metric | Log | Checkpoint, Field(discriminator="kind")]
+
+
+class Result(Message):
+    """The last message of a work process whose function returned."""
+
+    output: dict[str, Any]
+    stopped: bool = Field(description="Whether the attempt had been asked to stop when the function returned.")
+
+
+class Failure(Message):
+    """The last message of a work process whose function raised."""
+
+    error: str = Field(description="The exception's type name.")
+    message: str
+    traceback: str = ""
+
+
+# ---- what an instance sends the control plane ------------------------------------------------
+
+
+class ReportedEvent(Message):
+    """A work process's event, as its instance forwards it."""
+
+    execution_id: str = ID
+    attempt: int = Field(ge=1)
+    at: float = Field(description="Epoch seconds.")
+    event: WorkEvent
+
+
+class Report(Message):
+    events: list[ReportedEvent] = Field(max_length=10000)
+
+
+class ReportReply(Message):
+    refused: dict[str, str] = Field(description="Execution id -> why its events were refused.")
+
+
+class RunningEntry(Message):
+    execution_id: str = ID
+    attempt: int = Field(ge=1)
+    pid: int | None = Field(None, description="The work process that runs the attempt.")
+
+
+class Heartbeat(Message):
+    status: Literal[InstanceStatus.RUNNING, InstanceStatus.FULL, InstanceStatus.TERMINATING] = InstanceStatus.RUNNING
+    running: list[RunningEntry] = Field(default_factory=list)
+
+
+class HeartbeatReply(Message):
+    """What the instance is to do with its work: see trainfaas.services.control.instances.heartbeat."""
+
+    stop: list[str] = Field(default_factory=list)
+    abandon: list[str] = Field(default_factory=list)
+    paused: bool = False
+    drain: bool = False
+
+
+class Finish(Message):
+    attempt: int = Field(ge=1)
+    outcome: Literal[Outcome.SUCCESS, Outcome.FAILED, Outcome.RESET, Outcome.TERMINATED]
+    reason: str = Field("", max_length=10000)
+    error: str | None = Field(None, max_length=100000)
+    traceback: str | None = Field(None, max_length=1000000)
+    output: dict[str, Any] | None = None
+
+
+class InstanceRegister(Message):
+    service: str = Field(min_length=1, max_length=150)
+    instance_id: str | None = Field(None, max_length=32)
+    host: str = Field("", max_length=255)
+    pid: int | None = None
+    backend: str = Field("process", max_length=20)
+
+
+class Deregister(Message):
+    reason: str = Field("exited", max_length=2000)

@@ -1,0 +1,107 @@
+"""Work processes as their instance sees them: one started ahead and waiting (a spare), and one
+running an attempt, whose messages (trainfaas.services.core.protocol) the instance collects.
+
+Work processes come from a fork server: a clean process started once (spawn-like, so it never
+holds CUDA state or the instance's threads) that forks each work process. Forking from it is
+fast, and each attempt still gets a process of its own.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from trainfaas.functions.run import standby
+from trainfaas.services.core.protocol import Failure, ReportedEvent, Result, WorkSpec
+
+# The fork server imports only the function runner; the adapter is imported by the waiting spare.
+PRELOAD = ["trainfaas.functions.run", "trainfaas.functions.train", "trainfaas.functions.noop"]
+
+
+def work_process_context() -> Any:
+    """The multiprocessing context work processes start from (see the module's docstring)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+@dataclass
+class Spare:
+    """A started work process waiting for the spec of the attempt it will run."""
+
+    process: Any
+    conn: Connection
+    stop_event: Any
+
+    @classmethod
+    def start(cls, context: Any, architecture: str, adapters: str, name: str) -> Spare:
+        """Start a work process that imports ``architecture``'s adapter and waits for one spec
+        (see trainfaas.functions.run.standby)."""
+        parent_end, child_end = context.Pipe(duplex=True)
+        stop_event = context.Event()
+        process = context.Process(target=standby, args=(child_end, stop_event, architecture, adapters), name=name)
+        process.start()
+        child_end.close()
+        return cls(process, parent_end, stop_event)
+
+    def close(self) -> None:
+        """Let the waiting process go: it reads EOF and exits (killed if it does not)."""
+        self.conn.close()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+@dataclass
+class Running:
+    """One attempt running in a work process, as the instance sees it."""
+
+    execution_id: str
+    attempt: int
+    process: Any
+    conn: Connection
+    stop_event: Any
+    deadline: float
+    drain_time_s: float
+    started: float = field(default_factory=time.monotonic)
+    result: Result | None = None
+    error: Failure | None = None
+    stop_reason: str | None = None  # why the instance stopped it: None, "user", or a reset reason
+    kill_at: float | None = None
+    oom_kills_before: int = 0
+    function: str = ""
+
+    @classmethod
+    def hand(cls, spare: Spare, spec: WorkSpec, timeout_s: float, drain_time_s: float, oom_kills_before: int) -> Running:
+        """Give ``spec`` to ``spare``, which runs it from now on."""
+        run = cls(spec.execution_id, spec.attempt, spare.process, spare.conn, spare.stop_event,
+                  deadline=time.monotonic() + timeout_s, drain_time_s=drain_time_s,
+                  oom_kills_before=oom_kills_before, function=spec.function)
+        try:
+            spare.conn.send(spec)
+        except (BrokenPipeError, OSError):
+            pass  # the spare died while waiting; the watcher turns its exit into a reason
+        return run
+
+    @property
+    def label(self) -> str:
+        return f"execution {self.execution_id} attempt {self.attempt}"
+
+    def receive(self) -> list[ReportedEvent]:
+        """Read what the work process sent so far: its events, to forward, and its last word
+        (kept in ``result`` or ``error``)."""
+        events = []
+        try:
+            while self.conn.poll():
+                message = self.conn.recv()
+                if isinstance(message, Result):
+                    self.result = message
+                elif isinstance(message, Failure):
+                    self.error = message
+                else:
+                    events.append(ReportedEvent(execution_id=self.execution_id, attempt=self.attempt, at=time.time(), event=message))
+        except (EOFError, OSError):
+            pass
+        return events

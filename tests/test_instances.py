@@ -1,0 +1,103 @@
+"""Instance statuses change only through their transition table: an instance that has ended
+never comes back, whatever it sends. Over the real app and database."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from trainfaas.services.control import instances
+from trainfaas.services.control import tokens as auth
+from trainfaas.services.core.errors import InvalidTransition
+from trainfaas.services.core.protocol import Heartbeat, RunningEntry
+from trainfaas.services.core.statuses import ENDED_INSTANCE, InstanceStatus
+from trainfaas.services.store.records import Instance, Service
+
+SLEEP = "mgmt-train-sleep"
+
+
+def register(api: Any, **body: Any) -> tuple[str, Any]:
+    """Register an instance of the sleep service; return its id and a client with its token."""
+    registration = auth.registration_token(api.settings.instance_secret_value(), SLEEP)
+    response = api.as_(registration).post("/api/v1/instances", json={"service": SLEEP, "host": "test", **body})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"], api.as_(response.get_json()["token"])
+
+
+@pytest.fixture
+def running(api: Any) -> dict[str, Any]:
+    """A registered instance that has claimed a noop execution."""
+    assert api.client.patch(f"/api/v1/services/{SLEEP}", json={"min_instances": 0}).status_code == 200
+    execution = api.client.post(f"/api/v1/services/{SLEEP}/executions", json={"function": "noop", "input": {}}).get_json()
+    instance_id, client = register(api)
+    claim = client.post(f"/api/v1/instances/{instance_id}/claim", json={"execution_id": execution["id"], "attempt": 1})
+    assert claim.status_code == 200, claim.get_json()
+    beat = {"status": "running", "running": [{"execution_id": execution["id"], "attempt": 1, "pid": 4242}]}
+    return {"id": instance_id, "client": client, "execution": execution["id"], "beat": beat}
+
+
+def test_a_heartbeat_never_brings_back_a_lost_instance_and_tells_it_to_go(api: Any, running: dict[str, Any]) -> None:
+    instance_id, client = running["id"], running["client"]
+    assert instances.transition(instance_id, InstanceStatus.LOST, last_exit_reason="heartbeat lost", running=[])
+    before = Instance.get_by_id(instance_id)
+
+    answer = client.post(f"/api/v1/instances/{instance_id}/heartbeat", json=running["beat"])
+
+    assert answer.status_code == 200
+    assert answer.get_json() == {"stop": [], "abandon": [running["execution"]], "paused": True, "drain": True}
+    after = Instance.get_by_id(instance_id)
+    assert (after.status, after.heartbeat_at, after.running) == ("lost", before.heartbeat_at, [])
+    gone = client.post(f"/api/v1/instances/{instance_id}/deregister", json={"reason": "drained"})
+    assert gone.get_json() == {"status": "lost"}  # an exit after the loss does not rewrite it
+    assert Instance.get_by_id(instance_id).status == "lost"
+
+
+def test_a_heartbeat_that_loses_the_race_with_the_reaper_changes_nothing(api: Any, running: dict[str, Any]) -> None:
+    seen_alive = Instance.get_by_id(running["id"])  # as the API loaded it, before the reaper wrote
+    assert instances.transition(running["id"], InstanceStatus.LOST)
+
+    answer = instances.heartbeat(seen_alive, Heartbeat(status=InstanceStatus.FULL, running=[RunningEntry(execution_id="e", attempt=1)]))
+
+    assert answer.drain and answer.abandon == ["e"]
+    assert Instance.get_by_id(running["id"]).status == "lost"
+
+
+def test_an_instance_asked_to_go_stays_terminating_whatever_its_heartbeat_says(api: Any, running: dict[str, Any]) -> None:
+    assert instances.transition(running["id"], InstanceStatus.TERMINATING)
+    answer = running["client"].post(f"/api/v1/instances/{running['id']}/heartbeat", json=running["beat"]).get_json()
+    assert answer == {"stop": [], "abandon": [], "paused": False, "drain": True}
+    assert Instance.get_by_id(running["id"]).status == "terminating"
+
+
+def test_a_paused_service_turns_heartbeats_into_paused_and_back(api: Any, running: dict[str, Any]) -> None:
+    url = f"/api/v1/instances/{running['id']}/heartbeat"
+    api.client.post(f"/api/v1/services/{SLEEP}/pause")
+    assert running["client"].post(url, json=running["beat"]).get_json()["paused"] is True
+    assert Instance.get_by_id(running["id"]).status == "paused"
+    api.client.post(f"/api/v1/services/{SLEEP}/resume")
+    assert running["client"].post(url, json={**running["beat"], "status": "full"}).get_json()["paused"] is False
+    assert Instance.get_by_id(running["id"]).status == "full"
+
+
+def test_a_row_the_scheduler_gave_up_is_not_adopted_by_a_late_registration(api: Any) -> None:
+    assert api.client.patch(f"/api/v1/services/{SLEEP}", json={"min_instances": 0}).status_code == 200
+    service = Service.get_by_id(SLEEP)
+    given_up, asked_to_go = (Instance.create(service=service) for _ in range(2))
+    assert instances.transition(given_up.id, InstanceStatus.FAILED, last_exit_reason="did not register")
+    assert instances.transition(asked_to_go.id, InstanceStatus.TERMINATING)
+
+    registration = api.as_(auth.registration_token(api.settings.instance_secret_value(), SLEEP))
+    late = registration.post("/api/v1/instances", json={"service": SLEEP, "instance_id": given_up.id})
+    assert late.status_code == 409 and Instance.get_by_id(given_up.id).status == "failed"
+    adopted = registration.post("/api/v1/instances", json={"service": SLEEP, "instance_id": asked_to_go.id})
+    assert adopted.status_code == 201 and adopted.get_json()["status"] == "terminating"
+
+
+@pytest.mark.parametrize("ended", sorted(ENDED_INSTANCE))
+def test_the_table_refuses_every_move_out_of_an_end(database_url: str, ended: InstanceStatus) -> None:
+    instance = Instance.create(service=Service.create(name=SLEEP, architecture="sleep"))
+    assert instances.transition(instance.id, ended)
+    for status in InstanceStatus:
+        with pytest.raises(InvalidTransition):
+            instances.transition(instance.id, status, expect={ended})
+        assert not instances.transition(instance.id, status)  # from wherever it may: not from here
+    assert Instance.get_by_id(instance.id).status == ended
