@@ -30,6 +30,7 @@ from typing import Any
 
 from trainfaas.adapters.catalog import Entry, catalog, load_class
 from trainfaas.services.core.errors import ConfigError, NotFound
+from trainfaas.services.core.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class _Cache:
     def __exit__(self, *exc: object) -> None:
         try:
             if self.changed:
-                partial = self.path.with_suffix(".partial")
-                partial.write_text(json.dumps({"key": self.key, "figures": self.figures}, indent=1, sort_keys=True))
-                os.replace(partial, self.path)
+                atomic_write_text(self.path, json.dumps({"key": self.key, "figures": self.figures}, indent=1, sort_keys=True))
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import import_module
 from importlib.metadata import entry_points
 
 from trainfaas.adapters.base import ModelAdapter
-from trainfaas.services.core.errors import AdapterError
+from trainfaas.services.core.errors import AdapterError, ConfigError
+from trainfaas.services.core.references import old_name_hint, resolve
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,22 @@ class Entry:
 
 
 def load_class(reference: str) -> type[ModelAdapter]:
-    """Import ``module:Class`` and check that it is a ModelAdapter declaring architectures."""
-    module_name, _, class_name = reference.partition(":")
-    if not module_name or not class_name:
-        raise AdapterError(f"adapter reference {reference!r} must look like module:Class", {"adapter": reference})
+    """Import ``module:Class`` and check that it is a ModelAdapter declaring architectures.
+
+    Raises AdapterError saying what is wrong; for an adapter written against the names trainfaas
+    used before its one namespace (``from adapters.base import ModelAdapter``), what to write instead.
+    """
     try:
-        cls = getattr(import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise AdapterError(f"cannot load adapter {reference}: {exc}", {"adapter": reference}) from exc
+        cls = resolve(reference, "adapter")
+    except ConfigError as exc:
+        raise AdapterError(exc.message, {"adapter": reference}) from exc
+    except ImportError as exc:  # an import inside the adapter's module, other than a missing module
+        raise AdapterError(f"cannot load adapter {reference}: {exc}{old_name_hint(exc.name)}", {"adapter": reference}) from exc
     if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)) or not cls.architectures:
+        # A class of an old top-level `adapters` package found on sys.path is another class than ours.
+        hint = next(filter(None, (old_name_hint(base.__module__) for base in getattr(cls, "__mro__", ()))), "")
         raise AdapterError(
-            f"{reference} must subclass adapters.base.ModelAdapter and declare architectures", {"adapter": reference}
+            f"{reference} must subclass trainfaas.adapters.ModelAdapter and declare architectures{hint}", {"adapter": reference}
         )
     return cls
 
@@ -78,22 +83,26 @@ def catalog(extra: str = "") -> dict[str, Entry]:
 
 
 def get_adapter(architecture: str, extra: str = "") -> type[ModelAdapter]:
-    """The adapter class serving ``architecture``; raises AdapterError naming what is known.
+    """The adapter class serving ``architecture``; raises AdapterError naming what is known, and why
+    any adapter of an entry point or the setting could not be loaded.
 
     Sources are tried from the highest priority down and the search stops at the first match,
     so resolving ``sleep`` never imports torch.
     """
+    unloaded: list[str] = []
     for reference, source in reversed(_references(extra)):
         try:
             cls = load_class(reference)
-        except AdapterError:
+        except AdapterError as exc:
             if source == "builtin":
                 raise
+            unloaded.append(exc.message)
             continue
         if architecture in cls.architectures:
             return cls
     known = ", ".join(sorted(catalog(extra))[:12])
+    reasons = "".join(f"; {message}" for message in unloaded)
     raise AdapterError(
-        f"no adapter serves architecture {architecture!r}",
+        f"no adapter serves architecture {architecture!r}{reasons}",
         {"architecture": f"one of: {known}, … (trainfaas adapters list)"},
     )

@@ -15,23 +15,18 @@ set without paying for either.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainfaas.adapters.samples import export_once
 from trainfaas.services.core.errors import DatasetError
+from trainfaas.services.core.references import resolve
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 LAYOUT = "<data set>/train/<label>/<image> and <data set>/validation/<label>/<image>, images ending in " + ", ".join(IMAGE_SUFFIXES)
-
-# Written last by write_digits: its presence means the export is complete.
-DIGITS_MARKER = "trainfaas-sample.json"
-DIGITS_VERSION = 1
+DIGITS_VERSION = 2  # 2: the marker of trainfaas.adapters.samples
 
 
 def _is_image(path: Path) -> bool:
@@ -110,29 +105,8 @@ def read_image_folder(path: Path, labels: list[str] | None = None) -> tuple[list
     return chosen, {subset: sum(images_by_label[subset].get(label, 0) for label in chosen) for subset in SUBSETS}
 
 
-def _digits_summary(dest: Path, labels: list[str], counts: dict[str, int]) -> dict[str, Any]:
-    return {
-        "path": str(dest),
-        "labels": labels,
-        "train_images": counts["train"],
-        "validation_images": counts["validation"],
-    }
-
-
-def _complete_export(dest: Path, validation_fraction: float, seed: int) -> dict[str, Any] | None:
-    """The summary of an export already in ``dest`` made with these parameters, or None."""
-    try:
-        marker = json.loads((dest / DIGITS_MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    wanted = {"version": DIGITS_VERSION, "validation_fraction": validation_fraction, "seed": seed}
-    if any(marker.get(key) != value for key, value in wanted.items()):
-        return None
-    return marker.get("summary")
-
-
-def _export_digits(root: Path, validation_fraction: float, seed: int) -> dict[str, int]:
-    """Write the digits as PNG files under ``root``; return images per subset."""
+def _export_digits(root: Path, validation_fraction: float, seed: int) -> dict[str, Any]:
+    """Write the digits as PNG files under ``root``; return the labels and images per subset."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -150,7 +124,7 @@ def _export_digits(root: Path, validation_fraction: float, seed: int) -> dict[st
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels[index]).save(folder / f"{index:04d}.png")
         counts[subset] = len(subset_indexes)
-    return counts
+    return {"labels": [str(label) for label in range(10)], "train_images": counts["train"], "validation_images": counts["validation"]}
 
 
 def write_digits(dest: Path, validation_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
@@ -161,44 +135,16 @@ def write_digits(dest: Path, validation_fraction: float = 0.2, seed: int = 0) ->
     and depends only on ``validation_fraction`` and ``seed``. When ``dest`` already holds a
     complete export made with the same parameters, nothing is written. The export is built in a
     scratch folder beside ``dest`` and moved in at the end, so an interrupted export never looks
-    complete. Returns ``{"path", "labels", "train_images", "validation_images"}``.
+    complete (see :func:`trainfaas.adapters.samples.export_once`). Returns ``{"path", "labels",
+    "train_images", "validation_images"}``.
     """
     if not 0.0 < validation_fraction < 1.0:
         raise DatasetError(
             f"validation_fraction must lie strictly between 0 and 1, not {validation_fraction}",
             {"validation_fraction": "must lie strictly between 0 and 1"},
         )
-    dest = Path(dest)
-    existing = _complete_export(dest, validation_fraction, seed)
-    if existing is not None:
-        return existing
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        counts = _export_digits(scratch, validation_fraction, seed)
-        summary = _digits_summary(dest, [str(label) for label in range(10)], counts)
-        marker = {
-            "version": DIGITS_VERSION,
-            "validation_fraction": validation_fraction,
-            "seed": seed,
-            "summary": summary,
-        }
-        (scratch / DIGITS_MARKER).write_text(json.dumps(marker, indent=2))
-        _move_into(scratch, dest)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return summary
-
-
-def _move_into(scratch: Path, dest: Path) -> None:
-    """Replace ``dest``'s subsets and marker with the ones in ``scratch``; other files stay."""
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / DIGITS_MARKER).unlink(missing_ok=True)
-    for subset in SUBSETS:
-        shutil.rmtree(dest / subset, ignore_errors=True)
-        os.replace(scratch / subset, dest / subset)
-    # The marker goes last: a reader that sees it sees the whole export.
-    os.replace(scratch / DIGITS_MARKER, dest / DIGITS_MARKER)
+    parameters = {"sample": "digits", "version": DIGITS_VERSION, "validation_fraction": validation_fraction, "seed": seed}
+    return export_once(dest, parameters, SUBSETS, lambda scratch: _export_digits(scratch, validation_fraction, seed))
 
 
 SAMPLES: dict[str, str] = {
@@ -215,7 +161,4 @@ def sample_writer(name: str) -> Callable[..., dict[str, Any]]:
     """The writer of the bundled sample ``name``; DatasetError naming the known ones otherwise."""
     if name not in SAMPLES:
         raise DatasetError(f"no bundled sample {name!r}", {"name": "one of: " + ", ".join(SAMPLES)})
-    module, _, function = SAMPLES[name].partition(":")
-    from importlib import import_module
-
-    return getattr(import_module(module), function)  # type: ignore[no-any-return]
+    return resolve(SAMPLES[name], "sample writer")  # type: ignore[no-any-return]

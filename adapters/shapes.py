@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from trainfaas.adapters.samples import export_once
 from trainfaas.services.core.errors import DatasetError
 
 LABELS: tuple[str, ...] = ("circle", "square", "triangle")
 SUBSETS: tuple[str, ...] = ("train", "validation")
-MARKER = "trainfaas-sample.json"
 VERSION = 1
+ENTRIES: tuple[str, ...] = ("images", "labels", "masks", "data.yaml", "labels.json")
 NEGATIVE_SHARE = 0.1
 
 
@@ -113,28 +111,12 @@ def write_shapes(dest: Path, train_images: int = 240, validation_images: int = 6
                            {"train_images": "at least 1", "validation_images": "at least 1"})
     if not 32 <= image_size <= 2048:
         raise DatasetError(f"image_size must lie between 32 and 2048, not {image_size}", {"image_size": "32 to 2048"})
-    dest = Path(dest)
     parameters = {"version": VERSION, "train_images": train_images, "validation_images": validation_images,
                   "image_size": image_size, "seed": seed}
-    summary = {"path": str(dest), "labels": list(LABELS), "train_images": train_images,
-               "validation_images": validation_images, "image_size": image_size}
-    try:
-        if json.loads((dest / MARKER).read_text()).get("parameters") == parameters:
-            return summary
-    except (OSError, ValueError):
-        pass
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    summary = {"labels": list(LABELS), "train_images": train_images, "validation_images": validation_images, "image_size": image_size}
+
+    def write(scratch: Path) -> dict[str, Any]:
         _export(scratch, {"train": train_images, "validation": validation_images}, image_size, seed)
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / MARKER).unlink(missing_ok=True)
-        for entry in ("images", "labels", "masks", "data.yaml", "labels.json"):
-            target = dest / entry
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(scratch / entry, target)
-        (dest / MARKER).write_text(json.dumps({"parameters": parameters, "summary": summary}, indent=2))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return summary
+        return summary
+
+    return export_once(dest, parameters, ENTRIES, write)

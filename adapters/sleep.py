@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from trainfaas.adapters.base import ModelAdapter, Options
+from trainfaas.adapters import ModelAdapter, Options
+from trainfaas.services.core.files import atomic_write_text
 
 
 class SleepOptions(Options):
@@ -66,7 +67,7 @@ class SleepAdapter(ModelAdapter):
         return step
 
     def _save_checkpoint(self, path: Path, step: int) -> None:
-        path.write_text(json.dumps({"step": step}))
+        atomic_write_text(path, json.dumps({"step": step}))
         self.context.checkpoint(path, step, {"loss": 1.0 / max(step, 1)})
 
     def _misbehave(self, opts: SleepOptions) -> None:
@@ -80,8 +81,7 @@ class SleepAdapter(ModelAdapter):
             os._exit(opts.exit_code)
 
     def save(self, local_path: Path, **kwargs: Any) -> None:
-        local_path.mkdir(parents=True, exist_ok=True)
-        (local_path / "model.json").write_text(json.dumps({"architecture": "sleep", "steps": getattr(self, "steps_done", 0)}))
+        atomic_write_text(Path(local_path) / "model.json", json.dumps({"architecture": "sleep", "steps": getattr(self, "steps_done", 0)}))
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         json.loads((local_path / "model.json").read_text())

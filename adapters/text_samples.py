@@ -17,18 +17,14 @@ parameters of a complete export, and an export is built beside ``dest`` and move
 from __future__ import annotations
 
 import csv
-import json
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainfaas.adapters.samples import export_once
 from trainfaas.services.core.errors import DatasetError
 
-MARKER = "trainfaas-sample.json"
 VERSION = 1
 
 _CITIES = ["Paris", "Lisbon", "Oslo", "Denver", "Cairo", "Lima", "Tokyo", "Madrid", "Dublin", "Boston"]
@@ -175,27 +171,13 @@ def _write_sample(dest: Path, name: str, files: tuple[str, ...], labels: list[st
     if train < 1 or validation < 1:
         raise DatasetError(f"the {name} sample needs at least one training and one validation example",
                            {"train_examples": "at least 1", "validation_examples": "at least 1"})
-    dest = Path(dest)
     parameters = {"sample": name, "version": VERSION, "train_examples": train, "validation_examples": validation, "seed": seed}
-    summary = {"path": str(dest), "labels": labels, "train_examples": train, "validation_examples": validation}
-    try:
-        if json.loads((dest / MARKER).read_text()).get("parameters") == parameters:
-            return summary
-    except (OSError, ValueError):
-        pass
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+
+    def export(scratch: Path) -> dict[str, Any]:
         write(scratch, {"train": train, "validation": validation}, seed)
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / MARKER).unlink(missing_ok=True)
-        for file in files:
-            os.replace(scratch / file, dest / file)
-        # The marker goes last: a reader that sees it sees the whole export.
-        (dest / MARKER).write_text(json.dumps({"parameters": parameters, "summary": summary}, indent=2))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return summary
+        return {"labels": labels, "train_examples": train, "validation_examples": validation}
+
+    return export_once(dest, parameters, files, export)
 
 
 def write_text(dest: Path, train_examples: int = 1200, validation_examples: int = 300, seed: int = 0) -> dict[str, Any]:

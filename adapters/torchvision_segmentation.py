@@ -1,4 +1,4 @@
-"""Semantic segmentation with every segmentation model torchvision ships, trained from scratch.
+"""Semantic segmentation with every segmentation model torchvision ships, trained from scratch or fine-tuned.
 
 The data set is an image-mask directory (see :mod:`trainfaas.adapters.masks`; the bundled "shapes" sample
 is one). Images are converted to RGB and resized to a square of ``input_size`` pixels, masks with
@@ -6,21 +6,15 @@ nearest-neighbour sampling. Pixels are standardised with per-channel statistics 
 subset, saved with the model so that prediction sees the inputs training saw. Class 0 is
 background; ``labels[i]`` is class ``i + 1``; mask value 255 is ignored by the loss and the scores.
 
-Training counts optimizer steps. Every ``eval_every_steps`` (by default once an epoch) it scores
-the validation subset (loss, mIoU and pixel accuracy from a confusion matrix) and every
-``checkpoint_every_steps`` (by default at every evaluation) it writes
-``<output>/checkpoints/last.pt``; ``best.pt`` holds the state with the best validation mIoU so
-far. Both hold the whole training state, so either can be resumed. The shuffle order is seeded per
-epoch and the augmentation per step, so a resumed run takes the same batches as an uninterrupted
-one. A stop request is honoured between steps and ends with a checkpoint.
+Training counts optimizer steps (see :mod:`trainfaas.adapters.vision_training`, which runs the loop,
+its seeding, evaluations and checkpoints, as for classification). Every evaluation scores the
+validation subset (loss, mIoU and pixel accuracy from a confusion matrix); ``best.pt`` holds the
+state with the best validation mIoU so far.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -30,18 +24,17 @@ from PIL import Image
 from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import models as tv_models
 from torchvision.models import segmentation as tv_segmentation
-from trainfaas.adapters.base import ModelAdapter, Options
+from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
 from trainfaas.adapters.images import to_pil_image
 from trainfaas.adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
-from trainfaas.adapters.torch_support import batch_starts, float_tensor, save_atomically, training_device
-from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.adapters.torch_support import training_device
+from trainfaas.adapters.vision_data import Subset, open_subsets, to_model_input
+from trainfaas.adapters.vision_training import StepOptions, StepTraining, VisionAdapter
 
 CHECKPOINT_FORMAT = 1
-MODEL_FILE = "model.pt"
-PRELOAD_LIMIT_BYTES = 2 * 1024**3
 DECODE_BATCH_IMAGES = 64
 AUX_LOSS_WEIGHT = 0.5  # torchvision's segmentation reference recipe
 POLY_POWER = 0.9
@@ -51,7 +44,7 @@ ARCHITECTURES: tuple[str, ...] = tuple(sorted(tv_models.list_models(module=tv_se
 WITHOUT_AUX_HEAD: frozenset[str] = frozenset(name for name in ARCHITECTURES if name.startswith("lraspp"))
 
 
-class SegmentationOptions(Options):
+class SegmentationOptions(StepOptions):
     """Options of torchvision semantic segmentation training.
 
     The defaults suit the bundled shapes sample (240 training images of 128 pixels, trained at 64)
@@ -61,9 +54,6 @@ class SegmentationOptions(Options):
     """
 
     epochs: int = Field(30, ge=1, le=10000, description="Passes over the training subset (unless max_steps is set).")
-    max_steps: int | None = Field(
-        None, ge=1, le=10_000_000, description="Optimizer steps to train for; when set it replaces epochs."
-    )
     batch_size: int = Field(8, ge=1, le=1024, description="Images per optimizer step.")
     learning_rate: float = Field(
         0.006, gt=0, le=10, description="Peak learning rate, reached after warmup_steps and then lowered by lr_schedule."
@@ -113,16 +103,6 @@ class SegmentationOptions(Options):
             " running statistics lag far behind the weights and evaluation suffers."
         ),
     )
-    eval_every_steps: int | None = Field(
-        None, ge=1, le=10_000_000, description="Score the validation subset every this many steps; None: at the end of every epoch."
-    )
-    checkpoint_every_steps: int | None = Field(
-        None, ge=1, le=10_000_000, description="Write checkpoints/last.pt every this many steps; None: at every evaluation."
-    )
-    max_hours: float | None = Field(
-        None, gt=0, le=10000, description="Wall-clock budget: once spent, training evaluates, checkpoints and ends early."
-    )
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of weight initialisation, shuffling and augmentation.")
     labels: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None,
         min_length=1,
@@ -138,16 +118,6 @@ class SegmentationOptions(Options):
             " that false positives on such images count."
         ),
     )
-    num_workers: int = Field(
-        0,
-        ge=0,
-        le=64,
-        description=(
-            "Worker processes that decode images; 0 decodes in the training process. Data sets that fit in"
-            " memory are decoded only once, so this matters mostly for large ones."
-        ),
-    )
-
     @field_validator("random_scale_max")
     @classmethod
     def _at_least_the_minimum(cls, value: float, info: ValidationInfo) -> float:
@@ -181,76 +151,10 @@ class _PairFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return _resized_pair(*self.pairs[index], self.size, self.table)
 
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-"""uint8 images [N, 3, H, W] and uint8 class masks [N, H, W], on the training device."""
-
-
-
-
-
-
-class _Subset:
-    """A subset's images and masks, decoded once into memory when they fit, else on every pass."""
-
-    def __init__(self, files: _PairFiles, device: torch.device, num_workers: int, preload: bool) -> None:
-        self.files, self.device, self.num_workers = files, device, num_workers
-        self.images: torch.Tensor | None = None
-        self.masks: torch.Tensor | None = None
-        if preload:
-            decoded = list(self._decode(torch.arange(len(files)), DECODE_BATCH_IMAGES))
-            self.images = torch.cat([images for images, _ in decoded]).to(device)
-            self.masks = torch.cat([masks for _, masks in decoded]).to(device)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def _decode(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-        loader: DataLoader[Batch] = DataLoader(
-            self.files, batch_size=batch_size, sampler=order.tolist(), num_workers=self.num_workers
-        )
-        yield from loader
-
-    def batches(self, batch_size: int, order: torch.Tensor | None = None, first_batch: int = 0) -> Iterator[Batch]:
-        """Yield batches in ``order`` (default: file order), starting at batch number ``first_batch``;
-        a lone trailing image is left out (see trainfaas.adapters.torch_support.is_lone_trailing_sample)."""
-        order = torch.arange(len(self)) if order is None else order
-        starts = batch_starts(len(order), batch_size)[first_batch:]
-        if not starts:
-            return
-        order = order[starts[0] : starts[-1] + batch_size]
-        if self.images is not None and self.masks is not None:
-            index = order.to(self.device)
-            for start in range(0, len(index), batch_size):
-                yield self.images[index[start : start + batch_size]], self.masks[index[start : start + batch_size]]
-            return
-        for images, masks in self._decode(order, batch_size):
-            yield images.to(self.device, non_blocking=True), masks.to(self.device, non_blocking=True)
-
-
 def _has_chosen_label(mask_path: Path, table: list[int]) -> bool:
     with Image.open(mask_path) as mask:
         return any(0 < table[value] < IGNORE_VALUE for _, value in mask.getcolors(256) or [])
 
-
-def _channel_statistics(subset: _Subset) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation (0..1 scale) of the training images."""
-    total = torch.zeros(3, dtype=torch.float64)
-    total_squares = torch.zeros(3, dtype=torch.float64)
-    pixels = 0
-    for images, _ in subset.batches(DECODE_BATCH_IMAGES):
-        values = images.double().div_(255.0).transpose(0, 1).reshape(3, -1).cpu()
-        total += values.sum(dim=1)
-        total_squares += values.square().sum(dim=1)
-        pixels += values.shape[1]
-    mean = total / pixels
-    # A constant channel would divide by zero; a floor keeps it at a harmless scale.
-    std = (total_squares / pixels - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
-    return mean.tolist(), std.tolist()
-
-
-def _to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, 3, H, W] → standardised float images."""
-    return (images.float().div_(255.0) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
 def _augment(images: torch.Tensor, masks: torch.Tensor, options: SegmentationOptions, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -345,6 +249,8 @@ def _loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor) -> torch.Tensor
     return loss
 
 
+def _has_aux_head(model: nn.Module) -> bool:
+    return getattr(model, "aux_classifier", None) is not None
 
 
 # ---- scores -------------------------------------------------------------------------------------
@@ -370,75 +276,70 @@ def scores(matrix: torch.Tensor) -> tuple[torch.Tensor, float, float]:
 # ---- training ------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Run:
-    """The state of one training run: what the loop needs and what a checkpoint keeps."""
+class SegmentationTraining(StepTraining):
+    """A segmentation run: per-pixel cross-entropy (plus the auxiliary head's, weighted 0.5) on flipped and
+    zoomed images, scored by mIoU and pixel accuracy from a confusion matrix."""
 
-    architecture: str
-    labels: list[str]
+    checkpoint_format: ClassVar[int] = CHECKPOINT_FORMAT
+    reported: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("loss", "train", "train_loss"), ("loss", "val", "val_loss"), ("mIoU", "val", "val_mIoU"),
+        ("pixel_accuracy", "val", "val_pixel_accuracy"),
+    )
+    summary: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("val loss", "val_loss"), ("val mIoU", "val_mIoU"), ("pixel accuracy", "val_pixel_accuracy"))
+    best: tuple[float, ...] = (-1.0,)  # val mIoU of best.pt
     options: SegmentationOptions
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    mean: torch.Tensor
-    std: torch.Tensor
-    steps_per_epoch: int
-    step: int = 0
-    best_miou: float = -1.0
-    metrics: dict[str, float] | None = None
 
-    @property
-    def total_steps(self) -> int:
-        return self.options.max_steps or self.steps_per_epoch * self.options.epochs
+    def __init__(self, adapter: ModelAdapter, labels: list[str], options: SegmentationOptions, model: nn.Module,
+                 subsets: dict[str, Subset]) -> None:
+        self.random_draws = options.horizontal_flip or options.random_scale_min != 1.0 or options.random_scale_max != 1.0
+        super().__init__(adapter, labels, options, model, _make_optimizer(model, options), subsets)
 
-    @property
-    def eval_interval(self) -> int:
-        return self.options.eval_every_steps or self.steps_per_epoch
+    def learning_rate_at(self, step: int) -> float:
+        return learning_rate_at(step, self.total_steps, self.options)
 
-    @property
-    def checkpoint_interval(self) -> int:
-        return self.options.checkpoint_every_steps or self.eval_interval
+    def train_inputs(self, images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = to_model_input(images, self.standardise), masks.long()
+        return (inputs, targets) if generator is None else _augment(inputs, targets, self.options, generator)
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "architecture": self.architecture,
-            "labels": self.labels,
-            "input_size": self.options.input_size,
-            "aux_loss": _has_aux_head(self.model),
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "step": self.step,
-            "best_miou": self.best_miou,
-            "metrics": dict(self.metrics or {}),
-            "options": self.options.model_dump(mode="json"),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-        }
+    def loss(self, outputs: Any, targets: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _loss(outputs, targets), None
 
+    def score(self, subset: Subset) -> tuple[dict[str, float], tuple[float, ...]]:
+        classes = len(self.labels) + 1
+        matrix = torch.zeros(classes, classes, dtype=torch.long)
+        loss_sum, pixels = torch.zeros((), device=self.device), torch.zeros((), dtype=torch.long, device=self.device)
+        for images, masks in subset.batches(max(self.options.batch_size, subset.decode_batch)):
+            logits = self.model(to_model_input(images, self.standardise))["out"]
+            targets = masks.long()
+            loss_sum += F.cross_entropy(logits, targets, ignore_index=IGNORE_VALUE, reduction="sum")
+            pixels += (targets != IGNORE_VALUE).sum()
+            matrix += confusion_matrix(logits.argmax(dim=1), targets, classes)
+        iou, mean_iou, accuracy = scores(matrix)
+        figures = {"val_loss": float(loss_sum) / max(int(pixels), 1), "val_mIoU": mean_iou, "val_pixel_accuracy": accuracy}
+        for name, value in zip(["background", *self.labels], iou.tolist(), strict=True):
+            if not math.isnan(value):
+                figures[f"val_IoU_{name}"] = value
+        return figures, (mean_iou,)
 
-def _has_aux_head(model: nn.Module) -> bool:
-    return getattr(model, "aux_classifier", None) is not None
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.step, self.best = int(saved["step"]), (float(saved["best_miou"]),)
+
+    def own_state(self) -> dict[str, Any]:
+        return {"input_size": self.options.input_size, "aux_loss": _has_aux_head(self.model), "best_miou": self.best[0]}
 
 
+# ---- the adapter ----------------------------------------------------------------------------------
 
 
-
-
-class TorchvisionSegmentation(ModelAdapter):
-    """Trains torchvision's semantic segmentation models from random weights on an image-mask data set."""
+class TorchvisionSegmentation(VisionAdapter):
+    """Trains torchvision's semantic segmentation models on an image-mask data set, from random weights or
+    from an earlier model of the same architecture."""
 
     architectures: ClassVar[tuple[str, ...]] = ARCHITECTURES
     task: ClassVar[str] = "semantic-segmentation"
     dataset_format: ClassVar[str | None] = "image-mask"
     Options: ClassVar[type[Options]] = SegmentationOptions
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.model: nn.Module | None = None
-        self.input_size = 0
-        # Per-channel pixel statistics (0..1 scale) the model's inputs are standardised with.
-        self.mean: list[float] = []
-        self.std: list[float] = []
 
     @classmethod
     def check_dataset(cls, path: Path, configuration: dict[str, Any]) -> list[str]:
@@ -453,11 +354,13 @@ class TorchvisionSegmentation(ModelAdapter):
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the last evaluation's metrics, steps and epochs.
 
-        Final metrics: ``train_loss``, ``val_loss``, ``val_mIoU``, ``val_pixel_accuracy``,
-        ``val_IoU_<label>`` per class (background included; NaN-free: a class absent from the
-        validation subset and never predicted is left out), ``steps``, ``epochs`` and, when training
-        ended early, ``stopped`` (a stop request) or ``time_limited`` (max_hours). Raises
-        DatasetError for a missing or malformed data set, ConfigError for an impossible option.
+        Final metrics: ``train_loss`` (over the steps since the evaluation before), ``val_loss``,
+        ``val_mIoU``, ``val_pixel_accuracy``, ``val_IoU_<label>`` per class (background included;
+        NaN-free: a class absent from the validation subset and never predicted is left out),
+        ``learning_rate``, ``steps``, ``epochs``, ``train_samples_per_s`` and, when training ended
+        early, ``stopped`` (a stop request) or ``time_limited`` (max_hours). Raises DatasetError for a
+        missing or malformed data set, ConfigError for an impossible option, AdapterError for a
+        checkpoint or base model of another architecture or labels.
         """
         options = SegmentationOptions.model_validate({**self.configuration, **configuration})
         if data_path is None:
@@ -470,14 +373,20 @@ class TorchvisionSegmentation(ModelAdapter):
         model = build_model(self.architecture, len(labels) + 1, options.aux_loss)
         model = set_batch_norm_momentum(model, options.batch_norm_momentum).to(device)
         subsets = self._open_subsets(dataset.pairs, table, options, device)
-        run = self._start_run(model, labels, options, subsets["train"], device)
-        self.labels, self.model, self.input_size = labels, model, options.input_size
-        self.mean, self.std = run.mean.tolist(), run.std.tolist()
-        return self._train_steps(run, subsets, Path(output_path) / "checkpoints")
+        run = SegmentationTraining(self, labels, options, model, subsets)
+        self._adopt(run)
+        self.context.log(
+            f"{self.architecture}: {len(labels)} labels and background, {len(subsets['train'])} training and"
+            f" {len(subsets['validation'])} validation images, {run.total_steps} steps of {options.batch_size}"
+            f" ({run.steps_per_epoch} an epoch); {options.optimizer} at {options.learning_rate} ({options.lr_schedule},"
+            f" warm-up {options.warmup_steps}); images {options.input_size}x{options.input_size};"
+            f" {'preloaded' if subsets['train'].images is not None else 'streamed'} on {device}"
+        )
+        return run.train(Path(output_path) / "checkpoints")
 
     def _open_subsets(
         self, pairs: dict[str, list[tuple[Path, Path]]], table: list[int], options: SegmentationOptions, device: torch.device
-    ) -> dict[str, _Subset]:
+    ) -> dict[str, Subset]:
         train_pairs = pairs["train"]
         if not options.include_negatives:
             train_pairs = [pair for pair in train_pairs if _has_chosen_label(pair[1], table)]
@@ -487,172 +396,22 @@ class TorchvisionSegmentation(ModelAdapter):
                     f"only {len(train_pairs)} training images show a chosen label; training needs at least 2",
                     {"configuration.include_negatives": "set to true, or choose other labels"},
                 )
-        decoded_bytes = (len(train_pairs) + len(pairs["validation"])) * 4 * options.input_size**2
-        preload = decoded_bytes <= PRELOAD_LIMIT_BYTES
-        return {
-            "train": _Subset(_PairFiles(train_pairs, options.input_size, table), device, options.num_workers, preload),
-            "validation": _Subset(_PairFiles(pairs["validation"], options.input_size, table), device, options.num_workers, preload),
-        }
-
-    def _start_run(
-        self, model: nn.Module, labels: list[str], options: SegmentationOptions, train: _Subset, device: torch.device
-    ) -> _Run:
-        """A fresh run, the one saved in ``context.resume_checkpoint``, or one fine-tuning ``context.base_model``."""
-        optimizer = _make_optimizer(model, options)
-        steps_per_epoch = len(batch_starts(len(train), options.batch_size))
-        if steps_per_epoch == 0:
-            raise DatasetError("training needs at least 2 images", {"dataset": "the train subset has a single image"})
-        resume = self.context.resume_checkpoint
-        if resume is not None and Path(resume).exists():
-            saved = torch.load(resume, map_location=device, weights_only=True)
-            self._check_same_model(saved, labels, f"checkpoint {resume}")
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            run = _Run(self.architecture, labels, options, model, optimizer, float_tensor(saved["mean"], device),
-                       float_tensor(saved["std"], device), steps_per_epoch, int(saved["step"]), float(saved["best_miou"]),
-                       dict(saved.get("metrics") or {}))
-            self.context.log(f"resumed from checkpoint at step {run.step}")
-            return run
-        base = self.context.base_model
-        if base is not None:
-            mean, std = self._load_base_model(model, Path(base), labels, device)
-        else:
-            mean, std = _channel_statistics(train)
-        return _Run(self.architecture, labels, options, model, optimizer, float_tensor(mean, device), float_tensor(std, device), steps_per_epoch)
-
-    def _check_same_model(self, saved: dict[str, Any], labels: list[str] | None, what: str) -> None:
-        if saved.get("architecture") != self.architecture or (labels is not None and saved.get("labels") != labels):
-            raise AdapterError(
-                f"{what} is of {saved.get('architecture')} with labels {saved.get('labels')},"
-                f" not of {self.architecture} with labels {labels}",
-                {"resume_checkpoint" if what.startswith("checkpoint") else "base_model": "another model's weights"},
-            )
-
-    def _load_base_model(self, model: nn.Module, base: Path, labels: list[str], device: torch.device) -> tuple[list[float], list[float]]:
-        """Start from a saved model's weights and pixel statistics. Layers whose shape differs (the
-        class layers, when the labels differ) keep their fresh initialisation."""
-        saved = torch.load(base / MODEL_FILE, map_location=device, weights_only=True)
-        self._check_same_model(saved, None, f"base model {base}")
-        own = model.state_dict()
-        fitting = {key: value for key, value in saved["model"].items() if key in own and own[key].shape == value.shape}
-        model.load_state_dict(fitting, strict=False)
-        fresh = sorted({key.rsplit(".", 1)[0] for key in own if key not in fitting})
-        self.context.log(f"fine-tuning from {base}" + (f"; freshly initialised: {', '.join(fresh)}" if fresh else ""))
-        return list(saved["mean"]), list(saved["std"])
-
-    def _train_steps(self, run: _Run, subsets: dict[str, _Subset], checkpoints: Path) -> dict[str, float]:
-        """Run optimizer steps from ``run.step`` to the end, evaluating and checkpointing on schedule."""
-        started_s = time.monotonic()
-        losses: list[float] = []
-        while run.step < run.total_steps:
-            epoch, first_batch = divmod(run.step, run.steps_per_epoch)
-            order = torch.randperm(len(subsets["train"]), generator=torch.Generator().manual_seed(run.options.seed * 1_000_003 + epoch))
-            for images, masks in subsets["train"].batches(run.options.batch_size, order, first_batch):
-                if self.context.should_stop():
-                    self._save(run, checkpoints / "last.pt")
-                    return self._final(run, stopped=1.0)
-                losses.append(self._step(run, images, masks))
-                evaluated = run.step % run.eval_interval == 0 or run.step == run.total_steps
-                if evaluated:
-                    self._evaluate(run, subsets["validation"], losses, checkpoints)
-                    losses = []
-                if run.options.max_hours is not None and time.monotonic() - started_s > run.options.max_hours * 3600:
-                    if not evaluated:
-                        self._evaluate(run, subsets["validation"], losses, checkpoints)
-                    self._save(run, checkpoints / "last.pt")
-                    return self._final(run, time_limited=1.0)
-                if run.step % run.checkpoint_interval == 0 or run.step == run.total_steps:
-                    self._save(run, checkpoints / "last.pt")
-                if run.step >= run.total_steps:
-                    break
-        return self._final(run)
-
-    def _step(self, run: _Run, images: torch.Tensor, masks: torch.Tensor) -> float:
-        """One optimizer step; returns its loss. Randomness is seeded by the step, so resumes repeat it."""
-        run.model.train()
-        seed = run.options.seed * 1_000_003 + run.step
-        torch.manual_seed(seed)  # dropout
-        inputs, targets = _augment(_to_model_input(images, run.mean, run.std), masks.long(), run.options, torch.Generator().manual_seed(seed))
-        for group in run.optimizer.param_groups:
-            group["lr"] = learning_rate_at(run.step, run.total_steps, run.options)
-        loss = _loss(run.model(inputs), targets)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        run.step += 1
-        return float(loss.detach())
-
-    def _evaluate(self, run: _Run, subset: _Subset, losses: list[float], checkpoints: Path) -> None:
-        """Score the validation subset, report the figures, and write best.pt when mIoU improved."""
-        classes = len(run.labels) + 1
-        matrix = torch.zeros(classes, classes, dtype=torch.long)
-        loss_sum, pixels = 0.0, 0
-        run.model.eval()
-        with torch.no_grad():
-            for images, masks in subset.batches(max(run.options.batch_size, DECODE_BATCH_IMAGES)):
-                logits = run.model(_to_model_input(images, run.mean, run.std))["out"]
-                targets = masks.long()
-                loss_sum += float(F.cross_entropy(logits, targets, ignore_index=IGNORE_VALUE, reduction="sum"))
-                pixels += int((targets != IGNORE_VALUE).sum())
-                matrix += confusion_matrix(logits.argmax(dim=1), targets, classes)
-        iou, mean_iou, accuracy = scores(matrix)
-        run.metrics = {"val_loss": loss_sum / max(pixels, 1), "val_mIoU": mean_iou, "val_pixel_accuracy": accuracy}
-        if losses:
-            run.metrics["train_loss"] = sum(losses) / len(losses)
-        for name, value in zip(["background", *run.labels], iou.tolist(), strict=True):
-            if not math.isnan(value):
-                run.metrics[f"val_IoU_{name}"] = value
-        self._report(run)
-        if mean_iou > run.best_miou:
-            run.best_miou = mean_iou
-            self._save(run, checkpoints / "best.pt")
-
-    def _report(self, run: _Run) -> None:
-        figures = run.metrics or {}
-        for figure, legend, key in (("loss", "train", "train_loss"), ("loss", "val", "val_loss"),
-                                    ("mIoU", "val", "val_mIoU"), ("pixel_accuracy", "val", "val_pixel_accuracy")):
-            if key in figures:
-                self.context.metric(figure, legend, run.step, figures[key])
-        epoch = run.step / run.steps_per_epoch
-        self.context.progress(
-            100.0 * run.step / run.total_steps,
-            f"step {run.step}/{run.total_steps} (epoch {epoch:.1f}) val loss {figures['val_loss']:.4f}"
-            f" val mIoU {figures['val_mIoU']:.4f} pixel accuracy {figures['val_pixel_accuracy']:.4f}",
-        )
-
-    def _save(self, run: _Run, path: Path) -> None:
-        save_atomically(run.state(), path)
-        self.context.checkpoint(path, step=run.step, metrics={k: v for k, v in (run.metrics or {}).items() if k.startswith(("val_", "train_"))})
-
-    def _final(self, run: _Run, **flags: float) -> dict[str, float]:
-        return {**(run.metrics or {}), "steps": float(run.step), "epochs": run.step / run.steps_per_epoch, **flags}
+        files = {"train": _PairFiles(train_pairs, options.input_size, table),
+                 "validation": _PairFiles(pairs["validation"], options.input_size, table)}
+        return open_subsets(files, 4 * options.input_size**2, device, options.num_workers, DECODE_BATCH_IMAGES)  # type: ignore[arg-type]
 
     # ---- saved models and prediction ----------------------------------------------------------
 
     def save(self, local_path: Path, **kwargs: Any) -> None:
-        """Write ``local_path/model.pt``: weights, labels, architecture, input size and pixel statistics."""
-        model = self._require_model()
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "architecture": self.architecture,
-            "labels": self.labels,
-            "input_size": self.input_size,
-            "aux_loss": _has_aux_head(model),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "model": model.state_dict(),
-        }
-        save_atomically(payload, Path(local_path) / MODEL_FILE)
+        """Write ``local_path/model.pt``: weights, labels, architecture, input size, auxiliary head and pixel statistics."""
+        self._save_model(local_path, CHECKPOINT_FORMAT, aux_loss=_has_aux_head(self._require_model()))
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         """Read a model written by :meth:`save`; its architecture and labels replace this adapter's."""
-        device = training_device()
-        saved = torch.load(Path(local_path) / MODEL_FILE, map_location=device, weights_only=True)
-        self.architecture, self.labels = saved["architecture"], list(saved["labels"])
-        self.input_size, self.mean, self.std = int(saved["input_size"]), list(saved["mean"]), list(saved["std"])
+        saved = self._read_model(local_path)
         model = build_model(self.architecture, len(self.labels) + 1, bool(saved["aux_loss"]))
         model.load_state_dict(saved["model"])
-        self.model = model.to(device).eval()
+        self.model = model.to(training_device()).eval()
 
     def predict(self, batch: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
         """Segment PIL images or numpy arrays (H×W or H×W×C; uint8 0..255, or floats 0..1).
@@ -663,7 +422,7 @@ class TorchvisionSegmentation(ModelAdapter):
         """
         model = self._require_model()
         device = next(model.parameters()).device
-        mean, std = float_tensor(self.mean, device), float_tensor(self.std, device)
+        standardise = self._standardisation(device)
         model.eval()
         results = []
         with torch.no_grad():
@@ -671,14 +430,9 @@ class TorchvisionSegmentation(ModelAdapter):
                 image = to_pil_image(item, "segment").convert("RGB")
                 pixels = np.asarray(image.resize((self.input_size, self.input_size), Image.Resampling.BILINEAR))
                 tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].to(device)
-                logits = model(_to_model_input(tensor, mean, std))["out"]
+                logits = model(to_model_input(tensor, standardise))["out"]
                 logits = F.interpolate(logits, size=(image.height, image.width), mode="bilinear", align_corners=False)
                 mask = logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
                 present = sorted(int(value) for value in np.unique(mask) if value > 0)
                 results.append({"mask": mask, "labels": [self.labels[value - 1] for value in present]})
         return results
-
-    def _require_model(self) -> nn.Module:
-        if self.model is None:
-            raise AdapterError("no model yet: train or load one first", {"model": "not trained or loaded"})
-        return self.model

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, field_validator
-from trainfaas.adapters.base import ModelAdapter, Options
+from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
 from trainfaas.adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
-from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
+from trainfaas.services.core.files import atomic_write_text
 
 # Offline always, and no telemetry: set before transformers or huggingface_hub is first imported.
 for _variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY",
@@ -147,12 +147,6 @@ def training_arguments(options: TextOptions, checkpoints: Path, best_figure: str
         seed=options.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-
-
-def _write_json_atomically(data: dict[str, Any], path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2))
-    os.replace(partial, path)
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
@@ -341,7 +335,7 @@ class _TransformersAdapter(ModelAdapter):
         model.save_pretrained(str(path))
         tokenizer.save_pretrained(str(path))
         info = {"architecture": self.architecture, "task": self.task, "labels": self.labels, "max_length": self.max_length}
-        _write_json_atomically(info, path / MODEL_INFO)
+        atomic_write_text(path / MODEL_INFO, json.dumps(info, indent=2))
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         """Read a model written by :meth:`save`; its architecture and labels replace this adapter's."""

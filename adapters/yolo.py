@@ -31,9 +31,8 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 from pydantic import Field  # noqa: E402
-from trainfaas.adapters import yolo_data  # noqa: E402
-from trainfaas.adapters.base import ModelAdapter, Options  # noqa: E402
-from trainfaas.services.core.errors import AdapterError, DatasetError  # noqa: E402
+from trainfaas.adapters import AdapterError, DatasetError, ModelAdapter, Options, yolo_data  # noqa: E402
+from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
 SIZES = "nsmlx"
@@ -118,18 +117,8 @@ def _install_fonts(config_dir: Path) -> None:
     source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     config_dir.mkdir(parents=True, exist_ok=True)
     for name in FONTS:
-        target = config_dir / name
-        if not target.exists():
-            partial = target.with_name(f".{name}.{os.getpid()}.partial")
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+        if not (config_dir / name).exists():
+            atomic_copy(source, config_dir / name)
 
 
 def _device() -> str:
@@ -289,13 +278,10 @@ class UltralyticsYolo(ModelAdapter):
         _ultralytics()
         from ultralytics.utils.torch_utils import strip_optimizer
 
-        local_path = Path(local_path)
-        local_path.mkdir(parents=True, exist_ok=True)
-        partial = local_path / f".{MODEL_FILE}.partial"
-        strip_optimizer(str(weights), str(partial))
-        os.replace(partial, local_path / MODEL_FILE)
+        with atomic_path(Path(local_path) / MODEL_FILE) as partial:
+            strip_optimizer(str(weights), str(partial))
         info = {"architecture": self.architecture, "labels": self.labels, "imgsz": self.imgsz, "task": self.task_of(self.architecture)}
-        (local_path / INFO_FILE).write_text(json.dumps(info, indent=2))
+        atomic_write_text(Path(local_path) / INFO_FILE, json.dumps(info, indent=2))
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         """Read a model written by :meth:`save`; its architecture, labels and imgsz replace this adapter's."""
@@ -381,11 +367,11 @@ class _Run:
             return
         metrics = self._figures(trainer)
         last = self.checkpoints / "last.pt"
-        _copy_atomically(Path(trainer.last), last)
+        atomic_copy(Path(trainer.last), last)
         self.context.checkpoint(last, step=done, metrics=metrics)
         if trainer.best_fitness == trainer.fitness:
             best = self.checkpoints / "best.pt"
-            _copy_atomically(Path(trainer.last), best)
+            atomic_copy(Path(trainer.last), best)
             self.context.checkpoint(best, step=done, metrics=metrics)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from trainfaas.adapters.base import ModelAdapter, NullContext
+from trainfaas.adapters import ModelAdapter, NullContext
 from trainfaas.adapters.catalog import catalog, get_adapter
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "adapters.md"

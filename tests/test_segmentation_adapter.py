@@ -16,11 +16,12 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
+from trainfaas.adapters import NullContext
 from trainfaas.adapters import torchvision_segmentation as ts
-from trainfaas.adapters.base import NullContext
 from trainfaas.adapters.catalog import catalog, get_adapter
 from trainfaas.adapters.masks import read_image_mask, value_map
 from trainfaas.adapters.shapes import write_shapes
+from trainfaas.adapters.vision_training import MODEL_FILE
 from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 from trainfaas.services.sdk.client import ApiError
 
@@ -259,7 +260,8 @@ def test_a_spent_time_budget_ends_training_after_evaluating_and_checkpointing(sh
     _, metrics = train(shapes, tmp_path / "out", context, max_hours=1e-9, eval_every_steps=None)
 
     assert metrics["time_limited"] == 1.0 and metrics["steps"] == 1.0 and "val_mIoU" in metrics
-    assert [(Path(path).name, step) for path, step, _ in events(context, "checkpoint")] == [("best.pt", 1), ("last.pt", 1)]
+    # One state, written once as last.pt and given to best.pt too, as classification does.
+    assert [(Path(path).name, step) for path, step, _ in events(context, "checkpoint")] == [("last.pt", 1), ("best.pt", 1)]
 
 
 def test_training_resumes_at_the_step_of_its_checkpoint_with_its_weights(shapes: Path, tmp_path: Path, no_network: list[str]) -> None:
@@ -369,4 +371,4 @@ def test_a_segmentation_training_over_http_succeeds_with_metrics_and_checkpoints
     assert [a["kind"] for a in artifacts].count("model") == 1
     trained = stack.client.get_model(model["id"])
     assert trained["status"] == "trained" and trained["labels"] == ["circle", "square", "triangle"]
-    assert (Path(trained["artifact_path"]) / ts.MODEL_FILE).exists()
+    assert (Path(trained["artifact_path"]) / MODEL_FILE).exists()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from trainfaas.adapters.base import NullContext
+from trainfaas.adapters import NullContext
 from trainfaas.adapters.catalog import catalog
 from trainfaas.adapters.datasets import sample_writer
 from trainfaas.adapters.text_datasets import read_conll_dataset, read_text_dataset

@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from adapter_support import events
-from trainfaas.adapters.base import NullContext
+from adapter_support import events, first_images
+from trainfaas.adapters import NullContext
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.adapters.torchvision_classification import TorchvisionClassification
 from trainfaas.services.store.database import database, open_database
@@ -37,14 +37,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "v0_1"
 
 def small_digits(root: Path) -> Path:
     """The same 8 training and 3 validation images per label the fixture was trained on."""
-    digits = Path(write_digits(root / "sample" / "digits")["path"])
-    dest = root / "small" / "digits"
-    for subset, per_label in (("train", 8), ("validation", 3)):
-        for label_dir in sorted((digits / subset).iterdir()):
-            (dest / subset / label_dir.name).mkdir(parents=True)
-            for image in sorted(label_dir.iterdir())[:per_label]:
-                shutil.copy(image, dest / subset / label_dir.name / image.name)
-    return dest
+    return first_images(Path(write_digits(root / "sample" / "digits")["path"]), root / "small" / "digits")
 
 
 def test_a_checkpoint_written_before_the_change_resumes_to_the_same_weights(tmp_path: Path, no_network: list[str]) -> None:

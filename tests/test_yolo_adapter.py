@@ -17,8 +17,7 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
-from trainfaas.adapters import yolo
-from trainfaas.adapters.base import NullContext
+from trainfaas.adapters import NullContext, yolo
 from trainfaas.adapters.catalog import catalog
 from trainfaas.adapters.shapes import write_shapes
 from trainfaas.adapters.yolo_data import build_view, read_dataset

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainfaas.adapters.base import NullContext
+from trainfaas.adapters import NullContext
 from trainfaas.adapters.text_samples import write_ner, write_text
 from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
 

@@ -46,8 +46,9 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 from trainfaas.adapters import torchvision_classification as tc
+from trainfaas.adapters import vision_data
 from trainfaas.adapters.datasets import write_digits
-from trainfaas.adapters.torch_support import training_device
+from trainfaas.adapters.torch_support import float_tensor, training_device
 from trainfaas.functions.run import work
 from trainfaas.services.core.protocol import Failure, ModelRef, Result, WorkSpec
 from trainfaas.services.local.stack import Stack
@@ -101,12 +102,13 @@ def preloaded_digits(data: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     """The training images and labels as the adapter preloads them (uint8 on the device), and its pixel statistics."""
     options = tc.ClassificationOptions()
     plan = tc.plan_labels(data, None, False)
-    pixels = tc._Pixels(options.input_size, tc.Preprocessing.of(options))
+    pixels = tc.Pixels(options.input_size, tc.Preprocessing.of(options))
     device = training_device()
-    train = tc._Subset(tc._LabelledImageFolder(data / "train", plan.labels, plan.class_index, pixels), device, 0, preload=True)
-    mean, std = tc._channel_statistics(train, options.seed)
+    folder = tc.LabelledImageFolder(data / "train", plan.labels, plan.class_index, pixels)
+    train = vision_data.Subset(folder, device, 0, preload=True, decode_batch=tc.DECODE_BATCH_IMAGES)  # type: ignore[arg-type]
+    mean, std = vision_data.channel_statistics(train, options.seed)
     assert train.images is not None and train.targets is not None
-    return train.images, train.targets, tc._tensor(mean, device), tc._tensor(std, device)
+    return train.images, train.targets, float_tensor(mean, device), float_tensor(std, device)
 
 
 def plain_training(data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], steps: int) -> float:

@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainfaas.adapters import yolo
-from trainfaas.adapters.base import NullContext
+from trainfaas.adapters import NullContext, yolo
 from trainfaas.adapters.shapes import write_shapes
 from trainfaas.adapters.yolo_data import build_view, read_dataset
 
