@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import RandAugment, _apply_op
+
 from trainfaas.adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
 from trainfaas.services.core.errors import DatasetError
 

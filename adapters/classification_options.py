@@ -12,6 +12,7 @@ import torch
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from torch import nn
+
 from trainfaas.adapters.classification_images import COLOUR_OPS, NEGATIVE_LABEL, RANDAUGMENT_OPS, randaugment_ops
 from trainfaas.adapters.vision_training import StepOptions
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
 from trainfaas.services.core.errors import ConfigError
 
 

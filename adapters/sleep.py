@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
+
 from trainfaas.adapters import ModelAdapter, Options
 from trainfaas.services.core.files import atomic_write_text
 

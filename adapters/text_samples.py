@@ -17,8 +17,10 @@ parameters of a complete export, and an export is built beside ``dest`` and move
 from __future__ import annotations
 
 import csv
+import json
 import random
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,28 +33,9 @@ _CITIES = ["Paris", "Lisbon", "Oslo", "Denver", "Cairo", "Lima", "Tokyo", "Madri
 _MOODS = ["great", "awful", "nice", "terrible", "lovely", "strange", "perfect", "disappointing"]
 _TIMES = ["today", "yesterday", "this morning", "tonight", "on Sunday", "all week", "last weekend"]
 
-TEXT_VOCABULARY: dict[str, dict[str, list[str]]] = {
-    "weather": {
-        "thing": ["rain", "snow", "fog", "sunshine", "wind", "hail", "humidity", "thunder", "drizzle", "heat wave"],
-        "verb": ["is expected", "will return", "stayed", "came back", "keeps falling", "cleared up"],
-        "extra": ["the forecast", "temperatures", "the clouds", "the sky", "a cold front", "the storm"],
-    },
-    "sports": {
-        "thing": ["the match", "the final", "the derby", "the race", "the tournament", "the league game", "the semifinal"],
-        "verb": ["was won", "ended in a draw", "was lost", "went to extra time", "was postponed", "drew a record crowd"],
-        "extra": ["the striker", "the goalkeeper", "the coach", "the referee", "the home team", "the defense"],
-    },
-    "product": {
-        "thing": ["this blender", "the headphones", "my new phone", "the vacuum", "this kettle", "the laptop", "the charger"],
-        "verb": ["broke", "works", "arrived", "was returned", "stopped charging", "feels cheap"],
-        "extra": ["the battery", "the packaging", "customer support", "the warranty", "the price", "the screen"],
-    },
-    "travel": {
-        "thing": ["our flight", "the hotel", "the train", "the ferry", "the tour", "the hostel", "the road trip"],
-        "verb": ["was delayed", "was booked", "was cancelled", "was upgraded", "left on time", "was overbooked"],
-        "extra": ["the luggage", "the passport check", "the boarding gate", "the itinerary", "the check in", "the guide"],
-    },
-}
+# Topic -> slot -> the words a sentence of that topic may use in the slot.
+TEXT_VOCABULARY: dict[str, dict[str, list[str]]] = json.loads(
+    resources.files(__package__).joinpath("text_vocabulary.json").read_text())
 
 _TEXT_TEMPLATES = [
     "{thing} {verb} {time} .",

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from trainfaas.services.core.files import atomic_write
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision import models as tv_models
+
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
 from trainfaas.adapters.classification_images import (
     BatchRandAugment,

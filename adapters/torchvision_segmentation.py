@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from torchvision import models as tv_models
 from torchvision.models import segmentation as tv_segmentation
+
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
 from trainfaas.adapters.images import to_pil_image
 from trainfaas.adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, field_validator
+
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
 from trainfaas.adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
 from trainfaas.services.core.files import atomic_write_text

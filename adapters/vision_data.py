@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
 from trainfaas.adapters.torch_support import batch_starts, seeded, step_seed
 
 PRELOAD_LIMIT_BYTES = 2 * 1024**3

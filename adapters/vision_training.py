@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 from torch import nn
+
 from trainfaas.adapters.base import ModelAdapter, Options
 from trainfaas.adapters.torch_support import (
     batch_starts,

@@ -31,6 +31,7 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 from pydantic import Field  # noqa: E402
+
 from trainfaas.adapters import AdapterError, DatasetError, ModelAdapter, Options, yolo_data  # noqa: E402
 from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text  # noqa: E402
 

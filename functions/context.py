@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
 from trainfaas.services.core.protocol import Checkpoint, Log, Metric, Progress
 
 NAME_LENGTH = 100  # figures and legends longer than this are cut, as the database keeps them

@@ -12,6 +12,7 @@ from datetime import datetime
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from redis.exceptions import LockError
+
 from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.scheduler.fleet import FleetKeeper
 from trainfaas.scheduler.policy import Decision

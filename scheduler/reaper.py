@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 import redis
+
 from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.services.control import attempts, instances
 from trainfaas.services.core.errors import TrainfaasError

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import redis
+
 from trainfaas.services.control import models
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.executions import try_enqueue

@@ -19,6 +19,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 import redis
+
 from trainfaas.services.core.settings import Settings, load_settings
 from trainfaas.services.local.embedded_redis import EmbeddedRedis
 from trainfaas.services.store.database import database, open_database

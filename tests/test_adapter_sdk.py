@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+
 import trainfaas.adapters
 from trainfaas.adapters import catalog as catalog_module
 from trainfaas.adapters.catalog import ENTRY_POINT_GROUP, get_adapter, load_class

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+
 from trainfaas.services.store.records import Execution, Model, Service
 
 

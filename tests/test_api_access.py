@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from trainfaas.services.api.registry import ENDPOINTS
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Instance, Model, Project, Token

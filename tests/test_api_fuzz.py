@@ -22,6 +22,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
 from trainfaas.services.api.app import create_app
 from trainfaas.services.api.openapi import build_spec
 from trainfaas.services.control import tokens as auth

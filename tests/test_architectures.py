@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torchvision import models as tv_models
+
 from trainfaas.adapters import architectures as arch
 from trainfaas.adapters.catalog import catalog
 from trainfaas.services.core.errors import ConfigError, NotFound

@@ -5,11 +5,11 @@ import sys
 from typing import Any
 
 import pytest
+
+from tests.conftest import wait_until
 from trainfaas.services.core.statuses import LIVE_INSTANCE
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.store.records import Instance, ServiceEvent
-
-from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
+
 from trainfaas.adapters import classification_images as ci
 from trainfaas.adapters import classification_options as co
 from trainfaas.adapters.torchvision_classification import TorchvisionClassification

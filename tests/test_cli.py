@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
+
+from tests.conftest import wait_until
 from trainfaas.services.cli.group import TrainfaasGroup
 from trainfaas.services.cli.main import main
 from trainfaas.services.cli.output import Column, table
-
-from tests.conftest import wait_until
 
 LONG = "a-model-name-long-enough-to-wrap-in-any-table-at-eighty-columns"
 

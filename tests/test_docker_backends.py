@@ -13,11 +13,11 @@ from typing import Any
 import docker
 import pytest
 import requests
-from trainfaas.services.core.settings import Settings
-from trainfaas.services.store.records import Instance
 
 from tests import docker_support
 from tests.conftest import IN_CI, wait_until
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store.records import Instance
 
 pytestmark = pytest.mark.stack
 

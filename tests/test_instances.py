@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from trainfaas.services.control import instances
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.core.errors import InvalidTransition

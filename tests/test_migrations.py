@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
+
 from trainfaas.services.store.database import database
 from trainfaas.services.store.migrations import SchemaVersion
 from trainfaas.services.store.migrations import migrate as migrate_all

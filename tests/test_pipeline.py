@@ -12,11 +12,11 @@ from typing import Any
 import psutil
 import pytest
 import redis
+
+from tests.conftest import wait_until
 from trainfaas.services.control.instances import replace_token
 from trainfaas.services.sdk.client import ApiError
 from trainfaas.services.store.records import Attempt, Execution, Instance
-
-from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from trainfaas.functions.context import ProcessContext
 from trainfaas.functions.run import CODE
 from trainfaas.services.core.protocol import (

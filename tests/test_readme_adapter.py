@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from trainfaas.adapters import ModelAdapter, NullContext
 from trainfaas.adapters.catalog import catalog, get_adapter
 

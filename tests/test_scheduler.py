@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from trainfaas.scheduler import backends
 from trainfaas.scheduler.backends import InstanceBackend
 from trainfaas.scheduler.backends.environment import instance_environment

@@ -16,6 +16,8 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
+
+from tests.adapter_support import StopAfter, events
 from trainfaas.adapters import NullContext
 from trainfaas.adapters import torchvision_segmentation as ts
 from trainfaas.adapters.catalog import catalog, get_adapter
@@ -24,8 +26,6 @@ from trainfaas.adapters.shapes import write_shapes
 from trainfaas.adapters.vision_training import MODEL_FILE
 from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 from trainfaas.services.sdk.client import ApiError
-
-from tests.adapter_support import StopAfter, events
 
 ARCHITECTURE = "lraspp_mobilenet_v3_large"
 # Two steps an epoch (8 images each), evaluated every step, with every augmentation: tiny and deterministic.

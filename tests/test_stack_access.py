@@ -9,11 +9,11 @@ from typing import Any
 import psutil
 import pytest
 from click.testing import CliRunner
+
+from tests.conftest import wait_until
 from trainfaas.services.cli.main import main
 from trainfaas.services.sdk.client import ApiError, Client
 from trainfaas.services.store.records import Attempt, Instance
-
-from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack
 

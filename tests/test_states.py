@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import redis
+
 from trainfaas.services.control import attempts, models
 from trainfaas.services.control import transitions as states
 from trainfaas.services.core.errors import InvalidTransition, StaleAttempt

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
+from tests.adapter_support import StopAfter, events
+from tests.conftest import wait_until
 from trainfaas.adapters import NullContext
 from trainfaas.adapters.catalog import catalog
 from trainfaas.adapters.datasets import sample_writer
@@ -23,9 +26,6 @@ from trainfaas.adapters.text_samples import write_ner, write_text
 from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
 from trainfaas.services.core.errors import AdapterError, DatasetError
 from trainfaas.services.sdk.client import ApiError
-
-from tests.adapter_support import StopAfter, events
-from tests.conftest import wait_until
 
 TINY = {"max_steps": 6, "eval_steps": 2, "save_steps": 3, "batch_size": 16, "vocab_size": 300, "max_length": 32}
 TEXT_FIGURES = {("loss", "train"), ("loss", "val"), ("accuracy", "val"), ("f1", "val")}
@@ -325,6 +325,7 @@ def test_a_training_over_http_succeeds_with_metrics_and_checkpoints(
 @pytest.mark.stack
 def test_a_killed_training_reruns_and_resumes_from_its_trainer_checkpoint(stack: Any, tmp_path: Path) -> None:
     import psutil
+
     from trainfaas.services.store.records import Attempt, Instance
 
     data = write_text(tmp_path / "text", train_examples=120, validation_examples=30)["path"]

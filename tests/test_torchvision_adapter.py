@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from tests.adapter_support import StopAfter, events, first_images
 from trainfaas.adapters import NullContext, vision_data
 from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters.classification_images import NEGATIVE_LABEL
@@ -22,8 +24,6 @@ from trainfaas.adapters.datasets import read_image_folder, sample_writer, write_
 from trainfaas.adapters.vision_training import MODEL_FILE
 from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 from trainfaas.services.sdk.client import ApiError
-
-from tests.adapter_support import StopAfter, events, first_images
 
 # Five steps an epoch (80 training images in batches of 16), no warm-up: tiny and deterministic.
 FAST = {"epochs": 2, "batch_size": 16, "input_size": 16, "warmup_steps": 0}

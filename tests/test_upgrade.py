@@ -13,24 +13,13 @@ from pathlib import Path
 
 import pytest
 from adapter_support import events, first_images
+
 from trainfaas.adapters import NullContext
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.adapters.torchvision_classification import TorchvisionClassification
+from trainfaas.services.store import records
 from trainfaas.services.store.database import database, open_database
 from trainfaas.services.store.migrations import migrate
-from trainfaas.services.store.records import (
-    Artifact,
-    Attempt,
-    Execution,
-    Instance,
-    LogLine,
-    MetricSample,
-    Model,
-    Project,
-    Service,
-    StatusLog,
-    Token,
-)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1"
 
@@ -64,17 +53,18 @@ def test_a_database_written_before_the_change_migrates_and_keeps_its_rows(tmp_pa
     try:
         migrate()
         counts = {entity.__name__: entity.select().count() for entity in
-                  (Model, Service, Execution, StatusLog, Instance, Attempt, MetricSample, Artifact, LogLine, Token)}
+                  (getattr(records, name) for name in ("Model", "Service", "Execution", "StatusLog", "Instance", "Attempt",
+                                                       "MetricSample", "Artifact", "LogLine", "Token"))}
         assert counts == {"Model": 1, "Service": 1, "Execution": 1, "StatusLog": 7, "Instance": 1, "Attempt": 2,
                           "MetricSample": 1, "Artifact": 1, "LogLine": 1, "Token": 1}
-        assert {project.name for project in Project.select()} >= {"vision"}
-        execution = Execution.get_by_id("e0000000000000000000000000000001")
+        assert {project.name for project in records.Project.select()} >= {"vision"}
+        execution = records.Execution.get_by_id("e0000000000000000000000000000001")
         assert (execution.status, execution.attempt, execution.project, execution.output) == ("success", 2, "vision", {"val_accuracy": 0.98})
-        assert [row.status for row in StatusLog.select().where(StatusLog.execution == execution).order_by(StatusLog.id)] == [
+        assert [row.status for row in records.StatusLog.select().where(records.StatusLog.execution == execution).order_by(records.StatusLog.id)] == [
             "created", "pending", "in-progress", "rerun", "pending", "in-progress", "success"]
-        model = Model.get_by_id("m0000000000000000000000000000001")
+        model = records.Model.get_by_id("m0000000000000000000000000000001")
         assert (model.status, model.labels, model.metrics) == ("trained", ["0", "1"], {"val_accuracy": 0.98})
-        assert Instance.get_by_id("i0000000000000000000000000000001").status == "stopped"
+        assert records.Instance.get_by_id("i0000000000000000000000000000001").status == "stopped"
         assert migrate() == []  # a second start applies nothing
     finally:
         db.close()

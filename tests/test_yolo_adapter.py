@@ -17,14 +17,14 @@ import pytest
 import torch
 from PIL import Image
 from pydantic import ValidationError
+
+from tests.adapter_support import StopAfter, events
+from tests.conftest import guard_network, wait_until
 from trainfaas.adapters import NullContext, yolo
 from trainfaas.adapters.catalog import catalog
 from trainfaas.adapters.shapes import write_shapes
 from trainfaas.adapters.yolo_data import build_view, read_dataset
 from trainfaas.services.core.errors import AdapterError, DatasetError
-
-from tests.adapter_support import StopAfter, events
-from tests.conftest import guard_network, wait_until
 
 TINY = {"imgsz": 64, "batch": 16, "workers": 0, "mosaic": 0.0, "warmup_epochs": 0.0}
 DETECTION_FIGURES = {(loss, legend) for loss in ("box_loss", "cls_loss", "dfl_loss") for legend in ("train", "val")} | {

@@ -9,6 +9,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException
 from docker.types import Mount
+
 from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.services.core.errors import BackendError
 from trainfaas.services.core.settings import Settings

@@ -24,6 +24,7 @@ from typing import Any
 from docker.errors import ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
+
 from trainfaas.scheduler.backends.base import Observation
 from trainfaas.scheduler.backends.containers import (
     ENGINE_ERRORS,

@@ -30,6 +30,7 @@ from typing import Any
 from docker.errors import NotFound
 from docker.models.services import Service as SwarmService
 from docker.types import Resources, RestartPolicy, ServiceMode
+
 from trainfaas.scheduler.backends.base import Observation
 from trainfaas.scheduler.backends.containers import (
     ENGINE_ERRORS,

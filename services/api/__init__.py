@@ -11,6 +11,7 @@ from typing import Any
 import peewee
 import redis
 from flask import current_app
+
 from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import Settings

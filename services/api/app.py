@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
 from trainfaas.services.api import openapi
 from trainfaas.services.api.routes import AREAS
 from trainfaas.services.control.configuration import pydantic_fields
@@ -17,7 +19,6 @@ from trainfaas.services.core.errors import TrainfaasError
 from trainfaas.services.core.settings import Settings, load_settings
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database, open_database
-from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("trainfaas.api")
 

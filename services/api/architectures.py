@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+
 from trainfaas.adapters.architectures import architectures, options
 from trainfaas.services.api import settings
 from trainfaas.services.api.registry import endpoint

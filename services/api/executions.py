@@ -8,6 +8,7 @@ from typing import Any
 
 import peewee
 from flask import Blueprint
+
 from trainfaas.services.api import page, paginate, reachable, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import (

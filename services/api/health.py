@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint
+
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import Health
 

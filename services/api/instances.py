@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request
+
 from trainfaas.services.api import redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import DeregisterOut, ExecutionSummary, InstanceRegistered

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+
 from trainfaas.services.api import page, paginate, reachable, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest

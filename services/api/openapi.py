@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
 from trainfaas.services.api.registry import Endpoint
 from trainfaas.services.api.routes import ENDPOINTS
 from trainfaas.services.api.schemas import ErrorBody

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+
 from trainfaas.services.api import page, paginate
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import NamedListQuery, Page, ProjectCreate, ProjectOut, TokenCreate, TokenCreated, TokenOut

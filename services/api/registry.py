@@ -25,10 +25,11 @@ from typing import Any, Literal
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import UnsupportedMediaType
+
 from trainfaas.services.control import instances
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.core.errors import ConfigError, Unauthorized
-from werkzeug.exceptions import UnsupportedMediaType
 
 Access = Literal["public", "register", "instance", "read", "write", "admin"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint
+
 from trainfaas.services.api import architectures, executions, health, instances, models, projects, services
 from trainfaas.services.api.registry import ENDPOINTS
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from trainfaas.services.control.executions import ExecutionSettings
 from trainfaas.services.core.statuses import ExecutionStatus, InstanceStatus, ModelStatus, Outcome
 
@@ -122,11 +123,18 @@ class ErrorBody(Out):
     error: ErrorDetail
 
 
+class Stamped(Out):
+    """An object with the times it was created and last changed."""
+
+    created_at: str | None = Timestamp
+    updated_at: str | None = Timestamp
+
+
 class Health(Out):
     status: Literal["ok"]
 
 
-class ModelOut(Out):
+class ModelOut(Stamped):
     id: str
     project: str
     name: str
@@ -139,8 +147,6 @@ class ModelOut(Out):
     artifact_path: str | None
     metrics: dict[str, Any]
     base_model: str | None = Field(None, description="The model this one was fine-tuned from, if any.")
-    created_at: str | None = Timestamp
-    updated_at: str | None = Timestamp
 
 
 class StatusLogEntry(Out):
@@ -192,7 +198,7 @@ class ExecutionOut(ExecutionSummary):
     attempts: list[AttemptOut]
 
 
-class ServiceOut(Out):
+class ServiceOut(Stamped):
     name: str
     architecture: str
     concurrency: int
@@ -217,8 +223,6 @@ class ServiceOut(Out):
     instance_statuses: dict[str, int]
     health: Literal["ok", "warning", "error"]
     health_reason: str
-    created_at: str | None = Timestamp
-    updated_at: str | None = Timestamp
 
 
 class EventOut(Out):
@@ -252,30 +256,31 @@ class InstanceRegistered(InstanceOut):
     concurrency: int
 
 
-class MetricOut(Out):
+class Recorded(Out):
+    """Something an attempt reported, with when it arrived."""
+
+    attempt: int
+    at: str | None = Timestamp
+
+
+class MetricOut(Recorded):
     figure: str
     legend: str
     x: float
     y: float
-    attempt: int
-    at: str | None = Timestamp
 
 
-class LogOut(Out):
+class LogOut(Recorded):
     id: int
-    attempt: int
-    at: str | None = Timestamp
     line: str
 
 
-class ArtifactOut(Out):
+class ArtifactOut(Recorded):
     id: int
     kind: str
     path: str
     step: int | None
     metrics: dict[str, Any]
-    attempt: int
-    at: str | None = Timestamp
 
 
 class ProjectOut(Out):

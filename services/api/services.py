@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 from flask import Blueprint
+
 from trainfaas.services.api import page, paginate, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import EventOut, InstanceOut, ListQuery, Page, ServiceOut, ServiceQuery

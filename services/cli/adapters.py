@@ -6,6 +6,7 @@ module only when the command runs (see group.py).
 from __future__ import annotations
 
 import click
+
 from trainfaas.adapters.catalog import catalog
 from trainfaas.services.cli.context import settings_of
 from trainfaas.services.cli.output import Column, json_option, print_rows

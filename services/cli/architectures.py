@@ -7,6 +7,7 @@ from typing import Any
 import click
 from rich.markup import escape
 from rich.table import Table
+
 from trainfaas.services.cli.context import client_of
 from trainfaas.services.cli.output import Column, console, json_option, print_json, print_rows
 

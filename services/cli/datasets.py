@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from trainfaas.adapters.datasets import sample_writer
 from trainfaas.services.cli.output import say
 

@@ -5,6 +5,7 @@ An execution id may be given whole or as the short id a table shows; the API res
 from __future__ import annotations
 
 import click
+
 from trainfaas.services.cli.context import client_of
 from trainfaas.services.cli.output import (
     Column,

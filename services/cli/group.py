@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+
 from trainfaas.services.cli.output import console
 from trainfaas.services.core.references import resolve
 from trainfaas.services.sdk.client import ApiError

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import click
+
 from trainfaas.services.cli.context import settings_of
 from trainfaas.services.worker.instance import main as run_instance
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import click
+
 from trainfaas.services.cli.architectures import architectures
 from trainfaas.services.cli.context import settings_of
 from trainfaas.services.cli.datasets import datasets

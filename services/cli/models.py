@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from trainfaas.services.cli.context import client_of
 from trainfaas.services.cli.output import Column, json_option, page_options, print_json, print_page, say
 from trainfaas.services.cli.progress import follow_and_report

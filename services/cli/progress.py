@@ -5,6 +5,7 @@ from typing import Any
 
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 from trainfaas.services.cli.output import Column, console, print_table
 from trainfaas.services.sdk.client import Client
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import click
-from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, json_option, print_json, print_rows, say
+
+from trainfaas.services.cli.context import client_of, list_command
+from trainfaas.services.cli.output import Column, json_option, print_json, say
 
 PROJECT_COLUMNS = (Column("name"), Column("description"), Column("created", "created_at", kind="time"))
 
@@ -27,9 +28,4 @@ def projects_create(ctx: click.Context, name: str, description: str, as_json: bo
         say(f"project {project['name']} created")
 
 
-@projects.command("list")
-@json_option()
-@click.pass_context
-def projects_list(ctx: click.Context, as_json: bool) -> None:
-    """The projects your token reaches."""
-    print_rows(client_of(ctx).list_projects(), PROJECT_COLUMNS, as_json)
+projects_list = list_command(projects, lambda client: client.list_projects(), PROJECT_COLUMNS, "The projects your token reaches.")

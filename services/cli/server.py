@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 import click
+
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.scheduler.backends import create_all
 from trainfaas.scheduler.daemon import Scheduler

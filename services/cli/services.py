@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from trainfaas.services.cli.context import client_of
+
+from trainfaas.services.cli.context import client_of, list_command
 from trainfaas.services.cli.output import Column, console, json_option, print_fields, print_json, print_rows, print_table, say
 
 SERVICE_COLUMNS = (
@@ -30,12 +31,7 @@ def services() -> None:
     """List, inspect and configure services."""
 
 
-@services.command("list")
-@json_option()
-@click.pass_context
-def services_list(ctx: click.Context, as_json: bool) -> None:
-    """Every service with its health, scaling and queue."""
-    print_rows(client_of(ctx).list_services(), SERVICE_COLUMNS, as_json)
+services_list = list_command(services, lambda client: client.list_services(), SERVICE_COLUMNS, "Every service with its health, scaling and queue.")
 
 
 @services.command("show")
@@ -80,22 +76,22 @@ def services_set(ctx: click.Context, name: str, **changes: Any) -> None:
     say(", ".join(f"{k}={service[k]}" for k in changes))
 
 
-@services.command("pause")
-@click.argument("name")
-@click.pass_context
-def services_pause(ctx: click.Context, name: str) -> None:
-    """No new executions start; queued ones stay pending; instances drain away."""
-    service = client_of(ctx).pause_service(name)
-    say(f"{name} paused: {service['pending']} pending, {service['running']} running")
+def _pause_or_resume(verb: str, doc: str) -> click.Command:
+    """``services pause`` and ``services resume``: the same command but for the call it makes."""
+    @services.command(verb, help=doc)
+    @click.argument("name")
+    @click.pass_context
+    def command(ctx: click.Context, name: str) -> None:
+        client = client_of(ctx)
+        service = client.pause_service(name) if verb == "pause" else client.resume_service(name)
+        running = f", {service['running']} running" if verb == "pause" else ""
+        say(f"{name} {verb}d: {service['pending']} pending{running}")
+
+    return command
 
 
-@services.command("resume")
-@click.argument("name")
-@click.pass_context
-def services_resume(ctx: click.Context, name: str) -> None:
-    """Start executions again after a pause."""
-    service = client_of(ctx).resume_service(name)
-    say(f"{name} resumed: {service['pending']} pending")
+services_pause = _pause_or_resume("pause", "No new executions start; queued ones stay pending; instances drain away.")
+services_resume = _pause_or_resume("resume", "Start executions again after a pause.")
 
 
 @services.command("events")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import click
-from trainfaas.services.cli.context import client_of
-from trainfaas.services.cli.output import Column, json_option, print_json, print_rows, say
+
+from trainfaas.services.cli.context import client_of, list_command
+from trainfaas.services.cli.output import Column, json_option, print_json, say
 
 TOKEN_COLUMNS = (
     Column("id", kind="id"), Column("scope", kind="word"), Column("project", lambda t: t["project"] or "*"), Column("name"),
@@ -33,12 +34,7 @@ def tokens_create(ctx: click.Context, project: str | None, scope: str, name: str
     click.echo(token["token"])
 
 
-@tokens.command("list")
-@json_option()
-@click.pass_context
-def tokens_list(ctx: click.Context, as_json: bool) -> None:
-    """Tokens without their secrets."""
-    print_rows(client_of(ctx).list_tokens(), TOKEN_COLUMNS, as_json)
+tokens_list = list_command(tokens, lambda client: client.list_tokens(), TOKEN_COLUMNS, "Tokens without their secrets.")
 
 
 @tokens.command("revoke")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import redis
+
 from trainfaas.services.control import ids, models
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.executions import try_enqueue

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+
 from trainfaas.adapters.base import ModelAdapter
 from trainfaas.services.core.errors import ConfigError
 

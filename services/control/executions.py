@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.control import ids, models
 from trainfaas.services.control import transitions as states

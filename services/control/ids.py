@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import peewee
+
 from trainfaas.services.core.errors import Conflict, NotFound
 
 MIN_PREFIX = 4

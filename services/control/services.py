@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.core.errors import ConfigError, NotFound
+from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database
@@ -45,10 +46,8 @@ class ServicePatch(BaseModel):
 
 
 def get_service(name: str) -> Service:
-    service = Service.get_or_none(Service.name == name)
-    if service is None:
-        raise NotFound(f"service {name} does not exist; services are created by the first training of an architecture")
-    return service
+    return Service.get_or_raise(Service.name == name,  # type: ignore[no-any-return]
+                                f"service {name} does not exist; services are created by the first training of an architecture")
 
 
 def ensure_service(settings: Settings, architecture: str) -> Service:

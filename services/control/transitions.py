@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from trainfaas.services.core.errors import InvalidTransition, NotFound, StaleAttempt
+from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, WAITING_EXECUTION, ExecutionStatus, Outcome
 from trainfaas.services.store.database import database
 from trainfaas.services.store.records import Attempt, Execution, StatusLog, now_s
@@ -112,10 +112,7 @@ def _names(statuses: Iterable[ExecutionStatus]) -> list[str]:
 
 
 def _existing(execution_id: str) -> Execution:
-    execution = Execution.get_or_none(Execution.id == execution_id)
-    if execution is None:
-        raise NotFound(f"execution {execution_id} does not exist")
-    return execution
+    return Execution.get_or_raise(Execution.id == execution_id, f"execution {execution_id} does not exist")  # type: ignore[no-any-return]
 
 
 def check_current(execution_id: str, attempt: int) -> Execution:

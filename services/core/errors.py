@@ -3,10 +3,16 @@ from __future__ import annotations
 
 
 class TrainfaasError(Exception):
-    """Root of every error trainfaas raises on purpose."""
+    """Root of every error trainfaas raises on purpose. A subclass names its HTTP status and
+    error code in its class line: ``class NotFound(TrainfaasError, http_status=404, code="not_found")``."""
 
-    http_status = 500
-    code = "internal_error"
+    http_status: int = 500
+    code: str = "internal_error"
+
+    def __init_subclass__(cls, http_status: int | None = None, code: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.http_status = http_status if http_status is not None else cls.http_status
+        cls.code = code if code is not None else cls.code
 
     def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -14,81 +20,49 @@ class TrainfaasError(Exception):
         self.fields = fields or {}
 
 
-class ConfigError(TrainfaasError):
+class ConfigError(TrainfaasError, http_status=422, code="invalid"):
     """A setting, option or request value is invalid. ``fields`` names each bad field."""
 
-    http_status = 422
-    code = "invalid"
 
-
-class DatasetError(ConfigError):
+class DatasetError(ConfigError, code="invalid_dataset"):
     """A data set is missing, empty or not in the format its adapter reads."""
 
-    code = "invalid_dataset"
 
-
-class Unauthorized(TrainfaasError):
+class Unauthorized(TrainfaasError, http_status=401, code="unauthorized"):
     """No token, or one that is unknown or revoked."""
 
-    http_status = 401
-    code = "unauthorized"
 
-
-class Forbidden(TrainfaasError):
+class Forbidden(TrainfaasError, http_status=403, code="forbidden"):
     """A valid token whose scope does not allow the call (a read token writing, a project token administering)."""
 
-    http_status = 403
-    code = "forbidden"
 
-
-class NotFound(TrainfaasError):
+class NotFound(TrainfaasError, http_status=404, code="not_found"):
     """No such object, or one in a project the caller cannot see: the two are not told apart."""
 
-    http_status = 404
-    code = "not_found"
 
-
-class Conflict(TrainfaasError):
+class Conflict(TrainfaasError, http_status=409, code="conflict"):
     """The request does not fit the object's current state."""
 
-    http_status = 409
-    code = "conflict"
 
-
-class InvalidTransition(Conflict):
+class InvalidTransition(Conflict, code="invalid_transition"):
     """A status change the state machine does not allow, or whose compare-and-set lost a race."""
 
-    code = "invalid_transition"
 
-
-class ServicePaused(Conflict):
+class ServicePaused(Conflict, code="service_paused"):
     """The service is paused: no execution of it starts until it is resumed."""
 
-    code = "service_paused"
 
-
-class StaleAttempt(InvalidTransition):
+class StaleAttempt(InvalidTransition, code="stale_attempt"):
     """A write from an attempt that is no longer the execution's current one (fencing)."""
 
-    code = "stale_attempt"
 
-
-class AdapterError(TrainfaasError):
+class AdapterError(TrainfaasError, http_status=422, code="adapter_error"):
     """An adapter cannot be found, loaded or is declared wrongly."""
 
-    http_status = 422
-    code = "adapter_error"
 
-
-class BackendError(TrainfaasError):
+class BackendError(TrainfaasError, http_status=503, code="backend_error"):
     """An instance backend could not start, stop or observe an instance."""
 
-    http_status = 503
-    code = "backend_error"
 
-
-class Unavailable(TrainfaasError):
+class Unavailable(TrainfaasError, http_status=503, code="unavailable"):
     """A dependency (Redis, the database, the API) cannot be reached right now."""
-
-    http_status = 503
-    code = "unavailable"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from trainfaas.services.core.statuses import InstanceStatus, Outcome
 
 ID = Field(max_length=32)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import redis
+
 from trainfaas.services.core.errors import Unavailable
 
 log = logging.getLogger(__name__)

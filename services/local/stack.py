@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import requests
+
 from trainfaas.adapters.architectures import cache_is_current
 from trainfaas.scheduler.backends import create_all
 from trainfaas.scheduler.backends.environment import settings_environment

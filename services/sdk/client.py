@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import requests
+
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION
 
 if TYPE_CHECKING:

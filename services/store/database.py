@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 import peewee
 from playhouse.db_url import connect
+
 from trainfaas.services.core.errors import ConfigError
 
 database = peewee.DatabaseProxy()

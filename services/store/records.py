@@ -14,6 +14,8 @@ import uuid
 from typing import Any
 
 import peewee
+
+from trainfaas.services.core.errors import NotFound
 from trainfaas.services.core.statuses import ExecutionStatus, InstanceStatus, ModelStatus
 from trainfaas.services.store.database import database
 
@@ -40,6 +42,14 @@ class BaseModel(peewee.Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    @classmethod
+    def get_or_raise(cls, where: Any, missing: str) -> Any:
+        """The one row matching ``where``, or NotFound with the message ``missing``."""
+        row = cls.get_or_none(where)
+        if row is None:
+            raise NotFound(missing)
+        return row
 
 
 DEFAULT_PROJECT = "default"

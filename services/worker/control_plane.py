@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 from pydantic import BaseModel
+
 from trainfaas.services.core.protocol import (
     Claim,
     ClaimReply,

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import redis
 import requests
 from rq.job import Job
+
 from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, ReportedEvent, RunningEntry
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus

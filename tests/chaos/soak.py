@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
+
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import LIVE_INSTANCE
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trainfaas.services.core.settings import load_settings
 
 from tests.chaos.soak import soak
 from tests.conftest import free_port
+from trainfaas.services.core.settings import load_settings
 
 pytestmark = pytest.mark.stack
 

@@ -32,10 +32,10 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import requests
-from trainfaas.services.local.stack import Stack
 
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import percentile
+from trainfaas.services.local.stack import Stack
 
 SERVICES = [f"mgmt-train-load{n}" for n in range(8)]
 STATUSES = ("success", "success", "success", "failed", "aborted", "terminated", "pending", "in-progress")

@@ -10,11 +10,10 @@ import argparse
 import math
 import time
 
+from tests.perf.common import bench_settings, report, wait_for
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
 from trainfaas.services.store.records import Execution, Instance
-
-from tests.perf.common import bench_settings, report, wait_for
 
 SERVICE = "mgmt-train-sleep"
 

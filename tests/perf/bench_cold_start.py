@@ -19,11 +19,10 @@ import sys
 import time
 from typing import Any
 
-from trainfaas.services.local.stack import Stack
-from trainfaas.services.sdk.client import ApiError, Client
-
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import live_instances, status_at, wait_status
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.sdk.client import ApiError, Client
 
 
 def torch_import_s(repeats: int = 3) -> float:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from trainfaas.services.local.stack import Stack
-from trainfaas.services.sdk.client import Client
-
 from tests.perf.common import bench_settings, report
 from tests.perf.stackrun import SERVICE, percentile, redis_round_trip_s, status_at, wait_instance_running, wait_status, warm_up
+from trainfaas.services.local.stack import Stack
+from trainfaas.services.sdk.client import Client
 
 
 def main() -> None:

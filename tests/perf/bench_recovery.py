@@ -17,12 +17,11 @@ import os
 import signal
 import time
 
+from tests.perf.common import bench_settings, report, wait_for
+from tests.perf.stackrun import SERVICE, status_at, wait_instance_running, wait_status
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
 from trainfaas.services.store.records import Attempt, Instance
-
-from tests.perf.common import bench_settings, report, wait_for
-from tests.perf.stackrun import SERVICE, status_at, wait_instance_running, wait_status
 
 
 def main() -> None:

@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.perf.common import report
 from trainfaas.adapters import NullContext
 from trainfaas.adapters.text_samples import write_ner, write_text
 from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
-
-from tests.perf.common import report
 
 
 def train_defaults(adapter_class: type, architecture: str, data: Path, output: Path) -> tuple[dict[str, float], float]:

@@ -20,13 +20,13 @@ import time
 
 from rq import Queue
 from rq.job import Job
+
+from tests.perf.common import bench_settings, report
+from tests.perf.stackrun import SERVICE, trivial, wait_instance_running, wait_status, warm_up
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
 from trainfaas.services.store import queues
 from trainfaas.services.store.records import Execution
-
-from tests.perf.common import bench_settings, report
-from tests.perf.stackrun import SERVICE, trivial, wait_instance_running, wait_status, warm_up
 
 RQ_QUEUE = "bench-rq-baseline"
 

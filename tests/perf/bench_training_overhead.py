@@ -45,6 +45,8 @@ from typing import Any
 
 import torch
 from torch.nn import functional as F
+
+from tests.perf.common import bench_settings, report
 from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters import vision_data
 from trainfaas.adapters.datasets import write_digits
@@ -53,8 +55,6 @@ from trainfaas.functions.run import work
 from trainfaas.services.core.protocol import Failure, ModelRef, Result, WorkSpec
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
-
-from tests.perf.common import bench_settings, report
 
 ARCHITECTURE = "resnet18"
 GOAL_ACCURACY = 0.97

@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.perf.common import report
 from trainfaas.adapters import NullContext, yolo
 from trainfaas.adapters.shapes import write_shapes
 from trainfaas.adapters.yolo_data import build_view, read_dataset
-
-from tests.perf.common import report
 
 GOAL_MAP50 = 0.5
 GOAL_OVERHEAD = 0.98

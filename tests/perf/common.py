@@ -9,9 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trainfaas.services.core.settings import Settings, load_settings
-
 from tests.conftest import wait_until as wait_for  # noqa: F401 - re-exported for the scripts
+from trainfaas.services.core.settings import Settings, load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

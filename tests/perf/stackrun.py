@@ -48,10 +48,9 @@ def status_at(execution_id: str, status: str, attempt: int | None = None) -> flo
 
 def wait_status(execution_id: str, statuses: tuple[str, ...], timeout_s: float = 120.0, poll_s: float = 0.005) -> str:
     """Poll the database (cheaper than HTTP on a small box) until the execution has one of ``statuses``."""
+    from tests.perf.common import wait_for
     from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL
     from trainfaas.services.store.records import Execution
-
-    from tests.perf.common import wait_for
 
     def check() -> str | None:
         status = str(Execution.get_by_id(execution_id).status)

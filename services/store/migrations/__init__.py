@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import peewee
 from playhouse.migrate import SchemaMigrator
+
 from trainfaas.services.store.database import database
 from trainfaas.services.store.migrations import m0001_initial, m0002_autoscaler, m0003_projects, m0004_lineage
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
+
 from trainfaas.services.store.records import ENTITIES, Model, Service
 
 
