@@ -75,3 +75,20 @@ def test_every_relative_link_reaches_a_file_and_heading(page: Path) -> None:
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
             broken.append(f"{target}: no heading with the anchor #{anchor} in {resolved.relative_to(ROOT)}")
     assert not broken, f"{page.relative_to(ROOT)} has broken links:\n" + "\n".join(broken)
+
+
+REPOSITORY_FOLDERS = ("services", "scheduler", "adapters", "functions", "deploy", "tests", "docs")
+FOLDER = "|".join(REPOSITORY_FOLDERS)
+BACKTICKED_PATH = re.compile(rf"`((?:{FOLDER})/[\w./-]*)`")
+
+
+def backticked_paths(page: Path) -> list[str]:
+    """Repository paths a page names in backticks (``services/core/statuses.py``), in code blocks
+    or not; placeholders (``<name>``) and globs are not paths and do not match."""
+    return BACKTICKED_PATH.findall(page.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
+def test_every_backticked_repository_path_exists(page: Path) -> None:
+    missing = sorted({path for path in backticked_paths(page) if not (ROOT / path).exists()})
+    assert not missing, f"{page.relative_to(ROOT)} names paths that do not exist: {missing}"
