@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainfaas.adapters.confine import confined, entries, shown
 from trainfaas.adapters.samples import export_once
 from trainfaas.services.core.errors import DatasetError
 from trainfaas.services.core.references import resolve
@@ -37,11 +38,13 @@ def _invalid(path: Path, problem: str) -> DatasetError:
     return DatasetError(f"data set {path}: {problem}; expected {LAYOUT}", {"dataset": problem})
 
 
-def _label_folders(subset_path: Path) -> dict[str, int]:
-    """Map each label folder of one subset to the number of images in it (hidden folders skipped)."""
+def _label_folders(root: Path, subset_path: Path) -> dict[str, int]:
+    """Map each label folder of one subset to the number of images in it (hidden folders skipped).
+
+    Every entry touched must lie inside the data set ``root`` (see :mod:`trainfaas.adapters.confine`)."""
     return {
-        entry.name: sum(1 for item in entry.iterdir() if _is_image(item))
-        for entry in sorted(subset_path.iterdir())
+        entry.name: sum(1 for item in entries(root, entry) if _is_image(item))
+        for entry in entries(root, subset_path)
         if entry.is_dir() and not entry.name.startswith(".")
     }
 
@@ -51,27 +54,28 @@ def count_images(path: Path) -> dict[str, dict[str, int]]:
 
     Raises DatasetError, naming what is missing and the layout expected, when the directory or a
     subset is missing, a subset has no label folders, a training label has no image, the
-    validation subset has no image, or the validation subset has a label the training one lacks.
+    validation subset has no image, or the validation subset has a label the training one lacks;
+    and naming the file when a file or folder leads outside the data set's folder.
     """
-    path = Path(path)
+    path = Path(path).resolve()
     if not path.is_dir():
         raise _invalid(path, "the directory does not exist")
     images_by_label: dict[str, dict[str, int]] = {}
     for subset in SUBSETS:
-        subset_path = path / subset
+        subset_path = confined(path, path / subset)
         if not subset_path.is_dir():
             raise _invalid(path, f"no {subset}/ folder")
-        images_by_label[subset] = _label_folders(subset_path)
+        images_by_label[subset] = _label_folders(path, subset_path)
         if not images_by_label[subset]:
             raise _invalid(path, f"{subset}/ has no label folders")
     labels = sorted(images_by_label["train"])
     # Every training label must be learnable: an empty one would be a class no image teaches.
     empty = [label for label in labels if images_by_label["train"][label] == 0]
     if empty:
-        raise _invalid(path, f"train/ has label folders without images: {', '.join(empty)}")
+        raise _invalid(path, f"train/ has label folders without images: {shown(empty)}")
     unknown = sorted(set(images_by_label["validation"]) - set(labels))
     if unknown:
-        raise _invalid(path, f"validation/ has labels that train/ lacks: {', '.join(unknown)}")
+        raise _invalid(path, f"validation/ has labels that train/ lacks: {shown(unknown)}")
     if sum(images_by_label["validation"].values()) == 0:
         raise _invalid(path, "validation/ has no images")
     return images_by_label
@@ -87,8 +91,8 @@ def choose_labels(dataset_labels: list[str], chosen: list[str] | None) -> list[s
     unknown = [label for label in dict.fromkeys(chosen) if label not in dataset_labels]
     if unknown:
         raise DatasetError(
-            f"labels {unknown} are not in the data set, whose labels are {dataset_labels}",
-            {"configuration.labels": f"unknown {', '.join(unknown)}; choose among {', '.join(dataset_labels)}"},
+            f"labels {shown(unknown)} are not in the data set, whose labels are {shown(dataset_labels)}",
+            {"configuration.labels": f"unknown {shown(unknown)}; choose among {shown(dataset_labels)}"},
         )
     return [label for label in dataset_labels if label in chosen]
 

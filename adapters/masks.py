@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainfaas.adapters.confine import confined, entries, shown
 from trainfaas.services.core.errors import DatasetError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
@@ -48,11 +49,12 @@ def _invalid(path: Path, problem: str, field: str = "dataset") -> DatasetError:
 
 def _read_labels(path: Path) -> list[str]:
     try:
-        document = json.loads((path / "labels.json").read_text())
+        document = json.loads(confined(path, path / "labels.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise _invalid(path, "no labels.json") from None
-    except (OSError, ValueError) as error:
-        raise _invalid(path, f"labels.json is not readable JSON ({error})") from None
+    except (OSError, ValueError) as error:  # a JSON error names a line and column, never the text
+        raise _invalid(path, f"labels.json is not readable JSON ({error.__class__.__name__}"
+                             f"{f' at line {error.lineno}' if isinstance(error, json.JSONDecodeError) else ''})") from None
     labels = document.get("labels") if isinstance(document, dict) else None
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) and label for label in labels):
         raise _invalid(path, "labels.json must hold {\"labels\": [...]}, a non-empty list of names")
@@ -67,23 +69,23 @@ def _subset_folder(path: Path, subset: str) -> str:
     """The folder name of ``subset`` (train, or validation/val) present under images/."""
     names = (subset,) if subset == "train" else VALIDATION_NAMES
     for name in names:
-        if (path / "images" / name).is_dir():
+        if confined(path, path / "images" / name).is_dir():
             return name
     raise _invalid(path, f"no images/{'/ or images/'.join(names)}/ folder")
 
 
 def _pairs(path: Path, folder: str, subset: str) -> list[tuple[Path, Path]]:
-    images = sorted(p for p in (path / "images" / folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = [p for p in entries(path, path / "images" / folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
         raise _invalid(path, f"images/{folder}/ has no images: the {subset} subset is empty")
-    mask_folder = path / "masks" / folder
+    mask_folder = confined(path, path / "masks" / folder)
     if not mask_folder.is_dir():
         raise _invalid(path, f"no masks/{folder}/ folder")
-    masks = {p.stem: p for p in mask_folder.iterdir() if p.is_file() and p.suffix.lower() == MASK_SUFFIX}
+    masks = {p.stem: p for p in entries(path, mask_folder) if p.is_file() and p.suffix.lower() == MASK_SUFFIX}
     missing = [image.name for image in images if image.stem not in masks]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise _invalid(path, f"images without a mask in masks/{folder}/: {shown}")
+        few = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise _invalid(path, f"images without a mask in masks/{folder}/: {few}")
     return [(image, masks[image.stem]) for image in images]
 
 
@@ -117,9 +119,9 @@ def read_image_mask(path: Path) -> ImageMaskDataset:
     Raises DatasetError, naming the problem and the layout expected, when the directory,
     labels.json, a subset's images or masks folder is missing, a subset is empty, an image has no
     mask, or one of the sampled masks is not 8-bit, differs in size from its image or holds a value
-    that names no label.
+    that names no label; and naming the file when a file or folder leads outside the data set's folder.
     """
-    path = Path(path)
+    path = Path(path).resolve()
     if not path.is_dir():
         raise _invalid(path, "the directory does not exist")
     labels = _read_labels(path)
@@ -141,8 +143,8 @@ def select_labels(dataset_labels: list[str], chosen: list[str] | None) -> list[s
     unknown = [label for label in chosen if label not in dataset_labels]
     if unknown:
         raise DatasetError(
-            f"labels {unknown} are not in the data set, whose labels are {dataset_labels}",
-            {"configuration.labels": f"unknown {', '.join(unknown)}; choose among {', '.join(dataset_labels)}"},
+            f"labels {shown(unknown)} are not in the data set, whose labels are {shown(dataset_labels)}",
+            {"configuration.labels": f"unknown {shown(unknown)}; choose among {shown(dataset_labels)}"},
         )
     return [label for label in dataset_labels if label in chosen]
 

@@ -14,7 +14,9 @@ whitespace-separated column, so extra middle columns are allowed), BIO tags (``O
     <data set>/train.conll      <data set>/validation.conll      (or .txt)
 
 In both, validation labels must be among the training ones, because a model cannot be scored on
-a label it was never trained on. The ``labels`` option trains on a subset: text examples of other
+a label it was never trained on. The files must lie inside the data set's folder (a symlink out of
+it is refused, see :mod:`trainfaas.adapters.confine`), and an error names a file and a line number,
+never the line's text. The ``labels`` option trains on a subset: text examples of other
 labels are dropped, and entity types not chosen are tagged ``O``.
 
 Nothing here imports torch or transformers, so the API can check a data set cheaply.
@@ -25,6 +27,7 @@ import csv
 import json
 from pathlib import Path
 
+from trainfaas.adapters.confine import confined, shown
 from trainfaas.services.core.errors import DatasetError
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
@@ -45,11 +48,11 @@ def _invalid(path: Path, problem: str, layout: str) -> DatasetError:
 
 
 def _subset_file(path: Path, subset: str, suffixes: tuple[str, ...], layout: str) -> Path:
-    """The one file of ``subset`` with one of ``suffixes``; DatasetError when there is none."""
+    """The one file of ``subset`` with one of ``suffixes``; DatasetError when there is none or it leads outside ``path``."""
     if not path.is_dir():
         raise _invalid(path, "the directory does not exist", layout)
     for suffix in suffixes:
-        candidate = path / f"{subset}{suffix}"
+        candidate = confined(path, path / f"{subset}{suffix}")
         if candidate.is_file():
             return candidate
     raise _invalid(path, f"no {' or '.join(subset + s for s in suffixes)}", layout)
@@ -59,8 +62,7 @@ def _read_csv(file: Path) -> list[TextExample]:
     with file.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if not {"text", "label"} <= set(reader.fieldnames or []):
-            raise _invalid(file.parent, f"{file.name} must have a header row with columns text and label, not {reader.fieldnames}",
-                           TEXT_LAYOUT)
+            raise _invalid(file.parent, f"{file.name} line 1 must be a header row with columns text and label", TEXT_LAYOUT)
         return [(row["text"] or "", (row["label"] or "").strip()) for row in reader]
 
 
@@ -71,8 +73,8 @@ def _read_jsonl(file: Path) -> list[TextExample]:
             continue
         try:
             record = json.loads(line)
-        except ValueError as error:
-            raise _invalid(file.parent, f"{file.name} line {number} is not JSON ({error})", TEXT_LAYOUT) from error
+        except ValueError:
+            raise _invalid(file.parent, f"{file.name} line {number} is not JSON", TEXT_LAYOUT) from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or record.get("label") is None:
             raise _invalid(file.parent, f"{file.name} line {number} needs a string 'text' and a 'label'", TEXT_LAYOUT)
         examples.append((record["text"], str(record["label"]).strip()))
@@ -83,8 +85,10 @@ def _read_text_subset(path: Path, subset: str) -> list[TextExample]:
     file = _subset_file(path, subset, (".csv", ".jsonl"), TEXT_LAYOUT)
     try:
         examples = _read_csv(file) if file.suffix == ".csv" else _read_jsonl(file)
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise _invalid(path, f"{file.name} cannot be read ({error})", TEXT_LAYOUT) from error
+    except UnicodeDecodeError:
+        raise _invalid(path, f"{file.name} is not UTF-8 text", TEXT_LAYOUT) from None
+    except csv.Error as error:  # csv's messages are fixed sentences, never the file's text
+        raise _invalid(path, f"{file.name} is not CSV ({error})", TEXT_LAYOUT) from None
     unlabelled = sum(1 for _, label in examples if not label)
     if unlabelled:
         raise _invalid(path, f"{file.name} has {unlabelled} examples without a label", TEXT_LAYOUT)
@@ -100,8 +104,8 @@ def _choose(all_labels: list[str], chosen: list[str] | None) -> list[str]:
     unknown = [label for label in chosen if label not in all_labels]
     if unknown or not chosen:
         raise DatasetError(
-            f"labels {unknown or chosen} are not in the data set" if unknown else "the labels subset is empty",
-            {"configuration.labels": f"a non-empty subset of: {', '.join(all_labels)}"},
+            f"labels {shown(unknown)} are not in the data set" if unknown else "the labels subset is empty",
+            {"configuration.labels": f"a non-empty subset of: {shown(all_labels)}"},
         )
     return list(dict.fromkeys(chosen))
 
@@ -109,12 +113,12 @@ def _choose(all_labels: list[str], chosen: list[str] | None) -> list[str]:
 def read_text_dataset(path: Path, labels: list[str] | None = None) -> tuple[list[str], dict[str, list[TextExample]]]:
     """Read a text classification data set; return its sorted labels (or the chosen subset) and the
     examples of each subset with those labels. Raises DatasetError naming the file and the layout."""
-    path = Path(path)
+    path = Path(path).resolve()
     subsets = {subset: _read_text_subset(path, subset) for subset in SUBSETS}
     all_labels = sorted({label for _, label in subsets["train"]})
     unknown = sorted({label for _, label in subsets["validation"]} - set(all_labels))
     if unknown:
-        raise _invalid(path, f"validation has labels that train lacks: {', '.join(unknown)}", TEXT_LAYOUT)
+        raise _invalid(path, f"validation has labels that train lacks: {shown(unknown)}", TEXT_LAYOUT)
     chosen = _choose(all_labels, labels)
     kept = {subset: [(text, label) for text, label in examples if label in chosen] for subset, examples in subsets.items()}
     if not kept["validation"]:
@@ -140,8 +144,7 @@ def _read_conll_file(file: Path) -> list[Sentence]:
             continue
         tag = columns[-1]
         if len(columns) < 2 or not (tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)):
-            raise _invalid(file.parent, f"{file.name} line {number} is not 'token TAG' with a BIO tag: {line.strip()!r}",
-                           CONLL_LAYOUT)
+            raise _invalid(file.parent, f"{file.name} line {number} is not 'token TAG' with a BIO tag", CONLL_LAYOUT)
         tokens.append(columns[0])
         tags.append(tag)
     if tokens:
@@ -158,14 +161,14 @@ def read_conll_dataset(path: Path, labels: list[str] | None = None) -> tuple[lis
     """Read a CoNLL token classification data set; return its sorted entity types (or the chosen
     subset) and the sentences of each subset with unchosen types tagged ``O``. Raises DatasetError
     naming the file and the layout."""
-    path = Path(path)
+    path = Path(path).resolve()
     subsets: dict[str, list[Sentence]] = {}
     for subset in SUBSETS:
         file = _subset_file(path, subset, CONLL_SUFFIXES, CONLL_LAYOUT)
         try:
             subsets[subset] = _read_conll_file(file)
-        except UnicodeDecodeError as error:
-            raise _invalid(path, f"{file.name} cannot be read ({error})", CONLL_LAYOUT) from error
+        except UnicodeDecodeError:
+            raise _invalid(path, f"{file.name} is not UTF-8 text", CONLL_LAYOUT) from None
         if not subsets[subset]:
             raise _invalid(path, f"{file.name} has no sentences", CONLL_LAYOUT)
     types_of = {subset: {entity_type(t) for _, tags in sentences for t in tags} - {None} for subset, sentences in subsets.items()}
@@ -174,7 +177,7 @@ def read_conll_dataset(path: Path, labels: list[str] | None = None) -> tuple[lis
         raise _invalid(path, "train has no entity tags (only O)", CONLL_LAYOUT)
     unknown = sorted(t for t in types_of["validation"] - types_of["train"] if t)
     if unknown:
-        raise _invalid(path, f"validation has entity types that train lacks: {', '.join(unknown)}", CONLL_LAYOUT)
+        raise _invalid(path, f"validation has entity types that train lacks: {shown(unknown)}", CONLL_LAYOUT)
     chosen = _choose(all_types, labels)
     return chosen, {subset: [_keep_types(s, set(chosen)) for s in sentences] for subset, sentences in subsets.items()}
 

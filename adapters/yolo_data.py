@@ -10,7 +10,9 @@ Each label line is ``<class id> <x> <y> <w> <h>`` (a box) or ``<class id> x1 y1 
 (a polygon of at least three points), coordinates relative to the image (0..1). An image without a
 label file, or with an empty one, shows nothing (a negative sample). The validation folder may
 also be called ``val``, and ``data.yaml`` may name the image folders itself with ``train`` and
-``val`` (or ``validation``) keys, relative to its ``path`` key or to its own folder.
+``val`` (or ``validation``) keys, relative to its ``path`` key or to its own folder. ``path``,
+``train``, ``val``, ``validation`` and ``test`` are relative paths that stay inside the data set's
+folder; every file read must lie inside it too (see :mod:`trainfaas.adapters.confine`).
 
 Trainings never read the data set in place: :func:`build_view` writes a view of it into the
 output directory (symlinked images, rewritten label files) with its own ``data.yaml``. That is
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
+from trainfaas.adapters.confine import RULE, confined, files_under, outside, relative_name, shown
 from trainfaas.services.core.errors import DatasetError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -68,11 +71,11 @@ def _names(data: dict[str, Any], path: Path) -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    file = path / "data.yaml"
+    file = confined(path, path / "data.yaml")
     if not file.is_file():
         raise _invalid(path, "no data.yaml")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise _invalid(path, f"data.yaml cannot be read ({error.__class__.__name__})") from None
     if not isinstance(data, dict):
@@ -80,27 +83,43 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _inside(path: Path, base: Path, data: dict[str, Any], key: str) -> Path:
+    """``base / data[key]``: a relative path that stays inside the data set ``path``; DatasetError naming the key otherwise."""
+    given = data[key]
+    if not isinstance(given, str):
+        raise _invalid(path, f"data.yaml {key} must name one folder, a relative path inside the data set")
+    if PurePosixPath(given).is_absolute() or Path(given).is_absolute() or given.startswith("~"):
+        raise _invalid(path, f"data.yaml {key} is an absolute path; {RULE}")
+    folder = base / given
+    if not folder.resolve().is_relative_to(path):
+        raise outside(path, f"data.yaml {key}")
+    return folder
+
+
 def _image_dirs(path: Path, data: dict[str, Any]) -> dict[str, Path]:
-    """The train and val image folders: data.yaml's train/val keys, else images/train and images/validation|val."""
-    base = Path(str(data["path"])) if data.get("path") else path
-    base = base if base.is_absolute() else path / base
+    """The train and val image folders: data.yaml's train/val keys, else images/train and images/validation|val.
+
+    ``path``, ``train``, ``val``, ``validation`` and ``test`` must stay inside the data set (checked
+    before any folder is listed)."""
+    base = _inside(path, path, data, "path") if data.get("path") else path
+    for key in ("train", "val", "validation", "test"):
+        if data.get(key):
+            _inside(path, base, data, key)
     folders: dict[str, Path] = {}
     for subset, keys, defaults in (("train", ("train",), ("train",)), ("val", ("val", "validation"), VALIDATION_FOLDERS)):
         given = next((data[key] for key in keys if data.get(key)), None)
-        if given is not None and not isinstance(given, str):
-            raise _invalid(path, f"data.yaml {keys[0]} must name one image folder")
         candidates = [base / given] if given else [path / "images" / name for name in defaults]
-        folder = next((candidate for candidate in candidates if candidate.is_dir()), None)
+        folder = next((candidate for candidate in candidates if confined(path, candidate).is_dir()), None)
         if folder is None:
-            shown = " or ".join(str(candidate.relative_to(path)) if candidate.is_relative_to(path) else str(candidate) for candidate in candidates)
-            raise _invalid(path, f"no {subset} image folder {shown}")
+            tried = " or ".join(relative_name(path, candidate) for candidate in candidates)
+            raise _invalid(path, f"no {subset} image folder {tried}")
         folders[subset] = folder
     return folders
 
 
-def images_in(folder: Path) -> list[Path]:
-    """The image files under ``folder`` (recursively), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def images_in(root: Path, folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursively), sorted; every file touched confined to the data set ``root``."""
+    return sorted(p for p in files_under(root, folder) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def label_file(image: Path) -> Path:
@@ -146,28 +165,32 @@ def read_dataset(path: Path, polygons: bool = False, labels: list[str] | None = 
 
     Every label file is parsed (class ids within data.yaml's names; polygons of at least three
     points when ``polygons``). ``labels``, a subset of the names to train on, must all be names
-    of the data set (else the error names ``configuration.labels``).
+    of the data set (else the error names ``configuration.labels``). A file or folder that leads
+    outside the data set's folder is refused naming it, a data.yaml key that does so naming the key.
     """
-    path = Path(path)
+    path = Path(path).resolve()
     if not path.is_dir():
         raise _invalid(path, "the directory does not exist")
     data = _read_yaml(path)
     names = _names(data, path)
     image_dirs = _image_dirs(path, data)
     for subset, folder in image_dirs.items():
-        images = images_in(folder)
+        images = images_in(path, folder)
         if not images:
             raise _invalid(path, f"the {subset} image folder {folder.name}/ has no images")
         for image in images:
+            labels_file = confined(path, label_file(image))
             try:
-                parse_labels(label_file(image), len(names), polygons)
-            except (ValueError, OSError, UnicodeDecodeError) as error:
-                raise _invalid(path, f"label file {label_file(image).relative_to(path) if label_file(image).is_relative_to(path) else label_file(image)}: {error}") from None
+                parse_labels(labels_file, len(names), polygons)
+            except UnicodeDecodeError:
+                raise _invalid(path, f"label file {relative_name(path, labels_file)} is not UTF-8 text") from None
+            except (ValueError, OSError) as error:  # parse_labels names the line, never its text
+                raise _invalid(path, f"label file {relative_name(path, labels_file)}: {error}") from None
     unknown = [label for label in labels or [] if label not in names]
     if unknown:
         raise DatasetError(
-            f"data set {path} has no labels {', '.join(unknown)}; its labels are {', '.join(names)}",
-            {"configuration.labels": f"each one of: {', '.join(names)}"},
+            f"data set {path} has no labels {shown(unknown)}; its labels are {shown(names)}",
+            {"configuration.labels": f"each one of: {shown(names)}"},
         )
     return YoloDataset(path, names, image_dirs)
 
@@ -191,8 +214,9 @@ def build_view(dataset: YoloDataset, dest: Path, labels: list[str] | None, inclu
     new_id = {dataset.names.index(name): index for index, name in enumerate(chosen)}
     dest = Path(dest).resolve()
     for subset, folder in dataset.image_dirs.items():
-        for image in images_in(folder):
-            kept = [(new_id[c], xy) for c, xy in parse_labels(label_file(image), len(dataset.names), polygons) if c in new_id]
+        for image in images_in(dataset.root, folder):
+            labels_file = confined(dataset.root, label_file(image))
+            kept = [(new_id[c], xy) for c, xy in parse_labels(labels_file, len(dataset.names), polygons) if c in new_id]
             if not kept and not include_negatives and subset == "train":
                 continue
             relative = image.relative_to(folder)

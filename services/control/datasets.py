@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from trainfaas.adapters.base import ModelAdapter
+from trainfaas.adapters.confine import walk_budget
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import Settings
 
@@ -26,9 +27,14 @@ def resolve_dataset(settings: Settings, dataset: str) -> Path:
     return resolved
 
 
-def check_dataset(adapter: type[ModelAdapter], path: Path, configuration: dict[str, Any]) -> list[str]:
-    """Validate the data set with the adapter's own reader and return its labels."""
-    return adapter.check_dataset(path, configuration)
+def check_dataset(settings: Settings, adapter: type[ModelAdapter], path: Path, configuration: dict[str, Any]) -> list[str]:
+    """Validate the data set with the adapter's own reader and return its labels.
+
+    The check runs inside the API's request, so its walk is bounded: at most
+    ``dataset_check_max_files`` files and folders, ``dataset_check_seconds`` in all (a 422 beyond).
+    The built-in readers also refuse any file that leads outside the data set's folder."""
+    with walk_budget(settings.dataset_check_max_files, settings.dataset_check_seconds):
+        return adapter.check_dataset(path, configuration)
 
 
 def dataset_for(settings: Settings, adapter: type[ModelAdapter], architecture: str, dataset: str | None,
@@ -40,5 +46,5 @@ def dataset_for(settings: Settings, adapter: type[ModelAdapter], architecture: s
     if not dataset:
         raise ConfigError(f"{architecture} trains on a data set", {"dataset": f"required: a {adapter.dataset_format} directory"})
     path = resolve_dataset(settings, dataset)
-    check_dataset(adapter, path, configuration)
+    check_dataset(settings, adapter, path, configuration)
     return path

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     token: str = Field("", description="Token the CLI and SDK send (default: the admin token in home/admin-token).")
     adapters: str = Field("", description="Extra adapters, as module:Class,module:Class.")
     data_roots: str = Field("", description="Directories data sets must lie in, separated by ':' (default: home/datasets).")
+    dataset_check_max_files: int = Field(200_000, description="Most files and folders the API's check of a data set may touch.")
+    dataset_check_seconds: float = Field(10.0, description="Longest the API's check of a data set may run, in seconds.")
     instance_secret: str = Field(
         "", description="Secret the API and the scheduler share: each service's instances register with a credential"
                         " derived from it. Default: home/instance-secret, created on first use (mode 0600).")

@@ -1,0 +1,159 @@
+"""Data set readers stay inside the data set: no symlink or data.yaml key leads them out, no error quotes a file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainfaas.adapters.confine import shown, walk_budget
+from trainfaas.adapters.datasets import count_images
+from trainfaas.adapters.masks import read_image_mask
+from trainfaas.adapters.text_datasets import read_conll_dataset, read_text_dataset
+from trainfaas.adapters.yolo_data import read_dataset
+from trainfaas.services.core.errors import DatasetError
+
+SECRET = "tf_the-admin-token-nobody-may-read"
+
+
+def _secret(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "admin-token").write_text(SECRET + "\n")
+    return home / "admin-token"
+
+
+def _told(error: DatasetError) -> str:
+    return error.message + json.dumps(error.fields)
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(content)
+    return root
+
+
+@pytest.mark.parametrize(("reader", "names"), [(read_conll_dataset, ("train.txt", "validation.txt")),
+                                               (read_text_dataset, ("train.csv", "validation.csv"))])
+def test_text_files_linked_to_a_secret_outside_are_refused_without_its_content(tmp_path: Path, reader: Any,
+                                                                                names: tuple[str, str]) -> None:
+    secret, root = _secret(tmp_path), tmp_path / "data" / "x"
+    root.mkdir(parents=True)
+    for name in names:
+        (root / name).symlink_to(secret)
+    with pytest.raises(DatasetError) as caught:
+        reader(root)
+    assert names[0] in caught.value.message and "outside" in caught.value.message
+    assert SECRET not in _told(caught.value)
+
+
+def _digits_like(root: Path) -> Path:
+    return _tree(root, {f"{subset}/{label}/{i}.png": "png" for subset in ("train", "validation") for label in "ab" for i in range(2)})
+
+
+def test_an_image_folder_with_an_image_or_a_folder_linked_outside_is_refused(tmp_path: Path) -> None:
+    root = _digits_like(tmp_path / "data" / "x")
+    other = _digits_like(tmp_path / "data" / "other")
+    (root / "train" / "a" / "inside.png").symlink_to(root / "train" / "b" / "0.png")  # a link inside stays allowed
+    assert count_images(root)["train"] == {"a": 3, "b": 2}
+    (root / "train" / "a" / "evil.png").symlink_to(_secret(tmp_path))
+    with pytest.raises(DatasetError, match="train/a/evil.png leads outside") as caught:
+        count_images(root)
+    assert SECRET not in _told(caught.value)
+    (root / "train" / "a" / "evil.png").unlink()
+    (root / "validation" / "c").symlink_to(other / "validation" / "a")  # another data set
+    with pytest.raises(DatasetError, match="validation/c leads outside"):
+        count_images(root)
+
+
+def _yolo(root: Path, data_yaml: str) -> Path:
+    files = {"data.yaml": data_yaml}
+    for subset in ("train", "validation"):
+        files |= {f"images/{subset}/{i}.png": "png" for i in range(2)}
+        files |= {f"labels/{subset}/{i}.txt": "0 0.5 0.5 0.1 0.1\n" for i in range(2)}
+    return _tree(root, files)
+
+
+@pytest.mark.parametrize(("data_yaml", "key"), [
+    ("path: /\nnames: [a]\n", "data.yaml path"),
+    ("path: ..\nnames: [a]\n", "data.yaml path"),
+    ("train: ../../x\nnames: [a]\n", "data.yaml train"),
+    ("train: /etc\nnames: [a]\n", "data.yaml train"),
+    ("path: images\nval: ../../other/images\nnames: [a]\n", "data.yaml val"),
+    ("test: images/../../../x\nnames: [a]\n", "data.yaml test"),
+])
+def test_a_data_yaml_key_leading_outside_is_refused_before_any_walk(tmp_path: Path, data_yaml: str, key: str) -> None:
+    root = _yolo(tmp_path / "data" / "x", data_yaml)
+    _yolo(tmp_path / "data" / "other", "names: [a]\n")
+    with walk_budget(2, 60.0), pytest.raises(DatasetError) as caught:  # two touches: the walk never starts
+        read_dataset(root)
+    assert key in caught.value.message and key in caught.value.fields["dataset"]
+
+
+def test_a_yolo_label_file_or_data_yaml_linked_outside_is_refused(tmp_path: Path) -> None:
+    root = _yolo(tmp_path / "data" / "x", "names: [a]\n")
+    assert read_dataset(root).names == ["a"]
+    (root / "labels" / "train" / "1.txt").unlink()
+    (root / "labels" / "train" / "1.txt").symlink_to(_secret(tmp_path))
+    with pytest.raises(DatasetError, match="labels/train/1.txt leads outside") as caught:
+        read_dataset(root)
+    assert SECRET not in _told(caught.value)
+    (root / "data.yaml").unlink()
+    (root / "data.yaml").symlink_to(_secret(tmp_path))
+    with pytest.raises(DatasetError, match="data.yaml leads outside"):
+        read_dataset(root)
+
+
+def test_an_image_mask_labels_file_linked_outside_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "data" / "x"
+    root.mkdir(parents=True)
+    (root / "labels.json").symlink_to(_secret(tmp_path))
+    with pytest.raises(DatasetError, match="labels.json leads outside") as caught:
+        read_image_mask(root)
+    assert SECRET not in _told(caught.value)
+
+
+@pytest.mark.parametrize(("reader", "files", "told"), [
+    (read_conll_dataset, {"train.conll": "Ann B-PER\n" + SECRET + "\n", "validation.conll": "Ann B-PER\n"}, "train.conll line 2"),
+    (read_text_dataset, {"train.csv": SECRET + ",x\na,b\n", "validation.csv": "text,label\na,b\n"}, "train.csv line 1"),
+    (read_text_dataset, {"train.jsonl": '{"text": "a", "label": "b"}\n{' + SECRET + "\n", "validation.jsonl": '{"text": "a", "label": "b"}\n'},
+     "train.jsonl line 2"),
+])
+def test_a_malformed_line_is_named_by_file_and_number_never_quoted(tmp_path: Path, reader: Any, files: dict[str, str], told: str) -> None:
+    root = _tree(tmp_path / "data", files)
+    with pytest.raises(DatasetError, match=told) as caught:
+        reader(root)
+    assert SECRET not in _told(caught.value) and "the-admin" not in _told(caught.value)
+
+
+def test_a_check_past_its_file_or_time_budget_is_refused(tmp_path: Path) -> None:
+    root = _digits_like(tmp_path / "data" / "x")
+    with walk_budget(5, 60.0), pytest.raises(DatasetError, match="more than 5 files") as caught:
+        count_images(root)
+    assert "TRAINFAAS_DATASET_CHECK_MAX_FILES" in caught.value.fields["dataset"]
+    with walk_budget(10**6, 0.0), pytest.raises(DatasetError, match="ran past 0 s") as caught:
+        count_images(root)
+    assert "TRAINFAAS_DATASET_CHECK_SECONDS" in caught.value.fields["dataset"]
+    assert count_images(root)["validation"] == {"a": 2, "b": 2}  # outside a budget nothing is counted
+
+
+def test_names_read_from_a_data_set_are_escaped_and_cut_short() -> None:
+    assert shown(["a", "b\nc"]) == "a, b\\x0ac"
+    assert shown(["x" * 100]) == "x" * 39 + "…"
+    assert shown([str(i) for i in range(25)]).endswith("19 and 5 more")
+
+
+def test_a_training_on_a_data_set_linking_to_the_admin_token_answers_422_without_it(api: Any) -> None:
+    secret = api.settings.admin_token_path
+    secret.write_text(api.admin_token)
+    root = Path(api.settings.data_roots) / "x"
+    root.mkdir(parents=True)
+    for name in ("train.txt", "validation.txt"):
+        (root / name).symlink_to(secret)
+    model = api.client.post("/api/v1/models", json={"name": "m", "architecture": "bert-tiny-ner"}).get_json()
+    response = api.client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": "x"})
+    assert response.status_code == 422 and "dataset" in response.get_json()["error"]["fields"]
+    assert api.admin_token not in response.get_data(as_text=True) and "train.txt" in response.get_data(as_text=True)
+    assert not api.redis.keys("rq:queue:*")
