@@ -78,12 +78,15 @@ def outside(root: Path, name: str, field: str = "dataset") -> DatasetError:
 
 
 def confined(root: Path, path: Path) -> Path:
-    """``path``, once checked to resolve inside ``root`` (the data set's folder, already resolved).
+    """``path``, once checked to resolve inside ``root``, the data set's folder.
 
     Counts against the walk budget. Raises DatasetError naming ``path`` relative to ``root``.
+    ``root`` is best passed resolved (the readers resolve it once); an unresolved one is resolved
+    here before a path is refused.
     """
     _count(root)
-    if not path.resolve().is_relative_to(root):
+    target = path.resolve()
+    if not (target.is_relative_to(root) or target.is_relative_to(root.resolve())):
         raise outside(root, relative_name(root, path))
     return path
 
