@@ -21,6 +21,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import RandAugment, _apply_op
 
+from trainfaas.adapters.confine import confined
 from trainfaas.adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
 from trainfaas.services.core.errors import DatasetError
 
@@ -145,8 +146,14 @@ class Pixels:
         return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
 
 
-def _is_image_file(path: str) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+@dataclass(frozen=True)
+class _ConfinedImage:
+    """ImageFolder's file filter: an image file, which must lie inside the data set ``root``."""
+
+    root: Path
+
+    def __call__(self, path: str) -> bool:
+        return Path(path).suffix.lower() in IMAGE_SUFFIXES and bool(confined(self.root, Path(path)))
 
 
 class LabelledImageFolder(ImageFolder):
@@ -154,12 +161,14 @@ class LabelledImageFolder(ImageFolder):
 
     The validation subset may lack some labels; numbering its folders on their own would then
     shift every later label's index. Folders missing from ``class_index`` are not read; several
-    folders may share an index (the negative class).
+    folders may share an index (the negative class). An image that leads outside the data set's
+    folder (the subset's parent) raises DatasetError naming it.
     """
 
     def __init__(self, root: Path, labels: list[str], class_index: dict[str, int], transform: Any) -> None:
         self._labels, self._class_index = list(labels), dict(class_index)
-        super().__init__(str(root), transform=transform, is_valid_file=_is_image_file, allow_empty=True)
+        super().__init__(str(root), transform=transform, is_valid_file=_ConfinedImage(Path(root).parent.resolve()),
+                         allow_empty=True)
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         return list(self._labels), dict(self._class_index)

@@ -157,3 +157,16 @@ def test_a_training_on_a_data_set_linking_to_the_admin_token_answers_422_without
     assert response.status_code == 422 and "dataset" in response.get_json()["error"]["fields"]
     assert api.admin_token not in response.get_data(as_text=True) and "train.txt" in response.get_data(as_text=True)
     assert not api.redis.keys("rq:queue:*")
+
+
+def test_a_training_image_folder_refuses_a_nested_image_linked_outside(tmp_path: Path) -> None:
+    from trainfaas.adapters.classification_images import LabelledImageFolder
+
+    root = _digits_like(tmp_path / "data" / "x")
+    assert len(LabelledImageFolder(root / "train", ["a", "b"], {"a": 0, "b": 1}, None)) == 4
+    (root / "train" / "a" / "deeper").mkdir()
+    (root / "train" / "a" / "deeper" / "evil.png").symlink_to(_secret(tmp_path))
+    assert count_images(root)["train"] == {"a": 2, "b": 2}  # the check counts the label folder's own images
+    with pytest.raises(DatasetError, match="train/a/deeper/evil.png leads outside") as caught:
+        LabelledImageFolder(root / "train", ["a", "b"], {"a": 0, "b": 1}, None)
+    assert SECRET not in _told(caught.value)
