@@ -27,6 +27,7 @@ from trainfaas.services.core.errors import DatasetError
 RULE = "every file and folder of a data set must lie inside its folder once symlinks are resolved"
 SHOWN_NAMES = 20
 SHOWN_NAME_CHARS = 40
+_clock = time.monotonic  # the budget's clock (tests replace it)
 
 
 @dataclass
@@ -43,7 +44,7 @@ _budget: ContextVar[_Budget | None] = ContextVar("trainfaas_dataset_walk_budget"
 @contextmanager
 def walk_budget(max_files: int, seconds: float) -> Iterator[None]:
     """Bound the data set checks run inside: at most ``max_files`` files and folders, ``seconds`` in all."""
-    token = _budget.set(_Budget(max_files, seconds, time.monotonic() + seconds))
+    token = _budget.set(_Budget(max_files, seconds, _clock() + seconds))
     try:
         yield
     finally:
@@ -58,7 +59,13 @@ def _count(root: Path) -> None:
     if budget.touched > budget.max_files:
         raise DatasetError(f"data set {root}: the check touches more than {budget.max_files} files and folders",
                            {"dataset": f"at most {budget.max_files} files and folders (TRAINFAAS_DATASET_CHECK_MAX_FILES)"})
-    if time.monotonic() >= budget.deadline:
+    in_time(root)
+
+
+def in_time(root: Path) -> None:
+    """Refuse, inside a walk budget whose seconds are spent; readers call it for each line they read."""
+    budget = _budget.get()
+    if budget is not None and _clock() >= budget.deadline:
         raise DatasetError(f"data set {root}: the check ran past {budget.seconds:g} s",
                            {"dataset": f"a data set checked within {budget.seconds:g} s (TRAINFAAS_DATASET_CHECK_SECONDS)"})
 

@@ -27,7 +27,7 @@ import csv
 import json
 from pathlib import Path
 
-from trainfaas.adapters.confine import confined, shown
+from trainfaas.adapters.confine import confined, in_time, shown
 from trainfaas.services.core.errors import DatasetError
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
@@ -63,12 +63,17 @@ def _read_csv(file: Path) -> list[TextExample]:
         reader = csv.DictReader(handle)
         if not {"text", "label"} <= set(reader.fieldnames or []):
             raise _invalid(file.parent, f"{file.name} line 1 must be a header row with columns text and label", TEXT_LAYOUT)
-        return [(row["text"] or "", (row["label"] or "").strip()) for row in reader]
+        examples = []
+        for row in reader:
+            in_time(file.parent)
+            examples.append((row["text"] or "", (row["label"] or "").strip()))
+        return examples
 
 
 def _read_jsonl(file: Path) -> list[TextExample]:
     examples = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        in_time(file.parent)
         if not line.strip():
             continue
         try:
@@ -136,6 +141,7 @@ def _read_conll_file(file: Path) -> list[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        in_time(file.parent)
         columns = line.split()
         if not columns or columns[0] == "-DOCSTART-":
             if tokens:

@@ -170,3 +170,21 @@ def test_a_training_image_folder_refuses_a_nested_image_linked_outside(tmp_path:
     with pytest.raises(DatasetError, match="train/a/deeper/evil.png leads outside") as caught:
         LabelledImageFolder(root / "train", ["a", "b"], {"a": 0, "b": 1}, None)
     assert SECRET not in _told(caught.value)
+
+
+@pytest.mark.parametrize(("reader", "files"), [
+    (read_conll_dataset, {"train.conll": "Ann B-PER\n" * 100, "validation.conll": "Ann B-PER\n"}),
+    (read_text_dataset, {"train.csv": "text,label\n" + "a,b\n" * 100, "validation.csv": "text,label\na,b\n"}),
+    (read_text_dataset, {"train.jsonl": '{"text": "a", "label": "b"}\n' * 100, "validation.jsonl": '{"text": "a", "label": "b"}\n'}),
+])
+def test_a_long_text_file_is_refused_once_the_checks_seconds_are_spent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       reader: Any, files: dict[str, str]) -> None:
+    import trainfaas.adapters.confine as confine
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(confine, "_clock", lambda: float(next(ticks)))  # a clock one second per reading
+    root = _tree(tmp_path / "data", files)
+    with walk_budget(10**6, 30.0), pytest.raises(DatasetError, match="ran past 30 s"):
+        reader(root)
+    with walk_budget(10**6, 10**7):
+        reader(root)
