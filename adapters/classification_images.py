@@ -21,7 +21,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import RandAugment, _apply_op
 
-from trainfaas.adapters.confine import confined
+from trainfaas.adapters.confine import confined, files_under
 from trainfaas.adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
 from trainfaas.services.core.errors import DatasetError
 
@@ -146,14 +146,8 @@ class Pixels:
         return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
 
 
-@dataclass(frozen=True)
-class _ConfinedImage:
-    """ImageFolder's file filter: an image file, which must lie inside the data set ``root``."""
-
-    root: Path
-
-    def __call__(self, path: str) -> bool:
-        return Path(path).suffix.lower() in IMAGE_SUFFIXES and bool(confined(self.root, Path(path)))
+def _is_image_file(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 class LabelledImageFolder(ImageFolder):
@@ -161,14 +155,27 @@ class LabelledImageFolder(ImageFolder):
 
     The validation subset may lack some labels; numbering its folders on their own would then
     shift every later label's index. Folders missing from ``class_index`` are not read; several
-    folders may share an index (the negative class). An image that leads outside the data set's
-    folder (the subset's parent) raises DatasetError naming it.
+    folders may share an index (the negative class). Its folders are walked by
+    :func:`~trainfaas.adapters.confine.files_under`: an image that leads outside the data set's folder
+    (the subset's parent) raises DatasetError naming it, and symlinked folders are not walked into.
     """
 
     def __init__(self, root: Path, labels: list[str], class_index: dict[str, int], transform: Any) -> None:
         self._labels, self._class_index = list(labels), dict(class_index)
-        super().__init__(str(root), transform=transform, is_valid_file=_ConfinedImage(Path(root).parent.resolve()),
-                         allow_empty=True)
+        super().__init__(str(root), transform=transform, is_valid_file=_is_image_file, allow_empty=True)
+
+    @staticmethod
+    def make_dataset(directory: str | Path, class_to_idx: dict[str, int], extensions: tuple[str, ...] | None = None,
+                     is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
+        """(image path, class index) of every image under each label folder of ``class_to_idx``, sorted."""
+        root = Path(directory).parent.resolve()
+        samples: list[tuple[str, int]] = []
+        for label in sorted(class_to_idx):
+            folder = confined(root, Path(directory) / label)
+            if folder.is_dir():
+                images = sorted(p for p in files_under(root, folder) if _is_image_file(str(p)))
+                samples += [(str(image), class_to_idx[label]) for image in images]
+        return samples
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         return list(self._labels), dict(self._class_index)

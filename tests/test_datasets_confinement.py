@@ -164,6 +164,8 @@ def test_a_training_image_folder_refuses_a_nested_image_linked_outside(tmp_path:
 
     root = _digits_like(tmp_path / "data" / "x")
     assert len(LabelledImageFolder(root / "train", ["a", "b"], {"a": 0, "b": 1}, None)) == 4
+    (root / "train" / "a" / "loop").symlink_to(root / "train")  # inside, but a cycle: not walked into
+    assert len(LabelledImageFolder(root / "train", ["a", "b"], {"a": 0, "b": 1}, None)) == 4
     (root / "train" / "a" / "deeper").mkdir()
     (root / "train" / "a" / "deeper" / "evil.png").symlink_to(_secret(tmp_path))
     assert count_images(root)["train"] == {"a": 2, "b": 2}  # the check counts the label folder's own images
