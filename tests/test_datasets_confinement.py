@@ -190,3 +190,14 @@ def test_a_long_text_file_is_refused_once_the_checks_seconds_are_spent(tmp_path:
         reader(root)
     with walk_budget(10**6, 10**7):
         reader(root)
+
+
+def test_a_training_on_a_data_set_beyond_the_checks_file_budget_answers_422(api: Any) -> None:
+    _digits_like(Path(api.settings.data_roots) / "x")
+    model = api.client.post("/api/v1/models", json={"name": "m", "architecture": "resnet18"}).get_json()
+    api.settings.dataset_check_max_files = 5  # the app's own settings object
+    response = api.client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": "x"})
+    assert response.status_code == 422 and "TRAINFAAS_DATASET_CHECK_MAX_FILES" in response.get_json()["error"]["fields"]["dataset"]
+    assert not api.redis.keys("rq:queue:*")
+    api.settings.dataset_check_max_files = 200_000
+    assert api.client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": "x"}).status_code == 202
