@@ -21,7 +21,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import RandAugment, _apply_op
 
-from trainfaas.adapters.confine import confined, files_under
+from trainfaas.adapters.confine import confined, files_under, shown
 from trainfaas.adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
 from trainfaas.services.core.errors import DatasetError
 
@@ -205,7 +205,7 @@ def plan_labels(path: Path, chosen: list[str] | None, include_negatives: bool) -
         labels = [*labels, NEGATIVE_LABEL]
     counts = {subset: sum(n for label, n in images[subset].items() if label in class_index) for subset in images}
     if len(labels) < 2:
-        raise DatasetError(f"a classifier needs at least two classes, not {labels}",
+        raise DatasetError(f"a classifier needs at least two classes, not {shown(labels) or 'none'}",
                            {"configuration.labels": "choose at least two labels, or set include_negatives"})
     if counts["train"] < 2 or counts["validation"] < 1:
         raise DatasetError(
