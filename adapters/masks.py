@@ -27,6 +27,7 @@ MASK_SUFFIX = ".png"
 VALIDATION_NAMES: tuple[str, ...] = ("validation", "val")
 IGNORE_VALUE = 255
 MAX_LABELS = IGNORE_VALUE - 1  # values 1..254 name labels; 0 is background, 255 is ignored
+MAX_LABELS_JSON_BYTES = 1024 * 1024
 SAMPLED_MASKS = 4  # masks opened per subset by the check
 LAYOUT = (
     "<data set>/labels.json ({\"labels\": [...]}), <data set>/images/{train,validation}/<name>.png|.jpg and"
@@ -48,8 +49,11 @@ def _invalid(path: Path, problem: str, field: str = "dataset") -> DatasetError:
 
 
 def _read_labels(path: Path) -> list[str]:
+    file = confined(path, path / "labels.json")
+    if file.is_file() and file.stat().st_size > MAX_LABELS_JSON_BYTES:
+        raise _invalid(path, f"labels.json is larger than {MAX_LABELS_JSON_BYTES} bytes")
     try:
-        document = json.loads(confined(path, path / "labels.json").read_text(encoding="utf-8"))
+        document = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise _invalid(path, "no labels.json") from None
     except (OSError, ValueError) as error:  # a JSON error names a line and column, never the text

@@ -35,6 +35,7 @@ from trainfaas.services.core.errors import DatasetError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 VALIDATION_FOLDERS: tuple[str, ...] = ("validation", "val")
+MAX_DATA_YAML_BYTES = 1024 * 1024
 LAYOUT = (
     "<data set>/data.yaml with names, images in <data set>/images/train and <data set>/images/validation (or val),"
     " YOLO label files <data set>/labels/<subset>/<image stem>.txt with lines '<class id> <x> <y> <w> <h>' or"
@@ -55,6 +56,13 @@ def _invalid(path: Path, problem: str, field: str = "dataset") -> DatasetError:
     return DatasetError(f"data set {path}: {problem}; expected {LAYOUT}", {field: problem})
 
 
+def _name(value: Any, path: Path) -> str:
+    """One class name: a string (or a number); anything else (a list, a mapping) is refused unread."""
+    if not isinstance(value, (str, int, float)):
+        raise _invalid(path, "data.yaml names must be strings")
+    return str(value)
+
+
 def _names(data: dict[str, Any], path: Path) -> list[str]:
     names = data.get("names")
     if isinstance(names, dict) and names:
@@ -64,9 +72,9 @@ def _names(data: dict[str, Any], path: Path) -> list[str]:
             raise _invalid(path, "data.yaml names must map class ids 0, 1, ... to names") from None
         if ids != list(range(len(ids))):
             raise _invalid(path, "data.yaml names must number the classes 0, 1, ... without gaps")
-        return [str(names[key] if key in names else names[str(key)]) for key in ids]
+        return [_name(names[key] if key in names else names[str(key)], path) for key in ids]
     if isinstance(names, list) and names:
-        return [str(name) for name in names]
+        return [_name(name, path) for name in names]
     raise _invalid(path, "data.yaml has no names (a list, or a mapping of class id to name)")
 
 
@@ -74,6 +82,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     file = confined(path, path / "data.yaml")
     if not file.is_file():
         raise _invalid(path, "no data.yaml")
+    if file.stat().st_size > MAX_DATA_YAML_BYTES:
+        raise _invalid(path, f"data.yaml is larger than {MAX_DATA_YAML_BYTES} bytes")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
@@ -102,9 +112,12 @@ def _image_dirs(path: Path, data: dict[str, Any]) -> dict[str, Path]:
     ``path``, ``train``, ``val``, ``validation`` and ``test`` must stay inside the data set (checked
     before any folder is listed)."""
     base = _inside(path, path, data, "path") if data.get("path") else path
-    for key in ("train", "val", "validation", "test"):
+    for key in ("train", "val", "validation"):
         if data.get(key):
             _inside(path, base, data, key)
+    tests = data.get("test") or []
+    for test in tests if isinstance(tests, list) else [tests]:  # ultralytics also takes a list of test folders
+        _inside(path, base, {"test": test}, "test")
     folders: dict[str, Path] = {}
     for subset, keys, defaults in (("train", ("train",), ("train",)), ("val", ("val", "validation"), VALIDATION_FOLDERS)):
         given = next((data[key] for key in keys if data.get(key)), None)

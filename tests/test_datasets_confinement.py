@@ -201,3 +201,31 @@ def test_a_training_on_a_data_set_beyond_the_checks_file_budget_answers_422(api:
     assert not api.redis.keys("rq:queue:*")
     api.settings.dataset_check_max_files = 200_000
     assert api.client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": "x"}).status_code == 202
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [*{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+@pytest.mark.parametrize(("data_yaml", "problem"), [
+    (LAUGHS + "names: [*i]\n", "names must be strings"),  # 10^9 names were they written out
+    (LAUGHS + "names: {0: *i}\n", "names must be strings"),
+    ("names: [a]\n" + "# padding\n" * 120_000, "larger than 1048576 bytes"),
+    ("names: [a]\ntest: [images/train, ../other]\n", "data.yaml test"),
+])
+def test_a_data_yaml_too_large_or_with_names_that_are_not_strings_is_refused_unread(tmp_path: Path, data_yaml: str, problem: str) -> None:
+    root = _yolo(tmp_path / "data" / "x", data_yaml)
+    with pytest.raises(DatasetError, match=problem):
+        read_dataset(root)
+
+
+def test_an_image_mask_labels_file_too_large_is_refused(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data" / "x", {"labels.json": json.dumps({"labels": ["a"], "pad": "x" * 2**20})})
+    with pytest.raises(DatasetError, match="labels.json is larger than"):
+        read_image_mask(root)
+
+
+def test_a_data_yaml_naming_folders_inside_the_data_set_is_read(tmp_path: Path) -> None:
+    root = _yolo(tmp_path / "data" / "x", "path: .\ntrain: images/../images/train\nval: images/validation\n"
+                                          "test: [images/train, images/validation]\nnames: {0: a}\n")
+    assert read_dataset(root).image_dirs["val"] == root.resolve() / "images" / "validation"
