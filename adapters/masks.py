@@ -56,7 +56,7 @@ def _read_labels(path: Path) -> list[str]:
         document = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise _invalid(path, "no labels.json") from None
-    except (OSError, ValueError) as error:  # a JSON error names a line and column, never the text
+    except (OSError, ValueError, RecursionError) as error:  # a JSON error names a line and column, never the text
         raise _invalid(path, f"labels.json is not readable JSON ({error.__class__.__name__}"
                              f"{f' at line {error.lineno}' if isinstance(error, json.JSONDecodeError) else ''})") from None
     labels = document.get("labels") if isinstance(document, dict) else None

@@ -86,7 +86,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise _invalid(path, f"data.yaml is larger than {MAX_DATA_YAML_BYTES} bytes")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
         raise _invalid(path, f"data.yaml cannot be read ({error.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise _invalid(path, "data.yaml is not a mapping")

@@ -229,3 +229,12 @@ def test_a_data_yaml_naming_folders_inside_the_data_set_is_read(tmp_path: Path) 
     root = _yolo(tmp_path / "data" / "x", "path: .\ntrain: images/../images/train\nval: images/validation\n"
                                           "test: [images/train, images/validation]\nnames: {0: a}\n")
     assert read_dataset(root).image_dirs["val"] == root.resolve() / "images" / "validation"
+
+
+def test_a_deeply_nested_data_yaml_or_labels_json_is_a_dataset_error(tmp_path: Path) -> None:
+    root = _yolo(tmp_path / "data" / "x", "names: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(DatasetError, match="data.yaml cannot be read"):
+        read_dataset(root)
+    (root / "labels.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError, match="labels.json is not readable JSON"):
+        read_image_mask(root)
