@@ -78,7 +78,7 @@ def _read_jsonl(file: Path) -> list[TextExample]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _invalid(file.parent, f"{file.name} line {number} is not JSON", TEXT_LAYOUT) from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str) or record.get("label") is None:
             raise _invalid(file.parent, f"{file.name} line {number} needs a string 'text' and a 'label'", TEXT_LAYOUT)

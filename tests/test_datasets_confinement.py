@@ -120,6 +120,8 @@ def test_an_image_mask_labels_file_linked_outside_is_refused(tmp_path: Path) -> 
     (read_text_dataset, {"train.csv": SECRET + ",x\na,b\n", "validation.csv": "text,label\na,b\n"}, "train.csv line 1"),
     (read_text_dataset, {"train.jsonl": '{"text": "a", "label": "b"}\n{' + SECRET + "\n", "validation.jsonl": '{"text": "a", "label": "b"}\n'},
      "train.jsonl line 2"),
+    (read_text_dataset, {"train.jsonl": "[" * 100_000 + "]" * 100_000 + "\n", "validation.jsonl": '{"text": "a", "label": "b"}\n'},
+     "train.jsonl line 1 is not JSON"),
 ])
 def test_a_malformed_line_is_named_by_file_and_number_never_quoted(tmp_path: Path, reader: Any, files: dict[str, str], told: str) -> None:
     root = _tree(tmp_path / "data", files)
