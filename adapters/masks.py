@@ -104,6 +104,8 @@ def _check_mask(path: Path, image_path: Path, mask_path: Path, label_count: int)
             if mask.size != image.size:
                 raise _invalid(path, f"mask {mask_path.name} is {mask.size[0]}x{mask.size[1]}, its image {image.size[0]}x{image.size[1]}")
             values = {value for _, value in mask.getcolors(256) or []}
+    except Image.DecompressionBombError:
+        raise _invalid(path, f"mask {mask_path.name} or its image has more pixels than Pillow opens safely") from None
     except OSError as error:
         raise _invalid(path, f"cannot read {mask_path.name} or its image ({error})") from None
     unknown = sorted(value for value in values if label_count < value < IGNORE_VALUE)

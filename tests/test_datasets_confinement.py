@@ -240,3 +240,14 @@ def test_a_deeply_nested_data_yaml_or_labels_json_is_a_dataset_error(tmp_path: P
     (root / "labels.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DatasetError, match="labels.json is not readable JSON"):
         read_image_mask(root)
+
+
+def test_a_mask_larger_than_pillow_opens_safely_is_a_dataset_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from trainfaas.adapters.shapes import write_shapes
+
+    root = Path(write_shapes(tmp_path / "shapes", train_images=4, validation_images=2, image_size=32)["path"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 32x32 is then more than twice the limit
+    with pytest.raises(DatasetError, match="more pixels than Pillow opens safely"):
+        read_image_mask(root)
