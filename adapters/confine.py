@@ -15,6 +15,7 @@ cut short, and only the first few.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -96,6 +97,21 @@ def confined(root: Path, path: Path) -> Path:
     if not (target.is_relative_to(root) or target.is_relative_to(root.resolve())):
         raise outside(root, relative_name(root, path))
     return path
+
+
+def read_text(root: Path, path: Path) -> str:
+    """The UTF-8 text of ``path``, a file inside ``root``: checked before it is opened and, where
+    /proc tells what an open file is, once more after, so that a file swapped for a symlink out of
+    the data set between the check and the opening is refused too (UnicodeDecodeError, OSError)."""
+    confined(root, path)
+    with path.open("rb") as handle:
+        try:
+            opened = Path(os.readlink(f"/proc/self/fd/{handle.fileno()}"))
+        except OSError:
+            opened = None  # no /proc: the check before opening stands
+        if opened is not None and not opened.is_relative_to(root):
+            raise outside(root, relative_name(root, path))
+        return handle.read().decode("utf-8")
 
 
 def entries(root: Path, folder: Path) -> list[Path]:

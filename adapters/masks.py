@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainfaas.adapters.confine import confined, entries, shown
+from trainfaas.adapters.confine import confined, entries, read_text, shown
 from trainfaas.services.core.errors import DatasetError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
@@ -53,7 +53,7 @@ def _read_labels(path: Path) -> list[str]:
     if file.is_file() and file.stat().st_size > MAX_LABELS_JSON_BYTES:
         raise _invalid(path, f"labels.json is larger than {MAX_LABELS_JSON_BYTES} bytes")
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        document = json.loads(read_text(path, file))
     except FileNotFoundError:
         raise _invalid(path, "no labels.json") from None
     except (OSError, ValueError, RecursionError) as error:  # a JSON error names a line and column, never the text

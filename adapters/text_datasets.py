@@ -24,10 +24,11 @@ Nothing here imports torch or transformers, so the API can check a data set chea
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
-from trainfaas.adapters.confine import confined, in_time, shown
+from trainfaas.adapters.confine import confined, in_time, read_text, shown
 from trainfaas.services.core.errors import DatasetError
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
@@ -59,7 +60,7 @@ def _subset_file(path: Path, subset: str, suffixes: tuple[str, ...], layout: str
 
 
 def _read_csv(file: Path) -> list[TextExample]:
-    with file.open(newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(file.parent, file), newline="") as handle:
         reader = csv.DictReader(handle)
         if not {"text", "label"} <= set(reader.fieldnames or []):
             raise _invalid(file.parent, f"{file.name} line 1 must be a header row with columns text and label", TEXT_LAYOUT)
@@ -72,7 +73,7 @@ def _read_csv(file: Path) -> list[TextExample]:
 
 def _read_jsonl(file: Path) -> list[TextExample]:
     examples = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(file.parent, file).splitlines(), start=1):
         in_time(file.parent)
         if not line.strip():
             continue
@@ -140,7 +141,7 @@ def _read_conll_file(file: Path) -> list[Sentence]:
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(file.parent, file).splitlines(), start=1):
         in_time(file.parent)
         columns = line.split()
         if not columns or columns[0] == "-DOCSTART-":

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from trainfaas.adapters.confine import RULE, confined, files_under, outside, relative_name, shown
+from trainfaas.adapters.confine import RULE, confined, files_under, outside, read_text, relative_name, shown
 from trainfaas.services.core.errors import DatasetError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -85,7 +85,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if file.stat().st_size > MAX_DATA_YAML_BYTES:
         raise _invalid(path, f"data.yaml is larger than {MAX_DATA_YAML_BYTES} bytes")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, file))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
         raise _invalid(path, f"data.yaml cannot be read ({error.__class__.__name__})") from None
     if not isinstance(data, dict):
@@ -145,16 +145,18 @@ def label_file(image: Path) -> Path:
     return Path(*parts)
 
 
-def parse_labels(file: Path, classes: int, polygons: bool) -> list[tuple[int, list[float]]]:
+def parse_labels(file: Path, classes: int, polygons: bool, root: Path | None = None) -> list[tuple[int, list[float]]]:
     """The (class id, coordinates) of each object in a label file; [] when there is none.
 
     Raises ValueError saying which line is wrong: a class id outside 0..classes-1, coordinates
     that are neither a box nor a polygon, or (when ``polygons``) a box where a polygon is needed.
+    With ``root`` (the data set's folder), the file is read only if it lies inside it.
     """
     if not file.is_file():
         return []
     objects = []
-    for number, line in enumerate(file.read_text().splitlines(), start=1):
+    text = file.read_text(encoding="utf-8") if root is None else read_text(root, file)
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -194,7 +196,7 @@ def read_dataset(path: Path, polygons: bool = False, labels: list[str] | None = 
         for image in images:
             labels_file = confined(path, label_file(image))
             try:
-                parse_labels(labels_file, len(names), polygons)
+                parse_labels(labels_file, len(names), polygons, path)
             except UnicodeDecodeError:
                 raise _invalid(path, f"label file {relative_name(path, labels_file)} is not UTF-8 text") from None
             except (ValueError, OSError) as error:  # parse_labels names the line, never its text
@@ -229,7 +231,7 @@ def build_view(dataset: YoloDataset, dest: Path, labels: list[str] | None, inclu
     for subset, folder in dataset.image_dirs.items():
         for image in images_in(dataset.root, folder):
             labels_file = confined(dataset.root, label_file(image))
-            kept = [(new_id[c], xy) for c, xy in parse_labels(labels_file, len(dataset.names), polygons) if c in new_id]
+            kept = [(new_id[c], xy) for c, xy in parse_labels(labels_file, len(dataset.names), polygons, dataset.root) if c in new_id]
             if not kept and not include_negatives and subset == "train":
                 continue
             relative = image.relative_to(folder)

@@ -251,3 +251,20 @@ def test_a_mask_larger_than_pillow_opens_safely_is_a_dataset_error(tmp_path: Pat
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 32x32 is then more than twice the limit
     with pytest.raises(DatasetError, match="more pixels than Pillow opens safely"):
         read_image_mask(root)
+
+
+@pytest.mark.parametrize(("reader", "name"), [(read_conll_dataset, "train.conll"), (read_text_dataset, "train.csv"),
+                                              (read_dataset, "data.yaml"), (read_image_mask, "labels.json")])
+def test_a_file_swapped_for_a_link_outside_after_its_check_is_refused_once_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                                   reader: Any, name: str) -> None:
+    from trainfaas.adapters import confine, masks, text_datasets, yolo_data
+
+    root = tmp_path / "data" / "x"
+    root.mkdir(parents=True)
+    for file in {name, name.replace("train", "validation")}:
+        (root / file).symlink_to(_secret(tmp_path))
+    for module in (confine, masks, text_datasets, yolo_data):  # the checks passed; then the file was swapped
+        monkeypatch.setattr(module, "confined", lambda root, path: path)
+    with pytest.raises(DatasetError, match=f"{name} leads outside") as caught:
+        reader(root)
+    assert SECRET not in _told(caught.value)
