@@ -44,6 +44,17 @@ def test_an_unknown_or_out_of_range_option_is_rejected_naming_the_field(client: 
     assert nothing_stored(client)
 
 
+def test_unbounded_optimizer_args_are_refused_promptly_naming_the_argument(client: FlaskClient) -> None:
+    lbfgs = {"optimizer": "LBFGS", "optimizer_args": {"max_iter": 1e308, "tolerance_grad": -1, "tolerance_change": -1}}
+    response = client.post("/api/v1/models", json={"name": "m", "architecture": "resnet18", "configuration": lbfgs})
+    assert response.status_code == 422
+    assert "from 1 to 200" in error(response)["fields"]["configuration.optimizer_args.max_iter"]
+    body = '{"name": "m", "architecture": "resnet18", "configuration": {"optimizer": "adam", "optimizer_args": {"eps": NaN}}}'
+    response = client.post("/api/v1/models", data=body, content_type="application/json")
+    assert response.status_code == 422 and "configuration.optimizer_args.eps" in error(response)["fields"]
+    assert Model.select().count() == 0
+
+
 def test_bad_execution_settings_are_rejected_before_anything_is_queued(client: FlaskClient) -> None:
     model = client.post("/api/v1/models", json={"name": "m", "architecture": "sleep"}).get_json()
     for settings, field in (({"on_reset": "maybe"}, "execution.on_reset"), ({"max_attempts": 0}, "execution.max_attempts"),
