@@ -8,9 +8,26 @@ options.
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+
+def _whole(value: Any) -> Any:
+    """A float that is a whole number as an int, so that 1e308 is out of range rather than unreadable."""
+    if isinstance(value, bool):
+        raise ValueError("Input should be a whole number, not true or false")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError("Input should be a finite whole number")
+        return int(min(max(value, -2.0**62), 2.0**62))
+    return value
+
+
+def _count(most: int) -> Any:
+    return Annotated[int, BeforeValidator(_whole), Field(ge=1, le=most)]
+
 
 Unit = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
@@ -37,12 +54,11 @@ SHARED: dict[str, tuple[Any, str]] = {
 LBFGS_LIMITS = {"max_iter": 200, "max_eval": 250, "history_size": 100}
 OWN: dict[str, dict[str, tuple[Any, str]]] = {
     "LBFGS": {
-        "max_iter": (Annotated[int, Field(ge=1, le=LBFGS_LIMITS["max_iter"])], f"a whole number from 1 to {LBFGS_LIMITS['max_iter']}"),
-        "max_eval": (Annotated[int, Field(ge=1, le=LBFGS_LIMITS["max_eval"])], f"a whole number from 1 to {LBFGS_LIMITS['max_eval']}"),
+        "max_iter": (_count(LBFGS_LIMITS["max_iter"]), f"a whole number from 1 to {LBFGS_LIMITS['max_iter']}"),
+        "max_eval": (_count(LBFGS_LIMITS["max_eval"]), f"a whole number from 1 to {LBFGS_LIMITS['max_eval']}"),
         "tolerance_grad": (Fraction, "a number from 0 to 1"),
         "tolerance_change": (Fraction, "a number from 0 to 1"),
-        "history_size": (Annotated[int, Field(ge=1, le=LBFGS_LIMITS["history_size"])],
-                         f"a whole number from 1 to {LBFGS_LIMITS['history_size']}"),
+        "history_size": (_count(LBFGS_LIMITS["history_size"]), f"a whole number from 1 to {LBFGS_LIMITS['history_size']}"),
         "line_search_fn": (Literal["strong_wolfe"] | None, "\"strong_wolfe\" or null"),
     },
     "ASGD": {

@@ -95,7 +95,7 @@ def test_an_unbounded_lbfgs_is_refused_without_running_a_step(monkeypatch: pytes
 
     monkeypatch.setattr(torch.optim.LBFGS, "step", no_step)
     loc, msg = optimizer_args_refusal("LBFGS", {"max_iter": 1e308, "tolerance_grad": -1, "tolerance_change": -1})
-    assert loc == ("optimizer_args", "max_iter") and "from 1 to 200" in msg
+    assert loc == ("optimizer_args", "max_iter") and "less than or equal to 200" in msg and "from 1 to 200" in msg
     assert TorchvisionClassification.validate_configuration({"optimizer": "LBFGS", "optimizer_args": {"max_iter": 200}})
 
 
@@ -112,7 +112,8 @@ def test_non_finite_optimizer_args_are_refused_naming_the_argument(optimizer: st
 @pytest.mark.parametrize(
     ("optimizer", "name", "value", "allowed"),
     [("LBFGS", "max_iter", 201, "from 1 to 200"), ("LBFGS", "max_eval", 10_000, "from 1 to 250"),
-     ("LBFGS", "history_size", 1000, "from 1 to 100"), ("LBFGS", "tolerance_grad", -1, "from 0 to 1"),
+     ("LBFGS", "history_size", 1000, "from 1 to 100"), ("LBFGS", "history_size", 2.5, "from 1 to 100"), ("LBFGS", "max_iter", True, "from 1 to 200"),
+     ("LBFGS", "tolerance_grad", -1, "from 0 to 1"),
      ("LBFGS", "line_search_fn", "armijo", "strong_wolfe"), ("Adam", "eps", 0, "above 0"), ("AdamW", "weight_decay", 2, "from 0 to 1"),
      ("Rprop", "etas", [0.5, 100], "at most 10"), ("Adagrad", "initial_accumulator_value", 1e9, "from 0 to 1000")],
 )
