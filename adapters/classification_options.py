@@ -1,5 +1,5 @@
 """The options of torchvision classification training: the optimizer (any torch.optim class, with its
-own arguments checked against its constructor), the learning-rate schedule, and the rest.
+own arguments typed and bounded, see trainfaas.adapters.optimizer_arguments), the learning-rate schedule, and the rest.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from torch import nn
 
 from trainfaas.adapters.classification_images import COLOUR_OPS, NEGATIVE_LABEL, RANDAUGMENT_OPS, randaugment_ops
+from trainfaas.adapters.optimizer_arguments import check_arguments
 from trainfaas.adapters.vision_training import StepOptions
 
 SGD_MOMENTUM = 0.9
@@ -81,19 +82,11 @@ def make_optimizer(parameters: list[nn.Parameter], options: ClassificationOption
     return getattr(torch.optim, options.optimizer)(parameters, lr=options.learning_rate, **optimizer_arguments(options))
 
 
-def _try_optimizer(options: ClassificationOptions) -> None:
-    """Build the optimizer on a tiny parameter and take one step, so that torch's own checks of the
-    arguments run now (at the API) and not minutes into a training; raises what torch raises."""
-    weight = nn.Parameter(torch.ones(2, 2))
-    optimizer = make_optimizer([weight], options)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = (weight * weight).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+def _build_optimizer(options: ClassificationOptions) -> None:
+    """Build the optimizer on a tiny parameter, without a step, so that torch's own checks of the
+    arguments (taken together) run now, at the API, and not minutes into a training; raises what
+    torch raises. The arguments are typed and bounded before (trainfaas.adapters.optimizer_arguments)."""
+    make_optimizer([nn.Parameter(torch.ones(2, 2))], options)
 
 
 # ---- options ------------------------------------------------------------------------------------
@@ -132,8 +125,10 @@ class ClassificationOptions(StepOptions):
         description=(
             "The optimizer's own keyword arguments, as its constructor names them (SGD: momentum, dampening, nesterov,"
             " weight_decay; Adam: betas, eps, amsgrad, …; RMSprop: alpha, momentum, centered, …). Lists become tuples."
-            " They win over momentum and weight_decay; lr is learning_rate. Unknown names and values torch refuses are"
-            " refused when the training is requested."
+            " They win over momentum and weight_decay; lr is learning_rate. Each is typed and bounded (finite numbers;"
+            " LBFGS: max_iter at most 200, max_eval at most 250, history_size at most 100); torch's switches foreach,"
+            " fused, capturable and differentiable are not options. Unknown names, values out of range and values torch"
+            " refuses are refused when the model or the training is requested."
         ),
     )
     momentum: float | None = Field(
@@ -301,10 +296,11 @@ class ClassificationOptions(StepOptions):
     def _optimizer_takes_its_arguments(self) -> ClassificationOptions:
         name = self.optimizer
         accepted = optimizer_parameters(name)
-        for key in self.optimizer_args:
-            if key in RESERVED_ARGUMENTS or key not in accepted:
-                hint = RESERVED_ARGUMENTS.get(key) or f"{name} takes {', '.join(accepted)}"
-                raise _field_error(("optimizer_args", key), f"{name} has no argument {key!r}: {hint}", self.optimizer_args[key])
+        typed, problems = check_arguments(name, accepted, self.optimizer_args)
+        if problems:
+            key, problem = next(iter(problems.items()))
+            raise _field_error(("optimizer_args", key), problem, self.optimizer_args[key])
+        self.optimizer_args = typed
         if self.momentum is not None:
             if "momentum" not in accepted and "betas" not in accepted:
                 raise _field_error(("momentum",), f"{name} takes neither momentum nor betas; leave momentum unset", self.momentum)
@@ -318,7 +314,7 @@ class ClassificationOptions(StepOptions):
                 raise _field_error(("optimizer_args", "weight_decay"), "set weight_decay or optimizer_args.weight_decay, not both",
                                    self.optimizer_args["weight_decay"])
         try:
-            _try_optimizer(self)
+            _build_optimizer(self)
         except (TypeError, ValueError, RuntimeError, AssertionError, IndexError, KeyError) as error:
             raise _field_error(("optimizer_args",), f"{name} refuses {optimizer_arguments(self)}: {error}", self.optimizer_args) from None
         return self

@@ -1,6 +1,7 @@
 """The HTTP API's edge: validation names the field, rejected requests leave no trace."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,17 @@ def test_an_unknown_or_out_of_range_option_is_rejected_naming_the_field(client: 
     response = client.post(f"/api/v1/models/{model['id']}/train", json={"configuration": {"seconds": -1}})
     assert response.status_code == 422 and "configuration.seconds" in error(response)["fields"]
     assert nothing_stored(client)
+
+
+def test_unbounded_optimizer_args_are_refused_promptly_naming_the_argument(client: FlaskClient) -> None:
+    lbfgs = {"optimizer": "LBFGS", "optimizer_args": {"max_iter": 1e308, "tolerance_grad": -1, "tolerance_change": -1}}
+    response = client.post("/api/v1/models", json={"name": "m", "architecture": "resnet18", "configuration": lbfgs})
+    assert response.status_code == 422
+    assert "from 1 to 200" in error(response)["fields"]["configuration.optimizer_args.max_iter"]
+    body = '{"name": "m", "architecture": "resnet18", "configuration": {"optimizer": "adam", "optimizer_args": {"eps": NaN}}}'
+    response = client.post("/api/v1/models", data=body, content_type="application/json")
+    assert response.status_code == 422 and "configuration.optimizer_args.eps" in error(response)["fields"]
+    assert Model.select().count() == 0
 
 
 def test_bad_execution_settings_are_rejected_before_anything_is_queued(client: FlaskClient) -> None:
@@ -135,6 +147,50 @@ def test_illegal_state_changes_answer_409_with_the_current_status(client: FlaskC
     assert error_contract(client.post("/api/v1/projects", json={"name": "default"}), 409)["fields"] == {"name": "a name no other project has"}
 
 
+def test_a_model_trains_once_at_a_time_and_a_refused_training_leaves_no_execution(client: FlaskClient) -> None:
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "sleep"}).get_json()
+    train, queue = f"/api/v1/models/{model['id']}/train", "rq:queue:mgmt-train-sleep"
+    first = client.post(train, json={}).get_json()
+    assert first["status"] == "pending"
+    for request in (lambda: client.post(train, json={}), lambda: client.post(
+            "/api/v1/services/mgmt-train-sleep/executions", json={"function": "train_model", "input": {"model_id": model["id"]}})):
+        busy = error_contract(request(), 409)
+        assert busy["fields"]["execution_id"] == first["id"] and first["id"] in busy["message"]
+        assert [e.id for e in Execution.select()] == [first["id"]]
+        assert client.redis.lrange(queue, 0, -1) == [f"{first['id']}-1".encode()]  # type: ignore[attr-defined]
+    assert client.post(f"/api/v1/executions/{first['id']}/terminate").get_json()["status"] == "terminated"
+    assert client.get(f"/api/v1/models/{model['id']}").get_json()["status"] == "created"
+    second = client.post(train, json={}).get_json()
+    assert second["status"] == "pending"
+    busy = error_contract(client.post(f"/api/v1/executions/{first['id']}/rerun"), 409)
+    assert busy["fields"]["execution_id"] == second["id"] and second["id"] in busy["message"]
+    assert (Execution.get_by_id(first["id"]).status, Execution.get_by_id(first["id"]).attempt) == ("terminated", 1)
+    assert Execution.select().count() == 2 and Model.get_by_id(model["id"]).status == "pending"
+    client.post(f"/api/v1/executions/{second['id']}/terminate")
+    assert client.post(f"/api/v1/executions/{first['id']}/rerun").get_json()["status"] == "rerun"
+    assert Model.get_by_id(model["id"]).status == "pending"
+
+
+def test_of_racing_training_requests_for_one_model_exactly_one_is_queued(client: FlaskClient, api: Any) -> None:
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "sleep"}).get_json()
+    client.post(f"/api/v1/models/{model['id']}/train", json={})  # creates the service, then frees the model again
+    client.post(f"/api/v1/executions/{Execution.get().id}/terminate")
+    start, answers = threading.Barrier(4), []
+
+    def train() -> None:
+        own = api.as_(api.admin_token)
+        start.wait()
+        answers.append(own.post(f"/api/v1/models/{model['id']}/train", json={}).status_code)
+
+    threads = [threading.Thread(target=train) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [202, 409, 409, 409]
+    assert Execution.select().where(Execution.status == "pending").count() == 1 and Execution.select().count() == 2
+
+
 def test_data_sets_must_lie_inside_the_data_roots(client: FlaskClient, api: Any, short_tmp: Path) -> None:
     from trainfaas.adapters.datasets import write_digits
 
@@ -153,6 +209,7 @@ def test_data_sets_must_lie_inside_the_data_roots(client: FlaskClient, api: Any,
         response = client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": dataset})
         assert response.status_code == 202, response.get_json()
         assert response.get_json()["input"]["dataset"] == str((root / "digits").resolve())
+        client.post(f"/api/v1/executions/{response.get_json()['id']}/terminate")  # the model trains once at a time
 
 
 def test_lists_page_with_cursors_in_a_stable_order_and_filter(client: FlaskClient) -> None:

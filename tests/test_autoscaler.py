@@ -28,8 +28,8 @@ def final_status(client: Any, execution_id: str) -> dict[str, Any]:
 def test_a_service_grows_to_max_for_its_queue_and_shrinks_to_zero_after_the_cooldown(stack: Any) -> None:
     stack.client.update_service(SERVICE, scaling_type="autoscale", min_instances=0, max_instances=3, queue_length=1,
                                 polling_interval_s=1, cooldown_s=3)
-    model = stack.client.create_model("burst", "sleep", configuration={"seconds": 2, "steps": 2})
-    ids = [stack.client.train(model["id"])["id"] for _ in range(6)]
+    models = [stack.client.create_model(f"burst{n}", "sleep", configuration={"seconds": 2, "steps": 2}) for n in range(6)]
+    ids = [stack.client.train(model["id"])["id"] for model in models]
 
     wait_until(lambda: live_instances() == 3, 60, "three instances")
     finals = [final_status(stack.client, execution_id) for execution_id in ids]
@@ -46,8 +46,8 @@ def test_a_service_grows_to_max_for_its_queue_and_shrinks_to_zero_after_the_cool
 
 def test_lowering_max_while_busy_drains_an_instance_instead_of_killing_its_execution(stack: Any) -> None:
     stack.client.update_service(SERVICE, scaling_type="autoscale", min_instances=0, max_instances=2, polling_interval_s=1, cooldown_s=60)
-    model = stack.client.create_model("long", "sleep", configuration={"seconds": 5, "steps": 10})
-    ids = [stack.client.train(model["id"])["id"] for _ in range(2)]
+    models = [stack.client.create_model(f"long{n}", "sleep", configuration={"seconds": 5, "steps": 10}) for n in range(2)]
+    ids = [stack.client.train(model["id"])["id"] for model in models]
     wait_until(lambda: all(stack.client.get_execution(i)["status"] == "in-progress" for i in ids), 60, "both executions to run")
 
     stack.client.update_service(SERVICE, max_instances=1)
@@ -97,7 +97,8 @@ def test_a_paused_service_starts_nothing_keeps_its_queue_and_resumes_it(stack: A
     assert final_status(stack.client, warm["id"])["status"] == "success"
 
     stack.client.pause_service(SERVICE)
-    ids = [stack.client.train(model["id"])["id"] for _ in range(2)]
+    other = stack.client.create_model("held2", "sleep", configuration={"seconds": 0.2, "steps": 1})
+    ids = [stack.client.train(held["id"])["id"] for held in (model, other)]  # a model trains once at a time
     wait_until(lambda: live_instances() == 0, 30, "the instances to drain away")
     service = stack.client.get_service(SERVICE)
     assert service["health"] == "warning" and "paused" in service["health_reason"]

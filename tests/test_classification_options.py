@@ -36,8 +36,8 @@ def options(**values: Any) -> co.ClassificationOptions:
         ({"optimizer_args": {"nesterow": True}}, ("optimizer_args", "nesterow")),
         ({"optimizer": "adam", "optimizer_args": {"momentum": 0.9}}, ("optimizer_args", "momentum")),
         ({"optimizer_args": {"lr": 0.1}}, ("optimizer_args", "lr")),
-        ({"optimizer_args": {"momentum": -0.5}}, ("optimizer_args",)),
-        ({"optimizer": "adamw", "optimizer_args": {"betas": [0.9, 1.5]}}, ("optimizer_args",)),
+        ({"optimizer_args": {"momentum": -0.5}}, ("optimizer_args", "momentum")),
+        ({"optimizer": "adamw", "optimizer_args": {"betas": [0.9, 1.5]}}, ("optimizer_args", "betas")),
         ({"optimizer_args": {"nesterov": True, "momentum": 0}}, ("optimizer_args",)),
         ({"optimizer": "adagrad", "momentum": 0.9}, ("momentum",)),
         ({"optimizer": "rprop", "weight_decay": 0.01}, ("weight_decay",)),
@@ -77,8 +77,68 @@ def test_refusals_say_what_is_allowed() -> None:
     assert "AdamW" in message({"optimizer": "adamax2"}) and "RMSprop" in message({"optimizer": "adamax2"})
     assert "momentum, dampening, weight_decay, nesterov" in message({"optimizer_args": {"nesterow": True}})
     assert "learning_rate" in message({"optimizer_args": {"lr": 0.1}})
-    assert "Invalid momentum value" in message({"optimizer_args": {"momentum": -0.5}})
+    assert "SGD's momentum must be a number from 0 to below 1" in message({"optimizer_args": {"momentum": -0.5}})
+    assert "nesterov momentum requires a momentum" in message({"optimizer_args": {"nesterov": True, "momentum": 0}}).lower()
     assert "Equalize" in message({"randaugment_disable": ["Blur"]})
+
+
+def optimizer_args_refusal(optimizer: str, arguments: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    with pytest.raises(ValidationError) as caught:
+        TorchvisionClassification.validate_configuration({"optimizer": optimizer, "optimizer_args": arguments})
+    [found] = caught.value.errors()
+    return found["loc"], str(found["msg"])
+
+
+def test_an_unbounded_lbfgs_is_refused_without_running_a_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_step(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("validation must not run an optimizer step")
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", no_step)
+    loc, msg = optimizer_args_refusal("LBFGS", {"max_iter": 1e308, "tolerance_grad": -1, "tolerance_change": -1})
+    assert loc == ("optimizer_args", "max_iter") and "less than or equal to 200" in msg and "from 1 to 200" in msg
+    assert TorchvisionClassification.validate_configuration({"optimizer": "LBFGS", "optimizer_args": {"max_iter": 200}})
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "name", "value"),
+    [("LBFGS", "tolerance_grad", float("nan")), ("LBFGS", "tolerance_change", float("inf")), ("Adam", "eps", float("-inf")),
+     ("AdamW", "betas", [0.9, float("nan")]), ("SGD", "momentum", 1e308), ("ASGD", "t0", float("inf")), ("LBFGS", "max_iter", float("nan"))],
+)
+def test_non_finite_optimizer_args_are_refused_naming_the_argument(optimizer: str, name: str, value: Any) -> None:
+    loc, msg = optimizer_args_refusal(optimizer, {name: value})
+    assert loc == ("optimizer_args", name) and f"{optimizer}'s {name} must be" in msg
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "name", "value", "allowed"),
+    [("LBFGS", "max_iter", 201, "from 1 to 200"), ("LBFGS", "max_eval", 10_000, "from 1 to 250"),
+     ("LBFGS", "history_size", 1000, "from 1 to 100"), ("LBFGS", "history_size", 2.5, "from 1 to 100"), ("LBFGS", "max_iter", True, "from 1 to 200"),
+     ("LBFGS", "tolerance_grad", -1, "from 0 to 1"),
+     ("LBFGS", "line_search_fn", "armijo", "strong_wolfe"), ("Adam", "eps", 0, "above 0"), ("AdamW", "weight_decay", 2, "from 0 to 1"),
+     ("Rprop", "etas", [0.5, 100], "at most 10"), ("Adagrad", "initial_accumulator_value", 1e9, "from 0 to 1000")],
+)
+def test_out_of_range_optimizer_args_are_refused_saying_what_is_allowed(optimizer: str, name: str, value: Any, allowed: str) -> None:
+    loc, msg = optimizer_args_refusal(optimizer, {name: value})
+    assert loc == ("optimizer_args", name) and allowed in msg
+
+
+@pytest.mark.parametrize(("optimizer", "name"), [("Adam", "foreach"), ("SGD", "fused"), ("LBFGS", "capturable"), ("AdamW", "differentiable"),
+                                                 ("LBFGS", "max_iterations")])
+def test_unknown_optimizer_args_are_refused_listing_the_allowed_names(optimizer: str, name: str) -> None:
+    loc, msg = optimizer_args_refusal(optimizer, {name: True})
+    assert loc == ("optimizer_args", name)
+    assert f"{optimizer} has no argument {name!r}: {optimizer} takes " in msg and "maximize" in msg
+
+
+def test_good_lbfgs_and_adamw_arguments_are_kept_and_build_their_optimizer() -> None:
+    lbfgs = {"max_iter": 50, "max_eval": 60, "history_size": 10, "tolerance_grad": 1e-5, "line_search_fn": "strong_wolfe"}
+    adamw = {"betas": [0.85, 0.99], "eps": 1e-6, "amsgrad": True, "weight_decay": 0.05}
+    for optimizer, arguments in (("LBFGS", lbfgs), ("AdamW", adamw)):
+        configuration = TorchvisionClassification.validate_configuration({"optimizer": optimizer, "optimizer_args": arguments})
+        assert configuration["optimizer_args"] == arguments
+        built = co.make_optimizer(list(nn_model().parameters()), options(**configuration))
+        assert type(built).__name__ == optimizer
+        assert all(built.defaults[key] == (tuple(value) if isinstance(value, list) else value) for key, value in arguments.items())
 
 
 @pytest.mark.parametrize("name", sorted(cls.__name__ for cls in co.OPTIMIZERS.values() if cls.__name__ not in co.UNSUPPORTED_OPTIMIZERS))

@@ -183,8 +183,8 @@ def test_terminate_stops_a_running_training_which_saves_a_checkpoint(stack: Any)
 
 def test_a_redis_flush_loses_nothing_the_reconciler_requeues_pending_executions(stack: Any) -> None:
     stack.client.update_service("mgmt-train-sleep", min_instances=0)
-    model = sleep_model(stack, seconds=0.2, steps=1)
-    ids = [stack.client.train(model["id"])["id"] for _ in range(3)]
+    models = [sleep_model(stack, seconds=0.2, steps=1) for _ in range(3)]  # a model trains once at a time
+    ids = [stack.client.train(model["id"])["id"] for model in models]
     connection = redis.Redis.from_url(stack.settings.redis_url)
     assert connection.llen("rq:queue:mgmt-train-sleep") >= 3
 

@@ -74,12 +74,15 @@ def test_a_work_process_holds_no_token_and_no_database_or_redis_url(stack: Any) 
 def test_the_sdk_follows_a_training_and_walks_every_page(stack: Any) -> None:
     client = stack.client
     model = client.create_model("sdk", "sleep", configuration={"seconds": 0.5, "steps": 3})
-    executions = [client.train(model["id"]) for _ in range(3)]
+    executions = [client.train(model["id"])]
     updates: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     final = client.follow(executions[0]["id"], on_update=updates.append, on_log=lines.append, poll_s=0.1)
     assert final["status"] == "success" and updates[-1] == final
     assert [line["id"] for line in lines] == [line["id"] for line in client.logs(executions[0]["id"])]
+    for _ in range(2):  # a model trains once at a time: each next training after the last ended
+        executions.append(client.train(model["id"]))
+        assert client.wait(executions[-1]["id"], timeout_s=60)["status"] == "success"
     walked = [e["id"] for e in client.iter_executions(model=model["id"], limit=1)]
     assert walked == [e["id"] for e in reversed(executions)]
     assert [m["x"] for m in client.metrics(executions[0]["id"]) if m["figure"] == "loss"] == [1, 2, 3]

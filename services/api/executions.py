@@ -34,7 +34,8 @@ from trainfaas.services.store.records import Artifact, Execution, LogLine, Metri
 bp = Blueprint("executions", __name__, url_prefix="/api/v1")
 
 
-@endpoint(bp, "POST", "/services/<name>/executions", body=FunctionRequest, response=ExecutionOut, status=202, access="write")
+@endpoint(bp, "POST", "/services/<name>/executions", body=FunctionRequest, response=ExecutionOut, status=202, access="write",
+          errors=(409,))
 def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str, Any]:
     """Run a function (train_model, noop) on a service's instances."""
     service = get_service(name)

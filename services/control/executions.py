@@ -60,8 +60,11 @@ def get_execution(execution_id: str, project: str | None = None) -> Execution:
 
 def submit(connection: redis.Redis, service: Service, function: str, name: str, input: dict[str, Any],
            model: Model | None, overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
-    """Record the execution, mark it pending, then put it on the queue (in that order)."""
+    """Record the execution, mark it pending, then put it on the queue (in that order). A training first
+    takes its model (see models.start_training): Conflict, and nothing recorded, while it has another."""
     with database.atomic():
+        if model is not None:
+            models.start_training(model.id)
         execution = Execution.create(
             service=service, function=function, name=name, input=input, model=model, project=project,
             **(overrides or ExecutionSettings()).for_service(service),
@@ -114,7 +117,8 @@ def terminate(execution_id: str) -> Execution:
 
 
 def rerun(connection: redis.Redis, execution_id: str) -> Execution:
-    """Queue an ended execution again as a new attempt (see states.rerun)."""
-    execution = states.rerun(execution_id, then=models.follow)
+    """Queue an ended execution again as a new attempt (see states.rerun); a training only while its
+    model has no other training pending or running (Conflict otherwise, see models.start_training)."""
+    execution = states.rerun(execution_id, then=models.rerun_training)
     try_enqueue(connection, execution)
     return execution

@@ -3,6 +3,11 @@
 A model's status follows its trainings: :func:`follow` is what each change of a training means
 for its model, and the state machine calls it inside the transaction of that change
 (trainfaas.services.control.transitions' ``then``), so the two never disagree.
+
+A model trains once at a time: a new training, or a rerun of an ended one, first takes the model
+with :func:`start_training`, a compare-and-set from a trainable status (created, trained, failed)
+to pending in the transaction that queues it. The loser of two requests gets a Conflict naming the
+training that holds the model, and its transaction, execution row included, is rolled back.
 """
 from __future__ import annotations
 
@@ -11,9 +16,9 @@ from typing import Any
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.control import ids
 from trainfaas.services.control.configuration import validate_configuration
-from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.errors import ConfigError, Conflict
 from trainfaas.services.core.settings import Settings
-from trainfaas.services.core.statuses import ExecutionStatus, ModelStatus
+from trainfaas.services.core.statuses import TERMINAL_EXECUTION, ExecutionStatus, ModelStatus
 from trainfaas.services.store.records import DEFAULT_PROJECT, Artifact, Execution, Model, now_s
 
 
@@ -54,6 +59,33 @@ def _trained_base(model_id: str, architecture: str) -> Model:
 def set_status(model_id: str, status: ModelStatus, **fields: Any) -> None:
     """Write a model's status (and ``fields``). The only writer of ``Model.status``."""
     Model.update(status=status, updated_at=now_s(), **fields).where(Model.id == model_id).execute()
+
+
+TRAINABLE: frozenset[ModelStatus] = frozenset({ModelStatus.CREATED, ModelStatus.TRAINED, ModelStatus.FAILED})
+
+
+def start_training(model_id: str, execution_id: str | None = None) -> None:
+    """Take model ``model_id`` for a training about to be queued (``execution_id``, when its row exists):
+    pending, if it is trainable now. Call it inside the transaction that queues the training; raises
+    Conflict naming the training that holds the model otherwise, and the caller's transaction rolls back."""
+    taken = (Model.update(status=ModelStatus.PENDING, updated_at=now_s())
+             .where((Model.id == model_id) & (Model.status.in_(sorted(TRAINABLE)))).execute())
+    if taken == 1:
+        return
+    model = Model.get_by_id(model_id)
+    holder = (Execution.select().where((Execution.model == model_id) & (Execution.status.not_in(sorted(TERMINAL_EXECUTION)))
+                                       & (Execution.id != (execution_id or "")))
+              .order_by(Execution.created_at.desc()).first())
+    holding = f"execution {holder.id} ({holder.status})" if holder else "another training"
+    raise Conflict(f"model {model_id} is {model.status}: {holding} trains it; wait for it to end or terminate it",
+                   {"execution_id": holder.id if holder else "", "status": str(model.status)})
+
+
+def rerun_training(execution: Execution) -> None:
+    """The ``then`` of a manual rerun: take the model of a training again (see start_training), then follow."""
+    if execution.model_id:
+        start_training(execution.model_id, execution.id)
+    follow(execution)
 
 
 def follow(execution: Execution) -> None:

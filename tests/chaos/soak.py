@@ -128,7 +128,6 @@ def enqueue_all(client: Client, rng: random.Random, count: int, trainings: int, 
     real image classification trainings on the digits sample."""
     client.update_service(SERVICE, scaling_type="autoscale", min_instances=1, max_instances=3, queue_length=4,
                           polling_interval_s=1, cooldown_s=5, max_attempts=5, drain_time_s=2)
-    model = client.create_model("chaos", "sleep", configuration={"seconds": 0.3, "steps": 3})
     ids = []
     if trainings:
         from trainfaas.adapters.datasets import write_digits
@@ -141,7 +140,8 @@ def enqueue_all(client: Client, rng: random.Random, count: int, trainings: int, 
             real = client.create_model(f"chaos-digits-{n}", TRAINING_ARCHITECTURE, configuration={**TINY_TRAINING, "seed": n})
             ids.append(client.train(real["id"], dataset=str(dataset))["id"])
     for n in range(count):
-        if n % 10 == 0:
+        if n % 10 == 0:  # a model trains once at a time: one model per training
+            model = client.create_model(f"chaos-{n}", "sleep", configuration={"seconds": 0.3, "steps": 3})
             ids.append(client.train(model["id"], configuration={"seconds": rng.uniform(0.2, 1.0)})["id"])
         else:
             ids.append(client.enqueue(SERVICE, "noop", {"n": n})["id"])
