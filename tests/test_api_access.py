@@ -270,3 +270,16 @@ def test_every_route_of_the_app_is_a_registered_endpoint_and_needs_a_token(api: 
     assert unregistered == [] and checked == len(ENDPOINTS) - 1
     assert api.as_(None).get("/static/anything").status_code == 404
 
+
+def test_secret_files_and_the_home_they_create_are_the_owners_only(api: Any, short_tmp: Path) -> None:
+    from trainfaas.services.core.settings import load_settings
+
+    home = short_tmp / "fresh-home"
+    secret = load_settings(home=home).instance_secret_value()
+    assert secret and (home / "instance-secret").read_text().strip() == secret
+    assert (home / "instance-secret").stat().st_mode & 0o777 == 0o600 and home.stat().st_mode & 0o777 == 0o700
+    token_home = short_tmp / "token-home"
+    token = auth.ensure_admin_token(token_home / "admin-token")
+    assert (token_home / "admin-token").stat().st_mode & 0o777 == 0o600 and token_home.stat().st_mode & 0o777 == 0o700
+    assert auth.ensure_admin_token(token_home / "admin-token") == token
+    assert not [p for p in (*home.iterdir(), *token_home.iterdir()) if p.name.startswith(".")]  # no partial file left

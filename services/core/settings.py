@@ -107,10 +107,12 @@ class Settings(BaseSettings):
             pass
         import secrets
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{os.getpid()}")
-        temp.write_text(secrets.token_urlsafe(32))
-        temp.chmod(0o600)
+        temp.unlink(missing_ok=True)  # one a crash of this pid left
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # 0600 from its first byte
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
         try:
             os.link(temp, path)  # never replaces one another process wrote first
         except FileExistsError:
