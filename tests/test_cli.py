@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
@@ -104,6 +105,19 @@ def test_tables_and_fields_print_markup_as_text_and_control_characters_as_escape
     print_fields(row, ["name"], 6)
     printed = capsys.readouterr().out
     assert "[bold red]not markup[/]" in printed and "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed
+
+
+def test_an_api_error_prints_its_message_as_text() -> None:
+    from trainfaas.services.sdk.client import ApiError
+
+    @click.command()
+    def fails() -> None:
+        raise ApiError(404, "not_found", f"model [/x][bold]{ESCAPES} not found", {"model_id": "[red]"})
+
+    group = TrainfaasGroup(commands={"fails": fails})
+    result = CliRunner().invoke(group, ["fails"], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and "[/x][bold]" in result.output and "[red]" in result.output, result.output
+    assert "\x1b" not in result.output and "\\x1b[31mred" in result.output
 
 
 @pytest.mark.stack
