@@ -226,7 +226,8 @@ def test_the_generic_enqueue_checks_a_train_model_input_as_a_train_request(clien
     client.patch("/api/v1/services/mgmt-train-resnet18", json={"min_instances": 0})
     cases = (({"configuration": "epochs=1"}, "input.configuration"), ({"configuration": [1]}, "input.configuration"),
              ({"dataset": 7}, "input.dataset"), ({"dataset": ["digits"]}, "input.dataset"),
-             ({"dataset": "d" * 4097}, "input.dataset"), ({"dataset": "\u0000"}, "dataset"),
+             ({"dataset": "d" * 4097}, "input.dataset"), ({"dataset": "\u0000"}, "input.dataset"),
+             ({"dataset": "../elsewhere"}, "input.dataset"), ({"configuration": {"epochs": 0}}, "input.configuration.epochs"),
              ({"model": 1}, "input.model"), ({"model_id": None}, "input.model_id"), ({"model_id": "m" * 33}, "input.model_id"))
     for given, field in cases:
         body = {"function": "train_model", "input": {"model_id": model["id"], **given}}

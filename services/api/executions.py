@@ -31,7 +31,7 @@ from trainfaas.services.control.configuration import pydantic_fields
 from trainfaas.services.control.models import get_model
 from trainfaas.services.control.services import get_service
 from trainfaas.services.control.tokens import Principal
-from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.errors import ConfigError, TrainfaasError
 from trainfaas.services.core.protocol import TRAIN_MODEL
 from trainfaas.services.store.records import Artifact, Execution, LogLine, MetricSample
 
@@ -52,8 +52,17 @@ def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str,
         except ValidationError as exc:
             raise ConfigError("invalid input for train_model", pydantic_fields(exc, "input")) from None
         given["model_id"] = get_model(given["model_id"], principal.reach).id
-    execution = control.submit_function(settings(), redis_connection(), service, body.function, given, body.execution, project)
+    try:
+        execution = control.submit_function(settings(), redis_connection(), service, body.function, given, body.execution, project)
+    except TrainfaasError as exc:
+        if body.function == TRAIN_MODEL:  # the train request's checks name its fields: here they lie in input
+            exc.fields = {_in_input(key): value for key, value in exc.fields.items()}
+        raise
     return execution_view(execution)
+
+
+def _in_input(field: str) -> str:
+    return f"input.{field}" if field.split(".")[0] in ("dataset", "configuration") else field
 
 
 @endpoint(bp, "GET", "/executions", query=ExecutionQuery, response=Page[ExecutionSummary])
