@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -108,9 +109,9 @@ class Settings(BaseSettings):
         import secrets
 
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}")
-        temp.unlink(missing_ok=True)  # one a crash of this pid left
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # 0600 from its first byte
+        # A unique name per caller (threads of one API worker too), mode 0600 from its first byte.
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        temp = Path(name)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
         try:
