@@ -9,6 +9,9 @@ workers = int(os.environ.get("TRAINFAAS_API_WORKERS", "2"))
 threads = int(os.environ.get("TRAINFAAS_API_THREADS", "8"))
 worker_class = "gthread"
 timeout = 60
+# Above the API's own limit (trainfaas.services.api.registry.MAX_URI_BYTES), so that a long URI
+# usually gets the API's 414 with its error body rather than gunicorn's plain-text one.
+limit_request_line = 8190
 graceful_timeout = 20
 accesslog = os.environ.get("TRAINFAAS_ACCESS_LOG") or None
 errorlog = "-"

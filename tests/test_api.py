@@ -261,6 +261,76 @@ def test_the_served_spec_describes_every_registered_endpoint_with_its_models(cli
     assert operations == {(e.path, e.method) for e in ENDPOINTS}
     train = spec["paths"]["/api/v1/models/{model_id}/train"]["post"]
     assert train["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TrainRequest"}
-    assert set(train["responses"]) == {"202", "401", "403", "404", "409", "413", "415", "422"}  # 409: an ambiguous id prefix
+    assert set(train["responses"]) == {"202", "401", "403", "404", "409", "413", "414", "415", "422"}  # 409: an ambiguous id prefix
     assert spec["components"]["schemas"]["ExecutionSettings"]["properties"]["max_attempts"]["anyOf"][0]["minimum"] == 1
     assert spec["paths"]["/healthz"]["get"]["security"] == []
+
+
+def nothing_queued(client: FlaskClient) -> bool:
+    return Execution.select().count() == 0 and not client.redis.keys("rq:queue:*")  # type: ignore[attr-defined]
+
+
+def test_a_data_set_path_with_a_nul_character_is_a_422_naming_the_data_set(client: FlaskClient) -> None:
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "resnet18"}).get_json()
+    for dataset in ("\u0000", "digits\u0000/../x"):
+        response = client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": dataset})
+        assert "NUL" in error_contract(response, 422)["fields"]["dataset"]
+    assert nothing_stored(client)
+
+
+def test_the_generic_enqueue_checks_a_train_model_input_as_a_train_request(client: FlaskClient) -> None:
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "resnet18"}).get_json()
+    client.patch("/api/v1/services/mgmt-train-resnet18", json={"min_instances": 0})
+    cases = (({"configuration": "epochs=1"}, "input.configuration"), ({"configuration": [1]}, "input.configuration"),
+             ({"dataset": 7}, "input.dataset"), ({"dataset": ["digits"]}, "input.dataset"),
+             ({"dataset": "d" * 4097}, "input.dataset"), ({"dataset": "\u0000"}, "input.dataset"),
+             ({"dataset": "../elsewhere"}, "input.dataset"), ({"configuration": {"epochs": 0}}, "input.configuration.epochs"),
+             ({"model": 1}, "input.model"), ({"model_id": None}, "input.model_id"), ({"model_id": "m" * 33}, "input.model_id"))
+    for given, field in cases:
+        body = {"function": "train_model", "input": {"model_id": model["id"], **given}}
+        response = client.post("/api/v1/services/mgmt-train-resnet18/executions", json=body)
+        assert field in error_contract(response, 422)["fields"], (given, response.get_json())
+    assert "input.model_id" in error_contract(client.post("/api/v1/services/mgmt-train-resnet18/executions", json={
+        "function": "train_model", "input": {}}), 422)["fields"]
+    assert nothing_queued(client)
+
+
+def test_a_body_nested_deeper_than_the_limit_is_a_422_naming_the_body(client: FlaskClient) -> None:
+    from trainfaas.services.api.registry import MAX_DEPTH
+
+    deep = '{"name": "m", "architecture": "sleep", "configuration": ' + '[' * 5000 + ']' * 5000 + '}'
+    response = client.post("/api/v1/models", data=deep, content_type="application/json")
+    assert "body" in error_contract(response, 422)["fields"]
+    nested: Any = "x"
+    for _ in range(MAX_DEPTH):
+        nested = {"a": nested}  # with the body itself, one level too deep
+    response = client.post("/api/v1/models", json={"name": "m", "architecture": "sleep", "configuration": nested})
+    assert "body" in error_contract(response, 422)["fields"]
+    assert Model.select().count() == 0
+
+
+def test_integers_beyond_their_bounds_are_a_422_naming_the_field(client: FlaskClient, api: Any) -> None:
+    client.patch("/api/v1/services/mgmt-train-sleep", json={"min_instances": 0})
+    response = client.post("/api/v1/instances", json={"service": "mgmt-train-sleep", "pid": 2**70})
+    assert "pid" in error_contract(response, 422)["fields"]
+    instance = client.post("/api/v1/instances", json={"service": "mgmt-train-sleep", "pid": 2**31 - 1}).get_json()
+    as_instance = api.as_(instance["token"])
+    for attempt in (2**64, 2**70, -(2**70)):
+        response = as_instance.post(f"/api/v1/instances/{instance['id']}/claim", json={"execution_id": "x", "attempt": attempt})
+        assert "attempt" in error_contract(response, 422)["fields"], attempt
+    heartbeat = {"running": [{"execution_id": "x", "attempt": 1, "pid": 2**70}]}
+    response = as_instance.post(f"/api/v1/instances/{instance['id']}/heartbeat", json=heartbeat)
+    assert "running.0.pid" in error_contract(response, 422)["fields"]
+    assert "limit" in error_contract(client.get(f"/api/v1/models?limit={2**70}"), 422)["fields"]
+    assert "created_after" in error_contract(client.get("/api/v1/executions?created_after=inf"), 422)["fields"]
+
+
+def test_a_uri_longer_than_the_api_reads_is_a_documented_414(client: FlaskClient) -> None:
+    from trainfaas.services.api.openapi import build_spec
+    from trainfaas.services.api.registry import MAX_URI_BYTES
+
+    assert client.get("/api/v1/models", query_string={"q": "m" * 100}).status_code == 200
+    for uri in (f"/api/v1/models?q={'m' * MAX_URI_BYTES}", f"/api/v1/models/{'é' * MAX_URI_BYTES}", "/x" * MAX_URI_BYTES):
+        assert "uri" in error_contract(client.get(uri), 414)["fields"]
+    operations = [operation for item in build_spec()["paths"].values() for operation in item.values()]
+    assert operations and all("414" in operation["responses"] for operation in operations)

@@ -250,3 +250,36 @@ def test_an_instance_may_name_itself_by_a_prefix_of_its_id_with_its_own_token(ap
     assert api.as_(token).post(f"/api/v1/instances/{other_id}/heartbeat", json=beat).status_code == 401
     assert api.as_(other_token).post(f"/api/v1/instances/{other_id[:4]}/heartbeat", json=beat).status_code == 200
     assert api.as_(token).post(f"/api/v1/instances/{instance_id[:3]}/heartbeat", json=beat).status_code == 401
+
+
+def test_every_route_of_the_app_is_a_registered_endpoint_and_needs_a_token(api: Any) -> None:
+    """Over the app's own url_map, not only the registry: no route (such as Flask's /static) escapes it."""
+    registered = {(e.path, e.method): e for e in ENDPOINTS}
+    unregistered, checked = [], 0
+    for rule in api.url_map.iter_rules():
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            if path == "/api/v1/openapi.json":
+                continue  # the document, public by design
+            if (path, method) not in registered:
+                unregistered.append((path, method))
+            elif registered[path, method].access != "public":
+                response = call(api.as_(None), method, re.sub(r"<[^>]+>", "x", rule.rule), {})
+                assert response.status_code == 401, (path, method, response.get_json())
+                checked += 1
+    assert unregistered == [] and checked == len(ENDPOINTS) - 1
+    assert api.as_(None).get("/static/anything").status_code == 404
+
+
+def test_secret_files_and_the_home_they_create_are_the_owners_only(api: Any, short_tmp: Path) -> None:
+    from trainfaas.services.core.settings import load_settings
+
+    home = short_tmp / "fresh-home"
+    secret = load_settings(home=home).instance_secret_value()
+    assert secret and (home / "instance-secret").read_text().strip() == secret
+    assert (home / "instance-secret").stat().st_mode & 0o777 == 0o600 and home.stat().st_mode & 0o777 == 0o700
+    token_home = short_tmp / "token-home"
+    token = auth.ensure_admin_token(token_home / "admin-token")
+    assert (token_home / "admin-token").stat().st_mode & 0o777 == 0o600 and token_home.stat().st_mode & 0o777 == 0o700
+    assert auth.ensure_admin_token(token_home / "admin-token") == token
+    assert not [p for p in (*home.iterdir(), *token_home.iterdir()) if p.name.startswith(".")]  # no partial file left

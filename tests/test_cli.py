@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
@@ -14,7 +15,7 @@ from rich.console import Console
 from tests.conftest import wait_until
 from trainfaas.services.cli.group import TrainfaasGroup
 from trainfaas.services.cli.main import main
-from trainfaas.services.cli.output import Column, table
+from trainfaas.services.cli.output import Column, print_fields, printable, table
 
 LONG = "a-model-name-long-enough-to-wrap-in-any-table-at-eighty-columns"
 
@@ -88,3 +89,44 @@ def test_a_lazy_commands_declared_help_is_its_own() -> None:
 def test_the_sdk_imports_no_orm_and_no_flask() -> None:
     script = "import sys, trainfaas.services.sdk; print(sorted(m for m in ('peewee', 'flask', 'trainfaas.services.store') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+ESCAPES = "\x1b[31mred\x1b[0m \x1b]0;title\x07 back\rover \u202egnp.exe"
+
+
+def test_tables_and_fields_print_markup_as_text_and_control_characters_as_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert printable(ESCAPES) == r"\x1b[31mred\x1b[0m \x1b]0;title\x07 back\rover \u202egnp.exe"
+    assert printable("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+    row = {"name": f"[bold red]not markup[/] {ESCAPES}"}
+    console = Console(width=200, record=True)
+    console.print(table([Column("name", kind="name")], [row], width=200))
+    shown = console.export_text()
+    assert "[bold red]not markup[/]" in shown and "\\x1b[31mred" in shown and "\\x07" in shown and "\x1b" not in shown
+    print_fields(row, ["name"], 6)
+    printed = capsys.readouterr().out
+    assert "[bold red]not markup[/]" in printed and "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed
+
+
+def test_an_api_error_prints_its_message_as_text() -> None:
+    from trainfaas.services.sdk.client import ApiError
+
+    @click.command()
+    def fails() -> None:
+        raise ApiError(404, "not_found", f"model [/x][bold]{ESCAPES} not found", {"model_id": "[red]"})
+
+    group = TrainfaasGroup(commands={"fails": fails})
+    result = CliRunner().invoke(group, ["fails"], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and "[/x][bold]" in result.output and "[red]" in result.output, result.output
+    assert "\x1b" not in result.output and "\\x1b[31mred" in result.output
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("stack_settings", ["local"], indirect=True)
+def test_executions_logs_print_escape_sequences_as_text(stack: Any) -> None:
+    from trainfaas.services.store.records import LogLine
+
+    stack.client.update_service("mgmt-train-sleep", min_instances=0, paused=True)
+    execution = stack.client.enqueue("mgmt-train-sleep", "noop", {})
+    LogLine.create(execution=execution["id"], attempt=1, line=ESCAPES)
+    printed = run(stack, "executions", "logs", execution["id"]).output
+    assert "\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07" in printed and "\x1b" not in printed and "\x07" not in printed

@@ -3,14 +3,16 @@ commands over HTTP, and work processes that hold no credentials."""
 from __future__ import annotations
 
 import json
+import os
 import stat
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from trainfaas.services.cli.main import main
 from trainfaas.services.sdk.client import ApiError, Client
 from trainfaas.services.store.records import Attempt, Instance
@@ -89,3 +91,37 @@ def test_the_sdk_follows_a_training_and_walks_every_page(stack: Any) -> None:
     with pytest.raises(ApiError) as missing:
         client.get_execution("nope")
     assert (missing.value.status, missing.value.code) == (404, "not_found")
+
+
+def test_up_keeps_its_home_and_everything_in_it_to_its_owner(short_tmp: Path) -> None:
+    from trainfaas.services.core.settings import load_settings
+    from trainfaas.services.local.stack import Stack
+
+    home = short_tmp / "home"
+    settings = load_settings(home=home, database_url=f"sqlite:///{home / 'trainfaas.db'}", redis_url="", port=free_port(),
+                             api_url="", data_roots=str(short_tmp / "data"))
+    before = os.umask(0o022)
+    try:
+        with Stack(settings) as stack:
+            stack.settings.instance_secret_value()
+            modes = _modes(home)
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert {"admin-token", "instance-secret", "trainfaas.db", "logs", "logs/api.log"} <= set(modes), modes
+        assert not {name: mode for name, mode in modes.items() if mode & 0o077}, modes  # nothing for group or others
+        assert os.umask(0o022) == 0o022  # stop put the umask back
+    finally:
+        os.umask(before)
+
+
+def _modes(home: Path) -> dict[str, int]:
+    """The permission bits of every file and directory under ``home`` but sockets (a file that
+    vanishes while it is read, such as a partial write being renamed, is left out)."""
+    modes = {}
+    for path in [home, *home.rglob("*")]:
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if not (stat.S_ISSOCK(mode) or stat.S_ISLNK(mode)):
+            modes[path.relative_to(home).as_posix()] = stat.S_IMODE(mode)
+    return modes

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Flask, jsonify, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from trainfaas.services.api import openapi
+from trainfaas.services.api.registry import MAX_URI_BYTES
 from trainfaas.services.api.routes import AREAS
 from trainfaas.services.control.configuration import pydantic_fields
 from trainfaas.services.core.errors import TrainfaasError
@@ -26,7 +28,7 @@ log = logging.getLogger("trainfaas.api")
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the API. ``settings`` defaults to the environment's; the schema must be migrated."""
     settings = settings or load_settings()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: every route is an endpoint of the registry
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False, SETTINGS=settings)
     app.config.update(test_config or {})
     open_database(settings.database_url)
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
 
     @app.before_request
     def _connect() -> None:
+        if len(quote(request.path)) + len(request.query_string) > MAX_URI_BYTES:
+            raise RequestURITooLarge(f"the path and query string are longer than {MAX_URI_BYTES} bytes")
         # Instances send batched reports and tracebacks: they get a larger body limit than users.
         if request.path.startswith("/api/v1/instances/"):
             request.max_content_length = settings.max_instance_body_bytes
@@ -79,4 +83,5 @@ def _register_error_handlers(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         fields = {"body": f"at most {request.max_content_length} bytes"} if exc.code == 413 else {}
         fields = {"Content-Type": "application/json"} if exc.code == 415 else fields
+        fields = {"uri": f"the path and query string, at most {MAX_URI_BYTES} bytes"} if exc.code == 414 else fields
         return jsonify(error_body(code, exc.description or exc.name, fields)), exc.code or 500

@@ -8,6 +8,7 @@ from typing import Any
 
 import peewee
 from flask import Blueprint
+from pydantic import ValidationError
 
 from trainfaas.services.api import page, paginate, reachable, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
@@ -22,12 +23,15 @@ from trainfaas.services.api.schemas import (
     LogQuery,
     MetricOut,
     Page,
+    TrainInput,
 )
 from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view
 from trainfaas.services.control import executions as control
+from trainfaas.services.control.configuration import pydantic_fields
 from trainfaas.services.control.models import get_model
 from trainfaas.services.control.services import get_service
 from trainfaas.services.control.tokens import Principal
+from trainfaas.services.core.errors import ConfigError, TrainfaasError
 from trainfaas.services.core.protocol import TRAIN_MODEL
 from trainfaas.services.store.records import Artifact, Execution, LogLine, MetricSample
 
@@ -42,10 +46,24 @@ def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str,
     project = principal.project_for_new(body.project)
     given = dict(body.input)
     if body.function == TRAIN_MODEL:
-        # The training belongs to its model's project, which the caller must reach.
-        given["model_id"] = get_model(str(given.get("model_id", "")), principal.reach).id
-    execution = control.submit_function(settings(), redis_connection(), service, body.function, given, body.execution, project)
+        # The same checks as POST /models/{id}/train; the training belongs to its model's
+        # project, which the caller must reach.
+        try:
+            given = TrainInput.model_validate(given).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            raise ConfigError("invalid input for train_model", pydantic_fields(exc, "input")) from None
+        given["model_id"] = get_model(given["model_id"], principal.reach).id
+    try:
+        execution = control.submit_function(settings(), redis_connection(), service, body.function, given, body.execution, project)
+    except TrainfaasError as exc:
+        if body.function == TRAIN_MODEL:  # the train request's checks name its fields: here they lie in input
+            exc.fields = {_in_input(key): value for key, value in exc.fields.items()}
+        raise
     return execution_view(execution)
+
+
+def _in_input(field: str) -> str:
+    return f"input.{field}" if field.split(".")[0] in ("dataset", "configuration") else field
 
 
 @endpoint(bp, "GET", "/executions", query=ExecutionQuery, response=Page[ExecutionSummary])

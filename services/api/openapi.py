@@ -12,7 +12,7 @@ from flask import Blueprint
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from trainfaas.services.api.registry import Endpoint
+from trainfaas.services.api.registry import MAX_URI_BYTES, Endpoint
 from trainfaas.services.api.routes import ENDPOINTS
 from trainfaas.services.api.schemas import ErrorBody
 
@@ -25,6 +25,7 @@ ERRORS = {
     404: "No such object, or one of a project the token cannot reach.",
     409: "The object's current state does not allow this call (the message and fields name the state), or an id prefix"
          " in the path matches several objects (give more characters).",
+    414: f"The path (percent-encoded) and query string are longer than the {MAX_URI_BYTES} bytes the API reads.",
     413: "The body is larger than the configured maximum.",
     415: "The body is not sent as application/json.",
     422: "A field is invalid; fields names each one and what it allows.",
@@ -32,7 +33,7 @@ ERRORS = {
 
 
 def _error_statuses(endpoint: Endpoint) -> list[int]:
-    statuses = []
+    statuses = [414]  # any request may be too long to read
     if endpoint.access != "public":
         statuses.append(401)
     if endpoint.access in ("write", "admin"):

@@ -113,11 +113,36 @@ def _instance(instance_id: str) -> Any:
     return instance
 
 
+MAX_URI_BYTES = 4096
+"""The longest path (percent-encoded) and query string the API reads: longer ones are a 414 in the error body.
+gunicorn's own limit (deploy/gunicorn_conf.py) is higher, so a request meets this one first."""
+MAX_DEPTH = 64
+"""How deep a body may nest arrays and objects: deeper ones are refused before anything reads them."""
+_TOO_DEEP = object()
+
+
+def _nests_deeper(data: Any, limit: int) -> bool:
+    """Whether ``data`` holds arrays and objects nested more than ``limit`` deep (without recursing)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            pending.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def parse_body(schema: type[BaseModel]) -> BaseModel:
     """The JSON body as ``schema``: 415 without a JSON content type, 422 for anything invalid."""
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # the parser gave up long before any sane body's depth
+        data = _TOO_DEEP
+    if data is _TOO_DEEP or _nests_deeper(data, MAX_DEPTH):
+        raise ConfigError(f"the body nests arrays and objects more than {MAX_DEPTH} deep", {"body": f"JSON nested at most {MAX_DEPTH} deep"})
     if data is None and request.get_data():
         raise ConfigError("the body is not valid JSON", {"body": "a JSON object"})
     if data is None:

@@ -29,10 +29,21 @@ class ModelCreate(Strict):
     )
 
 
-class TrainRequest(Strict):
+class TrainFields(Strict):
+    """What a training is given, through POST /models/{id}/train or as a train_model function's input."""
+
     dataset: str | None = Field(None, min_length=1, max_length=4096, description="Data set directory inside a data root, or its name relative to the first data root.")
     configuration: dict[str, Any] | None = None
+
+
+class TrainRequest(TrainFields):
     execution: ExecutionSettings | None = None
+
+
+class TrainInput(TrainFields):
+    """The input of a train_model function run through POST /services/{name}/executions."""
+
+    model_id: str = Field(min_length=1, max_length=32, description="The model to train.")
 
 
 class FunctionRequest(Strict):
@@ -86,8 +97,8 @@ class ExecutionQuery(ListQuery):
     service: str | None = Field(None, max_length=150)
     model: str | None = Field(None, max_length=32, description="The model id.")
     project: str | None = Field(None, max_length=100, description="Only this project's (admin tokens see all).")
-    created_after: float | None = Field(None, description="Epoch seconds.")
-    created_before: float | None = Field(None, description="Epoch seconds.")
+    created_after: float | None = Field(None, allow_inf_nan=False, description="Epoch seconds.")
+    created_before: float | None = Field(None, allow_inf_nan=False, description="Epoch seconds.")
 
 
 class ServiceQuery(ListQuery):

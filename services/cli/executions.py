@@ -16,6 +16,7 @@ from trainfaas.services.cli.output import (
     print_json,
     print_page,
     print_table,
+    printable,
     say,
 )
 from trainfaas.services.cli.progress import follow_and_report
@@ -86,7 +87,7 @@ def executions_show(ctx: click.Context, execution_id: str, as_json: bool, follow
 def executions_logs(ctx: click.Context, execution_id: str) -> None:
     """The execution's log lines, every attempt, oldest first."""
     for line in client_of(ctx).logs(execution_id):
-        click.echo(f"{line['at']} [{line['attempt']}] {line['line']}")
+        click.echo(printable(f"{line['at']} [{line['attempt']}] {line['line']}"))
 
 
 @executions.command("terminate")

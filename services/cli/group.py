@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from rich.markup import escape
 
-from trainfaas.services.cli.output import console
+from trainfaas.services.cli.output import console, printable
 from trainfaas.services.core.references import resolve
 from trainfaas.services.sdk.client import ApiError
 
@@ -37,7 +38,8 @@ class TrainfaasGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ApiError as exc:
-            console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+            # The message names what the caller gave (names, ids): printed as text, never as markup.
+            console(stderr=True).print(f"[red]error:[/red] {escape(printable(str(exc)))}", highlight=False)
             sys.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

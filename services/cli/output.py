@@ -7,6 +7,7 @@ what the API answered, full ids included.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -26,6 +27,17 @@ GAP = 2  # columns apart
 MIN_TEXT_WIDTH = 8
 
 
+# C0 and C1 controls but tab and newline (ESC starts the terminal's escape sequences, CR and BS
+# overwrite text), and the bidirectional overrides that reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written out as its escape (ESC as ``\\x1b``): what a
+    training logged or a caller named cannot recolour, retitle or rewrite the terminal."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+
+
 def console(stderr: bool = False) -> Console:
     """A console made when it prints, so that it measures the terminal (or COLUMNS) of this command."""
     return Console(stderr=stderr)
@@ -33,7 +45,7 @@ def console(stderr: bool = False) -> Console:
 
 def say(message: str) -> None:
     """One line of plain text: brackets in names and messages are printed, not read as markup."""
-    console().print(message, markup=False)
+    console().print(printable(message), markup=False)
 
 
 def print_json(data: Any) -> None:
@@ -65,10 +77,10 @@ class Column:
         if value is None or value == "":
             return ""
         if self.kind == "id":
-            return short_id(str(value))
+            return printable(short_id(str(value)))
         if self.kind == "time":
-            return when(str(value))
-        return str(value)
+            return printable(when(str(value)))
+        return printable(str(value))
 
 
 def table(columns: Sequence[Column], rows: Iterable[Json], title: str | None = None, width: int | None = None) -> Table:
@@ -122,7 +134,7 @@ def print_page(page: Json, columns: Sequence[Column], as_json: bool) -> None:
 def print_fields(record: Json, keys: Iterable[str], width: int) -> None:
     """``key value`` lines, the keys in bold and padded to ``width``."""
     for key in keys:
-        console().print(f"[bold]{key:{width}}[/bold] {escape(str(record[key]))}")
+        console().print(f"[bold]{key:{width}}[/bold] {escape(printable(str(record[key])))}")
 
 
 def json_option(help: str = "Print JSON.") -> Callable[[F], F]:

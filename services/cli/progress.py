@@ -6,7 +6,7 @@ from typing import Any
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from trainfaas.services.cli.output import Column, console, print_table
+from trainfaas.services.cli.output import Column, console, print_table, printable
 from trainfaas.services.sdk.client import Client
 
 METRIC_COLUMNS = (Column("metric"), Column("value"))
@@ -20,7 +20,7 @@ def follow(client: Client, execution_id: str) -> dict[str, Any]:
 
         def update(execution: dict[str, Any]) -> None:
             label = execution["status"] + (f" #{execution['attempt']}" if execution["attempt"] > 1 else "")
-            progress.update(task, completed=execution["progress"], status=label, message=escape(execution["message"][:60]))
+            progress.update(task, completed=execution["progress"], status=label, message=escape(printable(execution["message"][:60])))
 
         return client.wait(execution_id, on_update=update)
 
@@ -32,7 +32,7 @@ def follow_and_report(client: Client, execution_id: str, model_id: str | None) -
     out = console()
     out.print(f"execution {execution_id}: [{colour}]{final['status']}[/{colour}] after {final['duration_s']} s, attempt {final['attempt']}")
     if final.get("error"):
-        out.print(f"[red]{escape(final['error'])}[/red]")
+        out.print(f"[red]{escape(printable(final['error']))}[/red]")
     if model_id and final["status"] == "success":
         metrics = client.get_model(model_id)["metrics"]
         rows = [{"metric": key, "value": f"{value:.4f}" if isinstance(value, float) else value} for key, value in sorted(metrics.items())]

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 
 from trainfaas.services.cli.context import client_of, list_command
-from trainfaas.services.cli.output import Column, console, json_option, print_fields, print_json, print_rows, print_table, say
+from trainfaas.services.cli.output import Column, console, json_option, print_fields, print_json, print_rows, print_table, printable, say
 
 SERVICE_COLUMNS = (
     Column("name"), Column("health", kind="word"), Column("scaling", "scaling_type", kind="word"),
@@ -46,7 +46,7 @@ def services_show(ctx: click.Context, name: str, as_json: bool) -> None:
         print_json({**service, "instance_list": instances})
         return
     colour = HEALTH_COLOURS[service["health"]]
-    console().print(f"[bold]{'health':20}[/bold] [{colour}]{service['health']}[/{colour}] {escape(service['health_reason'])}")
+    console().print(f"[bold]{'health':20}[/bold] [{colour}]{service['health']}[/{colour}] {escape(printable(service['health_reason']))}")
     print_fields(service, [key for key in service if key not in ("health", "health_reason")], 20)
     print_table(INSTANCE_COLUMNS, instances, "instances")
 

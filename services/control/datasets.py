@@ -17,6 +17,8 @@ def resolve_dataset(settings: Settings, dataset: str) -> Path:
     symlinks from reaching files the API process can read but the caller should not.
     """
     roots = settings.dataset_roots
+    if "\x00" in dataset:  # no file system takes it: a path with one cannot name a directory
+        raise ConfigError("the data set path holds a NUL character", {"dataset": "a directory path without NUL characters"})
     path = Path(dataset).expanduser()
     if not path.is_absolute():
         path = roots[0] / dataset

@@ -144,5 +144,6 @@ def ensure_admin_token(path: Path) -> str:
         if token is not None and token.revoked_at is None and token.scope == "admin":
             return secret
     _, secret = create_token("admin", None, name="created by trainfaas up")
-    atomic_write_text(path, secret + "\n", mode=0o600)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    atomic_write_text(path, secret + "\n", mode=0o600)  # written 0600 from the start (mkstemp)
     return secret

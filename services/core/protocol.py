@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from trainfaas.services.core.statuses import InstanceStatus, Outcome
 
 ID = Field(max_length=32)
+INT32 = 2**31 - 1
+"""The largest attempt number or process id a message may carry: every integer of a request is bounded."""
 
 TRAIN_MODEL = "train_model"
 FUNCTIONS: frozenset[str] = frozenset({TRAIN_MODEL, "noop"})
@@ -58,7 +60,7 @@ class WorkSpec(Message):
 
 class Claim(Message):
     execution_id: str = ID
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=INT32)
 
 
 class ClaimReply(Message):
@@ -124,8 +126,8 @@ class ReportedEvent(Message):
     """A work process's event, as its instance forwards it."""
 
     execution_id: str = ID
-    attempt: int = Field(ge=1)
-    at: float = Field(description="Epoch seconds.")
+    attempt: int = Field(ge=1, le=INT32)
+    at: float = Field(ge=0, le=2**40, allow_inf_nan=False, description="Epoch seconds.")
     event: WorkEvent
 
 
@@ -139,8 +141,8 @@ class ReportReply(Message):
 
 class RunningEntry(Message):
     execution_id: str = ID
-    attempt: int = Field(ge=1)
-    pid: int | None = Field(None, description="The work process that runs the attempt.")
+    attempt: int = Field(ge=1, le=INT32)
+    pid: int | None = Field(None, ge=0, le=INT32, description="The work process that runs the attempt.")
 
 
 class Heartbeat(Message):
@@ -158,7 +160,7 @@ class HeartbeatReply(Message):
 
 
 class Finish(Message):
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=INT32)
     outcome: Literal[Outcome.SUCCESS, Outcome.FAILED, Outcome.RESET, Outcome.TERMINATED]
     reason: str = Field("", max_length=10000)
     error: str | None = Field(None, max_length=100000)
@@ -170,7 +172,7 @@ class InstanceRegister(Message):
     service: str = Field(min_length=1, max_length=150)
     instance_id: str | None = Field(None, max_length=32)
     host: str = Field("", max_length=255)
-    pid: int | None = None
+    pid: int | None = Field(None, ge=0, le=INT32)
     backend: str = Field("process", max_length=20)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -109,10 +110,12 @@ class Settings(BaseSettings):
             pass
         import secrets
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}")
-        temp.write_text(secrets.token_urlsafe(32))
-        temp.chmod(0o600)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A unique name per caller (threads of one API worker too), mode 0600 from its first byte.
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        temp = Path(name)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
         try:
             os.link(temp, path)  # never replaces one another process wrote first
         except FileExistsError:

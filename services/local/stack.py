@@ -41,9 +41,13 @@ class Stack:
         self.api: subprocess.Popen[bytes] | None = None
         self.scheduler: Scheduler | None = None
         self.admin_token = ""  # read from, or written to, home/admin-token on start
+        self._umask: int | None = None  # the umask before start, put back by stop
 
     def start(self) -> Stack:
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        # The database, logs, tokens and models are the owner's alone: every file and directory
+        # the stack and the processes it starts create is private (umask 077), home too (0700).
+        self._umask = os.umask(0o077)
+        self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.settings.embedded_redis:
             self.redis = EmbeddedRedis(Path(self.settings.redis_url.removeprefix("unix://")))
             self.redis.start()
@@ -114,6 +118,9 @@ class Stack:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self._umask is not None:
+            os.umask(self._umask)
+            self._umask = None
 
     def __enter__(self) -> Stack:
         return self.start()
