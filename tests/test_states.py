@@ -11,6 +11,7 @@ from trainfaas.services.control import attempts, models
 from trainfaas.services.control import transitions as states
 from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
 from trainfaas.services.core.protocol import Finish
+from trainfaas.services.core.settings import load_settings
 from trainfaas.services.core.statuses import ExecutionStatus, Outcome
 from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, Model, Service, StatusLog
 
@@ -139,7 +140,7 @@ def test_a_refused_change_leaves_the_model_as_it_was(training: Execution) -> Non
 
     late = Finish(attempt=1, outcome=Outcome.FAILED, reason="a late result of the reset attempt")
     with pytest.raises(StaleAttempt):
-        attempts.finish(redis.Redis(), instance, training.id, late)  # never reaches Redis: not a reset
+        attempts.finish(redis.Redis(), load_settings(), instance, training.id, late)  # never reaches Redis: not a reset
     with pytest.raises(InvalidTransition):
         states.finish(training.id, 2, ExecutionStatus.FAILED, "not claimed yet", then=models.follow)
     assert model_status(training) == "pending"

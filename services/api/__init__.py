@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -76,13 +77,35 @@ def _after(order: tuple[peewee.Field, ...], values: list[Any], descending: bool)
     return beyond | ((head == value) & _after(order[1:], values[1:], descending))
 
 
+def _within(query: peewee.ModelSelect, limit: int, size: Callable[[Any], int], budget: int, chunk: int = 100) -> tuple[list[Any], int]:
+    """The rows of a page that fit ``budget`` (at least one), read a chunk at a time, plus the
+    next row if there is one; and how many the page holds."""
+    rows: list[Any] = []
+    total = 0
+    while True:
+        fetched = list(query.offset(len(rows)).limit(chunk))
+        for row in fetched:
+            if len(rows) == limit or (rows and total + size(row) > budget):
+                return rows + [row], len(rows)
+            total += size(row)
+            rows.append(row)
+        if len(fetched) < chunk:
+            return rows, len(rows)
+
+
 def paginate(query: peewee.ModelSelect, order: tuple[peewee.Field, ...], limit: int, cursor: str | None,
-             descending: bool = True) -> tuple[list[Any], str | None]:
-    """One page of ``query`` sorted by ``order`` (whose last field is unique), and the next cursor."""
+             descending: bool = True, size: Callable[[Any], int] | None = None, budget: int = 0) -> tuple[list[Any], str | None]:
+    """One page of ``query`` sorted by ``order`` (whose last field is unique), and the next cursor.
+
+    With ``size``, the page also ends before the row that would take the sizes of its rows past
+    ``budget`` (it holds at least one row); the cursor continues from there."""
     if cursor:
         query = query.where(_after(order, _decode(cursor, order), descending))
     query = query.order_by(*(field.desc() if descending else field.asc() for field in order))
-    rows = list(query.limit(limit + 1))
+    if size is None:
+        rows = list(query.limit(limit + 1))
+    else:
+        rows, limit = _within(query, limit, size, budget)
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]

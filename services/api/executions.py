@@ -118,9 +118,11 @@ def metrics(execution_id: str, query: ListQuery, principal: Principal) -> dict[s
 
 @endpoint(bp, "GET", "/executions/<execution_id>/logs", query=LogQuery, response=Page[LogOut])
 def logs(execution_id: str, query: LogQuery, principal: Principal) -> dict[str, Any]:
-    """Log lines in order; ``after`` (a line id) follows a running execution."""
+    """Log lines in order; ``after`` (a line id) follows a running execution. A page ends early
+    once its lines hold TRAINFAAS_MAX_LOG_PAGE_CHARS characters; its cursor continues."""
     rows = _rows_of(LogLine, execution_id, principal).where(LogLine.id > query.after)
-    return page(*paginate(rows, (LogLine.id,), query.limit, query.cursor, descending=False), log_view)
+    return page(*paginate(rows, (LogLine.id,), query.limit, query.cursor, descending=False,
+                          size=lambda row: len(row.line), budget=settings().max_log_page_chars), log_view)
 
 
 @endpoint(bp, "GET", "/executions/<execution_id>/artifacts", query=ListQuery, response=Page[ArtifactOut])

@@ -14,7 +14,7 @@ from trainfaas.services.api import redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import DeregisterOut, ExecutionSummary, InstanceRegistered
 from trainfaas.services.api.views import execution_view, instance_view
-from trainfaas.services.control import attempts, instances
+from trainfaas.services.control import attempts, instances, reports
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.core import protocol
 from trainfaas.services.store.records import Instance
@@ -42,15 +42,18 @@ def claim(instance_id: str, body: protocol.Claim, instance: Instance) -> protoco
 
 @endpoint(bp, "POST", "/<instance_id>/report", body=protocol.Report, response=protocol.ReportReply, access="instance")
 def report(instance_id: str, body: protocol.Report, instance: Instance) -> protocol.ReportReply:
-    """Progress, metrics, logs and checkpoints of running attempts; stale ones are refused."""
-    return protocol.ReportReply(refused=attempts.record_events(instance, body.events))
+    """Progress, metrics, logs and checkpoints of running attempts, each checked on its own.
+
+    ``refused`` names executions whose attempt is not this instance's current one (stop them);
+    ``rejected`` names events refused by themselves; the others are stored, up to the caps per attempt."""
+    return reports.record_events(settings(), instance, body.events)
 
 
 @endpoint(bp, "POST", "/<instance_id>/executions/<execution_id>/finish", body=protocol.Finish, response=ExecutionSummary,
           access="instance", errors=(409,))
 def finish(instance_id: str, execution_id: str, body: protocol.Finish, instance: Instance) -> dict[str, Any]:
-    """How an attempt ended: success, failed, reset or terminated."""
-    return execution_view(attempts.finish(redis_connection(), instance, execution_id, body), detail=False)
+    """How an attempt ended: success, failed, reset or terminated; only from the instance that claimed it."""
+    return execution_view(attempts.finish(redis_connection(), settings(), instance, execution_id, body), detail=False)
 
 
 @endpoint(bp, "POST", "/<instance_id>/heartbeat", body=protocol.Heartbeat, response=protocol.HeartbeatReply, access="instance")

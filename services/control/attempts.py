@@ -1,41 +1,59 @@
-"""Attempts, as their instances run them: claim one, report its events, report how it ended;
-and reset one the platform lost.
+"""Attempts, as their instances run them: claim one, report how it ended; and reset one the
+platform lost. (Their events: trainfaas.services.control.reports.)
 
 An instance reaches only executions of its own service, and every write is fenced by attempt
-number: a report or result of an attempt that is no longer current is refused.
+number: a report or result of an attempt that is no longer current is refused, and so is one
+from an instance other than the one that claimed the attempt.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from trainfaas.services.control import ids, models
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.executions import try_enqueue
-from trainfaas.services.core.errors import InvalidTransition, NotFound, ServicePaused, StaleAttempt
+from trainfaas.services.core.errors import ConfigError, Conflict, ServicePaused
 from trainfaas.services.core.protocol import (
-    Checkpoint,
     ClaimReply,
     Finish,
-    Log,
-    Metric,
     ModelRef,
-    Progress,
-    ReportedEvent,
     WorkSpec,
 )
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus, Outcome
-from trainfaas.services.store.database import database
-from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, LogLine, MetricSample, Model, StatusLog
-
-PROGRESS_MESSAGE_CHARS = 2000
-LOG_LINE_CHARS = 10000
+from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, Model, StatusLog
 
 
 def output_path(settings: Settings, execution_id: str, attempt: int) -> Path:
     return settings.executions_dir / execution_id / f"attempt-{attempt}"
+
+
+def inside_attempt(settings: Settings, execution_id: str, attempt: int, path: Any, field: str) -> str:
+    """``path`` if it names a place inside the attempt's own output directory (after following
+    links and ``..``); else raise ConfigError naming ``field``. What an instance reports as a
+    model or a checkpoint is later loaded by other trainings: it may name nothing else."""
+    root = output_path(settings, execution_id, attempt)
+    allowed = {field: f"an absolute path inside this attempt's output directory {root}"}
+    if not isinstance(path, str) or not path or "\0" in path or not Path(path).is_absolute():
+        raise ConfigError(f"{field} must be an absolute path inside {root}", allowed)
+    try:
+        Path(path).resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        raise ConfigError(f"{field} {path[:200]!r} is outside this attempt's output directory {root}", allowed) from None
+    return path
+
+
+def claimed_by(instance: Instance, execution_id: str, attempt: int) -> None:
+    """Raise Conflict if ``attempt`` was claimed by another instance: only the instance that
+    runs an attempt reports on it. (An attempt never claimed is left to the state machine,
+    which refuses it as stale or not running.)"""
+    row = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == attempt))
+    if row is not None and row.instance != instance.id:
+        raise Conflict(f"attempt {attempt} of execution {execution_id} runs on another instance, not {instance.id}",
+                       {"attempt": "an attempt this instance claimed"})
 
 
 def last_checkpoint(execution_id: str, before_attempt: int) -> Artifact | None:
@@ -87,54 +105,15 @@ def work_spec(settings: Settings, execution: Execution, checkpoint: Artifact | N
     )
 
 
-def record_events(instance: Instance, events: list[ReportedEvent]) -> dict[str, str]:
-    """Store progress, metrics, logs and checkpoints; events of stale attempts are dropped.
-
-    Returns {execution_id: why} for each execution whose events were refused, so the instance
-    can stop work that is no longer its own.
-    """
-    refused: dict[str, str] = {}
-    current: dict[tuple[str, int], bool] = {}
-    with database.atomic():
-        for reported in events:
-            key = (reported.execution_id, reported.attempt)
-            if key not in current:
-                current[key] = _owns(instance, reported.execution_id, reported.attempt, refused)
-            if current[key]:
-                _store(reported)
-    return refused
-
-
-def _owns(instance: Instance, execution_id: str, attempt: int, refused: dict[str, str]) -> bool:
-    running = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == attempt))
-    try:
-        states.check_current(execution_id, attempt)
-    except (StaleAttempt, NotFound, InvalidTransition) as exc:
-        refused[execution_id] = exc.message
-        return False
-    if running is None or running.instance != instance.id:
-        refused[execution_id] = f"attempt {attempt} does not run on instance {instance.id}"
-        return False
-    return True
-
-
-def _store(reported: ReportedEvent) -> None:
-    execution, attempt, at, event = reported.execution_id, reported.attempt, reported.at, reported.event
-    if isinstance(event, Progress):
-        Execution.update(progress=event.percent, message=event.message[:PROGRESS_MESSAGE_CHARS]).where(Execution.id == execution).execute()
-    elif isinstance(event, Metric):
-        MetricSample.create(execution=execution, attempt=attempt, figure=event.figure, legend=event.legend, x=event.x, y=event.y, at=at)
-    elif isinstance(event, Log):
-        LogLine.create(execution=execution, attempt=attempt, line=event.line[:LOG_LINE_CHARS], at=at)
-    elif isinstance(event, Checkpoint):
-        Artifact.create(execution=execution, attempt=attempt, kind="checkpoint", path=event.path, step=event.step,
-                        metrics=event.metrics, at=at)
-
-
-def finish(connection: redis.Redis, instance: Instance, execution_id: str, report: Finish) -> Execution:
-    """An instance reports how an attempt ended. Fenced: a stale attempt's report raises, and an
-    execution of another service is not found (an instance token reaches only its own service)."""
+def finish(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish) -> Execution:
+    """An instance reports how an attempt ended. Fenced: a stale attempt's report raises, another
+    instance's attempt is a conflict, an execution of another service is not found (an instance
+    token reaches only its own service), and a model saved outside the attempt's own output
+    directory is refused (422 naming ``output.model_path``)."""
     execution = of_service(instance, execution_id)
+    claimed_by(instance, execution.id, report.attempt)
+    if report.output is not None and "model_path" in report.output:
+        inside_attempt(settings, execution.id, report.attempt, report.output["model_path"], "output.model_path")
     if report.outcome == Outcome.RESET:
         return reset(connection, execution.id, report.attempt, report.reason, instance=instance.id)
     if report.outcome == Outcome.SUCCESS:

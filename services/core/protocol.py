@@ -132,11 +132,21 @@ class ReportedEvent(Message):
 
 
 class Report(Message):
-    events: list[ReportedEvent] = Field(max_length=10000)
+    events: list[dict[str, Any]] = Field(
+        max_length=10000, description="ReportedEvent s, as JSON: the control plane checks each on its own, so one"
+                                       " malformed event is refused by itself and the others are stored.")
+
+
+class RefusedEvent(Message):
+    index: int = Field(description="The event's position in the report's events.")
+    why: str
 
 
 class ReportReply(Message):
-    refused: dict[str, str] = Field(description="Execution id -> why its events were refused.")
+    refused: dict[str, str] = Field(description="Execution id -> why its events were refused: the attempt is no longer"
+                                                " this instance's, so its work is to stop.")
+    rejected: list[RefusedEvent] = Field(default_factory=list, description="Events refused one by one (malformed, or a"
+                                         " checkpoint outside its attempt's directory): sending them again will not help.")
 
 
 class RunningEntry(Message):

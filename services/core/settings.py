@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     registration_token: str = Field("", description="The credential an instance registers with; the scheduler sets it.")
     max_body_bytes: int = Field(1024 * 1024, description="Largest request body of user endpoints; larger ones get 413.")
     max_instance_body_bytes: int = Field(32 * 1024 * 1024, description="Largest body an instance may send (reports, tracebacks).")
+    max_log_lines: int = Field(100_000, ge=1, description="Most log lines kept per attempt; past it, one line says so.")
+    max_log_chars: int = Field(10_000_000, ge=1, description="Most characters of log text kept per attempt; past it, one line says so.")
+    max_metric_samples: int = Field(100_000, ge=1, description="Most metric samples kept per attempt; past it, one log line says so.")
+    max_log_page_chars: int = Field(1024 * 1024, ge=1, description="Most characters of log text in one page of logs; the cursor continues.")
 
     heartbeat_interval_s: float = 2.0
     heartbeat_timeout_s: float = 10.0

@@ -73,7 +73,7 @@ class ControlPlane:
         return ClaimReply.model_validate(self._own("/claim", Claim(execution_id=execution_id, attempt=attempt)))
 
     def report(self, events: list[ReportedEvent]) -> ReportReply:
-        return ReportReply.model_validate(self._own("/report", Report(events=events)))
+        return ReportReply.model_validate(self._own("/report", Report(events=[event.model_dump(mode="json") for event in events])))
 
     def heartbeat(self, beat: Heartbeat) -> HeartbeatReply:
         return HeartbeatReply.model_validate(self._own("/heartbeat", beat))

@@ -270,12 +270,17 @@ class InstanceProcess:
             return
         batch, self.outbox = self.outbox[:REPORT_BATCH], self.outbox[REPORT_BATCH:]
         try:
-            refused = self.api.report(batch).refused
-        except (requests.RequestException, Rejected) as exc:
+            answer = self.api.report(batch)
+        except requests.RequestException as exc:
             log.warning("instance %s: report failed (%s); keeping %d events", self.instance_id, exc, len(batch))
             self.outbox = (batch + self.outbox)[-OUTBOX_LIMIT:]
             return
-        for execution_id, why in refused.items():
+        except Rejected as exc:  # sending the same batch again would be refused again
+            log.error("instance %s: report of %d events refused (%s); dropped", self.instance_id, len(batch), exc)
+            return
+        for refused in answer.rejected:
+            log.warning("instance %s: event %d of a report refused: %s", self.instance_id, refused.index, refused.why)
+        for execution_id, why in answer.refused.items():
             self._abandon(execution_id, why)
 
     def _heartbeat(self) -> None:

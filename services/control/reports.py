@@ -1,0 +1,132 @@
+"""What instances report while their attempts run: progress, metrics, logs and checkpoints.
+
+Every event is checked on its own: a malformed one, one of an attempt that is not this
+instance's current one, or a checkpoint outside its attempt's output directory is refused by
+itself and the rest of the batch is stored. Each attempt keeps at most the configured number of
+log lines, bytes of log text and metric samples; past a cap, further ones are dropped and one
+log line says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+from pydantic import ValidationError
+
+from trainfaas.services.control import transitions as states
+from trainfaas.services.control.attempts import inside_attempt
+from trainfaas.services.core.errors import ConfigError, InvalidTransition, NotFound, StaleAttempt
+from trainfaas.services.core.protocol import Checkpoint, Log, Metric, Progress, RefusedEvent, ReportedEvent, ReportReply
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, LogLine, MetricSample
+
+PROGRESS_MESSAGE_CHARS = 2000
+LOG_LINE_CHARS = 10000
+
+
+def log_cap_note(settings: Settings) -> str:
+    return (f"trainfaas: this attempt reached its log cap ({settings.max_log_lines} lines or {settings.max_log_chars}"
+            " characters of text); its later log lines are dropped")
+
+
+def metric_cap_note(settings: Settings) -> str:
+    return f"trainfaas: this attempt reached its metric cap ({settings.max_metric_samples} samples); its later samples are dropped"
+
+
+@dataclass
+class _Budget:
+    """What an attempt may still store, counted once per batch."""
+
+    lines: int
+    log_chars: int
+    samples: int
+    log_noted: bool
+    metric_noted: bool
+
+    @classmethod
+    def of(cls, settings: Settings, execution_id: str, attempt: int) -> _Budget:
+        lines = LogLine.select().where((LogLine.execution == execution_id) & (LogLine.attempt == attempt))
+        size = lines.select(peewee.fn.COALESCE(peewee.fn.SUM(peewee.fn.LENGTH(LogLine.line)), 0)).scalar()
+        samples = MetricSample.select().where((MetricSample.execution == execution_id) & (MetricSample.attempt == attempt)).count()
+        noted = {row.line for row in lines.where(LogLine.line.in_([log_cap_note(settings), metric_cap_note(settings)]))}
+        return cls(settings.max_log_lines - lines.count(), settings.max_log_chars - int(size or 0),
+                   settings.max_metric_samples - samples, log_cap_note(settings) in noted, metric_cap_note(settings) in noted)
+
+
+def record_events(settings: Settings, instance: Instance, events: list[dict[str, Any]]) -> ReportReply:
+    """Store what can be stored; the reply names the executions whose attempts are no longer
+    this instance's (``refused``: stop that work) and each event refused by itself (``rejected``)."""
+    refused: dict[str, str] = {}
+    rejected: list[RefusedEvent] = []
+    owned: dict[tuple[str, int], bool] = {}
+    budgets: dict[tuple[str, int], _Budget] = {}
+    with database.atomic():
+        for index, raw in enumerate(events):
+            try:
+                reported = ReportedEvent.model_validate(raw)
+            except ValidationError as exc:
+                rejected.append(RefusedEvent(index=index, why=_why(exc)))
+                continue
+            key = (reported.execution_id, reported.attempt)
+            if key not in owned:
+                owned[key] = _owns(instance, reported.execution_id, reported.attempt, refused)
+            if not owned[key]:
+                continue
+            try:
+                if isinstance(reported.event, Checkpoint):
+                    inside_attempt(settings, *key, reported.event.path, "event.path")
+            except ConfigError as exc:
+                rejected.append(RefusedEvent(index=index, why=exc.message))
+                continue
+            if key not in budgets:
+                budgets[key] = _Budget.of(settings, *key)
+            _store(settings, reported, budgets[key])
+    return ReportReply(refused=refused, rejected=rejected)
+
+
+def _why(exc: ValidationError) -> str:
+    errors = exc.errors()[:3]
+    return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'event'}: {error['msg']}" for error in errors)[:1000]
+
+
+def _owns(instance: Instance, execution_id: str, attempt: int, refused: dict[str, str]) -> bool:
+    running = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == attempt))
+    try:
+        states.check_current(execution_id, attempt)
+    except (StaleAttempt, NotFound, InvalidTransition) as exc:
+        refused[execution_id] = exc.message
+        return False
+    if running is None or running.instance != instance.id:
+        refused[execution_id] = f"attempt {attempt} does not run on instance {instance.id}"
+        return False
+    return True
+
+
+def _note(reported: ReportedEvent, line: str) -> None:
+    LogLine.create(execution=reported.execution_id, attempt=reported.attempt, line=line, at=reported.at)
+
+
+def _store(settings: Settings, reported: ReportedEvent, budget: _Budget) -> None:
+    execution, attempt, at, event = reported.execution_id, reported.attempt, reported.at, reported.event
+    if isinstance(event, Progress):
+        Execution.update(progress=event.percent, message=event.message[:PROGRESS_MESSAGE_CHARS]).where(Execution.id == execution).execute()
+    elif isinstance(event, Metric):
+        if budget.samples > 0:
+            budget.samples -= 1
+            MetricSample.create(execution=execution, attempt=attempt, figure=event.figure, legend=event.legend, x=event.x, y=event.y, at=at)
+        elif not budget.metric_noted:
+            budget.metric_noted = True
+            _note(reported, metric_cap_note(settings))
+    elif isinstance(event, Log):
+        line = event.line[:LOG_LINE_CHARS]
+        if not budget.log_noted and budget.lines > 0 and budget.log_chars >= len(line):
+            budget.lines, budget.log_chars = budget.lines - 1, budget.log_chars - len(line)
+            LogLine.create(execution=execution, attempt=attempt, line=line, at=at)
+        elif not budget.log_noted:
+            budget.log_noted = True
+            _note(reported, log_cap_note(settings))
+    elif isinstance(event, Checkpoint):
+        Artifact.create(execution=execution, attempt=attempt, kind="checkpoint", path=event.path, step=event.step,
+                        metrics=event.metrics, at=at)
