@@ -2,11 +2,13 @@
 reading of how a work process ended. Pure pieces: a real pipe, no server."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import signal
 from typing import Any
 
 import pytest
+import requests
 from pydantic import ValidationError
 
 from trainfaas.functions.context import ProcessContext
@@ -16,6 +18,7 @@ from trainfaas.services.core.protocol import (
     Checkpoint,
     ClaimReply,
     Failure,
+    Finish,
     Log,
     Metric,
     ModelRef,
@@ -24,8 +27,10 @@ from trainfaas.services.core.protocol import (
     ReportedEvent,
     Result,
     WorkSpec,
+    finite,
 )
 from trainfaas.services.core.statuses import Outcome
+from trainfaas.services.worker.control_plane import retryable
 from trainfaas.services.worker.exits import USER, describe_exit
 from trainfaas.services.worker.work_process import Running
 
@@ -60,8 +65,8 @@ def test_reported_events_travel_as_json_by_kind_and_unknown_fields_are_refused()
     assert Report.model_validate(wire) == report
     with pytest.raises(ValidationError):
         ReportedEvent.model_validate({"execution_id": "e", "attempt": 1, "at": 1.0, "event": {"kind": "log", "data": ["x"]}})
-    with pytest.raises(ValidationError):
-        Metric(figure="f", legend="l", x=1, y=float("nan"))
+    # A NaN sample is valid on the wire; it is dropped where it is stored.
+    assert not Metric(figure="f", legend="l", x=1, y=float("nan")).is_finite
 
 
 def test_a_claim_reply_carries_the_work_spec_both_sides_read() -> None:
@@ -69,6 +74,39 @@ def test_a_claim_reply_carries_the_work_spec_both_sides_read() -> None:
                     model=ModelRef(id="m", architecture="sleep", labels=["a"]), resume_checkpoint="/c")
     reply = ClaimReply(spec=spec, timeout_s=60, drain_time_s=5, run_as_process=True)
     assert ClaimReply.model_validate(reply.model_dump(mode="json")).spec == spec
+
+
+def test_figures_that_are_not_numbers_become_null_wherever_they_are_nested() -> None:
+    nan, inf = float("nan"), float("inf")
+    assert finite({"loss": nan, "acc": 0.5, "per_class": [1.0, -inf, {"x": inf}], "n": 3, "s": "nan"}) == \
+        {"loss": None, "acc": 0.5, "per_class": [1.0, None, {"x": None}], "n": 3, "s": "nan"}
+    # What the API reads: Python's JSON parser takes NaN and Infinity; they are stored as null.
+    wire = '{"attempt": 1, "outcome": "success", "output": {"metrics": {"loss": NaN, "top": [Infinity, 1]}}}'
+    assert Finish.model_validate(json.loads(wire)).output == {"metrics": {"loss": None, "top": [None, 1]}}
+    assert Checkpoint.model_validate(json.loads('{"path": "/c", "step": 1, "metrics": {"loss": -Infinity, "a": 1}}')).metrics == \
+        {"loss": None, "a": 1.0}
+
+
+def test_an_instance_sends_no_figure_that_is_not_a_number() -> None:
+    ours, theirs = multiprocessing.Pipe()
+    run = Running("e", 1, process=None, conn=ours, stop_event=None, deadline=0.0, drain_time_s=0.0)
+    theirs.send(Metric(figure="loss", legend="train", x=1, y=float("nan")))
+    theirs.send(Metric(figure="loss", legend="train", x=2, y=0.5))
+    theirs.send(Result(output={"metrics": {"loss": float("nan"), "steps": 2.0}}, stopped=False))
+    events = run.receive()
+    assert [(event.event.x, event.event.y) for event in events] == [(2, 0.5)]  # type: ignore[union-attr]
+    assert run.result is not None and run.result.output == {"metrics": {"loss": None, "steps": 2.0}}
+    json.dumps(run.result.output, allow_nan=False)
+
+
+def test_only_a_call_that_can_succeed_later_is_retried() -> None:
+    def answered(status: int) -> requests.HTTPError:
+        response = requests.Response()
+        response.status_code = status
+        return requests.HTTPError(response=response)
+
+    assert retryable(requests.ConnectionError()) and retryable(requests.Timeout()) and retryable(answered(503))
+    assert not retryable(answered(422)) and not retryable(requests.exceptions.InvalidJSONError())
 
 
 def ended(result: Result | None = None, error: Failure | None = None, stop_reason: str | None = None) -> Running:

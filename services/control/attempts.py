@@ -6,6 +6,7 @@ number: a report or result of an attempt that is no longer current is refused.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import redis
@@ -29,6 +30,8 @@ from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus, Outcome
 from trainfaas.services.store.database import database
 from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, LogLine, MetricSample, Model, StatusLog
+
+log = logging.getLogger("trainfaas.attempts")
 
 PROGRESS_MESSAGE_CHARS = 2000
 LOG_LINE_CHARS = 10000
@@ -122,6 +125,10 @@ def _store(reported: ReportedEvent) -> None:
     execution, attempt, at, event = reported.execution_id, reported.attempt, reported.at, reported.event
     if isinstance(event, Progress):
         Execution.update(progress=event.percent, message=event.message[:PROGRESS_MESSAGE_CHARS]).where(Execution.id == execution).execute()
+    elif isinstance(event, Metric) and not event.is_finite:
+        # A chart cannot draw NaN or infinity (a diverged loss): the sample is left out.
+        log.warning("execution %s attempt %s: metric %s/%s sample (%s, %s) is not a finite number; dropped",
+                    execution, attempt, event.figure, event.legend, event.x, event.y)
     elif isinstance(event, Metric):
         MetricSample.create(execution=execution, attempt=attempt, figure=event.figure, legend=event.legend, x=event.x, y=event.y, at=at)
     elif isinstance(event, Log):

@@ -7,6 +7,7 @@ fast, and each attempt still gets a process of its own.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from trainfaas.functions.run import standby
-from trainfaas.services.core.protocol import Failure, ReportedEvent, Result, WorkSpec
+from trainfaas.services.core.protocol import Failure, Metric, ReportedEvent, Result, WorkSpec, finite
+
+log = logging.getLogger("trainfaas.instance")
 
 # The fork server imports only the function runner; the adapter is imported by the waiting spare.
 PRELOAD = ["trainfaas.functions.run", "trainfaas.functions.train", "trainfaas.functions.noop"]
@@ -97,7 +100,11 @@ class Running:
             while self.conn.poll():
                 message = self.conn.recv()
                 if isinstance(message, Result):
-                    self.result = message
+                    # JSON has no NaN or infinity: such a final figure is stored as null.
+                    self.result = message.model_copy(update={"output": finite(message.output)})
+                elif isinstance(message, Metric) and not message.is_finite:
+                    log.warning("%s: metric %s/%s sample (%s, %s) is not a finite number; dropped",
+                                self.label, message.figure, message.legend, message.x, message.y)
                 elif isinstance(message, Failure):
                     self.error = message
                 else:
