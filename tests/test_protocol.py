@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import signal
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -109,9 +112,18 @@ def test_only_a_call_that_can_succeed_later_is_retried() -> None:
     assert not retryable(answered(422)) and not retryable(requests.exceptions.InvalidJSONError())
 
 
-def ended(result: Result | None = None, error: Failure | None = None, stop_reason: str | None = None) -> Running:
+def dead_pid() -> int:
+    """The pid of a process that has ended and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def ended(result: Result | None = None, error: Failure | None = None, stop_reason: str | None = None,
+          server_pid: int | None = None) -> Running:
     return Running("e", 1, process=None, conn=None, stop_event=None, deadline=0.0, drain_time_s=0.0,  # type: ignore[arg-type]
-                   result=result, error=error, stop_reason=stop_reason, oom_kills_before=10**9)
+                   result=result, error=error, stop_reason=stop_reason, oom_kills_before=10**9,
+                   server_pid=os.getpid() if server_pid is None else server_pid)
 
 
 @pytest.mark.parametrize(("run", "exitcode", "outcome", "words"), [
@@ -124,6 +136,9 @@ def ended(result: Result | None = None, error: Failure | None = None, stop_reaso
     (ended(), -signal.SIGSEGV, Outcome.FAILED, "crashed with SIGSEGV"),
     (ended(stop_reason=USER), -signal.SIGKILL, Outcome.TERMINATED, "stopped by user"),
     (ended(), 3, Outcome.FAILED, "code 3 without a result"),
+    (ended(), 255, Outcome.FAILED, "code 255 without a result"),  # its fork server saw it exit 255
+    (ended(server_pid=dead_pid()), 255, Outcome.RESET, "fork server was killed"),  # nobody saw how it ended
+    (ended(), None, Outcome.RESET, "exit was not observed"),
 ])
-def test_how_a_work_process_ended_becomes_an_outcome_and_a_reason(run: Running, exitcode: int, outcome: Outcome, words: Any) -> None:
+def test_how_a_work_process_ended_becomes_an_outcome_and_a_reason(run: Running, exitcode: int | None, outcome: Outcome, words: Any) -> None:
     assert describe_exit(run, exitcode)[0] == outcome and words in describe_exit(run, exitcode)[1]

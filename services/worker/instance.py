@@ -148,6 +148,8 @@ class InstanceProcess:
         self._watch(timeout_s=0.2 if self.running else 0.0)
         now = time.monotonic()
         self._enforce_deadlines(now)
+        if self.spare is not None and not self.spare.process.is_alive():
+            self._drop_spare()  # it died waiting (its fork server was killed, say): start another
         if self.spare is None:
             self._keep_spare()
         if now - self.last_flush >= 0.5:
