@@ -91,5 +91,11 @@ def work(spec: WorkSpec, conn: Connection, stop_event: Any) -> None:
             raise  # the exit code is the report; the instance reads it
         context.send(Failure(error=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=traceback.format_exc()))
         sys.exit(1)
+    try:
+        result.model_dump(mode="json")  # as its instance will send it
+    except ValueError as exc:
+        # Its instance could not send it to the control plane: the function's own fault, said here.
+        context.send(Failure(error="TypeError", message=f"the function returned a result that is not JSON: {exc}"))
+        sys.exit(1)
     context.send(result.model_copy(update={"stopped": context.should_stop()}))
     conn.close()

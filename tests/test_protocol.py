@@ -2,6 +2,7 @@
 reading of how a work process ended. Pure pieces: a real pipe, no server."""
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -15,7 +16,7 @@ import requests
 from pydantic import ValidationError
 
 from trainfaas.functions.context import ProcessContext
-from trainfaas.functions.run import CODE
+from trainfaas.functions.run import CODE, work
 from trainfaas.services.core.protocol import (
     FUNCTIONS,
     Checkpoint,
@@ -81,8 +82,11 @@ def test_a_claim_reply_carries_the_work_spec_both_sides_read() -> None:
 
 def test_figures_that_are_not_numbers_become_null_wherever_they_are_nested() -> None:
     nan, inf = float("nan"), float("inf")
-    assert finite({"loss": nan, "acc": 0.5, "per_class": [1.0, -inf, {"x": inf}], "n": 3, "s": "nan"}) == \
-        {"loss": None, "acc": 0.5, "per_class": [1.0, None, {"x": None}], "n": 3, "s": "nan"}
+    assert finite({"loss": nan, "acc": 0.5, "per_class": [1.0, -inf, {"x": inf}], "n": 3, "s": "nan", "ok": True}) == \
+        {"loss": None, "acc": 0.5, "per_class": [1.0, None, {"x": None}], "n": 3, "s": "nan", "ok": True}
+    numpy = pytest.importorskip("numpy")
+    plain = finite({"loss": numpy.float32("nan"), "acc": numpy.float32(0.5), "n": numpy.int64(3)})
+    assert plain == {"loss": None, "acc": 0.5, "n": 3} and type(plain["acc"]) is float and type(plain["n"]) is int
     # What the API reads: Python's JSON parser takes NaN and Infinity; they are stored as null.
     wire = '{"attempt": 1, "outcome": "success", "output": {"metrics": {"loss": NaN, "top": [Infinity, 1]}}}'
     assert Finish.model_validate(json.loads(wire)).output == {"metrics": {"loss": None, "top": [None, 1]}}
@@ -142,3 +146,20 @@ def ended(result: Result | None = None, error: Failure | None = None, stop_reaso
 ])
 def test_how_a_work_process_ended_becomes_an_outcome_and_a_reason(run: Running, exitcode: int | None, outcome: Outcome, words: Any) -> None:
     assert describe_exit(run, exitcode)[0] == outcome and words in describe_exit(run, exitcode)[1]
+
+
+def test_a_result_its_instance_could_not_send_is_the_functions_failure() -> None:
+    """A result that is not JSON (an object numpy or torch returned, say) ends the attempt with a
+    reason from the work process, instead of failing in its instance on the way out."""
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    spec = WorkSpec(execution_id="e", attempt=1, function="noop", input={"tensor": object()}, output_path="/nowhere")
+    process = context.Process(target=work, args=(spec, theirs, context.Event()))
+    process.start()
+    theirs.close()
+    process.join(30)
+    sent = []
+    with contextlib.suppress(EOFError):  # the pipe ends where the work process closed it
+        while ours.poll():
+            sent.append(ours.recv())
+    assert process.exitcode == 1 and isinstance(sent[-1], Failure) and "not JSON" in sent[-1].message, sent

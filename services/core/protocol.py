@@ -12,6 +12,7 @@ answers with them, so the two sides cannot drift apart. Unknown fields are refus
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,9 +30,15 @@ FUNCTIONS: frozenset[str] = frozenset({TRAIN_MODEL, "noop"})
 
 def finite(value: Any) -> Any:
     """``value`` with every NaN and infinity, however deeply nested in lists and dicts, turned
-    into None: JSON has no such numbers, so a figure that is not one is stored as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    into None: JSON has no such numbers, so a figure that is not one is stored as null. Other
+    numbers (numpy's, say) become plain ints and floats, which JSON can carry."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
     if isinstance(value, dict):
         return {key: finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
