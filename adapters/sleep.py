@@ -2,11 +2,12 @@
 
 It reports progress and a fake loss, writes checkpoints, honours should_stop(), resumes from
 the last checkpoint of a previous attempt, and can fail on purpose: raise, exit with a code,
-or allocate memory.
+or allocate memory; or diverge, its loss turning NaN as a training's does when it blows up.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ class SleepOptions(Options):
     exit_code: int | None = Field(None, ge=0, le=255, description="Exit the work process with this code at fail_at.")
     allocate_mb: int = Field(0, ge=0, le=1024 * 1024, description="Allocate this much memory at fail_at and hold it.")
     fail_at: float = Field(0.5, ge=0, le=1, description="Fraction of the steps after which to raise/exit/allocate.")
+    diverge: bool = Field(False, description="Report the loss (samples, checkpoints, final metrics) as NaN, as a diverged training does.")
 
 
 class SleepAdapter(ModelAdapter):
@@ -35,6 +37,7 @@ class SleepAdapter(ModelAdapter):
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         opts = SleepOptions(**configuration)
+        self.diverge = opts.diverge
         step = self._resume_step()
         self.steps_done = step
         step_s = opts.seconds / opts.steps
@@ -49,10 +52,13 @@ class SleepAdapter(ModelAdapter):
             time.sleep(step_s)
             step += 1
             self.steps_done = step
-            self.context.metric("loss", "train", step, 1.0 / step)
+            self.context.metric("loss", "train", step, self._loss(step))
             self.context.progress(100.0 * step / opts.steps, f"step {step}/{opts.steps}")
             self._save_checkpoint(checkpoint, step)
-        return {"steps": float(step), "loss": 1.0 / max(step, 1)}
+        return {"steps": float(step), "loss": self._loss(step)}
+
+    def _loss(self, step: int) -> float:
+        return math.nan if getattr(self, "diverge", False) else 1.0 / max(step, 1)
 
     def _resume_step(self) -> int:
         resume = self.context.resume_checkpoint
@@ -69,7 +75,7 @@ class SleepAdapter(ModelAdapter):
 
     def _save_checkpoint(self, path: Path, step: int) -> None:
         atomic_write_text(path, json.dumps({"step": step}))
-        self.context.checkpoint(path, step, {"loss": 1.0 / max(step, 1)})
+        self.context.checkpoint(path, step, {"loss": self._loss(step)})
 
     def _misbehave(self, opts: SleepOptions) -> None:
         if opts.allocate_mb:

@@ -50,7 +50,13 @@ class ProcessContext:
         self._report(lambda: Progress(percent=max(0.0, min(100.0, float(percent))), message=str(message)))
 
     def metric(self, figure: str, legend: str, x: float, y: float) -> None:
-        self._report(lambda: Metric(figure=str(figure)[:NAME_LENGTH], legend=str(legend)[:NAME_LENGTH], x=x, y=y))
+        def build() -> Metric:
+            sample = Metric(figure=str(figure)[:NAME_LENGTH], legend=str(legend)[:NAME_LENGTH], x=x, y=y)
+            if not sample.is_finite:
+                raise ValueError("a chart cannot draw NaN or infinity")  # dropped, like any refused value
+            return sample
+
+        self._report(build)
 
     def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None) -> None:
         def build() -> Checkpoint:

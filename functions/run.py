@@ -17,7 +17,7 @@ from typing import Any
 
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.functions.context import LogWriter, ProcessContext
-from trainfaas.services.core.protocol import TRAIN_MODEL, Failure, Result, WorkSpec
+from trainfaas.services.core.protocol import TRAIN_MODEL, Failure, Result, WorkSpec, finite
 from trainfaas.services.core.references import resolve as resolve_reference
 
 __all__ = ["CODE", "WorkSpec", "execute", "resolve", "standby", "work"]
@@ -78,7 +78,8 @@ def work(spec: WorkSpec, conn: Connection, stop_event: Any) -> None:
     sys.stderr = LogWriter(context, sys.__stderr__)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
-        result = Result(output=resolve(spec.function)(context, spec), stopped=False)
+        # JSON has no NaN or infinity (a diverged loss): such a final figure is stored as null.
+        result = Result(output=finite(resolve(spec.function)(context, spec)), stopped=False)
     except MemoryError:
         context.send(Failure(error="MemoryError", message="out of memory in the work process", traceback=traceback.format_exc()))
         sys.exit(1)
@@ -89,6 +90,12 @@ def work(spec: WorkSpec, conn: Connection, stop_event: Any) -> None:
         if isinstance(exc, SystemExit):
             raise  # the exit code is the report; the instance reads it
         context.send(Failure(error=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=traceback.format_exc()))
+        sys.exit(1)
+    try:
+        result.model_dump(mode="json")  # as its instance will send it
+    except ValueError as exc:
+        # Its instance could not send it to the control plane: the function's own fault, said here.
+        context.send(Failure(error="TypeError", message=f"the function returned a result that is not JSON: {exc}"))
         sys.exit(1)
     context.send(result.model_copy(update={"stopped": context.should_stop()}))
     conn.close()

@@ -89,7 +89,7 @@ def test_a_model_or_checkpoint_outside_the_attempts_directory_is_refused(api: An
 
 def test_one_malformed_event_is_refused_by_itself_and_the_rest_stored(api: Any, two: dict[str, Any]) -> None:
     execution, a, as_a = two["execution"], two["a"], two["as_a"]
-    events = [event(execution, line="first"), event(execution, "metric", figure="loss", legend="train", x=1, y="NaN"),
+    events = [event(execution, line="first"), event(execution, "metric", figure="loss", legend="train", x=1, y="many"),
               {"execution_id": execution, "attempt": 1, "event": {"kind": "log", "line": "no time"}},
               event(execution, "gossip", line="?"), event(execution, line="last"),
               event(execution, "metric", figure="loss", legend="train", x=1, y=0.5)]

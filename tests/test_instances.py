@@ -2,16 +2,23 @@
 never comes back, whatever it sends. Over the real app and database."""
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
 
+from tests.conftest import wait_until
 from trainfaas.services.control import instances
 from trainfaas.services.control import tokens as auth
+from trainfaas.services.control.attempts import output_path
 from trainfaas.services.core.errors import InvalidTransition
 from trainfaas.services.core.protocol import Heartbeat, RunningEntry
 from trainfaas.services.core.statuses import ENDED_INSTANCE, InstanceStatus
 from trainfaas.services.store.records import Instance, Service
+from trainfaas.services.worker.control_plane import ControlPlane
+from trainfaas.services.worker.heartbeats import Heartbeats
 
 SLEEP = "mgmt-train-sleep"
 
@@ -102,3 +109,56 @@ def test_the_table_refuses_every_move_out_of_an_end(database_url: str, ended: In
             instances.transition(instance.id, status, expect={ended})
         assert not instances.transition(instance.id, status)  # from wherever it may: not from here
     assert Instance.get_by_id(instance.id).status == ended
+
+
+def test_figures_that_are_not_numbers_are_stored_as_null_or_left_out(api: Any, running: dict[str, Any]) -> None:
+    """A diverged training reports NaN: JSON has no such number, so a sample is left out and a
+    checkpoint's or the final metrics' figure is stored as null; the report is not refused."""
+    instance_id, client, execution = running["id"], running["client"], running["execution"]
+
+    def post(path: str, text: str) -> Any:
+        return client.post(f"/api/v1/instances/{instance_id}{path}", data=text, content_type="application/json")
+
+    event = '{"execution_id": "%s", "attempt": 1, "at": 1.0, "event": %s}'
+    checkpoint = json.dumps(str(output_path(api.settings, execution, 1) / "checkpoints" / "last.pt"))
+    events = [event % (execution, body) for body in (
+        '{"kind": "metric", "figure": "loss", "legend": "train", "x": 1, "y": NaN}',
+        '{"kind": "metric", "figure": "loss", "legend": "train", "x": 2, "y": 0.5}',
+        '{"kind": "checkpoint", "path": ' + checkpoint + ', "step": 2, "metrics": {"loss": Infinity, "acc": 0.5}}')]
+    reported = post("/report", '{"events": [' + ", ".join(events) + ']}')
+    assert reported.status_code == 200 and reported.get_json()["refused"] == {}, reported.get_json()
+    finished = post(f"/executions/{execution}/finish", '{"attempt": 1, "outcome": "success", "output": {"metrics": {"loss": NaN}}}')
+    assert finished.status_code == 200, finished.get_json()
+
+    samples = api.client.get(f"/api/v1/executions/{execution}/metrics").get_json()["items"]
+    assert [(sample["x"], sample["y"]) for sample in samples] == [(2, 0.5)], samples
+    artifacts = api.client.get(f"/api/v1/executions/{execution}/artifacts").get_json()["items"]
+    assert [artifact["metrics"] for artifact in artifacts] == [{"loss": None, "acc": 0.5}], artifacts
+    shown = api.client.get(f"/api/v1/executions/{execution}")
+    assert shown.status_code == 200 and shown.get_json()["output"] == {"metrics": {"loss": None}}, shown.get_data()
+
+
+def test_heartbeats_go_from_their_own_thread_while_the_main_loop_waits(api: Any, running: dict[str, Any]) -> None:
+    """Over a real HTTP server: the heartbeat thread keeps beating with nothing else running, and
+    each answer comes with the beat it answers."""
+    server = make_server("127.0.0.1", 0, api, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    plane = ControlPlane(f"http://127.0.0.1:{server.server_port}")
+    plane.instance_id = running["id"]
+    plane.http.headers["Authorization"] = running["client"].environ_base["HTTP_AUTHORIZATION"]
+    beats = Heartbeats(plane, interval_s=0.05)
+    beats.beat = Heartbeat.model_validate(running["beat"])
+    seen: list[Any] = []
+
+    def answered() -> bool:
+        seen.extend(beats.replies())
+        return len(seen) >= 3
+
+    beats.start()
+    try:
+        wait_until(answered, 30, "three heartbeats answered")
+    finally:
+        beats.stop()
+        server.shutdown()
+    assert all(beat == beats.beat and answer.abandon == [] for beat, answer in seen), seen
+    assert Instance.get_by_id(running["id"]).heartbeat_at is not None

@@ -90,6 +90,46 @@ def test_a_killed_work_process_reruns_and_resumes_from_its_checkpoint(stack: Any
     assert step >= 2 and any(line.startswith(f"resumed from step {step} ") for line in resumed), resumed
 
 
+def test_a_killed_fork_server_resets_the_attempt_and_the_instance_serves_on(stack: Any) -> None:
+    """An OOM kill or a kill of the process group takes the fork server, the resource tracker and
+    the work process together: nobody saw how the work process ended, so it is a reset, not a
+    failure of the training; the instance starts a new fork server and keeps serving."""
+    model = sleep_model(stack, seconds=4, steps=8)
+    execution = stack.client.train(model["id"])
+    wait_progress(stack, execution["id"], 1, 25)
+    instance = instance_of(execution["id"], 1)
+    worker = work_process(instance, execution["id"])
+    server = worker.parent()
+    assert server is not None and "forkserver" in " ".join(server.cmdline()), server
+    tracker = [child for child in psutil.Process(instance.pid).children() if "resource_tracker" in " ".join(child.cmdline())]
+
+    for process in (server, *tracker, worker):
+        process.send_signal(signal.SIGKILL)
+    final = wait_status(stack, execution["id"], "success", "failed", "aborted")
+
+    assert final["status"] == "success" and final["attempt"] == 2, final
+    assert final["attempts"][0]["outcome"] == "reset" and "fork server" in final["attempts"][0]["reason"], final["attempts"][0]
+    later = stack.client.train(sleep_model(stack, seconds=0.2, steps=2)["id"])
+    assert wait_status(stack, later["id"], "success", "failed", "aborted")["status"] == "success"
+    assert instance_of(later["id"], 1).id == instance.id and Instance.get_by_id(instance.id).pid == instance.pid
+
+
+def test_a_diverged_training_succeeds_with_null_figures_and_its_instance_serves_on(stack: Any) -> None:
+    """Its loss is NaN in every sample, checkpoint and the final metrics: JSON has no NaN, so the
+    samples are left out and the figures stored as null, and nothing keeps the instance waiting."""
+    execution = stack.client.train(sleep_model(stack, seconds=0.4, steps=2, diverge=True)["id"])
+    final = wait_status(stack, execution["id"], "success", "failed", "aborted")
+
+    assert final["status"] == "success" and final["attempt"] == 1, final
+    assert final["output"]["metrics"] == {"steps": 2.0, "loss": None}, final["output"]
+    assert stack.client.metrics(execution["id"]) == []
+    instance = instance_of(execution["id"], 1)
+    later = stack.client.train(sleep_model(stack, seconds=0.2, steps=2)["id"])
+    assert wait_status(stack, later["id"], "success", "failed", "aborted")["status"] == "success"
+    assert instance_of(later["id"], 1).id == instance.id
+    assert Instance.get_by_id(instance.id).status in ("running", "full")
+
+
 def test_a_fine_tune_starts_from_its_base_models_saved_weights_labels_and_configuration(stack: Any) -> None:
     base = stack.client.create_model("base", "sleep", labels=["a", "b"], configuration={"seconds": 0.2, "steps": 3})
     assert stack.client.wait(stack.client.train(base["id"])["id"], timeout_s=60)["status"] == "success"

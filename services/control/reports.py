@@ -8,6 +8,7 @@ log line says so.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from trainfaas.services.store.records import Artifact, Attempt, Execution, Insta
 
 PROGRESS_MESSAGE_CHARS = 2000
 LOG_LINE_CHARS = 10000
+
+log = logging.getLogger("trainfaas.reports")
 
 
 def log_cap_note(settings: Settings) -> str:
@@ -112,6 +115,10 @@ def _store(settings: Settings, reported: ReportedEvent, budget: _Budget) -> None
     execution, attempt, at, event = reported.execution_id, reported.attempt, reported.at, reported.event
     if isinstance(event, Progress):
         Execution.update(progress=event.percent, message=event.message[:PROGRESS_MESSAGE_CHARS]).where(Execution.id == execution).execute()
+    elif isinstance(event, Metric) and not event.is_finite:
+        # A chart cannot draw NaN or infinity (a diverged loss): the sample is left out.
+        log.warning("execution %s attempt %s: metric %s/%s sample (%s, %s) is not a finite number; dropped",
+                    execution, attempt, event.figure, event.legend, event.x, event.y)
     elif isinstance(event, Metric):
         if budget.samples > 0:
             budget.samples -= 1

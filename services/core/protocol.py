@@ -11,9 +11,11 @@ answers with them, so the two sides cannot drift apart. Unknown fields are refus
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainfaas.services.core.statuses import InstanceStatus, Outcome
 
@@ -24,6 +26,24 @@ INT32 = 2**31 - 1
 TRAIN_MODEL = "train_model"
 FUNCTIONS: frozenset[str] = frozenset({TRAIN_MODEL, "noop"})
 """The functions an execution may call; trainfaas.functions.run maps each name to its code."""
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity, however deeply nested in lists and dicts, turned
+    into None: JSON has no such numbers, so a figure that is not one is stored as null. Other
+    numbers (numpy's, say) become plain ints and floats, which JSON can carry."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
 
 
 class Message(BaseModel):
@@ -85,8 +105,13 @@ class Metric(Message):
     kind: Literal["metric"] = "metric"
     figure: str = Field(max_length=100)
     legend: str = Field(max_length=100)
-    x: float = Field(allow_inf_nan=False)
-    y: float = Field(allow_inf_nan=False)
+    x: float = Field(description="A NaN or infinity is accepted here and dropped when stored (see is_finite).")
+    y: float
+
+    @property
+    def is_finite(self) -> bool:
+        """Whether both coordinates are numbers a chart can draw (a diverged loss is NaN)."""
+        return math.isfinite(self.x) and math.isfinite(self.y)
 
 
 class Log(Message):
@@ -98,7 +123,12 @@ class Checkpoint(Message):
     kind: Literal["checkpoint"] = "checkpoint"
     path: str
     step: int = Field(ge=0, le=2**62)
-    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict)
+    metrics: dict[str, float | None] = Field(default_factory=dict, description="A NaN or infinity is stored as null.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite_metrics(cls, metrics: dict[str, float | None]) -> Any:
+        return finite(metrics)
 
 
 WorkEvent = Annotated[Progress | Metric | Log | Checkpoint, Field(discriminator="kind")]
@@ -175,7 +205,12 @@ class Finish(Message):
     reason: str = Field("", max_length=10000)
     error: str | None = Field(None, max_length=100000)
     traceback: str | None = Field(None, max_length=1000000)
-    output: dict[str, Any] | None = None
+    output: dict[str, Any] | None = Field(None, description="A NaN or infinity in it is stored as null.")
+
+    @field_validator("output")
+    @classmethod
+    def _finite_output(cls, output: dict[str, Any] | None) -> Any:
+        return finite(output)
 
 
 class InstanceRegister(Message):

@@ -20,6 +20,7 @@ from trainfaas.services.core.protocol import (
     Report,
     ReportedEvent,
     ReportReply,
+    finite,
 )
 
 
@@ -37,6 +38,14 @@ class Rejected(Exception):
         return str(self.body.get("error", {}).get("code", ""))
 
 
+def retryable(exc: requests.RequestException) -> bool:
+    """Whether calling again can help: the control plane was not reached, timed out or failed
+    (5xx). A request that cannot be sent or a 4xx answer will fail the same way every time."""
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    return isinstance(exc, requests.HTTPError) and exc.response is not None and exc.response.status_code >= 500
+
+
 class ControlPlane:
     """The instance's calls to the API. Network errors raise requests.RequestException."""
 
@@ -49,12 +58,24 @@ class ControlPlane:
 
     def call(self, path: str, message: BaseModel) -> dict[str, Any]:
         url = f"{self.api_url}/api/v1/instances{path}"
-        response = self.http.post(url, json=message.model_dump(mode="json"), timeout=self.timeout_s)
-        body = response.json() if response.content else {}
+        # JSON has no NaN or infinity: a figure that is not a number goes as null.
+        response = self.http.post(url, json=finite(message.model_dump(mode="json")), timeout=self.timeout_s)
         if 400 <= response.status_code < 500:
-            raise Rejected(response.status_code, body)
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            raise Rejected(response.status_code, body if isinstance(body, dict) else {})
         response.raise_for_status()
-        return body  # type: ignore[no-any-return]
+        return response.json() if response.content else {}  # type: ignore[no-any-return]
+
+    def twin(self) -> ControlPlane:
+        """A second client of the same registered instance, with a connection pool of its own
+        (for the heartbeat thread: a requests session is not shared between threads)."""
+        other = ControlPlane(self.api_url, self.timeout_s)
+        other.instance_id = self.instance_id
+        other.http.headers["Authorization"] = self.http.headers.get("Authorization", "")
+        return other
 
     def register(self, service: str, instance_id: str | None, backend: str) -> dict[str, Any]:
         """Register; from then on every call carries the instance's own token. Returns the

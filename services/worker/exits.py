@@ -13,6 +13,7 @@ from trainfaas.services.worker.work_process import Running
 # machine), not that its code failed: the attempt is reset, not failed.
 RESET_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 USER = "user"  # the stop reason of an attempt a user stopped
+UNOBSERVED = 255  # the exit code multiprocessing gives a work process whose fork server died
 
 
 def oom_kill_count() -> int:
@@ -46,7 +47,18 @@ def describe_exit(run: Running, exitcode: int | None) -> tuple[Outcome, str]:
         return _killed(run, signal.Signals(-exitcode))
     if run.stop_reason == USER:
         return Outcome.TERMINATED, "stopped by user"
+    if exitcode is None or (exitcode == UNOBSERVED and not run.exit_observed()):
+        return _lost(run)
     return Outcome.FAILED, f"work process exited with code {exitcode} without a result"
+
+
+def _lost(run: Running) -> tuple[Outcome, str]:
+    # Its fork server, which observes its exit, was killed with it (a kill of the process group,
+    # say): how it ended is unknown, and the platform, not the code, lost it. Unless the kernel
+    # killed for memory meanwhile: that, as for a SIGKILL seen, is the training's own doing.
+    if oom_kill_count() > run.oom_kills_before:
+        return Outcome.FAILED, "OOMKilled: the kernel killed for memory and took the work process with its fork server"
+    return Outcome.RESET, "work process lost: its fork server was killed, so its exit was not observed"
 
 
 def _killed(run: Running, sig: signal.Signals) -> tuple[Outcome, str]:

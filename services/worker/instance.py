@@ -22,12 +22,13 @@ import redis
 import requests
 from rq.job import Job
 
-from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, ReportedEvent, RunningEntry
+from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus
 from trainfaas.services.store import queues
-from trainfaas.services.worker.control_plane import ControlPlane, Rejected
+from trainfaas.services.worker.control_plane import ControlPlane, Rejected, retryable
 from trainfaas.services.worker.exits import USER, describe_exit, oom_kill_count
+from trainfaas.services.worker.heartbeats import Heartbeats
 from trainfaas.services.worker.work_process import Running, Spare, work_process_context
 
 log = logging.getLogger("trainfaas.instance")
@@ -67,7 +68,7 @@ class InstanceProcess:
         self.paused = False
         self.drain_started: float | None = None
         self.stop_now = False
-        self.last_heartbeat = 0.0
+        self.heartbeats: Heartbeats | None = None
         self.last_flush = 0.0
 
     @staticmethod
@@ -95,11 +96,15 @@ class InstanceProcess:
         self.instance_id = self.api.instance_id
         self.concurrency = self.concurrency or int(registered["concurrency"])
         log.info("instance %s serving %s (pid %s, concurrency %s)", self.instance_id, self.service, os.getpid(), self.concurrency)
+        self.heartbeats = Heartbeats(self.api, self.settings.heartbeat_interval_s)
+        self.heartbeats.beat = self._beat()
+        self.heartbeats.start()
         self._keep_spare()
         try:
             while not (self.draining and not self.running):
                 self._step()
         finally:
+            self.heartbeats.stop()
             self._drop_spare()
             self._flush()
             reason = "drained" if not self.stop_now else "stopped"
@@ -127,7 +132,7 @@ class InstanceProcess:
             try:
                 return call()
             except requests.RequestException as exc:
-                if time.monotonic() > deadline:
+                if not retryable(exc) or time.monotonic() > deadline:
                     raise
                 log.warning("instance %s: %s failed (%s); retrying in %.1f s", self.instance_id, what, exc, delay_s)
                 time.sleep(delay_s)
@@ -143,12 +148,16 @@ class InstanceProcess:
         self._watch(timeout_s=0.2 if self.running else 0.0)
         now = time.monotonic()
         self._enforce_deadlines(now)
+        if self.spare is not None and not self.spare.process.is_alive():
+            self._drop_spare()  # it died waiting (its fork server was killed, say): start another
         if self.spare is None:
             self._keep_spare()
         if now - self.last_flush >= 0.5:
             self._flush()
-        if now - self.last_heartbeat >= self.settings.heartbeat_interval_s:
-            self._heartbeat()
+        if self.heartbeats is not None:
+            self.heartbeats.beat = self._beat()
+            for beat, answer in self.heartbeats.replies():
+                self._answered(beat, answer)
 
     def _pull(self, block: bool) -> None:
         try:
@@ -272,6 +281,9 @@ class InstanceProcess:
         try:
             answer = self.api.report(batch)
         except requests.RequestException as exc:
+            if not retryable(exc):
+                log.error("instance %s: report cannot be sent (%s); dropping %d events", self.instance_id, exc, len(batch))
+                return
             log.warning("instance %s: report failed (%s); keeping %d events", self.instance_id, exc, len(batch))
             self.outbox = (batch + self.outbox)[-OUTBOX_LIMIT:]
             return
@@ -283,15 +295,15 @@ class InstanceProcess:
         for execution_id, why in answer.refused.items():
             self._abandon(execution_id, why)
 
-    def _heartbeat(self) -> None:
-        self.last_heartbeat = time.monotonic()
+    def _beat(self) -> Heartbeat:
+        """What the next heartbeat tells: the instance's status and what it runs."""
         status = InstanceStatus.TERMINATING if self.draining else (InstanceStatus.FULL if self.full else InstanceStatus.RUNNING)
         running = [RunningEntry(execution_id=run.execution_id, attempt=run.attempt, pid=run.process.pid) for run in self.running.values()]
-        try:
-            answer = self.api.heartbeat(Heartbeat(status=status, running=running))
-        except (requests.RequestException, Rejected) as exc:
-            log.warning("instance %s: heartbeat failed (%s)", self.instance_id, exc)
-            return
+        return Heartbeat(status=status, running=running)
+
+    def _answered(self, beat: Heartbeat, answer: HeartbeatReply) -> None:
+        """Do what the control plane answered ``beat``. An attempt is abandoned only if it is the
+        one the heartbeat told of: an answer may arrive after the next attempt started here."""
         self.paused = answer.paused
         if answer.drain and not self.draining:
             self._on_signal(signal.SIGTERM, None)  # the scheduler chose this instance to go
@@ -299,8 +311,11 @@ class InstanceProcess:
             run = self.running.get(execution_id)
             if run and run.stop_reason is None:
                 self._stop(run, USER, grace_s=max(run.drain_time_s, STOP_GRACE_S))
+        told = {(entry.execution_id, entry.attempt) for entry in beat.running}
         for execution_id in answer.abandon:
-            self._abandon(execution_id, "the control plane no longer assigns it to this instance")
+            run = self.running.get(execution_id)
+            if run is not None and (execution_id, run.attempt) in told:
+                self._abandon(execution_id, "the control plane no longer assigns it to this instance")
 
     def _abandon(self, execution_id: str, why: str) -> None:
         run = self.running.get(execution_id)

@@ -3,18 +3,24 @@ running an attempt, whose messages (trainfaas.services.core.protocol) the instan
 
 Work processes come from a fork server: a clean process started once (spawn-like, so it never
 holds CUDA state or the instance's threads) that forks each work process. Forking from it is
-fast, and each attempt still gets a process of its own.
+fast, and each attempt still gets a process of its own. A work process learns how it ended
+from its fork server, its parent: if the fork server was killed too, nobody observed the exit and
+multiprocessing reports code 255. The next start starts a new fork server.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from trainfaas.functions.run import standby
-from trainfaas.services.core.protocol import Failure, ReportedEvent, Result, WorkSpec
+from trainfaas.services.core.protocol import Failure, Metric, ReportedEvent, Result, WorkSpec, finite
+
+log = logging.getLogger("trainfaas.instance")
 
 # The fork server imports only the function runner; the adapter is imported by the waiting spare.
 PRELOAD = ["trainfaas.functions.run", "trainfaas.functions.train", "trainfaas.functions.noop"]
@@ -27,6 +33,21 @@ def work_process_context() -> Any:
     return context
 
 
+def parent_and_state(pid: int | None) -> tuple[int | None, str]:
+    """A process's parent pid and state letter (``Z`` for a zombie) from /proc; (None, "")
+    once it is gone (reaped) or where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[1]), fields[0]
+    except (OSError, IndexError, ValueError):
+        return None, ""
+
+
+def alive(pid: int | None) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    return pid is not None and parent_and_state(pid)[1] not in ("", "Z", "X")
+
+
 @dataclass
 class Spare:
     """A started work process waiting for the spec of the attempt it will run."""
@@ -34,6 +55,7 @@ class Spare:
     process: Any
     conn: Connection
     stop_event: Any
+    server_pid: int | None = None  # the fork server it was forked from, its parent
 
     @classmethod
     def start(cls, context: Any, architecture: str, adapters: str, name: str) -> Spare:
@@ -44,7 +66,7 @@ class Spare:
         process = context.Process(target=standby, args=(child_end, stop_event, architecture, adapters), name=name)
         process.start()
         child_end.close()
-        return cls(process, parent_end, stop_event)
+        return cls(process, parent_end, stop_event, parent_and_state(process.pid)[0])
 
     def close(self) -> None:
         """Let the waiting process go: it reads EOF and exits (killed if it does not)."""
@@ -72,13 +94,19 @@ class Running:
     kill_at: float | None = None
     oom_kills_before: int = 0
     function: str = ""
+    server_pid: int | None = None
+
+    def exit_observed(self) -> bool:
+        """Whether the exit code is the work process's own: its fork server, which reports it,
+        was still alive. If the fork server died first, multiprocessing says 255 whatever happened."""
+        return alive(self.server_pid)
 
     @classmethod
     def hand(cls, spare: Spare, spec: WorkSpec, timeout_s: float, drain_time_s: float, oom_kills_before: int) -> Running:
         """Give ``spec`` to ``spare``, which runs it from now on."""
         run = cls(spec.execution_id, spec.attempt, spare.process, spare.conn, spare.stop_event,
                   deadline=time.monotonic() + timeout_s, drain_time_s=drain_time_s,
-                  oom_kills_before=oom_kills_before, function=spec.function)
+                  oom_kills_before=oom_kills_before, function=spec.function, server_pid=spare.server_pid)
         try:
             spare.conn.send(spec)
         except (BrokenPipeError, OSError):
@@ -97,7 +125,11 @@ class Running:
             while self.conn.poll():
                 message = self.conn.recv()
                 if isinstance(message, Result):
-                    self.result = message
+                    # JSON has no NaN or infinity: such a final figure is stored as null.
+                    self.result = message.model_copy(update={"output": finite(message.output)})
+                elif isinstance(message, Metric) and not message.is_finite:
+                    log.warning("%s: metric %s/%s sample (%s, %s) is not a finite number; dropped",
+                                self.label, message.figure, message.legend, message.x, message.y)
                 elif isinstance(message, Failure):
                     self.error = message
                 else:
