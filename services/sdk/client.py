@@ -60,6 +60,9 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, f"{self.api_url}{path}", timeout=self.timeout_s, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise ApiError(0, "tls", f"the TLS certificate of {self.api_url} could not be verified ({exc.__class__.__name__}):"
+                           " point REQUESTS_CA_BUNDLE at the CA file that signed it") from exc
         except requests.ConnectionError as exc:
             raise ApiError(0, "unreachable", f"cannot reach the trainfaas API at {self.api_url}: is `trainfaas up` running?") from exc
         try:
