@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SMALL_BELOW = 10_000_000
 LARGE_ABOVE = 30_000_000
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: googlenet and inception_v3 counted with their auxiliary classifiers
 LIBRARIES = ("trainfaas", "torch", "torchvision", "ultralytics", "transformers")
 
 

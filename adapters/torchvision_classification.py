@@ -69,11 +69,25 @@ ARCHITECTURES: tuple[str, ...] = tuple(sorted(tv_models.list_models(module=tv_mo
 # ---- models ---------------------------------------------------------------------------------------
 
 
-def _builder_arguments(architecture: str, size: tuple[int, int]) -> dict[str, Any]:
-    """Constructor arguments some architectures need beyond ``weights`` and ``num_classes``."""
-    if architecture in ("googlenet", "inception_v3"):
-        # Auxiliary heads change the training output type; initialise explicitly to skip a warning.
-        return {"aux_logits": False, "init_weights": True}
+# Architectures trained with auxiliary classifiers, and the weight of each auxiliary loss: 0.3 for
+# GoogLeNet's two (Szegedy et al. 2014), 0.4 for Inception v3's one (Szegedy et al. 2015).
+AUX_LOSS_WEIGHTS = {"googlenet": 0.3, "inception_v3": 0.4}
+# Inception v3's auxiliary head pools a 17x17 map with a 5x5 window then convolves 5x5: it needs
+# crops of at least its reference 299 pixels a side. GoogLeNet's pools adaptively and takes any size.
+AUX_MIN_SIDE = {"googlenet": 1, "inception_v3": 299}
+
+
+def has_aux_heads(architecture: str, size: tuple[int, int]) -> bool:
+    """Whether ``architecture`` trains with its auxiliary classifiers on crops of ``size``."""
+    return architecture in AUX_LOSS_WEIGHTS and min(size) >= AUX_MIN_SIDE[architecture]
+
+
+def _builder_arguments(architecture: str, size: tuple[int, int], aux: bool | None = None) -> dict[str, Any]:
+    """Constructor arguments some architectures need beyond ``weights`` and ``num_classes``.
+    ``aux`` (default: whether the size allows them) builds the auxiliary classifiers."""
+    if architecture in AUX_LOSS_WEIGHTS:
+        # Initialise explicitly to skip torchvision's warning about its default changing.
+        return {"aux_logits": has_aux_heads(architecture, size) if aux is None else aux, "init_weights": True}
     if architecture.startswith("vit_"):
         return {"image_size": size[0]}
     if architecture.startswith("maxvit_"):
@@ -81,9 +95,11 @@ def _builder_arguments(architecture: str, size: tuple[int, int]) -> dict[str, An
     return {}
 
 
-def build_model(architecture: str, num_classes: int, input_size: int, crop: tuple[int, int] | None = None) -> nn.Module:
+def build_model(architecture: str, num_classes: int, input_size: int, crop: tuple[int, int] | None = None,
+                aux: bool | None = None) -> nn.Module:
     """A randomly initialised ``architecture`` with ``num_classes`` outputs, checked on one image of
-    ``crop`` (height, width), by default ``input_size`` square.
+    ``crop`` (height, width), by default ``input_size`` square. googlenet and inception_v3 get their
+    auxiliary classifiers when the crop allows them, unless ``aux`` says otherwise.
 
     Raises AdapterError for an unknown architecture and ConfigError, naming ``input_size`` (or the
     ``val_crop_*`` options when a crop is set), when the architecture cannot take images of that size.
@@ -92,7 +108,7 @@ def build_model(architecture: str, num_classes: int, input_size: int, crop: tupl
         raise AdapterError(f"torchvision has no classification model {architecture!r}", {"architecture": "unknown to torchvision"})
     size = crop or (input_size, input_size)
     try:
-        model = tv_models.get_model(architecture, weights=None, num_classes=num_classes, **_builder_arguments(architecture, size))
+        model = tv_models.get_model(architecture, weights=None, num_classes=num_classes, **_builder_arguments(architecture, size, aux))
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, 3, *size))
@@ -118,6 +134,34 @@ def _head_keys(architecture: str, num_classes: int, size: tuple[int, int]) -> se
 def _logits(outputs: Any) -> torch.Tensor:
     # Models built with auxiliary heads return a named tuple in training mode.
     return outputs.logits if hasattr(outputs, "logits") else outputs
+
+
+def _aux_logits(outputs: Any) -> list[torch.Tensor]:
+    """The auxiliary classifiers' logits of a training-mode output (GoogLeNetOutputs, InceptionOutputs)."""
+    return [value for name, value in getattr(outputs, "_asdict", dict)().items() if name.startswith("aux") and value is not None]
+
+
+def saved_with_aux_heads(state: dict[str, Any]) -> bool:
+    """Whether a saved state dict holds auxiliary classifiers (models saved before they were trained have none)."""
+    return any(key.startswith(("aux1.", "aux2.", "AuxLogits.")) for key in state)
+
+
+def _aux_note(architecture: str, model: nn.Module, crop: tuple[int, int], resumed: bool | None) -> str:
+    """The log line that says whether, and why (not), the auxiliary classifiers train."""
+    if getattr(model, "aux_logits", False):
+        return f"auxiliary classifiers trained too (each loss weighted {AUX_LOSS_WEIGHTS[architecture]})"
+    if resumed is False:
+        return "auxiliary classifiers left out: the checkpoint resumed was written without them"
+    return (f"auxiliary classifiers left out: {architecture}'s needs crops of at least {AUX_MIN_SIDE[architecture]}"
+            f" pixels a side, these are {crop[0]}x{crop[1]}")
+
+
+def _resumed_aux(architecture: str, checkpoint: Path | None) -> bool | None:
+    """Whether the checkpoint a training resumes from holds auxiliary classifiers (one written before
+    they were trained has none, and the run continues without them); None when there is nothing to resume."""
+    if architecture not in AUX_LOSS_WEIGHTS or checkpoint is None or not Path(checkpoint).exists():
+        return None
+    return saved_with_aux_heads(torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)["model"])
 
 
 # ---- training -------------------------------------------------------------------------------------
@@ -170,7 +214,10 @@ class ClassificationTraining(StepTraining):
 
     def loss(self, outputs: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = _logits(outputs)
-        return self.loss_function(logits, targets), (logits.detach().argmax(dim=1) == targets).sum()
+        loss = self.loss_function(logits, targets)
+        for aux in _aux_logits(outputs):
+            loss = loss + AUX_LOSS_WEIGHTS[self.architecture] * self.loss_function(aux, targets)
+        return loss, (logits.detach().argmax(dim=1) == targets).sum()
 
     def score(self, subset: Subset) -> tuple[dict[str, float], tuple[float, ...]]:
         # Imported here, not with the module: scikit-learn costs over a CPU-second to import, and the module
@@ -241,7 +288,8 @@ class TorchvisionClassification(VisionAdapter):
     @classmethod
     def reference_model(cls, architecture: str) -> nn.Module:
         """The ImageNet configuration: 1000 classes at the architecture's usual 224 pixels (299 for inception_v3)."""
-        return tv_models.get_model(architecture, weights=None, num_classes=1000, **_builder_arguments(architecture, (224, 224)))
+        side = 299 if architecture == "inception_v3" else 224
+        return tv_models.get_model(architecture, weights=None, num_classes=1000, **_builder_arguments(architecture, (side, side)))
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the last evaluation's metrics, steps and epochs.
@@ -261,7 +309,8 @@ class TorchvisionClassification(VisionAdapter):
         plan = plan_labels(Path(data_path), options.labels, options.include_negatives)
         device = training_device()
         torch.manual_seed(options.seed)
-        model = build_model(self.architecture, len(plan.labels), options.input_size, crop_of(options)).to(device)
+        aux = _resumed_aux(self.architecture, self.context.resume_checkpoint)
+        model = build_model(self.architecture, len(plan.labels), options.input_size, crop_of(options), aux).to(device)
         preprocessing = Preprocessing.of(options)
         subsets = _open_subsets(Path(data_path), plan, options, preprocessing, device)
         run = ClassificationTraining(self, plan.labels, options, model, subsets, preprocessing)
@@ -275,6 +324,8 @@ class TorchvisionClassification(VisionAdapter):
             f" {'preloaded' if subsets['train'].images is not None else 'streamed'} on {device}"
             + (f" with {torch.get_num_threads()} threads" if device.type == "cpu" else "")
         )
+        if self.architecture in AUX_LOSS_WEIGHTS:
+            self.context.log(_aux_note(self.architecture, model, run.crop, aux))
         return run.train(Path(output_path) / "checkpoints")
 
     # ---- saved models and prediction ----------------------------------------------------------
@@ -290,7 +341,8 @@ class TorchvisionClassification(VisionAdapter):
         crop = saved.get("crop") or (self.input_size, self.input_size)
         self.crop = (int(crop[0]), int(crop[1]))
         self.preprocessing = Preprocessing(**saved.get("preprocess", {}))
-        model = build_model(self.architecture, len(self.labels), self.input_size, self.crop)
+        model = build_model(self.architecture, len(self.labels), self.input_size, self.crop,
+                            aux=saved_with_aux_heads(saved["model"]))
         model.load_state_dict(saved["model"])
         self.model = model.to(training_device()).eval()
 
