@@ -350,3 +350,39 @@ class ArchitectureOut(Out):
 
 class ArchitectureDetail(ArchitectureOut):
     options: dict[str, Any] = Field(description="The adapter's declared options as JSON Schema: types, ranges, defaults.")
+
+
+# ---- compare ---------------------------------------------------------------------------------
+
+
+class CompareQuery(Strict):
+    executions: str = Field(min_length=1, max_length=400, description="2 to 10 execution ids (or unique prefixes), comma-separated.")
+    max_points: int = Field(500, ge=1, le=5000, description="At most this many steps per series, thinned evenly.")
+
+
+class ComparedExecution(Out):
+    id: str
+    name: str
+    status: str
+    model_id: str | None
+    service: str
+
+
+class ComparedRow(Out):
+    key: str
+    values: list[Any] = Field(description="One value per execution, in the order asked (null where it has none).")
+    differs: bool
+
+
+class AlignedSeries(Out):
+    figure: str
+    legend: str
+    x: list[float] = Field(description="The steps any of the executions reported.")
+    y: list[list[float | None]] = Field(description="Per execution, its value at each step (null where it has none).")
+
+
+class Comparison(Out):
+    executions: list[ComparedExecution]
+    configuration: list[ComparedRow]
+    metrics: list[ComparedRow]
+    series: list[AlignedSeries]

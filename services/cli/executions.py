@@ -1,8 +1,10 @@
-"""``trainfaas executions``: list, show, follow, read the logs of, terminate and rerun executions.
+"""``trainfaas executions``: list, show, follow, read the logs of, compare, terminate and rerun executions.
 
 An execution id may be given whole or as the short id a table shows; the API resolves it.
 """
 from __future__ import annotations
+
+import json
 
 import click
 
@@ -18,6 +20,7 @@ from trainfaas.services.cli.output import (
     print_table,
     printable,
     say,
+    short_id,
 )
 from trainfaas.services.cli.progress import follow_and_report
 
@@ -107,3 +110,39 @@ def executions_rerun(ctx: click.Context, execution_id: str) -> None:
     """Queue an ended execution again as its next attempt."""
     execution = client_of(ctx).rerun(execution_id)
     say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']}")
+
+
+def _compared_columns(executions: list[Json]) -> tuple[Column, ...]:
+    """A key column, then one column per execution headed by its short id."""
+    def value(index: int) -> object:
+        return lambda row: _shown(row["values"][index])
+    return (Column("key", kind="name"),
+            *(Column(short_id(execution["id"]), value(index)) for index, execution in enumerate(executions)))
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@executions.command("compare")
+@click.argument("execution_ids", nargs=-1, required=True)
+@click.option("--all", "show_all", is_flag=True, help="Show every option, not only the ones that differ.")
+@json_option("Print the whole comparison as JSON, metric series included.")
+@click.pass_context
+def executions_compare(ctx: click.Context, execution_ids: tuple[str, ...], show_all: bool, as_json: bool) -> None:
+    """Compare 2 to 10 executions: the options that differ and the final metrics."""
+    comparison = client_of(ctx).compare(*execution_ids)
+    if as_json:
+        print_json(comparison)
+        return
+    columns = _compared_columns(comparison["executions"])
+    options = [row for row in comparison["configuration"] if show_all or row["differs"]]
+    if options:
+        print_table(columns, options, "options" if show_all else "options that differ")
+    else:
+        say("the executions have the same options")
+    print_table(columns, comparison["metrics"], "final metrics")

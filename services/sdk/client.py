@@ -137,6 +137,11 @@ class Client:
     def rerun(self, execution_id: str) -> Json:
         return self.request("POST", f"/api/v1/executions/{execution_id}/rerun")  # type: ignore[no-any-return]
 
+    def compare(self, *execution_ids: str, max_points: int = 500) -> Json:
+        """2 to 10 executions side by side: configurations (``differs`` marks the keys that differ),
+        final metrics, and each metric series aligned by step."""
+        return self.request("GET", "/api/v1/compare", params={"executions": ",".join(execution_ids), "max_points": max_points})  # type: ignore[no-any-return]
+
     def metrics(self, execution_id: str) -> list[Json]:
         """Every metric sample, in the order reported."""
         return list(self.iter_pages(f"/api/v1/executions/{execution_id}/metrics", limit=500))
