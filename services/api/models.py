@@ -12,6 +12,7 @@ from trainfaas.services.api import page, paginate, reachable, redis_connection, 
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
 from trainfaas.services.api.views import execution_view, model_view
+from trainfaas.services.control import blueprints
 from trainfaas.services.control import models as control
 from trainfaas.services.control.executions import submit_training
 from trainfaas.services.control.tokens import Principal
@@ -55,8 +56,11 @@ def show(model_id: str, principal: Principal) -> dict[str, Any]:
 
 @endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write", errors=(409,))
 def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, Any]:
-    """Enqueue a training of the model on a data set; options and data set are checked first. 409 while the
+    """Enqueue a training of the model on a data set; options and data set are checked first. With a
+    blueprint, its options, settings and data set are taken under the request's own. 409 while the
     model has a training pending or running: a model trains once at a time."""
     model = control.get_model(model_id, principal.reach)
-    execution = submit_training(settings(), redis_connection(), model, body.dataset, body.configuration, body.execution)
-    return execution_view(execution)
+    dataset, configuration, execution = body.dataset, body.configuration, body.execution
+    if body.blueprint is not None:
+        dataset, configuration, execution = blueprints.with_blueprint(body.blueprint, model, dataset, configuration, execution)
+    return execution_view(submit_training(settings(), redis_connection(), model, dataset, configuration, execution))

@@ -38,6 +38,10 @@ class TrainFields(Strict):
 
 class TrainRequest(TrainFields):
     execution: ExecutionSettings | None = None
+    blueprint: str | None = Field(
+        None, min_length=1, max_length=100,
+        description="Take options, execution settings and data set from this blueprint of the model's project"
+                    " (or the built-in quick or full); what the request gives wins.")
 
 
 class TrainInput(TrainFields):
@@ -386,3 +390,61 @@ class Comparison(Out):
     configuration: list[ComparedRow]
     metrics: list[ComparedRow]
     series: list[AlignedSeries]
+
+
+# ---- blueprints ------------------------------------------------------------------------------
+
+
+class TrainingConfig(Strict):
+    """What a training runs with: its architecture, data set, adapter options and execution settings."""
+
+    architecture: str = Field(min_length=1, max_length=100)
+    dataset: str | None = Field(None, min_length=1, max_length=4096, description="A data set inside a data root, or null.")
+    configuration: dict[str, Any] = Field(default_factory=dict, description="Adapter options.")
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+
+
+class TrainingConfigOut(Out):
+    architecture: str | None
+    dataset: str | None
+    configuration: dict[str, Any]
+    execution: dict[str, Any]
+
+
+class BlueprintCreate(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="Lower-case letters, digits, '.', '_' and '-'; not quick or full.")
+    project: str | None = Field(None, max_length=100, description="Default: the token's project, or default.")
+    description: str = Field("", max_length=2000)
+    from_execution: str | None = Field(None, min_length=1, max_length=32, description="Save what this training ran with.")
+    config: TrainingConfig | None = Field(None, description="Or save this configuration.")
+    replace: bool = Field(False, description="Replace a saved blueprint of the same name.")
+
+
+class BlueprintQuery(ListQuery):
+    project: str | None = Field(None, max_length=100, description="Default: the token's project, or default.")
+
+
+class BlueprintShowQuery(Strict):
+    project: str | None = Field(None, max_length=100, description="Default: the token's project, or default.")
+    architecture: str | None = Field(None, min_length=1, max_length=100, description="For the built-in blueprints (full needs it).")
+
+
+class OptionOut(Out):
+    name: str
+    type: str | list[str]
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: list[Any] | None = None
+    nullable: bool
+    description: str
+
+
+class BlueprintOut(TrainingConfigOut):
+    name: str
+    project: str
+    description: str
+    built_in: bool
+    source_execution: str | None
+    created_at: str | None = Timestamp
+    options: list[OptionOut] | None = Field(None, description="Every option described (the full blueprint).")

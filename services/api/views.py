@@ -10,6 +10,7 @@ from trainfaas.services.store import queues
 from trainfaas.services.store.records import (
     Artifact,
     Attempt,
+    Blueprint,
     Execution,
     Instance,
     LogLine,
@@ -115,3 +116,10 @@ def token_view(token: Token) -> dict[str, Any]:
     """A token without its secret (which is not stored)."""
     return {"id": token.id, "scope": token.scope, "project": token.project, "name": token.name,
             "created_at": iso(token.created_at), "revoked_at": iso(token.revoked_at)}
+
+
+def blueprint_view(blueprint: Blueprint) -> dict[str, Any]:
+    return {"name": blueprint.name, "project": blueprint.project, "description": blueprint.description, "built_in": False,
+            "source_execution": blueprint.source_execution, "created_at": iso(blueprint.created_at),
+            "architecture": blueprint.architecture, "dataset": blueprint.dataset, "configuration": blueprint.configuration,
+            "execution": blueprint.execution}

@@ -1,4 +1,4 @@
-"""``trainfaas executions``: list, show, follow, read the logs of, compare, terminate and rerun executions.
+"""``trainfaas executions``: list, show, follow, read the logs and configuration of, compare, terminate and rerun executions.
 
 An execution id may be given whole or as the short id a table shows; the API resolves it.
 """
@@ -146,3 +146,11 @@ def executions_compare(ctx: click.Context, execution_ids: tuple[str, ...], show_
     else:
         say("the executions have the same options")
     print_table(columns, comparison["metrics"], "final metrics")
+
+
+@executions.command("config")
+@click.argument("execution_id")
+@click.pass_context
+def executions_config(ctx: click.Context, execution_id: str) -> None:
+    """What a training ran with, as JSON that `trainfaas train --config-file` and `trainfaas blueprints save --file` take."""
+    print_json(client_of(ctx).execution_config(execution_id))

@@ -11,6 +11,7 @@ import logging
 import click
 
 from trainfaas.services.cli.architectures import architectures
+from trainfaas.services.cli.blueprints import blueprints
 from trainfaas.services.cli.context import settings_of
 from trainfaas.services.cli.datasets import datasets
 from trainfaas.services.cli.executions import executions
@@ -59,7 +60,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:15} {value}")
 
 
-for command in (train, models, executions, services, projects, tokens, architectures, datasets):
+for command in (train, models, executions, blueprints, services, projects, tokens, architectures, datasets):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -33,11 +33,14 @@ def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--architecture", "-a", required=True, help="e.g. resnet18, mobilenet_v3_small, sleep.")
+@click.option("--architecture", "-a", default=None, help="e.g. resnet18, mobilenet_v3_small, sleep (default: the blueprint's or config file's).")
 @click.option("--dataset", "-d", default=None, help="Data set directory, or a name under $TRAINFAAS_HOME/datasets.")
 @click.option("--name", default=None, help="Model name (default: <architecture>-<dataset>).")
 @click.option("--epochs", type=int, default=None, help="Shortcut for --config epochs=N.")
 @click.option("--config", "-c", "config_pairs", multiple=True, help="Adapter option as key=value (repeatable).")
+@click.option("--blueprint", "-b", default=None, help="Start from this blueprint of the project (or quick or full).")
+@click.option("--config-file", type=click.File("r"), default=None,
+              help="Start from a configuration as `trainfaas executions config` prints it (- for standard input).")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
 @click.option("--max-attempts", type=int, default=None)
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
@@ -46,15 +49,22 @@ def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--follow/--no-follow", default=False, help="Show progress until it ends.")
 @json_option()
 @click.pass_context
-def train(ctx: click.Context, architecture: str, dataset: str | None, name: str | None, epochs: int | None,
-          config_pairs: tuple[str, ...], timeout_s: float | None, max_attempts: int | None, on_reset: str | None,
-          from_model: str | None, follow: bool, as_json: bool) -> None:
-    """Create a model and enqueue its training."""
+def train(ctx: click.Context, architecture: str | None, dataset: str | None, name: str | None, epochs: int | None,
+          config_pairs: tuple[str, ...], blueprint: str | None, config_file: Any, timeout_s: float | None,
+          max_attempts: int | None, on_reset: str | None, from_model: str | None, follow: bool, as_json: bool) -> None:
+    """Create a model and enqueue its training. Options given here win over the blueprint's or the
+    config file's, which win over the adapter's defaults."""
     client = client_of(ctx)
-    configuration = parse_config(config_pairs)
+    base = _starting_point(client, blueprint, config_file, architecture)
+    architecture = architecture or base.get("architecture")
+    if not architecture:
+        raise click.UsageError("name the architecture: --architecture, or a blueprint or config file that has one")
+    configuration = {**(base.get("configuration") or {}), **parse_config(config_pairs)}
     if epochs is not None:
         configuration["epochs"] = epochs
-    execution_settings = {k: v for k, v in (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset)) if v is not None}
+    flags = (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset))
+    execution_settings = {**(base.get("execution") or {}), **{k: v for k, v in flags if v is not None}}
+    dataset = dataset or base.get("dataset")
     # The configuration goes with the model so that a bad option is rejected before anything exists.
     model = client.create_model(name or f"{architecture}-{Path(dataset).name if dataset else 'model'}", architecture,
                                 configuration=configuration or None, from_model=from_model)
@@ -69,6 +79,24 @@ def train(ctx: click.Context, architecture: str, dataset: str | None, name: str 
     if as_json:
         print_json(final)
     sys.exit(0 if final["status"] == "success" else 1)
+
+
+def _starting_point(client: Any, blueprint: str | None, config_file: Any, architecture: str | None) -> dict[str, Any]:
+    """The blueprint's or the config file's document (``{architecture, dataset, configuration, execution}``), or {}."""
+    if blueprint and config_file:
+        raise click.UsageError("give --blueprint or --config-file, not both")
+    if blueprint:
+        return client.get_blueprint(blueprint, architecture=architecture)  # type: ignore[no-any-return]
+    if config_file is None:
+        return {}
+    try:
+        document = json.load(config_file)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--config-file") from None
+    if not isinstance(document, dict) or not all(isinstance(document.get(k) or {}, dict) for k in ("configuration", "execution")):
+        raise click.BadParameter("an object with architecture, dataset, configuration and execution, as"
+                                 " `trainfaas executions config` prints", param_hint="--config-file")
+    return document
 
 
 @click.group()

@@ -111,9 +111,32 @@ class Client:
         return self.iter_pages("/api/v1/models", **filters)
 
     def train(self, model_id: str, dataset: str | None = None, configuration: dict[str, Any] | None = None,
-              execution: dict[str, Any] | None = None) -> Json:
-        payload = _drop_none({"dataset": dataset, "configuration": configuration, "execution": execution})
+              execution: dict[str, Any] | None = None, blueprint: str | None = None) -> Json:
+        """Enqueue a training; ``blueprint`` names one whose options, settings and data set the others override."""
+        payload = _drop_none({"dataset": dataset, "configuration": configuration, "execution": execution, "blueprint": blueprint})
         return self.request("POST", f"/api/v1/models/{model_id}/train", json=payload)  # type: ignore[no-any-return]
+
+    # blueprints
+    def save_blueprint(self, name: str, *, from_execution: str | None = None, config: dict[str, Any] | None = None,
+                       description: str = "", project: str | None = None, replace: bool = False) -> Json:
+        """Save what a training ran with (``from_execution``), or a configuration document, as blueprint ``name``."""
+        payload = _drop_none({"name": name, "from_execution": from_execution, "config": config, "description": description,
+                              "project": project, "replace": replace})
+        return self.request("POST", "/api/v1/blueprints", json=payload)  # type: ignore[no-any-return]
+
+    def list_blueprints(self, project: str | None = None) -> list[Json]:
+        return list(self.iter_pages("/api/v1/blueprints", project=project))
+
+    def get_blueprint(self, name: str, architecture: str | None = None, project: str | None = None) -> Json:
+        """A saved blueprint, or the built-in quick or full (``full`` needs the architecture)."""
+        return self.request("GET", f"/api/v1/blueprints/{name}", params=_drop_none({"architecture": architecture, "project": project}))  # type: ignore[no-any-return]
+
+    def delete_blueprint(self, name: str, project: str | None = None) -> Json:
+        return self.request("DELETE", f"/api/v1/blueprints/{name}", params=_drop_none({"project": project}))  # type: ignore[no-any-return]
+
+    def execution_config(self, execution_id: str) -> Json:
+        """What a training ran with: ``{architecture, dataset, configuration, execution}``, every option filled in."""
+        return self.request("GET", f"/api/v1/executions/{execution_id}/config")  # type: ignore[no-any-return]
 
     # executions
     def enqueue(self, service: str, function: str, input: dict[str, Any], execution: dict[str, Any] | None = None,

@@ -237,6 +237,25 @@ class Token(BaseModel):
     revoked_at = peewee.DoubleField(null=True)
 
 
+class Blueprint(BaseModel):
+    """A named training configuration of a project: an architecture, adapter options, execution
+    settings and optionally a data set (migration 7)."""
+
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    project = peewee.CharField(max_length=100, index=True)
+    name = peewee.CharField(max_length=100)
+    description = peewee.TextField(default="")
+    architecture = peewee.CharField(max_length=100)
+    dataset = peewee.TextField(null=True)
+    configuration = JSONField(default=dict)
+    execution = JSONField(default=dict)
+    source_execution = peewee.CharField(max_length=32, null=True)
+    created_at = peewee.DoubleField(default=now_s)
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
 # The tables of the first migration; later migrations add their own (see services/migrations).
 ENTITIES: list[type[BaseModel]] = [
     Model, Service, Execution, StatusLog, Instance, Attempt, MetricSample, Artifact, LogLine,
