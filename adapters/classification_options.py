@@ -101,13 +101,15 @@ def _field_error(loc: tuple[str, ...], message: str, value: Any) -> ValidationEr
 class ClassificationOptions(StepOptions):
     """Options of torchvision classification training.
 
-    The defaults suit tiny images such as the bundled digits sample, on which resnet18 reaches 98 to
-    99% validation accuracy in 184 steps (8 epochs of 64 images), about a minute on two idle CPU
-    cores. Larger images, and many of the architectures, want a larger ``input_size`` (see its
-    description).
+    ``input_size`` and ``epochs`` left unset are chosen from the data set when training starts
+    (see :mod:`trainfaas.adapters.quick_start`), and the execution's log says which and why.
     """
 
-    epochs: int = Field(8, ge=1, le=10000, description="Passes over the training subset (unless max_steps is set).")
+    epochs: int | None = Field(
+        None, ge=1, le=10000,
+        description="Passes over the training subset (unless max_steps is set). None: 8, or more on a small data set so that"
+                    " training takes at least 300 optimizer steps (at most 200 epochs).",
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Images per optimizer step.")
     learning_rate: float = Field(
         0.02, gt=0, le=10, description="Peak learning rate, reached at the end of the warm-up and then shaped by lr_schedule."
@@ -178,13 +180,14 @@ class ClassificationOptions(StepOptions):
         None, gt=0, le=1e6, description="Clip the gradients' global L2 norm to this before each step; None: no clipping."
     )
     label_smoothing: float = Field(0.0, ge=0, le=1, description="Share of each training target spread evenly over all labels.")
-    input_size: int = Field(
-        16,
+    input_size: int | None = Field(
+        None,
         ge=16,
         le=1024,
         description=(
-            "Side in pixels of the square every image is resized to. The default suits tiny images such as"
-            " the 8x8 digits sample; CIFAR-sized images want about 32, photographs 224. The resnet,"
+            "Side in pixels of the square every image is resized to. None: the median shorter side of the training"
+            " images, rounded to a multiple of 8, between 16 and 224, and at least what the architecture takes"
+            " (the digits sample's 8x8 images give 16, CIFAR-sized ones 32, photographs 224). The resnet,"
             " mobilenet, efficientnet_b*, regnet, mnasnet and shufflenet models take 16; others need more"
             " (densenet 29, vgg and convnext 32, alexnet 63, inception_v3 75, maxvit_t a multiple of 224,"
             " vit_* a multiple of their patch size). A size the architecture cannot take is refused when"
@@ -269,7 +272,7 @@ class ClassificationOptions(StepOptions):
     @field_validator("val_crop_height", "val_crop_width")
     @classmethod
     def _within_the_image(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and value > info.data.get("input_size", value):
+        if value is not None and info.data.get("input_size") is not None and value > info.data["input_size"]:
             raise ValueError(f"must be at most input_size ({info.data['input_size']}): the crop is cut from the resized image")
         return value
 

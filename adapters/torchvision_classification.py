@@ -55,6 +55,7 @@ from trainfaas.adapters.classification_options import (
     resolved_warmup_steps,
 )
 from trainfaas.adapters.images import to_pil_image
+from trainfaas.adapters.quick_start import QUICK_EPOCHS, QUICK_MIN_SIDE, derived_epochs, derived_input_size, image_sides
 from trainfaas.adapters.torch_support import training_device
 from trainfaas.adapters.vision_data import Subset, open_subsets, to_model_input
 from trainfaas.adapters.vision_training import StepTraining, VisionAdapter
@@ -117,6 +118,22 @@ def build_model(architecture: str, num_classes: int, input_size: int, crop: tupl
         fields = ("input_size",) if size == (input_size, input_size) else ("val_crop_height", "val_crop_width")
         raise ConfigError(f"{problem} ({error}); choose another {' or '.join(fields)}", dict.fromkeys(fields, problem)) from error
     return model
+
+
+QUICK_SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 299)
+
+
+def _smallest_fitting(architecture: str, num_classes: int, wanted: int) -> int:
+    """``wanted``, or the next of ``QUICK_SIZES`` that ``architecture`` can take (the largest one's ConfigError if none can)."""
+    sizes = (wanted, *(size for size in QUICK_SIZES if size > wanted))
+    for size in sizes[:-1]:
+        try:
+            build_model(architecture, num_classes, size)
+        except ConfigError:
+            continue
+        return size
+    build_model(architecture, num_classes, sizes[-1])
+    return sizes[-1]
 
 
 def _head_keys(architecture: str, num_classes: int, size: tuple[int, int]) -> set[str]:
@@ -308,9 +325,10 @@ class TorchvisionClassification(VisionAdapter):
             raise DatasetError("image classification needs an image-folder data set", {"dataset": "missing"})
         plan = plan_labels(Path(data_path), options.labels, options.include_negatives)
         device = training_device()
+        options = self._quick_start(options, Path(data_path), plan)
         torch.manual_seed(options.seed)
         aux = _resumed_aux(self.architecture, self.context.resume_checkpoint)
-        model = build_model(self.architecture, len(plan.labels), options.input_size, crop_of(options), aux).to(device)
+        model = build_model(self.architecture, len(plan.labels), options.input_size or 0, crop_of(options), aux).to(device)
         preprocessing = Preprocessing.of(options)
         subsets = _open_subsets(Path(data_path), plan, options, preprocessing, device)
         run = ClassificationTraining(self, plan.labels, options, model, subsets, preprocessing)
@@ -327,6 +345,24 @@ class TorchvisionClassification(VisionAdapter):
         if self.architecture in AUX_LOSS_WEIGHTS:
             self.context.log(_aux_note(self.architecture, model, run.crop, aux))
         return run.train(Path(output_path) / "checkpoints")
+
+    def _quick_start(self, options: ClassificationOptions, data_path: Path, plan: LabelPlan) -> ClassificationOptions:
+        """``options`` with an unset ``input_size`` and ``epochs`` chosen from the data set, each choice logged."""
+        chosen: dict[str, Any] = {}
+        if options.input_size is None:
+            folder = LabelledImageFolder(data_path / "train", plan.labels, plan.class_index, None)
+            crops = [side for side in (options.val_crop_height, options.val_crop_width) if side is not None]
+            wanted, why = derived_input_size(image_sides([path for path, _ in folder.samples]), max([QUICK_MIN_SIDE, *crops]))
+            chosen["input_size"] = _smallest_fitting(self.architecture, len(plan.labels), wanted)
+            if chosen["input_size"] != wanted:
+                why += f"; {self.architecture} needs at least {chosen['input_size']}"
+            self.context.log(f"quick start: input_size {chosen['input_size']}: {why}")
+        if options.epochs is None and options.max_steps is None:
+            chosen["epochs"], why = derived_epochs(plan.counts["train"], options.batch_size)
+            self.context.log(f"quick start: epochs {chosen['epochs']}: {why}")
+        elif options.epochs is None:
+            chosen["epochs"] = QUICK_EPOCHS  # max_steps decides; epochs only names the default
+        return options.model_copy(update=chosen) if chosen else options
 
     # ---- saved models and prediction ----------------------------------------------------------
 

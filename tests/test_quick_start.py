@@ -1,0 +1,61 @@
+"""Quick start: a training given no options chooses its input size and length from its data set,
+and says so. Tested on data sets generated here, unlike the bundled digits sample."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.adapter_support import events
+from tests.generated_images import write_shapes
+from trainfaas.adapters import NullContext
+from trainfaas.adapters import torchvision_classification as tc
+from trainfaas.adapters.quick_start import QUICK_MIN_STEPS, derived_epochs, derived_input_size, image_sides
+
+
+def test_image_sides_read_headers_of_an_even_sample_and_skip_unreadable_files(tmp_path: Path) -> None:
+    paths = []
+    for index in range(10):
+        path = tmp_path / f"{index}.png"
+        Image.new("RGB", (40 + index, 30 + index)).save(path)
+        paths.append(path)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    assert image_sides([*paths, tmp_path / "broken.png"]) == [30 + index for index in range(10)]
+    assert image_sides(paths, sample=5) == [30, 32, 34, 36, 38]
+    assert image_sides([]) == []
+
+
+@pytest.mark.parametrize("sides, smallest, size", [
+    ([8] * 9, 16, 16), ([32] * 5 + [300] * 4, 16, 32), ([45, 47, 50], 16, 48), ([500, 375, 640], 16, 224),
+    ([32, 32], 64, 64), ([], 16, 16),
+])
+def test_the_input_size_is_the_median_shorter_side_rounded_and_bounded(sides: list[int], smallest: int, size: int) -> None:
+    chosen, why = derived_input_size(sides, smallest)
+    assert chosen == size and why
+
+
+def test_a_small_data_set_trains_for_a_minimum_of_steps_a_large_one_for_eight_epochs() -> None:
+    epochs, why = derived_epochs(300, 64)
+    assert epochs * 5 >= QUICK_MIN_STEPS and (epochs - 1) * 5 < QUICK_MIN_STEPS and "300 training images" in why
+    assert derived_epochs(100_000, 64)[0] == 8
+    assert derived_epochs(2, 64)[0] == 200  # one step an epoch: capped
+
+
+def test_a_training_without_options_chooses_from_the_data_and_logs_why(tmp_path: Path, no_network: list[str]) -> None:
+    data = write_shapes(tmp_path / "shapes", classes=4, side=40, train=6, validation=2, seed=3, grayscale=True)
+    context = NullContext()
+    adapter = tc.TorchvisionClassification("resnet18", configuration={"max_steps": 2, "batch_size": 8}, context=context)
+    adapter.train(data, tmp_path / "out", **adapter.configuration)
+    lines = [line for (line,) in events(context, "log")]
+    assert "quick start: input_size 40: the median training image is 40 pixels on its shorter side (24 measured)" in lines
+    assert adapter.input_size == 40 and not any("quick start: epochs" in line for line in lines)
+
+
+def test_an_architecture_that_needs_larger_images_gets_its_smallest_size(tmp_path: Path, no_network: list[str]) -> None:
+    data = write_shapes(tmp_path / "shapes", classes=2, side=24, train=4, validation=1, seed=4)
+    context = NullContext()
+    adapter = tc.TorchvisionClassification("alexnet", configuration={"max_steps": 1, "batch_size": 4}, context=context)
+    adapter.train(data, tmp_path / "out", **adapter.configuration)
+    line = next(line for (line,) in events(context, "log") if line.startswith("quick start: input_size"))
+    assert line.startswith("quick start: input_size 64:") and "alexnet needs at least 64" in line
