@@ -137,7 +137,8 @@ def redeem(request: InstanceRegister, registration: str, now: float | None = Non
     for source, to in ADOPTIONS:
         if transition(instance_id, to, expect={source}, where=valid, **_registered_fields(request, token)):
             return Instance.get_by_id(instance_id), token
-    # Nothing was written; say why. Only the holder of the row's own token learns its state.
+    # Nothing was written; say why. A row's status is no secret (any read token lists it); the
+    # rest is said only to the holder of the row's own token.
     row = Instance.get_or_none(Instance.id == instance_id)
     if row is None:
         raise Unauthorized(f"instance {instance_id} has no pending registration", where)
