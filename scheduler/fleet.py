@@ -167,10 +167,13 @@ class FleetKeeper:
                     .order_by(Instance.started_at.desc()).first())
         restarts = previous.restart_count + 1 if previous else 0
         backend = self.backend_of(service)
+        # The instance registers once with this token; only its hash and expiry are on the row.
+        # Expiry is wall-clock time, as the API checks it.
+        registration, pending = instances.new_registration(self.settings.registration_ttl_s)
         instance = Instance.create(service=service, backend=backend.name, host=socket.gethostname(), restart_count=restarts,
-                                   started_at=self.clock())  # initializing
+                                   started_at=self.clock(), **pending)  # initializing
         try:
-            backend.start(service, instance)
+            backend.start(service, instance, registration)
         except Exception as exc:  # noqa: BLE001 - any start failure counts towards the crash loop
             reason = exc.message if isinstance(exc, TrainfaasError) else f"{type(exc).__name__}: {exc}"
             instances.transition(instance.id, InstanceStatus.FAILED, last_exit_reason=reason, ended_at=self.clock())

@@ -239,3 +239,25 @@ def api(database_url: str, redis_url: str, short_tmp: Path) -> Iterator[Any]:
     app.settings, app.admin_token, app.as_ = settings, admin, as_
     app.client, app.redis = as_(admin), redis.Redis.from_url(redis_url)
     yield app
+
+
+def start_instance(api: Any, service: str) -> tuple[str, str]:
+    """An instance started the scheduler's way (FleetKeeper.start_instance, on an in-memory
+    backend): the id of its row and the one-time registration token it was handed."""
+    from trainfaas.scheduler.backends.memory import MemoryBackend
+    from trainfaas.scheduler.fleet import FleetKeeper
+    from trainfaas.services.store.records import Service
+
+    backend = MemoryBackend()
+    row = Service.get_by_id(service)
+    instance = FleetKeeper(api.settings, {row.backend: backend}, clock=time.time).start_instance(row)
+    return instance.id, backend.registrations[instance.id]
+
+
+def register_instance(api: Any, service: str, **body: Any) -> tuple[str, Any]:
+    """Start an instance of ``service`` the scheduler's way and register it with its one-time
+    token; return its id and a client that sends its own token."""
+    instance_id, registration = start_instance(api, service)
+    response = api.as_(registration).post("/api/v1/instances", json={"service": service, "host": "test", "instance_id": instance_id, **body})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"], api.as_(response.get_json()["token"])

@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import register_instance, start_instance
 from trainfaas.services.api.registry import ENDPOINTS
+from trainfaas.services.control import instances
 from trainfaas.services.control import tokens as auth
-from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Instance, Model, Project, Token
+from trainfaas.services.core.errors import Unauthorized
+from trainfaas.services.core.protocol import InstanceRegister
+from trainfaas.services.core.statuses import InstanceStatus
+from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Instance, Model, Project, Service, Token
 
 SLEEP = "mgmt-train-sleep"
 
@@ -161,26 +167,104 @@ def test_a_revoked_token_answers_401(api: Any) -> None:
 
 def _instance(api: Any, service: str) -> tuple[str, str]:
     assert api.client.patch(f"/api/v1/services/{service}", json={"min_instances": 0}).status_code == 200
-    registration = auth.registration_token(api.settings.instance_secret_value(), service)
-    body = api.as_(registration).post("/api/v1/instances", json={"service": service, "host": "test"}).get_json()
-    return body["id"], body["token"]
+    instance_id, client = register_instance(api, service)
+    return instance_id, client.environ_base["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
 
 
-def test_only_a_services_registration_token_or_an_admin_token_registers_its_instances(api: Any) -> None:
-    secret = api.settings.instance_secret_value()
-    assert (api.settings.home / "instance-secret").stat().st_mode & 0o077 == 0
+def _rows() -> list[tuple[Any, ...]]:
+    """Every instance row as it is stored: a refused registration changes none of them."""
+    return [tuple(row.__data__.values()) for row in Instance.select().order_by(Instance.id)]
+
+
+def test_registration_tokens_are_one_time_and_expire(api: Any) -> None:
     for service in (SLEEP, "mgmt-train-resnet18"):
         assert api.client.patch(f"/api/v1/services/{service}", json={"min_instances": 0}).status_code == 200
-    body = {"service": SLEEP, "host": "test"}
+    (a, a_token), (b, b_token), (c, c_token) = (start_instance(api, SLEEP) for _ in range(3))
+    resnet, resnet_token = start_instance(api, "mgmt-train-resnet18")
+    row = Instance.get_by_id(a)
+    assert a_token.startswith("tfr_") and len(a_token) >= 4 + 43  # 256 random bits
+    assert row.registration_hash == auth.hash_secret(a_token) and a_token not in str(row.__data__)
+    assert row.registration_expires_at == pytest.approx(time.time() + api.settings.registration_ttl_s, abs=30)
     read = api.client.post("/api/v1/tokens", json={"scope": "read", "project": DEFAULT_PROJECT}).get_json()["token"]
     write = api.client.post("/api/v1/tokens", json={"scope": "write", "project": DEFAULT_PROJECT}).get_json()["token"]
-    other_services = auth.registration_token(secret, "mgmt-train-resnet18")
-    for credential in (None, "tfr_forged", other_services, read, write, auth.registration_token("another secret", SLEEP)):
-        response = api.as_(credential).post("/api/v1/instances", json=body)
-        assert response.status_code == 401 and response.get_json()["error"]["fields"], credential
-    assert Instance.select().count() == 0
-    assert api.as_(auth.registration_token(secret, SLEEP)).post("/api/v1/instances", json=body).status_code == 201
-    assert api.client.post("/api/v1/instances", json=body).status_code == 201  # an instance started by hand
+    swarm_style = auth.swarm_registration_token(api.settings.instance_secret_value(), SLEEP)
+    Instance.update(registration_expires_at=time.time() - 1).where(Instance.id == b).execute()  # b's has expired
+    before = _rows()
+
+    def register(credential: str | None, instance_id: str | None = a, service: str = SLEEP) -> Any:
+        return api.as_(credential).post("/api/v1/instances", json={"service": service, "instance_id": instance_id, "host": "x"})
+
+    refusals = {
+        "no token": register(None), "a forged one": register("tfr_" + "A" * 43), "a read token": register(read),
+        "a write token": register(write), "another instance's": register(c_token), "the old service credential": register(swarm_style),
+        "no instance id": register(a_token, None), "another service's instance": register(resnet_token, resnet),
+        "an expired one": register(b_token, b),
+    }
+    for why, response in refusals.items():
+        assert response.status_code == 401 and response.get_json()["error"]["fields"], (why, response.get_json())
+    messages = {why: response.get_json()["error"]["message"] for why, response in refusals.items()}
+    assert "not the registration token of instance" in messages["another instance's"]
+    assert "send its instance_id" in messages["no instance id"]
+    assert f"not one for {SLEEP}" in messages["another service's instance"]
+    assert "has expired" in messages["an expired one"]
+    assert _rows() == before  # nothing was written
+    with pytest.raises(Unauthorized, match="expired"):  # the clock is injectable: a's token an hour later
+        instances.redeem(InstanceRegister(service=SLEEP, instance_id=a), a_token, now=time.time() + 3600)
+
+    first = register(a_token)
+    assert first.status_code == 201 and first.get_json()["status"] == "running", first.get_json()
+    adopted = Instance.get_by_id(a)
+    assert adopted.token_hash and (adopted.registration_hash, adopted.registration_expires_at) == (None, None)
+    again = register(a_token)
+    assert again.status_code == 409 and "works once" in again.get_json()["error"]["message"]
+    assert Instance.get_by_id(a).token_hash == adopted.token_hash  # the first instance keeps its token
+    assert api.as_(first.get_json()["token"]).post(f"/api/v1/instances/{a}/heartbeat", json={}).status_code == 200
+
+    # An instance that ended (as the reaper marks it) never registers: its token is void.
+    assert instances.transition(c, InstanceStatus.LOST, last_exit_reason="heartbeat lost")
+    assert Instance.get_by_id(c).registration_hash is None
+    ended = register(c_token, c)
+    assert ended.status_code == 409 and "has ended" in ended.get_json()["error"]["message"]
+    # An instance started by hand still registers with an admin token.
+    assert api.client.post("/api/v1/instances", json={"service": SLEEP, "host": "by hand"}).status_code == 201
+
+
+def test_an_admin_revokes_a_pending_registration(api: Any) -> None:
+    assert api.client.patch(f"/api/v1/services/{SLEEP}", json={"min_instances": 0}).status_code == 200
+    (pending, token), (registered, _) = start_instance(api, SLEEP), register_instance(api, SLEEP)
+    reader = api.client.post("/api/v1/tokens", json={"scope": "read", "project": DEFAULT_PROJECT}).get_json()["token"]
+    assert api.as_(reader).delete(f"/api/v1/instances/{pending}/registration").status_code == 403
+
+    revoked = api.client.delete(f"/api/v1/instances/{pending[:8]}/registration")
+
+    assert revoked.status_code == 200 and revoked.get_json()["status"] == "failed", revoked.get_json()
+    assert "revoked" in revoked.get_json()["last_exit_reason"] and Instance.get_by_id(pending).registration_hash is None
+    late = api.as_(token).post("/api/v1/instances", json={"service": SLEEP, "instance_id": pending})
+    assert late.status_code == 409 and Instance.get_by_id(pending).status == "failed"
+    for instance_id in (pending, registered):
+        assert api.client.delete(f"/api/v1/instances/{instance_id}/registration").status_code == 409
+    assert api.client.delete("/api/v1/instances/nope/registration").status_code == 404
+
+
+def test_a_swarm_services_credential_registers_new_instances_of_that_service_only(api: Any) -> None:
+    """Swarm starts every task of a service from one definition: its tasks share one credential,
+    worth nothing for any other service, for a service on another backend, or to adopt a row."""
+    secret = api.settings.instance_secret_value()
+    for service in (SLEEP, "mgmt-train-resnet18"):
+        assert api.client.patch(f"/api/v1/services/{service}", json={"min_instances": 0}).status_code == 200
+    pending, _ = start_instance(api, SLEEP)
+    Service.update(backend="swarm").where(Service.name == SLEEP).execute()
+    body = {"service": SLEEP, "host": "trainfaas-task", "backend": "swarm"}
+    before = _rows()
+    for credential, fields in ((auth.swarm_registration_token(secret, "mgmt-train-resnet18"), body),
+                               (auth.swarm_registration_token("another secret", SLEEP), body),
+                               (auth.swarm_registration_token(secret, SLEEP), {**body, "instance_id": pending}),
+                               (auth.swarm_registration_token(secret, "mgmt-train-resnet18"), {**body, "service": "mgmt-train-resnet18"})):
+        response = api.as_(credential).post("/api/v1/instances", json=fields)
+        assert response.status_code == 401, (fields, response.get_json())
+    assert _rows() == before
+    created = api.as_(auth.swarm_registration_token(secret, SLEEP)).post("/api/v1/instances", json=body)
+    assert created.status_code == 201 and created.get_json()["backend"] == "swarm"
 
 
 def test_an_instance_token_reaches_only_its_own_services_executions(api: Any) -> None:
@@ -206,8 +290,7 @@ def test_an_instance_token_reaches_only_its_own_services_executions(api: Any) ->
     assert api.client.post("/api/v1/models", json={"name": "x" * (2 * 1024 * 1024)}).status_code == 413
     assert as_sleeper.get("/api/v1/models").status_code == 401  # not a user token
     # registering again with a registered instance's id does not hand out its executions
-    again = api.as_(auth.registration_token(api.settings.instance_secret_value(), SLEEP)).post(
-        "/api/v1/instances", json={"service": SLEEP, "instance_id": sleeper})
+    again = api.client.post("/api/v1/instances", json={"service": SLEEP, "instance_id": sleeper})
     assert again.status_code == 409 and again.get_json()["error"]["fields"]["instance_id"]
     heartbeat = as_sleeper.post(f"/api/v1/instances/{sleeper}/heartbeat", json={"running": []})
     assert heartbeat.status_code == 200 and heartbeat.get_json()["drain"] is False
@@ -283,3 +366,29 @@ def test_secret_files_and_the_home_they_create_are_the_owners_only(api: Any, sho
     assert (token_home / "admin-token").stat().st_mode & 0o777 == 0o600 and token_home.stat().st_mode & 0o777 == 0o700
     assert auth.ensure_admin_token(token_home / "admin-token") == token
     assert not [p for p in (*home.iterdir(), *token_home.iterdir()) if p.name.startswith(".")]  # no partial file left
+
+
+def test_read_token_sees_no_other_projects_execution_ids_in_instance_views(api: Any, two_projects: dict[str, Any]) -> None:
+    """An instance runs executions of any project: a project's token sees the ids of its own only,
+    the others counted in ``other_running``; an admin token sees them all."""
+    tokens, ours = two_projects["tokens"], two_projects["execution"]["id"]
+    theirs = enqueue_noop(api.as_(tokens["b"]["write"]))["id"]
+    instance_id, client = register_instance(api, SLEEP)
+    for execution in (ours, theirs):
+        claimed = client.post(f"/api/v1/instances/{instance_id}/claim", json={"execution_id": execution, "attempt": 1})
+        assert claimed.status_code == 200, claimed.get_json()
+    beat = {"status": "full", "running": [{"execution_id": e, "attempt": 1, "pid": 7} for e in (ours, theirs)]}
+    assert client.post(f"/api/v1/instances/{instance_id}/heartbeat", json=beat).status_code == 200
+
+    def shown(secret: str) -> tuple[list[str], int, str]:
+        response = api.as_(secret).get(f"/api/v1/services/{SLEEP}/instances")
+        assert response.status_code == 200, response.get_json()
+        (view,) = [item for item in response.get_json()["items"] if item["id"] == instance_id]
+        return [entry["execution_id"] for entry in view["running"]], view["other_running"], response.get_data(as_text=True)
+
+    for scope in ("read", "write"):
+        seen_by_a, others_a, text_a = shown(tokens["a"][scope])
+        seen_by_b, others_b, text_b = shown(tokens["b"][scope])
+        assert (seen_by_a, others_a) == ([ours], 1) and theirs not in text_a
+        assert (seen_by_b, others_b) == ([theirs], 1) and ours not in text_b
+    assert shown(api.admin_token)[:2] == ([ours, theirs], 0)

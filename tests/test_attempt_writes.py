@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from trainfaas.services.control import tokens as auth
+from tests.conftest import register_instance
 from trainfaas.services.control.attempts import output_path
 from trainfaas.services.control.reports import log_cap_note, metric_cap_note
 from trainfaas.services.store.records import Artifact, Execution, LogLine, MetricSample, Model, StatusLog
@@ -16,10 +16,7 @@ SLEEP = "mgmt-train-sleep"
 
 
 def register(api: Any) -> tuple[str, Any]:
-    registration = auth.registration_token(api.settings.instance_secret_value(), SLEEP)
-    response = api.as_(registration).post("/api/v1/instances", json={"service": SLEEP, "host": "test"})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["id"], api.as_(response.get_json()["token"])
+    return register_instance(api, SLEEP)
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-from tests.conftest import wait_until
+from tests.conftest import register_instance, start_instance, wait_until
 from trainfaas.services.control import instances
-from trainfaas.services.control import tokens as auth
 from trainfaas.services.control.attempts import output_path
 from trainfaas.services.core.errors import InvalidTransition
 from trainfaas.services.core.protocol import Heartbeat, RunningEntry
 from trainfaas.services.core.statuses import ENDED_INSTANCE, InstanceStatus
-from trainfaas.services.store.records import Instance, Service
+from trainfaas.services.store.records import Execution, Instance, Service
 from trainfaas.services.worker.control_plane import ControlPlane
 from trainfaas.services.worker.heartbeats import Heartbeats
 
@@ -25,10 +24,7 @@ SLEEP = "mgmt-train-sleep"
 
 def register(api: Any, **body: Any) -> tuple[str, Any]:
     """Register an instance of the sleep service; return its id and a client with its token."""
-    registration = auth.registration_token(api.settings.instance_secret_value(), SLEEP)
-    response = api.as_(registration).post("/api/v1/instances", json={"service": SLEEP, "host": "test", **body})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["id"], api.as_(response.get_json()["token"])
+    return register_instance(api, SLEEP, **body)
 
 
 @pytest.fixture
@@ -51,7 +47,7 @@ def test_a_heartbeat_never_brings_back_a_lost_instance_and_tells_it_to_go(api: A
     answer = client.post(f"/api/v1/instances/{instance_id}/heartbeat", json=running["beat"])
 
     assert answer.status_code == 200
-    assert answer.get_json() == {"stop": [], "abandon": [running["execution"]], "paused": True, "drain": True}
+    assert answer.get_json() == {"stop": [], "abandon": [running["execution"]], "paused": True, "drain": True, "unknown": []}
     after = Instance.get_by_id(instance_id)
     assert (after.status, after.heartbeat_at, after.running) == ("lost", before.heartbeat_at, [])
     gone = client.post(f"/api/v1/instances/{instance_id}/deregister", json={"reason": "drained"})
@@ -63,16 +59,17 @@ def test_a_heartbeat_that_loses_the_race_with_the_reaper_changes_nothing(api: An
     seen_alive = Instance.get_by_id(running["id"])  # as the API loaded it, before the reaper wrote
     assert instances.transition(running["id"], InstanceStatus.LOST)
 
-    answer = instances.heartbeat(seen_alive, Heartbeat(status=InstanceStatus.FULL, running=[RunningEntry(execution_id="e", attempt=1)]))
+    answer = instances.heartbeat(seen_alive, Heartbeat(status=InstanceStatus.FULL, running=[
+        RunningEntry(execution_id=running["execution"], attempt=1), RunningEntry(execution_id="e", attempt=1)]))
 
-    assert answer.drain and answer.abandon == ["e"]
+    assert answer.drain and answer.abandon == [running["execution"]] and answer.unknown == ["e"]
     assert Instance.get_by_id(running["id"]).status == "lost"
 
 
 def test_an_instance_asked_to_go_stays_terminating_whatever_its_heartbeat_says(api: Any, running: dict[str, Any]) -> None:
     assert instances.transition(running["id"], InstanceStatus.TERMINATING)
     answer = running["client"].post(f"/api/v1/instances/{running['id']}/heartbeat", json=running["beat"]).get_json()
-    assert answer == {"stop": [], "abandon": [], "paused": False, "drain": True}
+    assert answer == {"stop": [], "abandon": [], "paused": False, "drain": True, "unknown": []}
     assert Instance.get_by_id(running["id"]).status == "terminating"
 
 
@@ -88,15 +85,13 @@ def test_a_paused_service_turns_heartbeats_into_paused_and_back(api: Any, runnin
 
 def test_a_row_the_scheduler_gave_up_is_not_adopted_by_a_late_registration(api: Any) -> None:
     assert api.client.patch(f"/api/v1/services/{SLEEP}", json={"min_instances": 0}).status_code == 200
-    service = Service.get_by_id(SLEEP)
-    given_up, asked_to_go = (Instance.create(service=service) for _ in range(2))
-    assert instances.transition(given_up.id, InstanceStatus.FAILED, last_exit_reason="did not register")
-    assert instances.transition(asked_to_go.id, InstanceStatus.TERMINATING)
+    (given_up, given_up_token), (asked_to_go, asked_to_go_token) = (start_instance(api, SLEEP) for _ in range(2))
+    assert instances.transition(given_up, InstanceStatus.FAILED, last_exit_reason="did not register")
+    assert instances.transition(asked_to_go, InstanceStatus.TERMINATING)
 
-    registration = api.as_(auth.registration_token(api.settings.instance_secret_value(), SLEEP))
-    late = registration.post("/api/v1/instances", json={"service": SLEEP, "instance_id": given_up.id})
-    assert late.status_code == 409 and Instance.get_by_id(given_up.id).status == "failed"
-    adopted = registration.post("/api/v1/instances", json={"service": SLEEP, "instance_id": asked_to_go.id})
+    late = api.as_(given_up_token).post("/api/v1/instances", json={"service": SLEEP, "instance_id": given_up})
+    assert late.status_code == 409 and Instance.get_by_id(given_up).status == "failed"
+    adopted = api.as_(asked_to_go_token).post("/api/v1/instances", json={"service": SLEEP, "instance_id": asked_to_go})
     assert adopted.status_code == 201 and adopted.get_json()["status"] == "terminating"
 
 
@@ -162,3 +157,39 @@ def test_heartbeats_go_from_their_own_thread_while_the_main_loop_waits(api: Any,
         server.shutdown()
     assert all(beat == beats.beat and answer.abandon == [] for beat, answer in seen), seen
     assert Instance.get_by_id(running["id"]).heartbeat_at is not None
+
+
+def test_heartbeat_ignores_other_services_executions(api: Any, running: dict[str, Any]) -> None:
+    """A heartbeat counts only the attempts its instance claimed: another service's execution, one
+    of its own service that another instance claimed, and ids it made up are ignored, named in
+    ``unknown``, and nothing of theirs changes (not even a stop request read out)."""
+    resnet = "mgmt-train-resnet18"
+    assert api.client.patch(f"/api/v1/services/{resnet}", json={"min_instances": 0}).status_code == 200
+    other_service = api.client.post(f"/api/v1/services/{resnet}/executions", json={"function": "noop", "input": {}}).get_json()
+    same_service = api.client.post(f"/api/v1/services/{SLEEP}/executions", json={"function": "noop", "input": {}}).get_json()
+    resnet_id, as_resnet = register_instance(api, resnet)
+    sibling_id, as_sibling = register(api)
+    for instance_id, client, execution in ((resnet_id, as_resnet, other_service), (sibling_id, as_sibling, same_service)):
+        claimed = client.post(f"/api/v1/instances/{instance_id}/claim", json={"execution_id": execution["id"], "attempt": 1})
+        assert claimed.status_code == 200, claimed.get_json()
+        assert api.client.post(f"/api/v1/executions/{execution['id']}/terminate").status_code == 202
+    foreign = [other_service["id"], same_service["id"], "f" * 32]
+    before = {e: Execution.get_by_id(e).__data__ for e in foreign[:2]}
+    others = {i: Instance.get_by_id(i).__data__ for i in (resnet_id, sibling_id)}
+    beat = {"status": "running", "running": [*running["beat"]["running"],
+                                             *({"execution_id": e, "attempt": 1, "pid": 1} for e in foreign)]}
+
+    answer = running["client"].post(f"/api/v1/instances/{running['id']}/heartbeat", json=beat)
+
+    assert answer.status_code == 200
+    assert answer.get_json() == {"stop": [], "abandon": [], "paused": False, "drain": False, "unknown": foreign}
+    assert [entry["execution_id"] for entry in Instance.get_by_id(running["id"]).running] == [running["execution"]]
+    assert {e: Execution.get_by_id(e).__data__ for e in foreign[:2]} == before
+    assert {i: Instance.get_by_id(i).__data__ for i in (resnet_id, sibling_id)} == others
+    # Its own attempt is still acted on: a stop request reaches it; an attempt number of its own
+    # execution that it never claimed is unknown.
+    assert api.client.post(f"/api/v1/executions/{running['execution']}/terminate").status_code == 202
+    own = running["client"].post(f"/api/v1/instances/{running['id']}/heartbeat", json=beat).get_json()
+    assert (own["stop"], own["unknown"]) == ([running["execution"]], foreign)
+    stale = {"running": [{"execution_id": running["execution"], "attempt": 2}]}
+    assert running["client"].post(f"/api/v1/instances/{running['id']}/heartbeat", json=stale).get_json()["unknown"] == [running["execution"]]

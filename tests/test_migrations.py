@@ -1,13 +1,16 @@
 """Migrations bring a database of an earlier version forward without losing rows."""
 from __future__ import annotations
 
+from typing import Any
+
 import peewee
+import pytest
 from playhouse.migrate import SchemaMigrator, migrate
 
 from trainfaas.services.store.database import database
 from trainfaas.services.store.migrations import SchemaVersion
 from trainfaas.services.store.migrations import migrate as migrate_all
-from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Project, Service, Token
+from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Instance, Model, Project, Service, Token
 
 
 def _back_to_version_2(db: peewee.Database) -> None:
@@ -36,3 +39,33 @@ def test_projects_are_added_to_a_database_written_before_them(database_url: str)
     assert Model.get_by_id("m1").project == DEFAULT_PROJECT and Execution.get_by_id("e1").project == DEFAULT_PROJECT
     assert Project.get_by_id(DEFAULT_PROJECT) and Token.select().count() == 0
     assert migrate_all() == []  # idempotent
+
+
+def test_registration_columns_are_added_to_a_database_written_before_them(database_url: str) -> None:
+    db = database.obj
+    migrator = SchemaMigrator.from_database(db)
+    migrate(migrator.drop_column("instance", "registration_hash"), migrator.drop_column("instance", "registration_expires_at"))
+    SchemaVersion.delete().where(SchemaVersion.version == 6).execute()
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep")
+    db.execute_sql("INSERT INTO \"instance\" (id, service_id, backend, host, status, started_at, restart_count, running) "
+                   f"VALUES ('i1', '{service.name}', 'process', 'h', 'running', 1.0, 0, '[]')")
+
+    assert migrate_all() == [6]
+    row = Instance.get_by_id("i1")
+    assert (row.status, row.registration_hash, row.registration_expires_at) == ("running", None, None)
+    assert migrate_all() == []
+
+
+def test_migration_numbers_may_have_gaps_and_a_lower_one_merged_later_is_still_applied(database_url: str) -> None:
+    """Two branches add 5 and 6 at once: a database that got 6 first gets 5 when it arrives."""
+    ran: list[int] = []
+
+    def step(number: int) -> Any:
+        return lambda db, migrator: ran.append(number)
+
+    assert migrate_all(migrations=[(7, step(7)), (9, step(9))]) == [7, 9]
+    assert migrate_all(migrations=[(9, step(9)), (8, step(8)), (7, step(7))]) == [8]
+    assert ran == [7, 9, 8]
+    with pytest.raises(ValueError, match="unique"):
+        migrate_all(migrations=[(10, step(10)), (10, step(10))])
+    assert {row.version for row in SchemaVersion.select()} >= {1, 2, 3, 4, 6, 7, 8, 9}

@@ -1,6 +1,7 @@
 """The scheduler's decisions with a fake clock and the in-memory backend (no processes)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from trainfaas.scheduler.backends.process import ProcessBackend
 from trainfaas.scheduler.backends.swarm import SwarmBackend
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
+from trainfaas.services.control import tokens as auth
 from trainfaas.services.control import transitions as states
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import load_settings
@@ -194,7 +196,7 @@ def launch(backend: InstanceBackend, service: Service, instance: Instance) -> No
     if backend.manages_replicas:
         backend.set_replicas(service, 1)
     else:
-        backend.start(service, instance)
+        backend.start(service, instance, "tfr_registration")
 
 
 @pytest.mark.parametrize("name", ["process", "docker", "swarm", "memory"])
@@ -217,12 +219,14 @@ def test_every_backend_gives_an_instance_the_same_environment_without_the_schedu
     monkeypatch.setenv("TRAINFAAS_DATABASE_URL", "postgresql://scheduler:secret@db/trainfaas")
     service = Service.create(name="mgmt-train-sleep", architecture="sleep", instance_type="regular-xs")
 
-    expected = instance_environment(scheduler.settings, service)
-    process = ProcessBackend(scheduler.settings).environment(service)
+    expected = instance_environment(scheduler.settings, service, "tfr_registration")
+    process = ProcessBackend(scheduler.settings).environment(service, "tfr_registration")
     swarm = SwarmBackend(scheduler.settings).spec(service)["env"]
 
-    assert swarm == expected and expected.items() <= process.items()
-    assert expected["TRAINFAAS_REDIS_URL"] == scheduler.settings.redis_url and expected["TRAINFAAS_REGISTRATION_TOKEN"]
+    # Swarm tasks share one definition, so they share their service's credential.
+    swarm_credential = auth.swarm_registration_token(scheduler.settings.instance_secret_value(), service.name)
+    assert swarm == {**expected, "TRAINFAAS_REGISTRATION_TOKEN": swarm_credential} and expected.items() <= process.items()
+    assert expected["TRAINFAAS_REDIS_URL"] == scheduler.settings.redis_url and expected["TRAINFAAS_REGISTRATION_TOKEN"] == "tfr_registration"
     assert (expected["OMP_NUM_THREADS"], expected["CUDA_VISIBLE_DEVICES"]) == ("1", "")  # regular-xs: half a CPU, no GPU
     assert not {"TRAINFAAS_DATABASE_URL", "TRAINFAAS_INSTANCE_SECRET"} & set(process)
 
@@ -240,3 +244,18 @@ def test_an_unknown_instance_type_fails_the_start_and_shows_in_the_services_heal
     scheduler.clock.now += service.polling_interval_s  # type: ignore[attr-defined]
     keeper.keep_fleets()
     assert "instance type 'huge'" in (Service.get_by_id(service.name).error_reason or "")
+
+
+def test_each_instance_the_scheduler_starts_gets_a_one_time_registration_token_of_its_own(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", min_instances=2, max_instances=2, backend="memory")
+
+    scheduler.keep_fleet(service)
+
+    started = scheduler.backend.registrations  # type: ignore[attr-defined]
+    assert len(started) == 2 and len(set(started.values())) == 2
+    for instance_id, registration in started.items():
+        row = Instance.get_by_id(instance_id)
+        assert registration.startswith("tfr_") and row.registration_hash == auth.hash_secret(registration)
+        # Expiry is wall-clock time, as the API checks it, whatever the scheduler's clock says.
+        assert row.registration_expires_at == pytest.approx(time.time() + scheduler.settings.registration_ttl_s, abs=30)
+        assert row.token_hash is None and registration not in str(row.__data__)

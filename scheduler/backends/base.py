@@ -32,8 +32,9 @@ class InstanceBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def start(self, service: Service, instance: Instance) -> None:
-        """Launch ``instance`` (its row exists, status initializing). Raises BackendError."""
+    def start(self, service: Service, instance: Instance, registration: str) -> None:
+        """Launch ``instance`` (its row exists, status initializing) with ``registration``, the
+        one-time token it registers with (only its hash is on the row). Raises BackendError."""
         raise NotImplementedError
 
     def stop(self, instance: Instance) -> None:

@@ -104,10 +104,10 @@ class DockerBackend(ContainerBackend):
             limits["device_requests"] = [DeviceRequest(count=int(gpus), capabilities=[["gpu"]])]
         return limits
 
-    def start(self, service: Service, instance: Instance) -> None:
+    def start(self, service: Service, instance: Instance, registration: str) -> None:
         """Create and start the instance's container. Idempotent; raises BackendError, and
         ConfigError for an unknown instance type (before the engine is asked)."""
-        environment = instance_environment(self.settings, service)
+        environment = instance_environment(self.settings, service, registration)
         try:
             self._sweep()
             if self._find(instance) is None:

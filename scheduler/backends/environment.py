@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from trainfaas.scheduler.backends.instance_types import instance_type
-from trainfaas.services.control.tokens import registration_token
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.records import Service
 
@@ -30,13 +29,14 @@ def settings_environment(settings: Settings, names: Iterable[str]) -> dict[str, 
     return {PREFIX + name.upper(): as_variable(getattr(settings, name)) for name in names}
 
 
-def instance_environment(settings: Settings, service: Service) -> dict[str, str]:
+def instance_environment(settings: Settings, service: Service, registration: str) -> dict[str, str]:
     """The variables trainfaas sets for an instance of ``service`` (a backend adds them to the
-    rest of the environment it starts the instance in). Raises ConfigError for an unknown
+    rest of the environment it starts the instance in), ``registration`` being the token it
+    registers with (see FleetKeeper.start_instance). Raises ConfigError for an unknown
     instance type."""
     env = instance_type(settings, service).environment()
     env.update(settings_environment(settings, INSTANCE_SETTINGS))
-    env[PREFIX + "REGISTRATION_TOKEN"] = registration_token(settings.instance_secret_value(), service.name)
+    env[PREFIX + "REGISTRATION_TOKEN"] = registration
     env["PYTHONUNBUFFERED"] = "1"  # the instance's log is read while it runs
     return env
 

@@ -16,6 +16,7 @@ class MemoryBackend(InstanceBackend):
         self.settings = settings  # type: ignore[assignment]
         self.replicas: dict[str, int] = {}
         self.started: list[str] = []
+        self.registrations: dict[str, str] = {}  # instance id -> the registration token it was started with
         self.stopped: list[str] = []
         self.killed: list[str] = []
         self.dead: dict[str, str] = {}
@@ -24,9 +25,10 @@ class MemoryBackend(InstanceBackend):
         if self.settings is not None:
             instance_type(self.settings, service)
 
-    def start(self, service: Service, instance: Instance) -> None:
+    def start(self, service: Service, instance: Instance, registration: str = "") -> None:
         self._check(service)
         self.started.append(instance.id)
+        self.registrations[instance.id] = registration
 
     def stop(self, instance: Instance) -> None:
         self.stopped.append(instance.id)

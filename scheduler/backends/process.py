@@ -58,14 +58,14 @@ class ProcessBackend(InstanceBackend):
         prefix = shlex.split(self.settings.process_command) or [sys.executable, "-m", "trainfaas.services.cli"]
         return [*prefix, "instance", "--service", service.name, "--instance-id", instance.id]
 
-    def environment(self, service: Service) -> dict[str, str]:
+    def environment(self, service: Service, registration: str) -> dict[str, str]:
         """The scheduler's environment less its settings, plus an instance's. Raises ConfigError
         for an unknown instance type."""
-        return {**without_settings(dict(os.environ)), **instance_environment(self.settings, service)}
+        return {**without_settings(dict(os.environ)), **instance_environment(self.settings, service, registration)}
 
-    def start(self, service: Service, instance: Instance) -> None:
+    def start(self, service: Service, instance: Instance, registration: str) -> None:
         """Start the instance's process. Raises BackendError, and ConfigError for an unknown instance type."""
-        environment = self.environment(service)
+        environment = self.environment(service, registration)
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"instance-{instance.id}.log", "ab") as out:

@@ -2,8 +2,9 @@
 
 The swarm service ``trainfaas-<service>`` runs ``settings.docker_image`` with the same
 environment, binds and limits as a docker instance (see containers.py), on the host network.
-Its tasks register themselves as instances (no instance id is handed out); the scheduler only
-sets the replica count. Heartbeats decide whether an instance lives: observe()
+Its tasks register themselves as instances (no instance id is handed out), with their service's
+swarm registration token (tokens.swarm_registration_token); the scheduler only sets the replica
+count. Heartbeats decide whether an instance lives: observe()
 cannot tell which task an instance is and returns None.
 
 Scaling down keeps the scheduler's choice. The scheduler drains the instances it chose through
@@ -42,6 +43,7 @@ from trainfaas.scheduler.backends.containers import (
 )
 from trainfaas.scheduler.backends.environment import instance_environment
 from trainfaas.scheduler.backends.instance_types import instance_type
+from trainfaas.services.control.tokens import swarm_registration_token
 from trainfaas.services.core.errors import BackendError
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.records import Instance, Service
@@ -88,13 +90,18 @@ class SwarmBackend(ContainerBackend):
         labels = self.labels(service.name)
         return dict(
             image=self.settings.docker_image, args=instance_command(service.name, self.name), labels=labels,
-            container_labels=labels, env=instance_environment(self.settings, service), networks=["host"],
+            container_labels=labels, env=instance_environment(self.settings, service, self.registration(service)), networks=["host"],
             hostname=HOSTNAME_PREFIX + "{{.Task.ID}}", mounts=instance_mounts(self.settings),
             resources=Resources(cpu_limit=int(wanted.cpus * 1e9) or None, mem_limit=int(wanted.memory_mb * 1024 * 1024) or None,
                                 generic_resources=generic),
             restart_policy=RestartPolicy(condition="on-failure", delay=int(RESTART_DELAY_S * 1e9)),
             stop_signal="SIGTERM", stop_grace_period=int((service.drain_time_s + STOP_MARGIN_S) * 1e9),
         )
+
+    def registration(self, service: Service) -> str:
+        """What every task of ``service`` registers with: all tasks share one definition, so they
+        cannot get the one-time tokens of other instances; see tokens.swarm_registration_token."""
+        return swarm_registration_token(self.settings.instance_secret_value(), service.name)
 
     @staticmethod
     def fingerprint(spec: dict[str, Any]) -> str:
@@ -202,7 +209,7 @@ class SwarmBackend(ContainerBackend):
 
     # -- single instances ----------------------------------------------------------------------
 
-    def start(self, service: Service, instance: Instance) -> None:
+    def start(self, service: Service, instance: Instance, registration: str) -> None:
         raise BackendError("the swarm backend starts instances through set_replicas, not one by one")
 
     def observe(self, instance: Instance) -> Observation | None:

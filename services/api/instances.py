@@ -1,4 +1,5 @@
-"""The instance-facing API: register, claim, report, finish, heartbeat, deregister.
+"""The instance-facing API: register, claim, report, finish, heartbeat, deregister; and an
+admin's revocation of a pending registration.
 
 Every call but register carries the instance's own token (not a user token), which only reaches
 executions of that instance's service; every write is fenced by attempt number. The bodies and
@@ -12,12 +13,17 @@ from flask import Blueprint, request
 
 from trainfaas.services.api import redis_connection, settings
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.api.schemas import DeregisterOut, ExecutionSummary, InstanceRegistered
+from trainfaas.services.api.schemas import DeregisterOut, ExecutionSummary, InstanceOut, InstanceRegistered
 from trainfaas.services.api.views import execution_view, instance_view
 from trainfaas.services.control import attempts, instances, reports
 from trainfaas.services.control import tokens as auth
+from trainfaas.services.control.services import get_service
+from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core import protocol
+from trainfaas.services.core.errors import Unauthorized
 from trainfaas.services.store.records import Instance
+
+SWARM = "swarm"  # the backend whose tasks register with their service's credential (no instance id)
 
 bp = Blueprint("instances", __name__, url_prefix="/api/v1/instances")
 
@@ -27,11 +33,31 @@ bp = Blueprint("instances", __name__, url_prefix="/api/v1/instances")
 def register(body: protocol.InstanceRegister) -> dict[str, Any]:
     """Register an instance of a service (or adopt the row the scheduler made for it); returns its token once.
 
-    Needs the service's registration token (the scheduler gives it to the instances it starts)
-    or an admin token."""
-    auth.require_registration(request.headers.get("Authorization"), settings().instance_secret_value(), body.service)
-    instance, token = instances.register(body)
+    Needs the one-time registration token the scheduler gave the instance it started (with its
+    ``instance_id``; 401 when it is not that row's, is of another service or has expired, 409 once
+    used or when the row has ended), a swarm task's service credential, or an admin token."""
+    header = request.headers.get("Authorization")
+    secret = auth.registration_secret(header)
+    if secret is None:
+        if not auth.authenticate(header).is_admin:
+            raise Unauthorized("registering an instance needs its registration token or an admin token",
+                               {"Authorization": "Bearer <registration or admin token>"})
+        instance, token = instances.register(body)
+    elif body.instance_id or get_service(body.service).backend != SWARM:
+        instance, token = instances.redeem(body, secret)
+    else:
+        auth.require_swarm_registration(secret, settings().instance_secret_value(), body.service)
+        instance, token = instances.register(body)
     return {**instance_view(instance), "token": token, "concurrency": instance.service.concurrency}
+
+
+@endpoint(bp, "DELETE", "/<instance_id>/registration", response=InstanceOut, access="admin", errors=(404, 409))
+def revoke_registration(instance_id: str, principal: Principal) -> dict[str, Any]:
+    """Revoke the pending registration of an instance that has not registered yet; it fails.
+
+    Its one-time registration token stops working at once and the scheduler starts a replacement.
+    409 when the instance has registered already or has ended."""
+    return instance_view(instances.revoke_registration(instance_id))
 
 
 @endpoint(bp, "POST", "/<instance_id>/claim", body=protocol.Claim, response=protocol.ClaimReply, access="instance", errors=(409,))

@@ -11,7 +11,7 @@ A new endpoint on an existing blueprint is this decorator and nothing else: it i
 in the generated tests (tests/test_api_fuzz.py) at once. A new blueprint is also listed in
 ``trainfaas.services.api.routes``.
 
-``access``: ``public`` (no token), ``register`` (a service's registration token or an admin
+``access``: ``public`` (no token), ``register`` (an instance's registration token or an admin
 token, checked by the view, which needs the body to know the service), ``instance`` (the instance's own token, for the
 ``<instance_id>`` in the path), or the least user scope: ``read``, ``write`` or ``admin``.
 """

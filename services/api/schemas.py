@@ -263,7 +263,8 @@ class InstanceOut(Out):
     ended_at: str | None = Timestamp
     restart_count: int
     last_exit_reason: str | None
-    running: list[dict[str, Any]]
+    running: list[dict[str, Any]] = Field(description="The attempts it runs; for a read or write token, only those of its project.")
+    other_running: int = Field(0, description="How many attempts of other projects it runs (listed to admin tokens only).")
 
 
 class InstanceRegistered(InstanceOut):

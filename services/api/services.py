@@ -83,5 +83,6 @@ def events(name: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
 
 @endpoint(bp, "GET", "/<name>/instances", query=ListQuery, response=Page[InstanceOut])
 def instances(name: str, query: ListQuery, principal: Principal) -> dict[str, Any]:
-    """The service's instances, newest first."""
-    return page(*paginate(_rows_of(Instance, name), (Instance.started_at, Instance.id), query.limit, query.cursor), instance_view)
+    """The service's instances, newest first; a read or write token sees the ids of its own project's executions only."""
+    rows, cursor = paginate(_rows_of(Instance, name), (Instance.started_at, Instance.id), query.limit, query.cursor)
+    return page(rows, cursor, lambda instance: instance_view(instance, principal))

@@ -5,6 +5,7 @@ from typing import Any
 
 from trainfaas.services.api import iso
 from trainfaas.services.control.services import service_health
+from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION, ExecutionStatus
 from trainfaas.services.store import queues
 from trainfaas.services.store.records import (
@@ -86,12 +87,21 @@ def event_view(event: ServiceEvent) -> dict[str, Any]:
             "desired": event.desired, "action": event.action, "reason": event.reason}
 
 
-def instance_view(instance: Instance) -> dict[str, Any]:
+def instance_view(instance: Instance, principal: Principal | None = None) -> dict[str, Any]:
+    """An instance as ``principal`` may see it: the executions it runs are listed by id only where
+    they belong to the token's project (all of them for admin tokens, and for the instance itself:
+    no principal); the others are only counted in ``other_running``."""
+    running = list(instance.running or [])
+    if principal is not None and principal.reach is not None and running:
+        ids = [entry.get("execution_id") for entry in running]
+        own = {row.id for row in Execution.select(Execution.id).where(Execution.id.in_(ids) & (Execution.project == principal.reach))}
+        running = [entry for entry in running if entry.get("execution_id") in own]
     return {
         "id": instance.id, "service": instance.service_id, "backend": instance.backend, "status": instance.status,
         "host": instance.host, "pid": instance.pid, "heartbeat": iso(instance.heartbeat_at),
         "started_at": iso(instance.started_at), "ended_at": iso(instance.ended_at),
-        "restart_count": instance.restart_count, "last_exit_reason": instance.last_exit_reason, "running": instance.running,
+        "restart_count": instance.restart_count, "last_exit_reason": instance.last_exit_reason, "running": running,
+        "other_running": len(instance.running or []) - len(running),
     }
 
 

@@ -76,38 +76,39 @@ def authenticate(header: str | None) -> Principal:
     return Principal(token.id, token.scope, token.project)
 
 
-def registration_token(instance_secret: str, service: str) -> str:
-    """The credential instances of ``service`` register with: an HMAC of the service's name under
-    the instance secret, so the scheduler can hand it to any instance it starts (containers and
-    swarm tasks included) and nothing needs to be stored. It registers instances of that service
-    only, and is worth nothing once an instance has its own token."""
+def swarm_registration_token(instance_secret: str, service: str) -> str:
+    """The credential the tasks of a swarm service register with: an HMAC of the service's name
+    under the instance secret. Swarm starts every task of a service from one definition, so its
+    tasks cannot get one-time tokens of their own; this one registers new instances of that
+    service only, and only while the service runs on the swarm backend. Changing the instance
+    secret revokes it (the swarm service is then updated with the new one)."""
     return REGISTRATION_PREFIX + hmac.new(instance_secret.encode(), f"register:{service}".encode(), hashlib.sha256).hexdigest()
 
 
 def registration_credential(header: str | None) -> None:
     """Unauthorized unless ``header`` carries a registration token (still to be checked against
-    its service) or a valid admin token."""
-    scheme, _, secret = (header or "").partition(" ")
-    if scheme.lower() == "bearer" and secret.strip().startswith(REGISTRATION_PREFIX):
+    its instance or service) or a valid admin token."""
+    if registration_secret(header) is not None:
         return
     if not authenticate(header).is_admin:
-        raise Unauthorized("registering an instance needs its service's registration token or an admin token",
+        raise Unauthorized("registering an instance needs its registration token or an admin token",
                            {"Authorization": "Bearer <registration or admin token>"})
 
 
-def require_registration(header: str | None, instance_secret: str, service: str) -> None:
-    """Registering an instance of ``service`` needs its registration token, or an admin token
-    (for an instance started by hand); Unauthorized otherwise."""
+def registration_secret(header: str | None) -> str | None:
+    """The registration token (``tfr_…``) that ``header`` carries; None for any other header."""
     scheme, _, secret = (header or "").partition(" ")
     secret = secret.strip()
-    if scheme.lower() == "bearer" and secret.startswith(REGISTRATION_PREFIX):
-        if hmac.compare_digest(secret, registration_token(instance_secret, service)):
-            return
-        raise Unauthorized(f"this registration token is not one for {service}", {"Authorization": f"Bearer <registration token of {service}>"})
-    principal = authenticate(header)
-    if not principal.is_admin:
-        raise Unauthorized("registering an instance needs its service's registration token or an admin token",
-                           {"Authorization": "Bearer <registration or admin token>"})
+    return secret if scheme.lower() == "bearer" and secret.startswith(REGISTRATION_PREFIX) else None
+
+
+def require_swarm_registration(secret: str, instance_secret: str, service: str) -> None:
+    """Unauthorized unless ``secret`` is the swarm registration token of ``service`` (see
+    :func:`swarm_registration_token`), which is checked by the caller to run on swarm."""
+    if not hmac.compare_digest(secret, swarm_registration_token(instance_secret, service)):
+        raise Unauthorized(f"this registration token registers no new instance of {service}: an instance the scheduler "
+                           "started sends its instance_id with its own one-time token",
+                           {"Authorization": "Bearer <the instance's registration token>", "instance_id": "its instance id"})
 
 
 def create_token(scope: str, project: str | None, name: str = "") -> tuple[Token, str]:

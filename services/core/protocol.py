@@ -197,6 +197,7 @@ class HeartbeatReply(Message):
     abandon: list[str] = Field(default_factory=list)
     paused: bool = False
     drain: bool = False
+    unknown: list[str] = Field(default_factory=list, description="Entries of the heartbeat that are no attempt this instance claimed: ignored.")
 
 
 class Finish(Message):

@@ -30,9 +30,12 @@ class Settings(BaseSettings):
     dataset_check_max_files: int = Field(200_000, description="Most files and folders the API's check of a data set may touch.")
     dataset_check_seconds: float = Field(10.0, description="Longest the API's check of a data set may run, in seconds.")
     instance_secret: str = Field(
-        "", description="Secret the API and the scheduler share: each service's instances register with a credential"
+        "", description="Secret the API and the scheduler share: the instances of swarm services register with a credential"
                         " derived from it. Default: home/instance-secret, created on first use (mode 0600).")
     registration_token: str = Field("", description="The credential an instance registers with; the scheduler sets it.")
+    registration_ttl_s: float = Field(
+        120.0, gt=0, description="How long the one-time registration token of an instance the scheduler starts stays valid,"
+                                 " in seconds. The reaper fails an instance that has not registered within 60 s anyway.")
     max_body_bytes: int = Field(1024 * 1024, description="Largest request body of user endpoints; larger ones get 413.")
     max_instance_body_bytes: int = Field(32 * 1024 * 1024, description="Largest body an instance may send (reports, tracebacks).")
     max_log_lines: int = Field(100_000, ge=1, description="Most log lines kept per attempt; past it, one line says so.")

@@ -166,6 +166,11 @@ class Instance(BaseModel):
     pid = peewee.IntegerField(null=True)
     status = peewee.CharField(max_length=20, default=InstanceStatus.INITIALIZING.value, index=True)
     token_hash = peewee.CharField(max_length=64, null=True)
+    # A pending registration (migration 6): the SHA-256 of the one-time token the scheduler handed
+    # to the instance it started, and when that token expires. Cleared once it is used, and when
+    # the row ends (lost, exited, failed) or an admin revokes it.
+    registration_hash = peewee.CharField(max_length=64, null=True)
+    registration_expires_at = peewee.DoubleField(null=True)
     heartbeat_at = peewee.DoubleField(null=True)
     started_at = peewee.DoubleField(default=now_s)
     ended_at = peewee.DoubleField(null=True)

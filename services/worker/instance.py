@@ -312,7 +312,8 @@ class InstanceProcess:
             if run and run.stop_reason is None:
                 self._stop(run, USER, grace_s=max(run.drain_time_s, STOP_GRACE_S))
         told = {(entry.execution_id, entry.attempt) for entry in beat.running}
-        for execution_id in answer.abandon:
+        # An entry the control plane does not know as this instance's is no work of its own either.
+        for execution_id in [*answer.abandon, *answer.unknown]:
             run = self.running.get(execution_id)
             if run is not None and (execution_id, run.attempt) in told:
                 self._abandon(execution_id, "the control plane no longer assigns it to this instance")

@@ -2,6 +2,11 @@
 
 Add a module ``mNNNN_what.py`` with ``def apply(db, migrator)`` and list it in ``MIGRATIONS``;
 use ``playhouse.migrate`` operations through ``migrator`` for changes to existing tables.
+
+Numbers need not be contiguous: each one is applied once, by its number, in ascending order, and
+a number missing from the list is simply not applied. So migrations written on two branches at
+once (5 and 6) merge in either order: a database that already has 6 gets 5 on its next start.
+Such migrations must therefore not depend on each other.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from trainfaas.services.store.migrations import (
     m0002_autoscaler,
     m0003_projects,
     m0004_lineage,
+    m0006_registration,
     m0007_blueprints,
 )
 
@@ -38,6 +44,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (2, m0002_autoscaler.apply),
     (3, m0003_projects.apply),
     (4, m0004_lineage.apply),
+    (6, m0006_registration.apply),
     (7, m0007_blueprints.apply),
 ]
 
@@ -49,8 +56,12 @@ def migrate(db: peewee.Database | None = None, migrations: list[tuple[int, Migra
     with db.atomic():
         db.create_tables([SchemaVersion], safe=True)
         done = {row.version for row in SchemaVersion.select()}
+    steps = MIGRATIONS if migrations is None else migrations
+    versions = [version for version, _ in steps]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"migration numbers must be unique: {versions}")
     applied = []
-    for version, step in MIGRATIONS if migrations is None else migrations:
+    for version, step in sorted(steps, key=lambda entry: entry[0]):
         if version in done:
             continue
         with db.atomic():
