@@ -36,3 +36,16 @@ def test_projects_are_added_to_a_database_written_before_them(database_url: str)
     assert Model.get_by_id("m1").project == DEFAULT_PROJECT and Execution.get_by_id("e1").project == DEFAULT_PROJECT
     assert Project.get_by_id(DEFAULT_PROJECT) and Token.select().count() == 0
     assert migrate_all() == []  # idempotent
+
+
+def test_project_limits_are_added_to_a_database_written_before_them(database_url: str) -> None:
+    db = database.obj
+    migrator = SchemaMigrator.from_database(db)
+    Project.create(name="team", description="older")
+    migrate(migrator.drop_column("project", "max_queued"), migrator.drop_column("project", "max_running"))
+    SchemaVersion.delete().where(SchemaVersion.version == 5).execute()
+
+    assert migrate_all() == [5]
+    team = Project.get_by_id("team")
+    assert (team.description, team.max_queued, team.max_running) == ("older", None, None)
+    assert migrate_all() == []

@@ -53,10 +53,10 @@ def show(model_id: str, principal: Principal) -> dict[str, Any]:
     return model_view(control.get_model(model_id, principal.reach))
 
 
-@endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write", errors=(409,))
+@endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write", errors=(409, 429))
 def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, Any]:
     """Enqueue a training of the model on a data set; options and data set are checked first. 409 while the
-    model has a training pending or running: a model trains once at a time."""
+    model has a training pending or running: a model trains once at a time; 429 while its project is at its queued limit."""
     model = control.get_model(model_id, principal.reach)
     execution = submit_training(settings(), redis_connection(), model, body.dataset, body.configuration, body.execution)
     return execution_view(execution)

@@ -38,8 +38,8 @@ def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--name", default=None, help="Model name (default: <architecture>-<dataset>).")
 @click.option("--epochs", type=int, default=None, help="Shortcut for --config epochs=N.")
 @click.option("--config", "-c", "config_pairs", multiple=True, help="Adapter option as key=value (repeatable).")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
-@click.option("--max-attempts", type=int, default=None)
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds (at most the server's TRAINFAAS_MAX_TIMEOUT_S, 24 h by default).")
+@click.option("--max-attempts", type=int, default=None, help="Attempts including the first, 1-10.")
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
 @click.option("--from-model", default=None, metavar="MODEL_ID",
               help="Fine-tune: start from this trained model's weights, labels and configuration.")

@@ -12,7 +12,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from trainfaas.services.store.database import database
-from trainfaas.services.store.migrations import m0001_initial, m0002_autoscaler, m0003_projects, m0004_lineage
+from trainfaas.services.store.migrations import m0001_initial, m0002_autoscaler, m0003_projects, m0004_lineage, m0005_project_limits
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (2, m0002_autoscaler.apply),
     (3, m0003_projects.apply),
     (4, m0004_lineage.apply),
+    (5, m0005_project_limits.apply),
 ]
 
 
