@@ -75,12 +75,16 @@ class ModelAdapter:
     ``mgmt-train-<architecture>``), ``task``, ``dataset_format`` (None when no data set is
     needed) and ``Options`` (a pydantic model of the declared options), and implement
     :meth:`train`. ``load``/``save``/``predict`` are optional until a function needs them.
+    ``diagnostic_options`` names the options that inject faults (see below).
     """
 
     architectures: ClassVar[tuple[str, ...]] = ()
     task: ClassVar[str] = ""
     dataset_format: ClassVar[str | None] = None
     Options: ClassVar[type[Options]] = Options
+    # Options that inject faults (for fire drills): the API refuses a configuration that sets one
+    # to other than its default unless the server runs with TRAINFAAS_DIAGNOSTICS=1.
+    diagnostic_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

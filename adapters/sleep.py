@@ -3,6 +3,8 @@
 It reports progress and a fake loss, writes checkpoints, honours should_stop(), resumes from
 the last checkpoint of a previous attempt, and can fail on purpose: raise, exit with a code,
 or allocate memory; or diverge, its loss turning NaN as a training's does when it blows up.
+Those fault-injection options are refused by the API unless the server runs with
+TRAINFAAS_DIAGNOSTICS=1 (and allocate_mb is bounded by TRAINFAAS_DIAGNOSTICS_MAX_ALLOCATE_MB).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class SleepAdapter(ModelAdapter):
     task = "diagnostic"
     dataset_format = None
     Options = SleepOptions
+    diagnostic_options = ("raise_error", "exit_code", "allocate_mb", "fail_at", "diverge")
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         opts = SleepOptions(**configuration)

@@ -1,6 +1,7 @@
 """The fleet keeper: sizes each service's fleet with the pure policy (policy.py) and acts on the
 answer through the service's backend: starts what is missing, stops what is too many (idle
-first; busy ones drain), and records why in the service's events.
+first; busy ones drain), and records why in the service's events. A service with no instance
+and work waiting is sized at once (scale from zero), not at its next polling interval.
 """
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import logging
 import socket
 from collections.abc import Callable
 
+from peewee import fn
+
 from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.scheduler.policy import Decision, History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide
-from trainfaas.services.control import instances
+from trainfaas.services.control import instances, quotas
 from trainfaas.services.core.errors import BackendError, ConfigError, TrainfaasError
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION, ExecutionStatus, InstanceStatus
@@ -63,7 +66,7 @@ class FleetKeeper:
         now = self.clock()
         live = list(Instance.select().where((Instance.service == service.name) & (Instance.status.in_(LIVE_INSTANCE))))
         fleet = tuple(InstanceState(i.id, i.status, bool(i.running) or i.status == InstanceStatus.FULL) for i in live)
-        queued = Execution.select().where((Execution.service == service.name) & (Execution.status.in_(WAITING_EXECUTION))).count()
+        queued = self.startable(service)
         running = Execution.select().where((Execution.service == service.name) & (Execution.status == ExecutionStatus.IN_PROGRESS)).count()
         # A crash loop is over once an instance started after the failures has registered.
         healthy_since = max((i.started_at for i in live if i.heartbeat_at is not None), default=now - CRASH_WINDOW_S)
@@ -74,6 +77,19 @@ class FleetKeeper:
         failed = sorted(failed + (backend.failures(service, since) if backend is not None else []))
         return Observed(queued=queued, running=running, instances=fleet, failures=tuple(at for at, _ in failed),
                         last_failure_reason=failed[-1][1] if failed else "")
+
+    def startable(self, service: Service) -> int:
+        """The service's waiting executions that may start now: of each project, no more than its
+        running quota leaves room for (quotas.py). The others wait for their project, not for an
+        instance: they are no reason to start one."""
+        waiting = (Execution.select(Execution.project, fn.COUNT(Execution.id).alias("count"))
+                   .where((Execution.service == service.name) & (Execution.status.in_(WAITING_EXECUTION)))
+                   .group_by(Execution.project))
+        total = 0
+        for row in waiting:
+            limits = quotas.limits_of(self.settings, row.project)
+            total += min(row.count, max(0, limits.max_running - limits.running))
+        return total
 
     def config(self, service: Service) -> ServiceConfig:
         """The policy's view of the service's settings."""
@@ -92,7 +108,8 @@ class FleetKeeper:
         history = self.histories.get(service.name, History())
         due = now - self.last_evaluated.get(service.name, -1e18) >= service.polling_interval_s
         short = history.target is not None and len(observed.active) < history.target
-        if not (due or short):
+        cold = observed.queued > 0 and not observed.active  # scale from zero at once, not a polling interval later
+        if not (due or short or cold):
             return None
         self.last_evaluated[service.name] = now
         decision = decide(observed, self.config(service), now, history)

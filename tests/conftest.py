@@ -149,8 +149,10 @@ def stack_settings(request: pytest.FixtureRequest, short_tmp: Path, embedded_red
         db_url, drop = _postgres_database()
         redis_url = _server_redis_url()
         redis.Redis.from_url(redis_url).flushdb()
+    # Tests inject faults with the sleep adapter's options: the stacks they start allow them.
     settings = load_settings(home=short_tmp, database_url=db_url, redis_url=redis_url, port=free_port(), api_url="",
-                             reconcile_interval_s=1.0, data_roots=data_roots_for_tests(short_tmp, tmp_path_factory))
+                             reconcile_interval_s=1.0, data_roots=data_roots_for_tests(short_tmp, tmp_path_factory),
+                             diagnostics=True)
     yield settings
     drop()
 
@@ -226,7 +228,7 @@ def api(database_url: str, redis_url: str, short_tmp: Path) -> Iterator[Any]:
     from trainfaas.services.control import tokens as auth
 
     settings = load_settings(home=short_tmp, database_url=database_url, redis_url=redis_url,
-                             data_roots=str(short_tmp / "data"))
+                             data_roots=str(short_tmp / "data"), diagnostics=True)
     app = create_app(settings)
     _, admin = auth.create_token("admin", None, name="tests")
 

@@ -261,7 +261,7 @@ def test_the_served_spec_describes_every_registered_endpoint_with_its_models(cli
     assert operations == {(e.path, e.method) for e in ENDPOINTS}
     train = spec["paths"]["/api/v1/models/{model_id}/train"]["post"]
     assert train["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TrainRequest"}
-    assert set(train["responses"]) == {"202", "401", "403", "404", "409", "413", "414", "415", "422"}  # 409: an ambiguous id prefix
+    assert set(train["responses"]) == {"202", "401", "403", "404", "409", "413", "414", "415", "422", "429"}  # 409: an ambiguous id prefix; 429: the quota
     assert spec["components"]["schemas"]["ExecutionSettings"]["properties"]["max_attempts"]["anyOf"][0]["minimum"] == 1
     assert spec["paths"]["/healthz"]["get"]["security"] == []
 

@@ -69,3 +69,16 @@ def test_migration_numbers_may_have_gaps_and_a_lower_one_merged_later_is_still_a
     with pytest.raises(ValueError, match="unique"):
         migrate_all(migrations=[(10, step(10)), (10, step(10))])
     assert {row.version for row in SchemaVersion.select()} >= {1, 2, 3, 4, 6, 7, 8, 9}
+
+
+def test_project_limits_are_added_to_a_database_written_before_them(database_url: str) -> None:
+    db = database.obj
+    migrator = SchemaMigrator.from_database(db)
+    Project.create(name="team", description="older")
+    migrate(migrator.drop_column("project", "max_queued"), migrator.drop_column("project", "max_running"))
+    SchemaVersion.delete().where(SchemaVersion.version == 5).execute()
+
+    assert migrate_all() == [5]
+    team = Project.get_by_id("team")
+    assert (team.description, team.max_queued, team.max_running) == ("older", None, None)
+    assert migrate_all() == []

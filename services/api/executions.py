@@ -39,9 +39,9 @@ bp = Blueprint("executions", __name__, url_prefix="/api/v1")
 
 
 @endpoint(bp, "POST", "/services/<name>/executions", body=FunctionRequest, response=ExecutionOut, status=202, access="write",
-          errors=(409,))
+          errors=(409, 429))
 def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str, Any]:
-    """Run a function (train_model, noop) on a service's instances."""
+    """Run a function (train_model, noop) on a service's instances; 429 while the project is at its queued limit."""
     service = get_service(name)
     project = principal.project_for_new(body.project)
     given = dict(body.input)
@@ -97,10 +97,10 @@ def terminate(execution_id: str, principal: Principal) -> dict[str, Any]:
     return execution_view(control.terminate(control.get_execution(execution_id, principal.reach).id))
 
 
-@endpoint(bp, "POST", "/executions/<execution_id>/rerun", response=ExecutionOut, status=202, access="write", errors=(409,))
+@endpoint(bp, "POST", "/executions/<execution_id>/rerun", response=ExecutionOut, status=202, access="write", errors=(409, 429))
 def rerun(execution_id: str, principal: Principal) -> dict[str, Any]:
-    """Queue an ended execution again as a new attempt."""
-    return execution_view(control.rerun(redis_connection(), control.get_execution(execution_id, principal.reach).id))
+    """Queue an ended execution again as a new attempt; 429 while its project is at its queued limit."""
+    return execution_view(control.rerun(settings(), redis_connection(), control.get_execution(execution_id, principal.reach).id))
 
 
 def _rows_of(entity: type[peewee.Model], execution_id: str, principal: Principal) -> peewee.ModelSelect:

@@ -54,11 +54,11 @@ def show(model_id: str, principal: Principal) -> dict[str, Any]:
     return model_view(control.get_model(model_id, principal.reach))
 
 
-@endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write", errors=(409,))
+@endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write", errors=(409, 429))
 def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, Any]:
     """Enqueue a training of the model on a data set; options and data set are checked first. With a
     blueprint, its options, settings and data set are taken under the request's own. 409 while the
-    model has a training pending or running: a model trains once at a time."""
+    model has a training pending or running: a model trains once at a time; 429 while its project is at its queued limit."""
     model = control.get_model(model_id, principal.reach)
     dataset, configuration, execution = body.dataset, body.configuration, body.execution
     if body.blueprint is not None:

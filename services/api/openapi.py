@@ -29,6 +29,8 @@ ERRORS = {
     413: "The body is larger than the configured maximum.",
     415: "The body is not sent as application/json.",
     422: "A field is invalid; fields names each one and what it allows.",
+    429: "The project is at its limit of queued executions (quota_exceeded): nothing was written. The message names the"
+         " limit and the current count; wait until some start or end, or ask an admin to raise it (PATCH /api/v1/projects/{name}).",
 }
 
 
@@ -47,6 +49,8 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
         statuses += [413, 415]
     if endpoint.body is not None or endpoint.query is not None:
         statuses.append(422)
+    if 429 in endpoint.errors:
+        statuses.append(429)
     return statuses
 
 

@@ -1,15 +1,25 @@
-"""Projects and API tokens. Only admin tokens create projects and manage tokens; a project token
-lists and reads its own project."""
+"""Projects and API tokens. Only admin tokens create and change projects (their quotas too) and
+manage tokens; a project token lists and reads its own project, with its limits and usage."""
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint
 
-from trainfaas.services.api import page, paginate
+from trainfaas.services.api import page, paginate, settings
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.api.schemas import NamedListQuery, Page, ProjectCreate, ProjectOut, TokenCreate, TokenCreated, TokenOut
+from trainfaas.services.api.schemas import (
+    NamedListQuery,
+    Page,
+    ProjectCreate,
+    ProjectOut,
+    ProjectPatch,
+    TokenCreate,
+    TokenCreated,
+    TokenOut,
+)
 from trainfaas.services.api.views import project_view, token_view
+from trainfaas.services.control import quotas
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core.errors import Conflict, NotFound
@@ -23,7 +33,7 @@ def create_project(body: ProjectCreate, principal: Principal) -> dict[str, Any]:
     """Create a project."""
     if Project.get_or_none(Project.name == body.name) is not None:
         raise Conflict(f"project {body.name} already exists", {"name": "a name no other project has"})
-    return project_view(Project.create(name=body.name, description=body.description))
+    return _view(Project.create(name=body.name, description=body.description))
 
 
 @endpoint(bp, "GET", "/projects", query=NamedListQuery, response=Page[ProjectOut])
@@ -35,7 +45,7 @@ def list_projects(query: NamedListQuery, principal: Principal) -> dict[str, Any]
     if query.q:
         rows = rows.where(Project.name.contains(query.q))
     items, cursor = paginate(rows, (Project.name,), query.limit, query.cursor, descending=False)
-    return page(items, cursor, project_view)
+    return page(items, cursor, _view)
 
 
 @endpoint(bp, "GET", "/projects/<name>", response=ProjectOut)
@@ -44,7 +54,20 @@ def show_project(name: str, principal: Principal) -> dict[str, Any]:
     project = Project.get_or_none(Project.name == name)
     if project is None or not principal.sees(name):
         raise NotFound(f"project {name} does not exist")
-    return project_view(project)
+    return _view(project)
+
+
+@endpoint(bp, "PATCH", "/projects/<name>", body=ProjectPatch, response=ProjectOut, access="admin")
+def update_project(name: str, body: ProjectPatch, principal: Principal) -> dict[str, Any]:
+    """Change a project's description or quotas (max_queued, max_running; null: back to the server's default)."""
+    changes = {key: getattr(body, key) for key in body.model_fields_set}
+    if changes.get("description") is None:
+        changes.pop("description", None)
+    return _view(quotas.update_project(name, **changes))
+
+
+def _view(project: Project) -> dict[str, Any]:
+    return project_view(project, settings())
 
 
 @endpoint(bp, "POST", "/tokens", body=TokenCreate, response=TokenCreated, status=201, access="admin")

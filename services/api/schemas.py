@@ -67,6 +67,18 @@ class ProjectCreate(Strict):
     description: str = Field("", max_length=2000)
 
 
+QUOTA = 100_000  # the largest per-project limit an admin may set
+
+
+class ProjectPatch(Strict):
+    """Changes to a project; each field not given stays as it is. A limit given as null goes back
+    to the server's default (TRAINFAAS_PROJECT_MAX_QUEUED, TRAINFAAS_PROJECT_MAX_RUNNING)."""
+
+    description: str | None = Field(None, max_length=2000)
+    max_queued: int | None = Field(None, ge=0, le=QUOTA, description="Most executions waiting (created, pending, rerun); null: the default.")
+    max_running: int | None = Field(None, ge=0, le=QUOTA, description="Most executions running at once; null: the default.")
+
+
 class TokenCreate(Strict):
     scope: Literal["read", "write", "admin"] = Field(description="read or write one project; admin: every project, services, tokens.")
     project: str | None = Field(None, pattern=NAME_PATTERN, description="Required for read and write; ignored for admin.")
@@ -129,7 +141,7 @@ class Out(BaseModel):
 
 
 class ErrorDetail(Out):
-    code: str = Field(description="Machine-readable: invalid, not_found, unauthorized, forbidden, conflict, ...")
+    code: str = Field(description="Machine-readable: invalid, not_found, unauthorized, forbidden, conflict, quota_exceeded, ...")
     message: str = Field(description="What went wrong and what to do.")
     fields: dict[str, str] = Field(default_factory=dict, description="Field path -> what is allowed there.")
 
@@ -299,10 +311,22 @@ class ArtifactOut(Recorded):
     metrics: dict[str, Any]
 
 
+class ProjectLimits(Out):
+    """A project's quotas in force and its usage now."""
+
+    max_queued: int = Field(description="Most executions waiting (created, pending, rerun); one more is refused with 429.")
+    max_running: int = Field(description="Most executions running at once; the others stay pending.")
+    max_queued_source: Literal["project", "default"] = Field(description="project: set by an admin; default: the server's setting.")
+    max_running_source: Literal["project", "default"]
+    queued: int = Field(description="Executions waiting now.")
+    running: int = Field(description="Executions running now.")
+
+
 class ProjectOut(Out):
     name: str
     description: str
     created_at: str | None = Timestamp
+    limits: ProjectLimits
 
 
 class TokenOut(Out):

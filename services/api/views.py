@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from trainfaas.services.api import iso
+from trainfaas.services.control import quotas
 from trainfaas.services.control.services import service_health
 from trainfaas.services.control.tokens import Principal
+from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION, ExecutionStatus
 from trainfaas.services.store import queues
 from trainfaas.services.store.records import (
@@ -118,8 +120,9 @@ def artifact_view(row: Artifact) -> dict[str, Any]:
             "attempt": row.attempt, "at": iso(row.at)}
 
 
-def project_view(project: Project) -> dict[str, Any]:
-    return {"name": project.name, "description": project.description, "created_at": iso(project.created_at)}
+def project_view(project: Project, settings: Settings) -> dict[str, Any]:
+    return {"name": project.name, "description": project.description, "created_at": iso(project.created_at),
+            "limits": quotas.limits_of(settings, project).view()}
 
 
 def token_view(token: Token) -> dict[str, Any]:

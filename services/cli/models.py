@@ -41,8 +41,8 @@ def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--blueprint", "-b", default=None, help="Start from this blueprint of the project (or quick or full).")
 @click.option("--config-file", type=click.File("r"), default=None,
               help="Start from a configuration as `trainfaas executions config` prints it (- for standard input).")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
-@click.option("--max-attempts", type=int, default=None)
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds (at most the server's TRAINFAAS_MAX_TIMEOUT_S, 24 h by default).")
+@click.option("--max-attempts", type=int, default=None, help="Attempts including the first, 1-10.")
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
 @click.option("--from-model", default=None, metavar="MODEL_ID",
               help="Fine-tune: start from this trained model's weights, labels and configuration.")

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from trainfaas.services.control import ids, models
+from trainfaas.services.control import ids, models, quotas
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.executions import try_enqueue
 from trainfaas.services.core.errors import ConfigError, Conflict, ServicePaused
@@ -75,7 +75,9 @@ def of_service(instance: Instance, execution_id: str) -> Execution:
 
 
 def claim(settings: Settings, instance: Instance, execution_id: str, attempt: int) -> ClaimReply:
-    """Start ``attempt`` on ``instance`` and return what to run. Raises if it is not claimable."""
+    """Start ``attempt`` on ``instance`` and return what to run. Raises if it is not claimable:
+    ServicePaused, ProjectAtRunningLimit (its project runs its most executions: it stays pending,
+    its message says why), or the state machine's refusals."""
     execution = of_service(instance, execution_id)
     if execution.service.paused:
         raise ServicePaused(f"service {instance.service_id} is paused; execution {execution.id} stays queued")
@@ -87,7 +89,12 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
             StatusLog.create(execution=claimed.id, status=ExecutionStatus.IN_PROGRESS, attempt=attempt, instance=instance.id,
                              message=f"resuming from checkpoint at step {checkpoint.step} of attempt {checkpoint.attempt}: {checkpoint.path}")
 
-    execution = states.claim(execution.id, attempt, instance.id, then=started)
+    with quotas.locked(execution.project):  # the count and the claim commit together: no overshoot
+        waiting = quotas.running_limit_reached(settings, execution, attempt)
+        if waiting is None:
+            execution = states.claim(execution.id, attempt, instance.id, then=started)
+    if waiting is not None:
+        quotas.hold(execution, waiting)
     return ClaimReply(spec=work_spec(settings, execution, checkpoint), timeout_s=execution.timeout_s,
                       drain_time_s=execution.drain_time_s, run_as_process=execution.run_as_process)
 

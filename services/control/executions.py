@@ -15,22 +15,22 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.control import ids, models
+from trainfaas.services.control import ids, models, quotas
 from trainfaas.services.control import transitions as states
-from trainfaas.services.control.configuration import validate_configuration
+from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.control.datasets import dataset_for
-from trainfaas.services.control.services import ensure_service, only_as_process
+from trainfaas.services.control.services import ensure_service, only_as_process, timeout_range
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.protocol import FUNCTIONS, TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus
 from trainfaas.services.store import queues
-from trainfaas.services.store.database import database
 from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Service, StatusLog
 
 log = logging.getLogger(__name__)
 
 TRAINING_INPUT = ("model_id", "dataset", "configuration")
+MAX_ATTEMPTS = 10
 
 
 class ExecutionSettings(BaseModel):
@@ -38,18 +38,25 @@ class ExecutionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="Reset the attempt after this long.")
+    timeout_s: float | None = Field(None, gt=0, le=30 * 86400,
+                                    description="Reset the attempt after this long; at most TRAINFAAS_MAX_TIMEOUT_S (default 24 h).")
     drain_time_s: float | None = Field(None, ge=0, le=86400, description="Grace to finish when an instance stops.")
     on_reset: Literal["rerun", "fail"] | None = Field(None, description="What a reset does: rerun or fail (aborted).")
-    max_attempts: int | None = Field(None, ge=1, le=100, description="Attempts including the first.")
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS, description="Attempts including the first.")
     run_as_process: bool | None = Field(None, description="Run in a separate monitored work process (always true).")
 
     _run_as_process = field_validator("run_as_process")(only_as_process)
 
-    def for_service(self, service: Service) -> dict[str, Any]:
-        """Every setting: the ones given here, the service's for the others."""
+    def for_service(self, service: Service, settings: Settings) -> dict[str, Any]:
+        """Every setting: the ones given here, the service's for the others. A timeout_s given
+        above ``settings.max_timeout_s`` is a ConfigError; a service's longer default is cut to it."""
         given = self.model_dump(exclude_none=True)
-        return {key: given.get(key, getattr(service, key)) for key in type(self).model_fields}
+        if given.get("timeout_s", 0) > settings.max_timeout_s:
+            raise ConfigError(f"timeout_s {given['timeout_s']:g} is longer than this server allows",
+                              {"execution.timeout_s": timeout_range(settings)})
+        values = {key: given.get(key, getattr(service, key)) for key in type(self).model_fields}
+        values["timeout_s"] = min(values["timeout_s"], settings.max_timeout_s)
+        return values
 
 
 def get_execution(execution_id: str, project: str | None = None) -> Execution:
@@ -58,16 +65,19 @@ def get_execution(execution_id: str, project: str | None = None) -> Execution:
     return ids.find(Execution, execution_id, "execution", None if project is None else Execution.project == project)
 
 
-def submit(connection: redis.Redis, service: Service, function: str, name: str, input: dict[str, Any],
+def submit(settings: Settings, connection: redis.Redis, service: Service, function: str, name: str, input: dict[str, Any],
            model: Model | None, overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
     """Record the execution, mark it pending, then put it on the queue (in that order). A training first
-    takes its model (see models.start_training): Conflict, and nothing recorded, while it has another."""
-    with database.atomic():
+    takes its model (see models.start_training): Conflict, and nothing recorded, while it has another.
+    A project at its queued limit gets QuotaExceeded (429), and nothing recorded: the count and the
+    insert share one transaction under the project's lock (see quotas.locked)."""
+    values = (overrides or ExecutionSettings()).for_service(service, settings)
+    with quotas.locked(project):
+        quotas.check_queued(settings, project)
         if model is not None:
             models.start_training(model.id)
         execution = Execution.create(
-            service=service, function=function, name=name, input=input, model=model, project=project,
-            **(overrides or ExecutionSettings()).for_service(service),
+            service=service, function=function, name=name, input=input, model=model, project=project, **values,
         )
         StatusLog.create(execution=execution.id, status=ExecutionStatus.CREATED, attempt=1, message="created")
         execution = states.queue(execution.id, then=models.follow)
@@ -89,10 +99,12 @@ def submit_training(settings: Settings, connection: redis.Redis, model: Model, d
     """Check the options and the data set, then submit a training of ``model``."""
     adapter = get_adapter(model.architecture, settings.adapters)
     effective = validate_configuration(adapter, {**model.configuration, **(configuration or {})}, "configuration")
+    check_diagnostics(settings, adapter, effective, "configuration")
     data_path = dataset_for(settings, adapter, model.architecture, dataset, effective)
-    service = ensure_service(settings, model.architecture)
+    quotas.check_queued(settings, model.project)  # before a first training creates the service (submit checks again, locked)
+    service = ensure_service(settings, model.architecture, by_training=True)
     input = {"model_id": model.id, "dataset": str(data_path) if data_path else None, "configuration": effective}
-    return submit(connection, service, TRAIN_MODEL, f"train {model.name}", input, model, overrides, model.project)
+    return submit(settings, connection, service, TRAIN_MODEL, f"train {model.name}", input, model, overrides, model.project)
 
 
 def submit_function(settings: Settings, connection: redis.Redis, service: Service, function: str,
@@ -101,7 +113,7 @@ def submit_function(settings: Settings, connection: redis.Redis, service: Servic
     if function not in FUNCTIONS:
         raise ConfigError(f"unknown function {function!r}", {"function": f"one of: {', '.join(sorted(FUNCTIONS))}"})
     if function != TRAIN_MODEL:
-        return submit(connection, service, function, function, input, None, overrides, project)
+        return submit(settings, connection, service, function, function, input, None, overrides, project)
     model = models.get_model(str(input.get("model_id", "")))
     if model.architecture != service.architecture:
         raise ConfigError(f"model {model.id} is a {model.architecture}", {"input.model_id": f"a model of architecture {service.architecture}"})
@@ -116,9 +128,13 @@ def terminate(execution_id: str) -> Execution:
     return states.request_stop(execution_id, then=models.follow)
 
 
-def rerun(connection: redis.Redis, execution_id: str) -> Execution:
+def rerun(settings: Settings, connection: redis.Redis, execution_id: str) -> Execution:
     """Queue an ended execution again as a new attempt (see states.rerun); a training only while its
-    model has no other training pending or running (Conflict otherwise, see models.start_training)."""
-    execution = states.rerun(execution_id, then=models.rerun_training)
+    model has no other training pending or running (Conflict otherwise, see models.start_training),
+    and only while its project is below its queued limit (QuotaExceeded otherwise)."""
+    project = get_execution(execution_id).project
+    with quotas.locked(project):
+        quotas.check_queued(settings, project)
+        execution = states.rerun(execution_id, then=models.rerun_training)
     try_enqueue(connection, execution)
     return execution

@@ -15,7 +15,7 @@ from typing import Any
 
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.control import ids
-from trainfaas.services.control.configuration import validate_configuration
+from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.core.errors import ConfigError, Conflict
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, ExecutionStatus, ModelStatus
@@ -41,7 +41,8 @@ def create_model(settings: Settings, name: str, architecture: str, task: str | N
         base = _trained_base(from_model, architecture)
         labels = labels if labels is not None else list(base.labels)
         configuration = {**base.configuration, **(configuration or {})}
-    validate_configuration(adapter, configuration or {}, "configuration")
+    effective = validate_configuration(adapter, configuration or {}, "configuration")
+    check_diagnostics(settings, adapter, effective, "configuration")
     return Model.create(name=name, architecture=architecture, task=own_task, labels=labels or [],
                         configuration=configuration or {}, project=project, base_model=from_model)
 

@@ -36,13 +36,18 @@ class ServicePatch(BaseModel):
     polling_interval_s: float | None = Field(None, ge=1, le=3600)
     cooldown_s: float | None = Field(None, ge=0, le=86400)
     paused: bool | None = None
-    timeout_s: float | None = Field(None, gt=0, le=30 * 86400)
+    timeout_s: float | None = Field(None, gt=0, le=30 * 86400, description="At most TRAINFAAS_MAX_TIMEOUT_S (default 24 h).")
     drain_time_s: float | None = Field(None, ge=0, le=86400)
     on_reset: Literal["rerun", "fail"] | None = None
-    max_attempts: int | None = Field(None, ge=1, le=100)
+    max_attempts: int | None = Field(None, ge=1, le=10)
     run_as_process: bool | None = None
 
     _run_as_process = field_validator("run_as_process")(only_as_process)
+
+
+def timeout_range(settings: Settings) -> str:
+    """What a timeout_s may be on this server, as a ConfigError's field says it."""
+    return f"greater than 0 and at most {settings.max_timeout_s:g} seconds (TRAINFAAS_MAX_TIMEOUT_S)"
 
 
 def get_service(name: str) -> Service:
@@ -50,15 +55,21 @@ def get_service(name: str) -> Service:
                                 f"service {name} does not exist; services are created by the first training of an architecture")
 
 
-def ensure_service(settings: Settings, architecture: str) -> Service:
-    """The architecture's service, created with defaults on first use. Safe under concurrency."""
+def ensure_service(settings: Settings, architecture: str, by_training: bool = False) -> Service:
+    """The architecture's service, created on first use. Safe under concurrency; an existing
+    service is returned as it is. One a training creates (``by_training``) autoscales between
+    TRAINFAAS_NEW_SERVICE_MIN_INSTANCES (0: it scales to zero when idle) and
+    TRAINFAAS_NEW_SERVICE_MAX_INSTANCES (1); one an admin creates has the fixed defaults, then
+    the admin's patch."""
     get_adapter(architecture, settings.adapters)
     name = queues.service_name(architecture)
     service = Service.get_or_none(Service.name == name)
     if service is None:
+        high = settings.new_service_max_instances
+        sizing = dict(scaling_type="autoscale", min_instances=min(settings.new_service_min_instances, high), max_instances=high)
         try:
             with database.atomic():
-                service = Service.create(name=name, architecture=architecture)
+                service = Service.create(name=name, architecture=architecture, **(sizing if by_training else {}))
         except Exception:  # noqa: BLE001 - another request created it first
             service = Service.get_by_id(name)
     return service
@@ -70,6 +81,9 @@ def check_service_patch(service: Service, patch: ServicePatch, settings: Setting
     if settings is not None and "instance_type" in changes and changes["instance_type"] not in settings.instance_types:
         raise ConfigError(f"unknown instance type {changes['instance_type']!r}",
                           {"instance_type": f"one of: {', '.join(sorted(settings.instance_types))}"})
+    if settings is not None and changes.get("timeout_s", 0) > settings.max_timeout_s:
+        raise ConfigError(f"timeout_s {changes['timeout_s']:g} is longer than this server allows",
+                          {"timeout_s": timeout_range(settings)})
     low = changes.get("min_instances", service.min_instances)
     high = changes.get("max_instances", service.max_instances)
     if low > high:

@@ -56,6 +56,14 @@ class StaleAttempt(InvalidTransition, code="stale_attempt"):
     """A write from an attempt that is no longer the execution's current one (fencing)."""
 
 
+class QuotaExceeded(TrainfaasError, http_status=429, code="quota_exceeded"):
+    """A project is at one of its limits (docs/security.md): nothing was written; wait, or ask an admin to raise it."""
+
+
+class ProjectAtRunningLimit(Conflict, code="project_running_limit"):
+    """A claim of an execution whose project already runs its most executions: it stays pending."""
+
+
 class AdapterError(TrainfaasError, http_status=422, code="adapter_error"):
     """An adapter cannot be found, loaded or is declared wrongly."""
 

@@ -43,6 +43,19 @@ class Settings(BaseSettings):
     max_metric_samples: int = Field(100_000, ge=1, description="Most metric samples kept per attempt; past it, one log line says so.")
     max_log_page_chars: int = Field(1024 * 1024, ge=1, description="Most characters of log text in one page of logs; the cursor continues.")
 
+    # Quotas and limits (docs/security.md, "Quotas and limits"): what one write token can make the platform do.
+    project_max_queued: int = Field(100, ge=0, description="Most executions a project may have waiting (created, pending or rerun);"
+                                                           " one more is refused with 429. A project's own limit overrides it.")
+    project_max_running: int = Field(8, ge=0, description="Most executions of a project that run at once; the others stay"
+                                                          " pending until one ends. A project's own limit overrides it.")
+    max_timeout_s: float = Field(24 * 3600.0, gt=0, description="Longest timeout_s an execution or a service may ask for, in seconds.")
+    diagnostics: bool = Field(False, description="Allow the sleep adapter's fault-injection options (raise_error, exit_code,"
+                                                 " allocate_mb, fail_at, diverge); refused with 422 otherwise.")
+    diagnostics_max_allocate_mb: int = Field(1024, ge=0, description="Largest allocate_mb of the sleep adapter, with diagnostics on.")
+    new_service_min_instances: int = Field(0, ge=0, description="min_instances of a service its architecture's first training"
+                                                                " creates (autoscaled; services an admin creates keep the fixed defaults).")
+    new_service_max_instances: int = Field(1, ge=0, description="max_instances of a service its architecture's first training creates.")
+
     heartbeat_interval_s: float = 2.0
     heartbeat_timeout_s: float = 10.0
     tick_interval_s: float = 1.0  # how often the scheduler runs its fleet keeper, reaper and reconciler

@@ -247,7 +247,17 @@ class Client:
         return self.request("GET", f"/api/v1/projects/{name}")  # type: ignore[no-any-return]
 
     def list_projects(self, **filters: Any) -> list[Json]:
+        """Projects, each with ``limits``: its quotas in force and its queued and running executions now."""
         return list(self.iter_pages("/api/v1/projects", **filters))
+
+    def update_project(self, name: str, **changes: Any) -> Json:
+        """Change a project (admin token): ``description``, ``max_queued``, ``max_running``. A limit
+        given as None goes back to the server's default; one not given stays as it is."""
+        return self.request("PATCH", f"/api/v1/projects/{name}", json=changes)  # type: ignore[no-any-return]
+
+    def project_limits(self, name: str) -> Json:
+        """A project's quotas in force and its usage: max_queued, max_running, queued, running (and each limit's source)."""
+        return self.get_project(name)["limits"]  # type: ignore[no-any-return]
 
     def create_token(self, scope: str, project: str | None = None, name: str = "") -> Json:
         """Create a token; the answer's ``token`` is the secret, shown this once."""

@@ -225,6 +225,10 @@ class Project(BaseModel):
     name = peewee.CharField(primary_key=True, max_length=100)
     description = peewee.TextField(default="")
     created_at = peewee.DoubleField(default=now_s)
+    # Quotas an admin set for this project (migration 5); None: the settings' defaults
+    # (TRAINFAAS_PROJECT_MAX_QUEUED, TRAINFAAS_PROJECT_MAX_RUNNING).
+    max_queued = peewee.IntegerField(null=True)
+    max_running = peewee.IntegerField(null=True)
 
 
 TOKEN_SCOPES = ("read", "write", "admin")

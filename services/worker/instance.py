@@ -41,6 +41,7 @@ STOP_GRACE_S = 1.0
 REPORT_BATCH = 5000  # events per report call
 OUTBOX_LIMIT = 100000  # events kept while the control plane cannot be reached
 ABANDONED = "abandoned"  # the stop reason of an attempt that is no longer this instance's
+QUOTA_WAIT_S = 1.0  # pause after a claim refused for its project's running limit
 
 Answer = TypeVar("Answer")
 
@@ -70,6 +71,7 @@ class InstanceProcess:
         self.stop_now = False
         self.heartbeats: Heartbeats | None = None
         self.last_flush = 0.0
+        self.hold_until = 0.0  # no pulls before (monotonic s): the last claim met a project's running limit
 
     @staticmethod
     def _registration(settings: Settings) -> str:
@@ -141,7 +143,7 @@ class InstanceProcess:
     # -- the loop -------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        if not self.draining and not self.paused and not self.full:
+        if not self.draining and not self.paused and not self.full and time.monotonic() >= self.hold_until:
             self._pull(block=not self.running)
         elif not self.running:
             time.sleep(0.2)  # nothing to watch and nothing to pull: wait for the next heartbeat
@@ -183,6 +185,11 @@ class InstanceProcess:
             if exc.code == "service_paused":
                 self.paused = True
                 queues.enqueue(self.redis, self.service, execution_id, attempt, at_front=True)  # it stays first in line
+            elif exc.code == "project_running_limit":
+                # Its project runs its most executions: back of the line, so that other projects'
+                # executions behind it start; and a pause, so that a queue of only those is no busy loop.
+                queues.enqueue(self.redis, self.service, execution_id, attempt)
+                self.hold_until = time.monotonic() + QUOTA_WAIT_S
             return
         except requests.RequestException:
             # The API stayed away; the execution is still pending in the DB and the reconciler

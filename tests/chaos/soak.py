@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from tests.perf.common import BENCH_LIMITS
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import LIVE_INSTANCE
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL
@@ -185,6 +186,8 @@ def check(ids: list[str], driver: Driver) -> tuple[dict[str, int], list[str]]:
 
 def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, seed: int, finish_s: float = 300.0,
          trainings: int = 0) -> bool:
+    # Thousands of executions in one project, fault options allowed: the quotas and diagnostics of a drill.
+    settings = settings.model_copy(update=BENCH_LIMITS)
     rng = random.Random(seed)
     stack = Stack(settings).start()
     driver = Driver(stack, rng, until=0.0, max_actions=max_actions)

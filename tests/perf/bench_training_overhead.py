@@ -100,7 +100,7 @@ def work_process_training(data: Path, configuration: dict[str, Any]) -> dict[str
 
 def preloaded_digits(data: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The training images and labels as the adapter preloads them (uint8 on the device), and its pixel statistics."""
-    options = tc.ClassificationOptions()
+    options = tc.ClassificationOptions(input_size=16)  # what a quick start chooses for the 8x8 digits
     plan = tc.plan_labels(data, None, False)
     pixels = tc.Pixels(options.input_size, tc.Preprocessing.of(options))
     device = training_device()

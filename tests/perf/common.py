@@ -21,9 +21,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Benchmarks and the chaos soak enqueue thousands of executions into one project, and drills
+# inject faults: their stacks raise the project quotas and allow the sleep adapter's fault options.
+BENCH_LIMITS: dict[str, Any] = {"project_max_queued": 1_000_000, "project_max_running": 10_000, "diagnostics": True}
+
+
 def bench_settings(**overrides: Any) -> Settings:
     home = Path(tempfile.mkdtemp(prefix="tfb", dir="/tmp"))
-    return load_settings(home=home, port=free_port(), api_url="", **overrides)
+    return load_settings(home=home, port=free_port(), api_url="", **{**BENCH_LIMITS, **overrides})
 
 
 def report(name: str, figure: str, value: float, baseline: float, goal: float, higher_is_better: bool = False,

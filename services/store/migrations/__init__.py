@@ -22,6 +22,7 @@ from trainfaas.services.store.migrations import (
     m0002_autoscaler,
     m0003_projects,
     m0004_lineage,
+    m0005_project_limits,
     m0006_registration,
     m0007_blueprints,
 )
@@ -44,6 +45,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (2, m0002_autoscaler.apply),
     (3, m0003_projects.apply),
     (4, m0004_lineage.apply),
+    (5, m0005_project_limits.apply),
     (6, m0006_registration.apply),
     (7, m0007_blueprints.apply),
 ]

@@ -1,0 +1,128 @@
+"""Per-project quotas: how many executions a project may have waiting, and how many may run.
+
+A project's own limits (set by an admin) override the settings' defaults
+(``TRAINFAAS_PROJECT_MAX_QUEUED``, ``TRAINFAAS_PROJECT_MAX_RUNNING``). One more waiting execution
+than allowed is refused at enqueue (QuotaExceeded, 429; nothing written); an execution beyond the
+running limit stays pending: the claim refuses it (ProjectAtRunningLimit) and says why in its
+message. Each check counts inside a transaction that holds the project's lock (:func:`locked`)
+and writes in that same transaction, so concurrent enqueues or claims cannot overshoot.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import peewee
+
+from trainfaas.services.core.errors import NotFound, ProjectAtRunningLimit, QuotaExceeded
+from trainfaas.services.core.settings import Settings
+from trainfaas.services.core.statuses import WAITING_EXECUTION, ExecutionStatus
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import Execution, Project
+
+QUEUED = (ExecutionStatus.CREATED, *sorted(WAITING_EXECUTION))
+"""The statuses that count as queued: the row exists and waits for an instance."""
+LOCK_SPACE = 0x7466  # the first key of PostgreSQL's two-key advisory locks: "tf"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """A project's limits in force, whether each is the project's own, and its current usage."""
+
+    max_queued: int
+    max_running: int
+    own_max_queued: bool
+    own_max_running: bool
+    queued: int
+    running: int
+
+    def view(self) -> dict[str, Any]:
+        return {"max_queued": self.max_queued, "max_running": self.max_running, "queued": self.queued, "running": self.running,
+                "max_queued_source": "project" if self.own_max_queued else "default",
+                "max_running_source": "project" if self.own_max_running else "default"}
+
+
+def usage(project: str) -> tuple[int, int]:
+    """(queued, running) executions of ``project`` now."""
+    rows = Execution.select().where(Execution.project == project)
+    return rows.where(Execution.status.in_(QUEUED)).count(), rows.where(Execution.status == ExecutionStatus.IN_PROGRESS).count()
+
+
+def limits_of(settings: Settings, project: str | Project | None) -> Limits:
+    """The limits in force for ``project`` (a name or a row; a project without a row has the defaults) and its usage."""
+    row = project if isinstance(project, Project) or project is None else Project.get_or_none(Project.name == project)
+    name = row.name if row is not None else str(project)
+    own_queued = row is not None and row.max_queued is not None
+    own_running = row is not None and row.max_running is not None
+    queued, running = usage(name)
+    return Limits(max_queued=row.max_queued if own_queued else settings.project_max_queued,  # type: ignore[union-attr]
+                  max_running=row.max_running if own_running else settings.project_max_running,  # type: ignore[union-attr]
+                  own_max_queued=own_queued, own_max_running=own_running, queued=queued, running=running)
+
+
+@contextmanager
+def locked(project: str) -> Iterator[None]:
+    """A transaction that holds ``project``'s quota lock until it ends: counts taken inside it stay
+    true until its writes commit. SQLite: the database's write lock, taken at BEGIN (IMMEDIATE);
+    PostgreSQL: a transaction-scoped advisory lock on the project's name. Nested inside another
+    transaction, SQLite can only rely on that one's lock."""
+    db = database.obj
+    if isinstance(db, peewee.SqliteDatabase):
+        with db.atomic(lock_type="IMMEDIATE"):  # inside another transaction: a savepoint of it
+            yield
+        return
+    with db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _key(project)))
+        yield
+
+
+def _key(project: str) -> int:
+    """A stable signed 32-bit key of a project's name."""
+    value = zlib.crc32(project.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def check_queued(settings: Settings, project: str) -> None:
+    """Raise QuotaExceeded (429) if one more waiting execution would take ``project`` past its
+    queued limit. Call it inside :func:`locked` with the write that adds the execution."""
+    limits = limits_of(settings, project)
+    if limits.queued >= limits.max_queued:
+        source = "its own limit, set by an admin" if limits.own_max_queued else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
+        raise QuotaExceeded(
+            f"project {project} has {limits.queued} executions queued, its limit is {limits.max_queued} ({source}); wait until"
+            f" some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
+            {"project": f"at most {limits.max_queued} queued executions; {limits.queued} now"})
+
+
+def running_limit_reached(settings: Settings, execution: Execution, attempt: int) -> str | None:
+    """Why ``attempt`` of the execution cannot start now (its project already runs its most
+    executions), or None; None too for an attempt that is not waiting (the claim refuses it).
+    Call it inside :func:`locked` with the claim, and :func:`hold` after that transaction."""
+    if execution.status not in WAITING_EXECUTION or execution.attempt != attempt:
+        return None
+    limits = limits_of(settings, execution.project)
+    if limits.running < limits.max_running:
+        return None
+    return (f"waiting: project {execution.project} runs {limits.running} executions, its limit"
+            f" (max_running {limits.max_running}); it starts when one of them ends")
+
+
+def hold(execution: Execution, why: str) -> None:
+    """Say ``why`` in the (still waiting) execution's message and raise ProjectAtRunningLimit."""
+    if execution.message != why:
+        Execution.update(message=why).where((Execution.id == execution.id) & Execution.status.in_(QUEUED)).execute()
+    raise ProjectAtRunningLimit(why, {"project": "fewer running executions (max_running)"})
+
+
+def update_project(name: str, **changes: Any) -> Project:
+    """Change a project's description or its own limits (a limit None: back to the settings'
+    default). NotFound without the project."""
+    project = Project.get_or_none(Project.name == name)
+    if project is None:
+        raise NotFound(f"project {name} does not exist")
+    if changes:
+        Project.update(**changes).where(Project.name == name).execute()
+    return Project.get_by_id(name)
