@@ -13,12 +13,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import wait_until
+from tests.conftest import register_instance, wait_until
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.scheduler.backends.memory import MemoryBackend
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.cli.main import main
-from trainfaas.services.control import tokens as auth
 from trainfaas.services.core.statuses import LIVE_INSTANCE
 from trainfaas.services.sdk.client import ApiError, Client
 from trainfaas.services.store import queues
@@ -115,10 +114,7 @@ def test_resource_amplification_concurrent_enqueues_never_overshoot_the_quota(ap
 
 
 def register(api: Any) -> tuple[str, Any]:
-    registration = auth.registration_token(api.settings.instance_secret_value(), SLEEP)
-    response = api.as_(registration).post("/api/v1/instances", json={"service": SLEEP, "host": "test"})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["id"], api.as_(response.get_json()["token"])
+    return register_instance(api, SLEEP)
 
 
 def test_resource_amplification_running_quota_keeps_executions_pending(api: Any) -> None:

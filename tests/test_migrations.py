@@ -63,12 +63,12 @@ def test_migration_numbers_may_have_gaps_and_a_lower_one_merged_later_is_still_a
     def step(number: int) -> Any:
         return lambda db, migrator: ran.append(number)
 
-    assert migrate_all(migrations=[(7, step(7)), (9, step(9))]) == [7, 9]
-    assert migrate_all(migrations=[(9, step(9)), (8, step(8)), (7, step(7))]) == [8]
-    assert ran == [7, 9, 8]
+    assert migrate_all(migrations=[(1007, step(1007)), (1009, step(1009))]) == [1007, 1009]
+    assert migrate_all(migrations=[(1009, step(1009)), (1008, step(1008)), (1007, step(1007))]) == [1008]
+    assert ran == [1007, 1009, 1008]
     with pytest.raises(ValueError, match="unique"):
-        migrate_all(migrations=[(10, step(10)), (10, step(10))])
-    assert {row.version for row in SchemaVersion.select()} >= {1, 2, 3, 4, 6, 7, 8, 9}
+        migrate_all(migrations=[(1010, step(1010)), (1010, step(1010))])
+    assert {row.version for row in SchemaVersion.select()} >= {1, 2, 3, 4, 5, 6, 7, 1007, 1008, 1009}
 
 
 def test_project_limits_are_added_to_a_database_written_before_them(database_url: str) -> None:
