@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import tempfile
@@ -23,6 +24,8 @@ def free_port() -> int:
 
 def bench_settings(**overrides: Any) -> Settings:
     home = Path(tempfile.mkdtemp(prefix="tfb", dir="/tmp"))
+    # As in tests/conftest.py: the work user could read neither this 0700 home's parent nor a Python under /root.
+    overrides.setdefault("work_user", os.environ.get("TRAINFAAS_WORK_USER", "root"))
     return load_settings(home=home, port=free_port(), api_url="", **overrides)
 
 
