@@ -204,3 +204,34 @@ def test_a_container_mounts_its_executions_and_data_roots_but_never_the_home(sho
     mounts = {m["Target"]: m for m in instance_mounts(covering)}
     assert mounts[str(short_tmp)]["ReadOnly"] is True and mounts[str(home)]["Type"] == "tmpfs"
     assert mounts[str(home / "executions")]["ReadOnly"] is False and str(home / "redis.sock") not in mounts
+
+
+@AS_ROOT
+def test_a_data_set_the_work_user_cannot_read_fails_the_attempt_saying_so(short_tmp: Path) -> None:
+    import contextlib
+    import multiprocessing
+
+    from trainfaas.functions.run import standby
+    from trainfaas.services.core.protocol import Failure, decode_work_message
+
+    os.chmod(short_tmp, 0o711)
+    private = short_tmp / "private"
+    (private / "set").mkdir(parents=True)
+    os.chmod(private, 0o700)  # a data root of mode 0700 root
+    user = WorkUser("nobody", NOBODY, NOBODY)
+    output = short_tmp / "home" / "executions" / "e1" / "attempt-1"
+    prepare_attempt(output, short_tmp / "home", user)
+    spec = WorkSpec(execution_id="e1", attempt=1, function="noop", output_path=str(output), data_path=str(private / "set"))
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=standby, args=(theirs, context.Event(), None, "", user))
+    process.start()
+    theirs.close()
+    ours.send_bytes(spec.model_dump_json().encode())
+    process.join(30)
+    sent = []
+    with contextlib.suppress(EOFError):
+        while ours.poll():
+            sent.append(decode_work_message(ours.recv_bytes()))
+    assert process.exitcode == 1 and isinstance(sent[-1], Failure) and sent[-1].error == "PermissionError", sent
+    assert "cannot read the data set" in sent[-1].message and f"{private} is mode 0700" in sent[-1].message, sent[-1].message
