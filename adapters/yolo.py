@@ -14,6 +14,12 @@ results.csv) to ``<output>/ultralytics``; the adapter copies the checkpoints it 
 Offline: ultralytics is imported only when a model is built, after this module has switched off
 its online checks, settings sync, platform and logger integrations and placed a font where its
 plotting would otherwise download Arial.ttf.
+
+No pickle runs: every checkpoint and model file is loaded with ``torch.load(weights_only=True)``
+against ultralytics' allow-list of its own and torch's model classes (ULTRALYTICS_SAFE_LOAD), the
+adapter's own reads (:func:`_load_checkpoint`) and ultralytics' alike; the one ultralytics read
+that asks for a full unpickle (strip_optimizer, on saving) runs with weights_only forced, on a file
+the allow-list has already accepted.
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -29,6 +37,8 @@ from typing import Any, ClassVar, Literal
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+# Ultralytics loads checkpoints with weights_only=True and its allow-list, never a full unpickle.
+os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
 
 from pydantic import Field  # noqa: E402
 
@@ -279,7 +289,8 @@ class UltralyticsYolo(ModelAdapter):
         _ultralytics()
         from ultralytics.utils.torch_utils import strip_optimizer
 
-        with atomic_path(Path(local_path) / MODEL_FILE) as partial:
+        _load_checkpoint(weights)  # refused unless the allow-list accepts it, whose globals it registers
+        with atomic_path(Path(local_path) / MODEL_FILE) as partial, _weights_only():
             strip_optimizer(str(weights), str(partial))
         info = {"architecture": self.architecture, "labels": self.labels, "imgsz": self.imgsz, "task": self.task_of(self.architecture)}
         atomic_write_text(Path(local_path) / INFO_FILE, json.dumps(info, indent=2))
@@ -421,10 +432,32 @@ class _Run:
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    import torch
+    """An ultralytics checkpoint, read with ``torch.load(weights_only=True)`` and ultralytics'
+    allow-list of model classes: a file holding anything else (a pickle that runs code) is refused
+    with AdapterError, never unpickled."""
+    _ultralytics()
+    from ultralytics.nn.tasks import torch_safe_load
 
-    _ultralytics()  # the checkpoint pickles ultralytics modules
-    return dict(torch.load(path, map_location="cpu", weights_only=False))
+    try:
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+    except Exception as error:  # noqa: BLE001 - an unpickling error of any kind: the file is refused
+        raise AdapterError(f"{path} is not a checkpoint this adapter loads without running code: {str(error)[:500]}",
+                           {"checkpoint": "an ultralytics checkpoint of model classes only"}) from None
+    return dict(checkpoint)
+
+
+@contextmanager
+def _weights_only() -> Iterator[None]:
+    """Within it, every torch.load is weights_only=True, even one that asks for a full unpickle."""
+    before = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = before
 
 
 def _checkpoint_epochs(path: Path) -> tuple[int, int]:

@@ -1,11 +1,14 @@
 """The context a function and its adapter report through, inside the work process.
 
 Everything goes over a one-way pipe to the instance that monitors this process, as the events of
-trainfaas.services.core.protocol; the work process holds no token, no database URL and no Redis URL.
+trainfaas.services.core.protocol encoded as JSON (:func:`encode`): the instance only ever decodes
+JSON of the protocol, never a pickle, so nothing a work process sends can run code in the instance.
+The work process holds no token, no database URL and no Redis URL.
 """
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from collections.abc import Callable
@@ -15,9 +18,18 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from trainfaas.services.core.protocol import Checkpoint, Log, Metric, Progress
+from trainfaas.services.core.protocol import MAX_WORK_MESSAGE_BYTES, Checkpoint, Log, Metric, Progress
 
 NAME_LENGTH = 100  # figures and legends longer than this are cut, as the database keeps them
+
+
+def encode(message: BaseModel) -> bytes:
+    """``message`` as the instance reads it: JSON (NaN and infinity as JavaScript writes them, which
+    the protocol then drops or stores as null). Raises ValueError for what JSON cannot carry."""
+    try:
+        return json.dumps(message.model_dump(mode="json"), allow_nan=True).encode()
+    except (TypeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from exc
 
 
 class ProcessContext:
@@ -33,9 +45,16 @@ class ProcessContext:
         self.base_model = Path(base_model) if base_model else None
 
     def send(self, message: BaseModel) -> None:
-        """Send one protocol message to the instance (the work process's last one is its result)."""
+        """Send one protocol message to the instance (the work process's last one is its result).
+        One that JSON cannot carry, or larger than the instance reads, is dropped."""
         try:
-            self._conn.send(message)
+            data = encode(message)
+        except ValueError:
+            return
+        if len(data) > MAX_WORK_MESSAGE_BYTES:
+            return
+        try:
+            self._conn.send_bytes(data)
         except (BrokenPipeError, OSError):
             pass  # the instance is gone; should_stop() will say so
 

@@ -2,24 +2,32 @@
 
 The instance starts this from a fork server (CUDA does not survive fork) and watches it: an exit
 without a result is turned into a reason (signal, exit code, OOM) by the instance. Everything
-sent over the pipe is a message of trainfaas.services.core.protocol.
+sent over the pipe is a message of trainfaas.services.core.protocol, as JSON bytes (see
+trainfaas.functions.context.encode): the instance never unpickles what a work process sends.
+
+When the instance runs as root, the work process becomes the work user
+(trainfaas.functions.isolation) before it imports the adapter: adapter code never runs as root.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import sys
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.functions.context import LogWriter, ProcessContext
-from trainfaas.services.core.protocol import TRAIN_MODEL, Failure, Result, WorkSpec, finite
+from trainfaas.functions.context import LogWriter, ProcessContext, encode
+from trainfaas.functions.isolation import WorkUser, drop_privileges, unreachable, work_environment
+from trainfaas.services.core.protocol import MAX_WORK_MESSAGE_BYTES, TRAIN_MODEL, Failure, Result, WorkSpec, finite
 from trainfaas.services.core.references import resolve as resolve_reference
 
+MAX_SPEC_BYTES = 64 * 1024 * 1024  # the most a spec from the instance may hold
 __all__ = ["CODE", "WorkSpec", "execute", "resolve", "standby", "work"]
 
 # The code of each function in trainfaas.services.core.protocol.FUNCTIONS.
@@ -52,32 +60,58 @@ def _die_with_parent() -> None:
         pass
 
 
-def standby(conn: Connection, stop_event: Any, architecture: str | None, adapters: str) -> None:
-    """Entry point of a pre-started work process: import the service's adapter (torch and all)
-    while idle, then wait for the one spec to run. EOF on the pipe means it is not needed."""
+def standby(conn: Connection, stop_event: Any, architecture: str | None, adapters: str, user: WorkUser | None = None) -> None:
+    """Entry point of a pre-started work process: become the work user, import the service's
+    adapter (torch and all) while idle, then wait for the one spec to run. EOF on the pipe means
+    it is not needed."""
+    try:
+        drop_privileges(user)  # before any adapter code; it also clears the parent-death signal, so first
+        refused = None
+    except OSError as exc:
+        refused = f"the work process could not become the work user {user.label if user else ''}: {exc}"
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
-    if architecture:
+    if architecture and refused is None:
         try:
             get_adapter(architecture, adapters)
         except Exception:  # noqa: BLE001 - the attempt itself will report it
             pass
     try:
-        spec = conn.recv()
-    except (EOFError, OSError):
+        spec = WorkSpec.model_validate_json(conn.recv_bytes(MAX_SPEC_BYTES))
+    except (EOFError, OSError, ValueError):
         return
-    work(spec, conn, stop_event)
+    if refused is not None:  # no adapter code runs as root: the attempt fails, saying why
+        ProcessContext(conn, stop_event).send(Failure(error="PermissionError", message=refused))
+        sys.exit(1)
+    work(spec, conn, stop_event, user)
 
 
-def work(spec: WorkSpec, conn: Connection, stop_event: Any) -> None:
+def check_access(spec: WorkSpec, user: WorkUser | None) -> None:
+    """Raise PermissionError, saying what to change, if the work user cannot write the attempt's
+    output directory or read its data set, checkpoint or base model."""
+    needs = [(spec.output_path, True, "output directory"), (spec.data_path, False, "data set"),
+             (spec.resume_checkpoint, False, "checkpoint to resume from"), (spec.base_model, False, "base model")]
+    for path, write, what in needs:
+        why = unreachable(Path(path), write) if path else None
+        if why:
+            who = f"the work user {user.label}" if user is not None else f"uid {os.getuid()}"
+            raise PermissionError(f"{who} cannot {'write' if write else 'read'} the {what} {path}: {why}; the data roots must be"
+                                  " readable by the work user, and every directory above them and above the home searchable"
+                                  " (docs/security.md#work-processes)")
+
+
+def work(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUser | None = None) -> None:
     """Run one attempt and report over ``conn``. Exit code 0 with a Result means success."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
     context = ProcessContext(conn, stop_event, spec.resume_checkpoint, spec.base_model)
+    if user is not None:
+        work_environment(Path(spec.output_path))
     sys.stdout = LogWriter(context, sys.__stdout__)
     sys.stderr = LogWriter(context, sys.__stderr__)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
+        check_access(spec, user)
         # JSON has no NaN or infinity (a diverged loss): such a final figure is stored as null.
         result = Result(output=finite(resolve(spec.function)(context, spec)), stopped=False)
     except MemoryError:
@@ -92,10 +126,14 @@ def work(spec: WorkSpec, conn: Connection, stop_event: Any) -> None:
         context.send(Failure(error=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=traceback.format_exc()))
         sys.exit(1)
     try:
-        result.model_dump(mode="json")  # as its instance will send it
+        size = len(encode(result))  # as it goes to its instance, and on to the control plane
     except ValueError as exc:
         # Its instance could not send it to the control plane: the function's own fault, said here.
         context.send(Failure(error="TypeError", message=f"the function returned a result that is not JSON: {exc}"))
+        sys.exit(1)
+    if size > MAX_WORK_MESSAGE_BYTES:
+        context.send(Failure(error="ValueError", message=f"the function returned a result of {size} bytes as JSON,"
+                                                         f" over the {MAX_WORK_MESSAGE_BYTES} its instance reads"))
         sys.exit(1)
     context.send(result.model_copy(update={"stopped": context.should_stop()}))
     conn.close()

@@ -27,6 +27,12 @@ from trainfaas.services.store.migrations import migrate
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# The suite's stacks run their work processes as root (TRAINFAAS_WORK_USER=root) unless told
+# otherwise: on the test machines the Python installation lies under /root (mode 0700) and pytest's
+# temporary directories, where tests write data sets, are 0700 too, so the work user could read
+# neither. tests/test_work_isolation.py runs a stack with the work user, as production does.
+os.environ.setdefault("TRAINFAAS_WORK_USER", "root")
+
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition", poll_s: float = 0.1) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -94,7 +95,11 @@ def test_an_execution_runs_in_a_docker_container_and_succeeds(stack: Any, docker
     assert container.attrs["HostConfig"]["NetworkMode"] == "host"
     limits = stack.settings.instance_types[stack.client.get_service(SERVICE)["instance_type"]]
     assert container.attrs["HostConfig"]["Memory"] == int(limits.get("memory_mb", 0)) * 1024 * 1024  # 0: no limit
-    assert str(stack.settings.home) in {m["Source"] for m in container.attrs["Mounts"]}
+    mounts = {m["Source"]: m["RW"] for m in container.attrs["Mounts"]}
+    # Only what an instance needs: its attempts' folder read-write, never the home with its secrets and database.
+    assert mounts[str(stack.settings.executions_dir)] is True and str(stack.settings.home) not in mounts
+    assert not {source for source in mounts if Path(source).name in ("admin-token", "instance-secret", "trainfaas.db")}
+    assert all(not mounts[str(root)] for root in stack.settings.dataset_roots if str(root) in mounts)
 
 
 def test_a_memory_limit_kills_a_greedy_execution_and_the_reason_says_oomkilled(stack: Any, docker_client: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from trainfaas.functions.context import ProcessContext
+from trainfaas.functions.context import ProcessContext, encode
 from trainfaas.functions.run import CODE, work
 from trainfaas.services.core.protocol import (
     FUNCTIONS,
@@ -31,6 +31,7 @@ from trainfaas.services.core.protocol import (
     ReportedEvent,
     Result,
     WorkSpec,
+    decode_work_message,
     finite,
 )
 from trainfaas.services.core.statuses import Outcome
@@ -54,7 +55,7 @@ def test_a_work_process_context_sends_typed_events_and_never_raises() -> None:
     context.log("a line")
     sent = []
     while ours.poll():
-        sent.append(ours.recv())
+        sent.append(decode_work_message(ours.recv_bytes()))
     assert [type(event) for event in sent] == [Progress, Metric, Checkpoint, Log]
     assert sent[0].percent == 100.0 and len(sent[1].figure) == 100
     assert sent[2].metrics == {"val": 0.9} and sent[2].path.endswith("ckpt.pt")
@@ -98,9 +99,9 @@ def test_figures_that_are_not_numbers_become_null_wherever_they_are_nested() -> 
 def test_an_instance_sends_no_figure_that_is_not_a_number() -> None:
     ours, theirs = multiprocessing.Pipe()
     run = Running("e", 1, process=None, conn=ours, stop_event=None, deadline=0.0, drain_time_s=0.0)
-    theirs.send(Metric(figure="loss", legend="train", x=1, y=float("nan")))
-    theirs.send(Metric(figure="loss", legend="train", x=2, y=0.5))
-    theirs.send(Result(output={"metrics": {"loss": float("nan"), "steps": 2.0}}, stopped=False))
+    theirs.send_bytes(encode(Metric(figure="loss", legend="train", x=1, y=float("nan"))))
+    theirs.send_bytes(encode(Metric(figure="loss", legend="train", x=2, y=0.5)))
+    theirs.send_bytes(encode(Result(output={"metrics": {"loss": float("nan"), "steps": 2.0}}, stopped=False)))
     events = run.receive()
     assert [(event.event.x, event.event.y) for event in events] == [(2, 0.5)]  # type: ignore[union-attr]
     assert run.result is not None and run.result.output == {"metrics": {"loss": None, "steps": 2.0}}
@@ -162,5 +163,5 @@ def test_a_result_its_instance_could_not_send_is_the_functions_failure() -> None
     sent = []
     with contextlib.suppress(EOFError):  # the pipe ends where the work process closed it
         while ours.poll():
-            sent.append(ours.recv())
+            sent.append(decode_work_message(ours.recv_bytes()))
     assert process.exitcode == 1 and isinstance(sent[-1], Failure) and "not JSON" in sent[-1].message, sent

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pydantic import ValidationError
 
@@ -202,7 +201,7 @@ def test_training_reports_progress_metrics_and_checkpoints_without_the_network(t
     checkpoints = [(Path(path).name, step) for path, step, _ in events(context, "checkpoint")]
     assert ("last.pt", 1) in checkpoints and ("last.pt", 2) in checkpoints and checkpoints[0] == ("last.pt", 1)
     assert {name for name, _ in checkpoints} == {"last.pt", "best.pt"}
-    saved = torch.load(output / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    saved = yolo._load_checkpoint(output / "checkpoints" / "last.pt")
     assert saved["epoch"] == 1 and saved["optimizer"] is not None  # resumable
     assert (output / "dataset" / "data.yaml").is_file()
 
@@ -230,7 +229,7 @@ def test_a_stop_request_ends_training_with_a_checkpoint(stopped: Any) -> None:
     # The stopped epoch is validated and saved as done: ultralytics resumes after it.
     assert [step for path, step, _ in events(context, "checkpoint") if path.endswith("last.pt")] == [1, 2]
     assert [message.split(" train")[0] for _, message in events(context, "progress")] == ["epoch 1/4", "epoch 2/4"]
-    assert torch.load(output / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["epoch"] == 1
+    assert yolo._load_checkpoint(output / "checkpoints" / "last.pt")["epoch"] == 1
 
 
 def test_training_resumes_after_the_epoch_its_checkpoint_saved(stopped: Any, shapes: Path, tmp_path: Path, no_network: list[str]) -> None:

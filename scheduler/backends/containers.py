@@ -1,9 +1,12 @@
 """What docker and swarm instances share: the engine connection, the runner command, binds and
 labels. An instance container runs ``python -m trainfaas.services.cli instance`` from
-``settings.docker_image`` with the environment of every instance (see environment.py)."""
+``settings.docker_image`` (as ``settings.docker_user``, else the image's own user) with the
+environment of every instance (see environment.py), and mounts only what an instance needs
+(:func:`instance_binds`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import requests
@@ -52,9 +55,36 @@ def parse_mounts(spec: str) -> list[Bind]:
     return binds
 
 
+def instance_binds(settings: Settings) -> list[Bind]:
+    """What an instance container needs of the host, each at the same path: the executions folder
+    read-write (attempts write their checkpoints and models there, and read the checkpoints and
+    base models of earlier ones), the data roots read-only, and the embedded Redis' socket. Never
+    the home itself: its admin token, instance secret and database stay out of every container. A
+    data root that holds the home is mounted with the home hidden (see :func:`instance_mounts`);
+    a data root that does not exist is left out."""
+    settings.executions_dir.mkdir(parents=True, exist_ok=True)
+    binds = [Bind(str(settings.executions_dir), str(settings.executions_dir))]
+    home = settings.home.resolve()
+    for root in settings.dataset_roots:
+        if root == home:
+            root = settings.datasets_dir  # the home's own data sets, not the home
+        if root.is_dir() and not any(Path(b.source) == root for b in binds):
+            binds.append(Bind(str(root), str(root), read_only=True))
+    if settings.redis_url.startswith("unix://"):
+        binds.append(Bind(settings.redis_url.removeprefix("unix://"), settings.redis_url.removeprefix("unix://")))
+    return binds
+
+
 def instance_mounts(settings: Settings) -> list[Mount]:
-    """The home folder at the same path (read-write), then the configured binds."""
-    return [bind.mount() for bind in [Bind(str(settings.home), str(settings.home)), *parse_mounts(settings.docker_mounts)]]
+    """:func:`instance_binds`, then the configured binds (``docker_mounts``). Where a data root holds
+    the home, an empty tmpfs covers the home inside the container (Docker mounts a shallower path
+    first, so the executions folder and the Redis socket still show through it)."""
+    binds = instance_binds(settings)
+    home = settings.home.resolve()
+    mounts = [bind.mount() for bind in [*binds, *parse_mounts(settings.docker_mounts)]]
+    if any(Path(bind.source) in home.parents for bind in binds if bind.read_only):
+        mounts.append(Mount(target=str(home), source=None, type="tmpfs", tmpfs_size=1024 * 1024, tmpfs_mode=0o755))
+    return mounts
 
 
 # The instance reports the backend that runs it when it registers (--backend); the reaper then
@@ -94,6 +124,10 @@ class ContainerBackend(InstanceBackend):
         if self._client is None:
             self._client = connect()
         return self._client
+
+    def user(self) -> dict[str, str]:
+        """The ``user`` argument of a container: ``settings.docker_user``, else none (the image's USER)."""
+        return {"user": self.settings.docker_user} if self.settings.docker_user else {}
 
     def labels(self, service_name: str) -> dict[str, str]:
         """What marks a container (or swarm service) as this home's, this backend's and the service's."""

@@ -2,9 +2,10 @@
 (or the local socket) names.
 
 Each container runs ``python -m trainfaas.services.cli instance`` from ``settings.docker_image`` on the
-host network, with the instance's settings in its environment (never the database URL), the
-home folder bind-mounted at the same path (artifacts and the embedded Redis socket live there),
-the binds of ``settings.docker_mounts``, and the limits of the service's instance type. Memory
+host network, with the instance's settings in its environment (never the database URL), only
+what an instance needs of the home bind-mounted at the same paths (the executions folder
+read-write, the data roots read-only, the embedded Redis socket: containers.instance_binds), the
+binds of ``settings.docker_mounts``, and the limits of the service's instance type. Memory
 is limited without swap, so a work process that grows past the limit is OOM-killed inside the
 container, where the instance notices it.
 
@@ -125,7 +126,7 @@ class DockerBackend(ContainerBackend):
             self.settings.docker_image, instance_command(service.name, self.name, instance.id),
             name=self.container_name(service, instance), labels={**self.labels(service.name), LABEL_INSTANCE: instance.id},
             environment=environment, network_mode="host", mounts=instance_mounts(self.settings), stop_signal="SIGTERM",
-            **self.limits(service))
+            **self.user(), **self.limits(service))
         self.containers[instance.id] = container.id
         return container
 

@@ -3,6 +3,10 @@
 An instance reads its settings from ``TRAINFAAS_*`` variables (``load_settings``). It gets what
 it needs to reach Redis and the API and to register, never the database URL, the instance
 secret or a user's token; plus the thread count and GPU visibility of its instance type.
+
+The registration token is part of that environment for containers (docker, swarm); the process
+backend takes it out (:func:`separate_token`) and hands it through a pipe instead, so that it is in
+no process' /proc/<pid>/environ.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from trainfaas.services.store.records import Service
 
 PREFIX = "TRAINFAAS_"
 # The settings an instance runs with, as the scheduler has them.
-INSTANCE_SETTINGS = ("home", "redis_url", "api_url", "adapters", "heartbeat_interval_s")
+INSTANCE_SETTINGS = ("home", "redis_url", "api_url", "adapters", "heartbeat_interval_s", "work_user")
+REGISTRATION_TOKEN = PREFIX + "REGISTRATION_TOKEN"
+REGISTRATION_TOKEN_FD = PREFIX + "REGISTRATION_TOKEN_FD"  # an inherited descriptor the token is read from
 
 
 def as_variable(value: Any) -> str:
@@ -36,7 +42,7 @@ def instance_environment(settings: Settings, service: Service, registration: str
     instance type."""
     env = instance_type(settings, service).environment()
     env.update(settings_environment(settings, INSTANCE_SETTINGS))
-    env[PREFIX + "REGISTRATION_TOKEN"] = registration
+    env[REGISTRATION_TOKEN] = registration
     env["PYTHONUNBUFFERED"] = "1"  # the instance's log is read while it runs
     return env
 
@@ -45,3 +51,10 @@ def without_settings(environ: dict[str, str]) -> dict[str, str]:
     """``environ`` less its ``TRAINFAAS_*`` variables: a process instance inherits the rest, not
     the scheduler's own settings (its database URL among them)."""
     return {name: value for name, value in environ.items() if not name.startswith(PREFIX)}
+
+
+def separate_token(env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """``env`` less its registration token, and the token: for a backend that hands the token to
+    the instance another way (the process backend: a pipe named by REGISTRATION_TOKEN_FD)."""
+    rest = dict(env)
+    return rest, rest.pop(REGISTRATION_TOKEN, "")

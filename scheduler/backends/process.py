@@ -7,6 +7,9 @@ only: ``cpus`` sets the thread count of torch and the BLAS libraries, ``gpus: 0`
 GPUs (CUDA_VISIBLE_DEVICES=""), the ``default`` type sets nothing; memory is not limited (an
 address-space limit breaks torch, which reserves far more virtual memory than it uses). Use the
 docker backend for hard limits.
+
+The registration token is not in that environment: the instance reads it from a pipe whose read
+end it inherits (TRAINFAAS_REGISTRATION_TOKEN_FD), so no /proc/<pid>/environ shows it.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 
 from trainfaas.scheduler.backends.base import InstanceBackend, Observation
-from trainfaas.scheduler.backends.environment import instance_environment, without_settings
+from trainfaas.scheduler.backends.environment import REGISTRATION_TOKEN_FD, instance_environment, separate_token, without_settings
 from trainfaas.services.core.errors import BackendError
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus
@@ -46,6 +49,16 @@ def send(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
+def token_pipe(token: str) -> int:
+    """The read end of a pipe that holds ``token`` and then ends (its write end is closed)."""
+    read_end, write_end = os.pipe()  # a token is far below a pipe's buffer: the write never blocks
+    try:
+        os.write(write_end, token.encode())
+    finally:
+        os.close(write_end)
+    return read_end
+
+
 class ProcessBackend(InstanceBackend):
     name = "process"
 
@@ -65,17 +78,21 @@ class ProcessBackend(InstanceBackend):
 
     def start(self, service: Service, instance: Instance, registration: str) -> None:
         """Start the instance's process. Raises BackendError, and ConfigError for an unknown instance type."""
-        environment = self.environment(service, registration)
+        environment, token = separate_token(self.environment(service, registration))
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"instance-{instance.id}.log", "ab") as out:
-            try:
+        token_fd = token_pipe(token)
+        environment[REGISTRATION_TOKEN_FD] = str(token_fd)
+        try:
+            with open(logs / f"instance-{instance.id}.log", "ab") as out:
                 child = subprocess.Popen(
                     self.command(service, instance), env=environment, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(token_fd,),
                 )
-            except OSError as exc:
-                raise BackendError(f"cannot start instance {instance.id}: {exc}") from exc
+        except OSError as exc:
+            raise BackendError(f"cannot start instance {instance.id}: {exc}") from exc
+        finally:
+            os.close(token_fd)  # the child holds its own copy
         self.children[instance.id] = child
         Instance.update(pid=child.pid).where(Instance.id == instance.id).execute()
         log.info("started instance %s of %s as pid %s", instance.id, service.name, child.pid)

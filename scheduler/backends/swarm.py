@@ -91,7 +91,7 @@ class SwarmBackend(ContainerBackend):
         return dict(
             image=self.settings.docker_image, args=instance_command(service.name, self.name), labels=labels,
             container_labels=labels, env=instance_environment(self.settings, service, self.registration(service)), networks=["host"],
-            hostname=HOSTNAME_PREFIX + "{{.Task.ID}}", mounts=instance_mounts(self.settings),
+            hostname=HOSTNAME_PREFIX + "{{.Task.ID}}", mounts=instance_mounts(self.settings), **self.user(),
             resources=Resources(cpu_limit=int(wanted.cpus * 1e9) or None, mem_limit=int(wanted.memory_mb * 1024 * 1024) or None,
                                 generic_resources=generic),
             restart_policy=RestartPolicy(condition="on-failure", delay=int(RESTART_DELAY_S * 1e9)),

@@ -11,11 +11,12 @@ answers with them, so the two sides cannot drift apart. Unknown fields are refus
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from trainfaas.services.core.statuses import InstanceStatus, Outcome
 
@@ -137,6 +138,7 @@ WorkEvent = Annotated[Progress | Metric | Log | Checkpoint, Field(discriminator=
 class Result(Message):
     """The last message of a work process whose function returned."""
 
+    kind: Literal["result"] = "result"
     output: dict[str, Any]
     stopped: bool = Field(description="Whether the attempt had been asked to stop when the function returned.")
 
@@ -144,9 +146,29 @@ class Result(Message):
 class Failure(Message):
     """The last message of a work process whose function raised."""
 
+    kind: Literal["failure"] = "failure"
     error: str = Field(description="The exception's type name.")
     message: str
     traceback: str = ""
+
+
+WorkMessage = Annotated[Progress | Metric | Log | Checkpoint | Result | Failure, Field(discriminator="kind")]
+"""What a work process sends its instance: JSON of one of these, never a pickle."""
+MAX_WORK_MESSAGE_BYTES = 32 * 1024 * 1024
+"""The largest message an instance reads from a work process; a larger one fails the attempt."""
+_WORK_MESSAGE: TypeAdapter[Any] = TypeAdapter(WorkMessage)
+
+
+def decode_work_message(data: bytes) -> Progress | Metric | Log | Checkpoint | Result | Failure:
+    """The message a work process sent as ``data``; ValueError if it is not JSON of the protocol."""
+    try:
+        decoded = json.loads(data)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    try:
+        return _WORK_MESSAGE.validate_python(decoded)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise ValueError(f"not a message of the protocol: {exc.errors(include_url=False, include_input=False)[:3]}") from None
 
 
 # ---- what an instance sends the control plane ------------------------------------------------

@@ -32,7 +32,15 @@ class Settings(BaseSettings):
     instance_secret: str = Field(
         "", description="Secret the API and the scheduler share: the instances of swarm services register with a credential"
                         " derived from it. Default: home/instance-secret, created on first use (mode 0600).")
-    registration_token: str = Field("", description="The credential an instance registers with; the scheduler sets it.")
+    registration_token: str = Field("", description="The credential an instance registers with; docker and swarm instances get it"
+                                                    " here, and an instance started by hand may.")
+    registration_token_fd: int | None = Field(
+        None, ge=0, description="An inherited file descriptor to read the registration token from (and close): how the process"
+                                " backend hands it, so that it is in no process' environment.")
+    work_user: str = Field(
+        "trainfaas-work", description="The user work processes run as when their instance runs as root: a user name or uid;"
+                                      " uid/gid 65534 where the named user does not exist; 'root' keeps them root (no isolation)."
+                                      " Ignored by an instance that is not root.")
     registration_ttl_s: float = Field(
         120.0, gt=0, description="How long the one-time registration token of an instance the scheduler starts stays valid,"
                                  " in seconds. The reaper fails an instance that has not registered within 60 s anyway.")
@@ -83,6 +91,8 @@ class Settings(BaseSettings):
     process_command: str = Field("", description="Command that starts a process instance (default: this Python, -m trainfaas.services.cli).")
     docker_image: str = Field("trainfaas-runner:latest", description="Runner image of docker/swarm instances.")
     docker_mounts: str = Field("", description="Extra binds for runner containers: host:container[:ro],...")
+    docker_user: str = Field("", description="The user[:group] runner containers run as; default: the image's own"
+                                             " (deploy/Dockerfile.runner: trainfaas, uid 10001).")
 
     def resolved(self) -> Settings:
         """Return a copy with the defaults that depend on ``home`` filled in and paths absolute."""

@@ -2,7 +2,9 @@
 a monitored work process (RQ's work-horse idea; see trainfaas.services.worker.work_process).
 
 The instance holds Redis (transport) and its own instance token; it reports everything through
-the control plane (trainfaas.services.worker.control_plane). Its work processes get neither. It
+the control plane (trainfaas.services.worker.control_plane). Its work processes get neither: they
+run as the work user when the instance is root (trainfaas.functions.isolation), and they reach the
+instance only through a pipe of JSON messages. It
 sends heartbeats, enforces timeouts, turns abnormal exits into readable reasons
 (trainfaas.services.worker.exits), and drains on SIGTERM: stop pulling, wait up to the
 execution's drain time, then reset what is still running.
@@ -22,6 +24,7 @@ import redis
 import requests
 from rq.job import Job
 
+from trainfaas.functions.isolation import not_dumpable, prepare_attempt, unreadable_by, work_user
 from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus
@@ -36,7 +39,7 @@ log = logging.getLogger("trainfaas.instance")
 # Environment variables that carry credentials. The instance keeps what it needs in memory and
 # removes them from its environment so that no work process (adapter code) inherits them.
 SECRET_ENV = ("TRAINFAAS_DATABASE_URL", "TRAINFAAS_REDIS_URL", "TRAINFAAS_INSTANCE_TOKEN", "TRAINFAAS_TOKEN",
-              "TRAINFAAS_REGISTRATION_TOKEN", "TRAINFAAS_INSTANCE_SECRET")
+              "TRAINFAAS_REGISTRATION_TOKEN", "TRAINFAAS_REGISTRATION_TOKEN_FD", "TRAINFAAS_INSTANCE_SECRET")
 STOP_GRACE_S = 1.0
 REPORT_BATCH = 5000  # events per report call
 OUTBOX_LIMIT = 100000  # events kept while the control plane cannot be reached
@@ -60,6 +63,7 @@ class InstanceProcess:
         self.queue_key = queues.get_queue(self.redis, service).key
         self.api = ControlPlane(settings.api_url, registration=self._registration(settings))
         self.mp = work_process_context()
+        self.work_user = work_user(settings.work_user)
         self.running: dict[str, Running] = {}
         self.spare: Spare | None = None
         self.prestart = prestart
@@ -75,8 +79,11 @@ class InstanceProcess:
 
     @staticmethod
     def _registration(settings: Settings) -> str:
-        # Instances the scheduler starts carry their service's registration token; one started by
-        # hand registers with the admin token (TRAINFAAS_TOKEN or home/admin-token).
+        # Instances the scheduler starts carry their service's registration token: the process
+        # backend in a pipe (registration_token_fd), containers in their environment. One started
+        # by hand registers with the admin token (TRAINFAAS_TOKEN or home/admin-token).
+        if settings.registration_token_fd is not None:
+            return read_token(settings.registration_token_fd)
         registration = settings.registration_token or settings.token
         if not registration and settings.admin_token_path.exists():
             registration = settings.admin_token_path.read_text().strip()
@@ -91,6 +98,8 @@ class InstanceProcess:
     def run(self) -> None:
         for name in SECRET_ENV:
             os.environ.pop(name, None)
+        not_dumpable()  # its memory holds its token: no ptrace, no /proc/<pid>/mem by its own user
+        self._tell_work_user()
         # Handle SIGTERM from the start: an instance stopped while it registers must still drain.
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -195,7 +204,10 @@ class InstanceProcess:
             # The API stayed away; the execution is still pending in the DB and the reconciler
             # puts it back on the queue.
             return
-        Path(claimed.spec.output_path).mkdir(parents=True, exist_ok=True)
+        try:
+            prepare_attempt(Path(claimed.spec.output_path), self.settings.home, self.work_user)
+        except OSError as exc:  # the work process says what it cannot write, and fails the attempt
+            log.error("instance %s: cannot hand %s to the work user: %s", self.instance_id, claimed.spec.output_path, exc)
         spare = self.spare if self.spare is not None and self.spare.process.is_alive() else self._spawn()
         self.spare = None
         run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count())
@@ -204,7 +216,18 @@ class InstanceProcess:
         self._keep_spare()
 
     def _spawn(self) -> Spare:
-        return Spare.start(self.mp, self.architecture, self.settings.adapters, name=f"work-{self.service}")
+        return Spare.start(self.mp, self.architecture, self.settings.adapters, name=f"work-{self.service}", user=self.work_user)
+
+    def _tell_work_user(self) -> None:
+        """Log who work processes run as, and what of the code they need the work user cannot read."""
+        if self.work_user is None:
+            why = "this instance is not root" if os.geteuid() != 0 else f"TRAINFAAS_WORK_USER is {self.settings.work_user!r}"
+            log.warning("instance: work processes run as uid %s, like the instance (%s): adapter code can read what the"
+                        " instance can (docs/security.md#work-processes)", os.geteuid(), why)
+            return
+        log.info("instance: work processes run as the work user %s", self.work_user.label)
+        for why in unreadable_by(self.work_user):
+            log.warning("instance: the work user cannot read %s; adapters that import from there will fail", why)
 
     def _keep_spare(self) -> None:
         """Keep one work process started and waiting, so that the next execution does not wait for
@@ -332,6 +355,17 @@ class InstanceProcess:
         log.warning("instance %s: abandoning %s: %s", self.instance_id, run.label, why)
         run.stop_reason = ABANDONED
         run.process.kill()
+
+
+def read_token(fd: int, limit: int = 64 * 1024) -> str:
+    """The token written into the inherited descriptor ``fd`` (a pipe), read to its end; ``fd`` is closed."""
+    chunks = []
+    try:
+        while sum(map(len, chunks)) < limit and (chunk := os.read(fd, limit)):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode().strip()
 
 
 def main(settings: Settings, service: str, instance_id: str | None, concurrency: int | None, backend: str = "process") -> None:

@@ -6,6 +6,11 @@ holds CUDA state or the instance's threads) that forks each work process. Forkin
 fast, and each attempt still gets a process of its own. A work process learns how it ended
 from its fork server, its parent: if the fork server was killed too, nobody observed the exit and
 multiprocessing reports code 255. The next start starts a new fork server.
+
+The pipe carries bytes, never pickles: the spec goes to the work process as JSON, and the
+instance reads each message of the work process as JSON of the protocol (at most
+MAX_WORK_MESSAGE_BYTES), so adapter code cannot make the instance, which holds its token, run
+anything. A message that is not one fails the attempt, and the work process is killed.
 """
 from __future__ import annotations
 
@@ -17,13 +22,24 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from trainfaas.functions.isolation import WorkUser
 from trainfaas.functions.run import standby
-from trainfaas.services.core.protocol import Failure, Metric, ReportedEvent, Result, WorkSpec, finite
+from trainfaas.services.core.protocol import (
+    MAX_WORK_MESSAGE_BYTES,
+    Failure,
+    Metric,
+    ReportedEvent,
+    Result,
+    WorkSpec,
+    decode_work_message,
+    finite,
+)
 
 log = logging.getLogger("trainfaas.instance")
 
 # The fork server imports only the function runner; the adapter is imported by the waiting spare.
 PRELOAD = ["trainfaas.functions.run", "trainfaas.functions.train", "trainfaas.functions.noop"]
+PROTOCOL_ERROR = "ProtocolError"  # the error of an attempt whose work process sent something else than the protocol
 
 
 def work_process_context() -> Any:
@@ -58,12 +74,12 @@ class Spare:
     server_pid: int | None = None  # the fork server it was forked from, its parent
 
     @classmethod
-    def start(cls, context: Any, architecture: str, adapters: str, name: str) -> Spare:
-        """Start a work process that imports ``architecture``'s adapter and waits for one spec
-        (see trainfaas.functions.run.standby)."""
+    def start(cls, context: Any, architecture: str, adapters: str, name: str, user: WorkUser | None = None) -> Spare:
+        """Start a work process that becomes ``user`` (when given), imports ``architecture``'s
+        adapter and waits for one spec (see trainfaas.functions.run.standby)."""
         parent_end, child_end = context.Pipe(duplex=True)
         stop_event = context.Event()
-        process = context.Process(target=standby, args=(child_end, stop_event, architecture, adapters), name=name)
+        process = context.Process(target=standby, args=(child_end, stop_event, architecture, adapters, user), name=name)
         process.start()
         child_end.close()
         return cls(process, parent_end, stop_event, parent_and_state(process.pid)[0])
@@ -108,7 +124,7 @@ class Running:
                   deadline=time.monotonic() + timeout_s, drain_time_s=drain_time_s,
                   oom_kills_before=oom_kills_before, function=spec.function, server_pid=spare.server_pid)
         try:
-            spare.conn.send(spec)
+            spare.conn.send_bytes(spec.model_dump_json().encode())
         except (BrokenPipeError, OSError):
             pass  # the spare died while waiting; the watcher turns its exit into a reason
         return run
@@ -119,21 +135,40 @@ class Running:
 
     def receive(self) -> list[ReportedEvent]:
         """Read what the work process sent so far: its events, to forward, and its last word
-        (kept in ``result`` or ``error``)."""
-        events = []
+        (kept in ``result`` or ``error``). Something else than JSON of the protocol fails the
+        attempt and kills the work process: nothing it sends after that is read."""
+        events: list[ReportedEvent] = []
         try:
-            while self.conn.poll():
-                message = self.conn.recv()
-                if isinstance(message, Result):
-                    # JSON has no NaN or infinity: such a final figure is stored as null.
-                    self.result = message.model_copy(update={"output": finite(message.output)})
-                elif isinstance(message, Metric) and not message.is_finite:
-                    log.warning("%s: metric %s/%s sample (%s, %s) is not a finite number; dropped",
-                                self.label, message.figure, message.legend, message.x, message.y)
-                elif isinstance(message, Failure):
-                    self.error = message
-                else:
-                    events.append(ReportedEvent(execution_id=self.execution_id, attempt=self.attempt, at=time.time(), event=message))
-        except (EOFError, OSError):
-            pass
+            while self.error is None or self.error.error != PROTOCOL_ERROR:
+                if not self.conn.poll():
+                    break
+                self._take(self.conn.recv_bytes(MAX_WORK_MESSAGE_BYTES), events)
+        except (EOFError, OSError) as exc:
+            if "bad message length" in str(exc):
+                self._refuse(f"a message over {MAX_WORK_MESSAGE_BYTES} bytes")
         return events
+
+    def _take(self, data: bytes, events: list[ReportedEvent]) -> None:
+        try:
+            message = decode_work_message(data)
+        except ValueError as exc:
+            self._refuse(f"{len(data)} bytes that are not a message of the protocol ({str(exc)[:300]})")
+            return
+        if isinstance(message, Result):
+            # JSON has no NaN or infinity: such a final figure is stored as null.
+            self.result = message.model_copy(update={"output": finite(message.output)})
+        elif isinstance(message, Metric) and not message.is_finite:
+            log.warning("%s: metric %s/%s sample (%s, %s) is not a finite number; dropped",
+                        self.label, message.figure, message.legend, message.x, message.y)
+        elif isinstance(message, Failure):
+            self.error = message
+        else:
+            events.append(ReportedEvent(execution_id=self.execution_id, attempt=self.attempt, at=time.time(), event=message))
+
+    def _refuse(self, what: str) -> None:
+        log.error("%s: the work process sent %s; killing it", self.label, what)
+        self.result = None
+        self.error = Failure(error=PROTOCOL_ERROR, message=f"the work process sent {what}: its instance reads only JSON"
+                                                           " messages of the protocol (trainfaas.services.core.protocol)")
+        if self.process.is_alive():
+            self.process.kill()

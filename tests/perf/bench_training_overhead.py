@@ -52,7 +52,7 @@ from trainfaas.adapters import vision_data
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.adapters.torch_support import float_tensor, training_device
 from trainfaas.functions.run import work
-from trainfaas.services.core.protocol import Failure, ModelRef, Result, WorkSpec
+from trainfaas.services.core.protocol import Failure, ModelRef, Result, WorkSpec, decode_work_message
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
 
@@ -89,7 +89,7 @@ def work_process_training(data: Path, configuration: dict[str, Any]) -> dict[str
     child_end.close()
     try:
         while True:
-            message = parent_end.recv()  # progress, metrics and logs, then the result or the failure
+            message = decode_work_message(parent_end.recv_bytes())  # progress, metrics and logs, then the result or the failure
             if isinstance(message, Result):
                 return dict(message.output["metrics"])
             if isinstance(message, Failure):

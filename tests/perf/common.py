@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import tempfile
@@ -28,6 +29,8 @@ BENCH_LIMITS: dict[str, Any] = {"project_max_queued": 1_000_000, "project_max_ru
 
 def bench_settings(**overrides: Any) -> Settings:
     home = Path(tempfile.mkdtemp(prefix="tfb", dir="/tmp"))
+    # As in tests/conftest.py: the work user could read neither this 0700 home's parent nor a Python under /root.
+    overrides.setdefault("work_user", os.environ.get("TRAINFAAS_WORK_USER", "root"))
     return load_settings(home=home, port=free_port(), api_url="", **{**BENCH_LIMITS, **overrides})
 
 
