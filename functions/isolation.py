@@ -17,8 +17,10 @@ from __future__ import annotations
 import ctypes
 import os
 import pwd
+import site
 import stat
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,14 +173,16 @@ def _readable_by(st: os.stat_result, user: WorkUser) -> bool:
     return bool(st.st_mode & stat.S_IROTH)
 
 
-def unreadable_by(user: WorkUser) -> list[str]:
-    """The code a work process imports after it became ``user`` (the standard library, trainfaas)
-    that ``user`` cannot read, each with the directory that stops it; judged from the modes."""
+def unreadable_by(user: WorkUser, data_roots: Iterable[Path] = ()) -> list[str]:
+    """What a work process needs once it became ``user`` that ``user`` cannot read, each with the
+    directory that stops it, judged from the modes: the standard library, the installed packages,
+    trainfaas, and the data roots."""
+    needed = {Path(os.__file__).parent, Path(__file__).resolve().parent.parent, *map(Path, site.getsitepackages()), *data_roots}
     found = []
-    for path in {Path(os.__file__).parent, Path(__file__).resolve().parent.parent}:
+    for path in sorted(p for p in needed if p.exists()):
         for directory in [*reversed(path.parents), path]:
             st = directory.stat()
             if not _searchable_by(st, user) or (directory == path and not _readable_by(st, user)):
                 found.append(f"{path} ({directory} is mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid})")
                 break
-    return sorted(found)
+    return found

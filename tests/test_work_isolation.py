@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import IN_CI, free_port
 from tests.work_isolation_adapter import PICKLE_MARK
-from trainfaas.functions.isolation import NOBODY, WorkUser, prepare_attempt, work_user
+from trainfaas.functions.isolation import NOBODY, WorkUser, prepare_attempt, unreadable_by, work_user
 from trainfaas.scheduler.backends.environment import REGISTRATION_TOKEN, REGISTRATION_TOKEN_FD, separate_token
 from trainfaas.scheduler.backends.process import ProcessBackend, token_pipe
-from trainfaas.services.control.tokens import registration_token
+from trainfaas.services.control.tokens import swarm_registration_token
 from trainfaas.services.core.protocol import ModelRef, WorkSpec
 from trainfaas.services.core.settings import Settings, load_settings
 from trainfaas.services.store.records import Instance, Service
@@ -42,11 +42,19 @@ def isolated_stack(short_tmp: Path) -> Iterator[Any]:
     """The real local stack on the process backend with the default work user, serving the probes."""
     from trainfaas.services.local.stack import Stack
 
-    home = short_tmp / "home"
+    home, data = short_tmp / "home", short_tmp / "data"
     os.chmod(short_tmp, 0o711)  # the work user must pass through the directories above the home (docs/security.md)
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o755)  # a data root the work user reads
+    blocked = unreadable_by(WorkUser("nobody", NOBODY, NOBODY), [data])
+    if blocked:
+        message = (f"the work user cannot read {'; '.join(blocked)}, so instances run work processes as root"
+                   " (work_isolation auto); .ci/run makes the Python installation reachable")
+        pytest.fail(f"{message} (CI=true)") if IN_CI else pytest.skip(message)
     settings = load_settings(home=home, database_url="", redis_url="", port=free_port(), api_url="", adapters=ADAPTERS,
-                             data_roots=str(home / "datasets"), work_user="trainfaas-work")
+                             data_roots=str(data), work_user="trainfaas-work", work_isolation="required")
     running = Stack(settings).start()
+    settings.instance_secret_value()  # written on first use (swarm credentials): make it there to probe
     running.client = running.admin_client()
     try:
         yield running
@@ -74,7 +82,7 @@ def test_training_code_cannot_read_the_keys_to_the_house(isolated_stack: Any) ->
     assert not (stack.settings.home / "planted").exists()
 
     secret = stack.settings.instance_secret_value()
-    keys = {stack.admin_token, secret, registration_token(secret, "mgmt-train-keys-probe"), stack.settings.redis_url}
+    keys = {stack.admin_token, secret, swarm_registration_token(secret, "mgmt-train-keys-probe"), stack.settings.redis_url}
     everything = json.dumps(probes) + "".join(line["line"] for line in client.logs(done["id"]))
     assert not [key for key in keys if key in everything]
     assert "TRAINFAAS_REGISTRATION_TOKEN" not in everything and "tfr_" not in everything
@@ -139,10 +147,10 @@ def test_the_process_backend_hands_the_token_by_descriptor_and_not_in_the_enviro
     service = Service.create(name="mgmt-train-sleep", architecture="sleep")
     instance = Instance.create(service=service)
     backend = ProcessBackend(settings)
-    backend.start(service, instance)
+    expected = "tfr_" + "7" * 64  # the one-time token the scheduler drew for this instance
+    backend.start(service, instance, expected)
     backend.children[instance.id].wait(timeout=30)
     seen = json.loads(report.read_text())
-    expected = registration_token(settings.instance_secret_value(), service.name)
     assert seen["token"] == expected
     assert REGISTRATION_TOKEN not in seen["env"] and REGISTRATION_TOKEN_FD in seen["env"]
     assert not [name for name, value in seen["env"].items() if expected in value]
@@ -235,3 +243,25 @@ def test_a_data_set_the_work_user_cannot_read_fails_the_attempt_saying_so(short_
             sent.append(decode_work_message(ours.recv_bytes()))
     assert process.exitcode == 1 and isinstance(sent[-1], Failure) and sent[-1].error == "PermissionError", sent
     assert "cannot read the data set" in sent[-1].message and f"{private} is mode 0700" in sent[-1].message, sent[-1].message
+
+
+@AS_ROOT
+def test_a_work_user_that_cannot_read_what_work_needs_is_not_used_unless_required(short_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from trainfaas.services.core.errors import ConfigError
+    from trainfaas.services.worker.instance import InstanceProcess
+
+    private = short_tmp / "private"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)  # a data root only root reads
+    instance = object.__new__(InstanceProcess)
+    instance.settings = load_settings(home=short_tmp / "home", data_roots=str(private), work_user="trainfaas-work")
+    instance.work_user = work_user("trainfaas-work")
+    with caplog.at_level("WARNING"):
+        instance._tell_work_user()
+    assert instance.work_user is None
+    assert f"cannot read {private}" in caplog.text and "TRAINFAAS_WORK_ISOLATION=required" in caplog.text
+
+    instance.settings = load_settings(home=short_tmp / "home", data_roots=str(private), work_isolation="required")
+    instance.work_user = work_user("trainfaas-work")
+    with pytest.raises(ConfigError, match=f"cannot read {private}"):
+        instance._tell_work_user()

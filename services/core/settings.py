@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
         "trainfaas-work", description="The user work processes run as when their instance runs as root: a user name or uid;"
                                       " uid/gid 65534 where the named user does not exist; 'root' keeps them root (no isolation)."
                                       " Ignored by an instance that is not root.")
+    work_isolation: Literal["auto", "required"] = Field(
+        "auto", description="auto: where the work user cannot read the Python installation, trainfaas or a data root, work"
+                            " processes run as the instance's user and the instance says so in its log; required: such an"
+                            " instance refuses to start instead.")
     registration_ttl_s: float = Field(
         120.0, gt=0, description="How long the one-time registration token of an instance the scheduler starts stays valid,"
                                  " in seconds. The reaper fails an instance that has not registered within 60 s anyway.")

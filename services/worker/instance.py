@@ -25,6 +25,7 @@ import requests
 from rq.job import Job
 
 from trainfaas.functions.isolation import not_dumpable, prepare_attempt, unreadable_by, work_user
+from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus
@@ -219,15 +220,25 @@ class InstanceProcess:
         return Spare.start(self.mp, self.architecture, self.settings.adapters, name=f"work-{self.service}", user=self.work_user)
 
     def _tell_work_user(self) -> None:
-        """Log who work processes run as, and what of the code they need the work user cannot read."""
-        if self.work_user is None:
-            why = "this instance is not root" if os.geteuid() != 0 else f"TRAINFAAS_WORK_USER is {self.settings.work_user!r}"
-            log.warning("instance: work processes run as uid %s, like the instance (%s): adapter code can read what the"
-                        " instance can (docs/security.md#work-processes)", os.geteuid(), why)
+        """Choose and log who work processes run as: the work user, unless it cannot read what they need
+        (then the instance's own user, or with work_isolation=required a ConfigError: the instance does not start)."""
+        if self.work_user is not None:
+            blocked = unreadable_by(self.work_user, self.settings.dataset_roots)
+            if not blocked:
+                log.info("instance: work processes run as the work user %s", self.work_user.label)
+                return
+            problem = f"the work user {self.work_user.label} cannot read {'; '.join(blocked)}"
+            if self.settings.work_isolation == "required":
+                raise ConfigError(f"{problem}: make those readable by it, or set TRAINFAAS_WORK_USER=root to run without isolation",
+                                  {"TRAINFAAS_WORK_ISOLATION": "required, and the work user cannot read what work processes need"})
+            log.warning("instance: %s; work processes run as uid %s instead, and adapter code can read what the instance can."
+                        " Make those readable by the work user to isolate them, or set TRAINFAAS_WORK_ISOLATION=required to"
+                        " refuse to run without it (docs/security.md#work-processes)", problem, os.geteuid())
+            self.work_user = None
             return
-        log.info("instance: work processes run as the work user %s", self.work_user.label)
-        for why in unreadable_by(self.work_user):
-            log.warning("instance: the work user cannot read %s; adapters that import from there will fail", why)
+        why = "this instance is not root" if os.geteuid() != 0 else f"TRAINFAAS_WORK_USER is {self.settings.work_user!r}"
+        log.warning("instance: work processes run as uid %s, like the instance (%s): adapter code can read what the"
+                    " instance can (docs/security.md#work-processes)", os.geteuid(), why)
 
     def _keep_spare(self) -> None:
         """Keep one work process started and waiting, so that the next execution does not wait for
