@@ -108,7 +108,7 @@ class ClassificationOptions(StepOptions):
     epochs: int | None = Field(
         None, ge=1, le=10000,
         description="Passes over the training subset (unless max_steps is set). None: 8, or more on a small data set so that"
-                    " training takes at least 300 optimizer steps (at most 200 epochs).",
+                    " training takes at least 200 optimizer steps (at most 200 epochs).",
     )
     batch_size: int = Field(64, ge=1, le=4096, description="Images per optimizer step.")
     learning_rate: float = Field(

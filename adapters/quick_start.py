@@ -20,7 +20,7 @@ from trainfaas.adapters.torch_support import batch_starts
 
 SIDE_SAMPLE = 200
 QUICK_MIN_SIDE, QUICK_MAX_SIDE = 16, 224
-QUICK_EPOCHS, QUICK_MIN_STEPS, QUICK_MAX_EPOCHS = 8, 300, 200
+QUICK_EPOCHS, QUICK_MIN_STEPS, QUICK_MAX_EPOCHS = 8, 200, 200
 
 
 def image_sides(paths: Sequence[str | Path], sample: int = SIDE_SAMPLE) -> list[int]:
