@@ -48,7 +48,7 @@ def options(**values: Any) -> co.ClassificationOptions:
         ({"lr_factor": 1}, ("lr_factor",)),
         ({"input_size": 8}, ("input_size",)),
         ({"input_size": 32, "val_crop_height": 40}, ("val_crop_height",)),
-        ({"val_crop_width": 17}, ("val_crop_width",)),
+        ({"input_size": 16, "val_crop_width": 17}, ("val_crop_width",)),
         ({"randaugment_magnitude": 31}, ("randaugment_magnitude",)),
         ({"randaugment_disable": ["Rotate", "Blur"]}, ("randaugment_disable",)),
         ({"randaugment_color": False, "randaugment_disable": ["Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"]},
