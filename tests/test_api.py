@@ -278,6 +278,39 @@ def test_a_data_set_path_with_a_nul_character_is_a_422_naming_the_data_set(clien
     assert nothing_stored(client)
 
 
+def test_a_nul_character_anywhere_in_a_request_is_a_422_naming_the_field(client: FlaskClient, api: Any) -> None:
+    """PostgreSQL stores no NUL in text (the fuzz found a 500 on it): refused at the edge, on every database."""
+    import base64
+    import json
+
+    from trainfaas.services.core.protocol import sendable
+
+    model = client.post("/api/v1/models", json={"name": "m", "architecture": "sleep"}).get_json()
+    cursor = base64.urlsafe_b64encode(json.dumps([1.0, "a\u0000"]).encode()).decode().rstrip("=")
+    cases = ((client.post("/api/v1/models", json={"name": "a\u0000b", "architecture": "sleep"}), "name"),
+             (client.post("/api/v1/models", json={"name": "m", "architecture": "sleep", "configuration": {"k\u0000": 1}}),
+              "configuration.k\\0"),
+             (client.post(f"/api/v1/models/{model['id']}/train", json={"configuration": {"seconds": ["\u0000"]}}),
+              "configuration.seconds.0"),
+             (client.get("/api/v1/executions?model=a%00b"), "model"),
+             (client.get("/api/v1/models/abcd%00ef"), "model_id"),
+             (client.get("/api/v1/projects/de%00fault"), "name"),
+             (client.get(f"/api/v1/executions?cursor={cursor}"), "cursor"))
+    for response, field in cases:
+        assert field in error_contract(response, 422)["fields"], (field, response.get_json())
+    client.patch("/api/v1/services/mgmt-train-sleep", json={"min_instances": 0})
+    instance = client.post("/api/v1/instances", json={"service": "mgmt-train-sleep"}).get_json()
+    as_instance = api.as_(instance["token"])
+    assert as_instance.post(f"/api/v1/instances/{instance['id']}%00/heartbeat", json={}).status_code == 401
+    report = {"events": [{"execution_id": "x" * 32, "attempt": 1, "at": 1.0, "event": {"kind": "log", "line": "a\u0000b"}}]}
+    assert "events.0.event.line" in error_contract(as_instance.post(f"/api/v1/instances/{instance['id']}/report", json=report),
+                                                   422)["fields"]
+    # What an instance sends has none: its log lines and tracebacks keep a U+FFFD in its place.
+    assert sendable(report)["events"][0]["event"]["line"] == "a\ufffdb" and sendable({"k\u0000": ("\u0000",)}) == {"k\ufffd": ["\ufffd"]}
+    assert as_instance.post(f"/api/v1/instances/{instance['id']}/report", json=sendable(report)).status_code == 200
+    assert Model.select().count() == 1 and nothing_queued(client)
+
+
 def test_the_generic_enqueue_checks_a_train_model_input_as_a_train_request(client: FlaskClient) -> None:
     model = client.post("/api/v1/models", json={"name": "m", "architecture": "resnet18"}).get_json()
     client.patch("/api/v1/services/mgmt-train-resnet18", json={"min_instances": 0})

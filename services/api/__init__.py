@@ -63,7 +63,7 @@ def _decode(cursor: str, order: tuple[peewee.Field, ...]) -> list[Any]:
     for value, field in zip(values, order, strict=True):
         numeric = isinstance(field, (peewee.IntegerField, peewee.FloatField, peewee.DoubleField))
         wanted: tuple[type, ...] = (int, float) if numeric else (str,)
-        if not isinstance(value, wanted) or isinstance(value, bool):
+        if not isinstance(value, wanted) or isinstance(value, bool) or (isinstance(value, str) and "\x00" in value):
             raise ConfigError("the cursor is not one this API returned", _CURSOR_FIELD)
     return values
 

@@ -39,7 +39,7 @@ bp = Blueprint("executions", __name__, url_prefix="/api/v1")
 
 
 @endpoint(bp, "POST", "/services/<name>/executions", body=FunctionRequest, response=ExecutionOut, status=202, access="write",
-          errors=(409, 429))
+          errors=(409, 429), links={"id": "/executions/{execution_id}"})
 def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str, Any]:
     """Run a function (train_model, noop) on a service's instances; 429 while the project is at its queued limit."""
     service = get_service(name)
@@ -91,13 +91,15 @@ def show(execution_id: str, principal: Principal) -> dict[str, Any]:
     return execution_view(control.get_execution(execution_id, principal.reach))
 
 
-@endpoint(bp, "POST", "/executions/<execution_id>/terminate", response=ExecutionOut, status=202, access="write", errors=(409,))
+@endpoint(bp, "POST", "/executions/<execution_id>/terminate", response=ExecutionOut, status=202, access="write", errors=(409,),
+          links={"id": "/executions/{execution_id}"})
 def terminate(execution_id: str, principal: Principal) -> dict[str, Any]:
     """Stop an execution: at once if it has not started, else at its next step (it saves a checkpoint)."""
     return execution_view(control.terminate(control.get_execution(execution_id, principal.reach).id))
 
 
-@endpoint(bp, "POST", "/executions/<execution_id>/rerun", response=ExecutionOut, status=202, access="write", errors=(409, 429))
+@endpoint(bp, "POST", "/executions/<execution_id>/rerun", response=ExecutionOut, status=202, access="write", errors=(409, 429),
+          links={"id": "/executions/{execution_id}"})
 def rerun(execution_id: str, principal: Principal) -> dict[str, Any]:
     """Queue an ended execution again as a new attempt; 429 while its project is at its queued limit."""
     return execution_view(control.rerun(settings(), redis_connection(), control.get_execution(execution_id, principal.reach).id))

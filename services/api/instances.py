@@ -29,7 +29,7 @@ bp = Blueprint("instances", __name__, url_prefix="/api/v1/instances")
 
 
 @endpoint(bp, "POST", "", body=protocol.InstanceRegister, response=InstanceRegistered, status=201, access="register",
-          errors=(404, 409))
+          errors=(404, 409), links={"id": "/instances/{instance_id}", "service": "/services/{name}"})
 def register(body: protocol.InstanceRegister) -> dict[str, Any]:
     """Register an instance of a service (or adopt the row the scheduler made for it); returns its token once.
 

@@ -22,7 +22,8 @@ from trainfaas.services.store.records import Model
 bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
 
 
-@endpoint(bp, "POST", "", body=ModelCreate, response=ModelOut, status=201, access="write")
+@endpoint(bp, "POST", "", body=ModelCreate, response=ModelOut, status=201, access="write",
+          links={"id": "/models/{model_id}", "service": "/services/{name}/executions"})
 def create(body: ModelCreate, principal: Principal) -> dict[str, Any]:
     """Create a model; its configuration is checked against the architecture's adapter options."""
     project = principal.project_for_new(body.project)
@@ -54,7 +55,8 @@ def show(model_id: str, principal: Principal) -> dict[str, Any]:
     return model_view(control.get_model(model_id, principal.reach))
 
 
-@endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write", errors=(409, 429))
+@endpoint(bp, "POST", "/<model_id>/train", body=TrainRequest, response=ExecutionOut, status=202, access="write", errors=(409, 429),
+          links={"id": "/executions/{execution_id}"})
 def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, Any]:
     """Enqueue a training of the model on a data set; options and data set are checked first. With a
     blueprint, its options, settings and data set are taken under the request's own. 409 while the

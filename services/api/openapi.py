@@ -6,6 +6,7 @@ Served at ``GET /api/v1/openapi.json`` without a token (it describes the API, no
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from flask import Blueprint
@@ -47,11 +48,43 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
         statuses.append(409)  # an id in a path may be a prefix, which may match several
     if endpoint.body is not None:
         statuses += [413, 415]
-    if endpoint.body is not None or endpoint.query is not None:
-        statuses.append(422)
+    if endpoint.body is not None or endpoint.query is not None or endpoint.path_parameters:
+        statuses.append(422)  # a path parameter may hold a NUL character, which no object's id or name has
     if 429 in endpoint.errors:
         statuses.append(429)
     return statuses
+
+
+def _holds(path: str, fragment: str) -> bool:
+    """Whether ``path`` holds ``fragment`` as whole segments: /a/{b} is in /x/a/{b} and /x/a/{b}/c."""
+    parts, wanted = path.strip("/").split("/"), fragment.strip("/").split("/")
+    return any(parts[i:i + len(wanted)] == wanted for i in range(len(parts) - len(wanted) + 1))
+
+
+def _links(source: Endpoint) -> dict[str, Any]:
+    """The OpenAPI links of ``source``'s successful answer: to every operation all of whose path
+    parameters its declared ``links`` fill (one filled and one random would mostly meet a 404).
+
+    Raises ValueError for a declared link that fills no operation's path (a typo, or a renamed path)."""
+    found: dict[str, Any] = {}
+    fed: set[str] = set()
+    for target in ENDPOINTS:
+        filled = {}
+        for field, fragment in source.links:
+            if _holds(target.path, fragment):
+                filled[re.findall(r"{(\w+)}", fragment)[0]] = (field, fragment)
+        if not filled or set(filled) != set(target.path_parameters):
+            continue
+        fed.update(fragment for _, fragment in filled.values())
+        found[target.name] = {
+            "operationId": target.name,
+            "parameters": {f"path.{name}": f"$response.body#/{field}" for name, (field, _) in filled.items()},
+            "description": f"{target.method} {target.path} of the object this answer names.",
+        }
+    unused = [fragment for _, fragment in source.links if fragment not in fed]
+    if unused:
+        raise ValueError(f"{source.method} {source.path}: no operation's path parameters are all filled by {unused}")
+    return found
 
 
 def _query_parameters(model: type[BaseModel], schema: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,6 +127,8 @@ def build_spec() -> dict[str, Any]:
             query_name = refs[(endpoint.query, "validation")]["$ref"].rsplit("/", 1)[1]
             parameters += _query_parameters(endpoint.query, schemas[query_name])
         responses: dict[str, Any] = {str(endpoint.status): {"description": "OK", **_json(refs[(endpoint.response, "serialization")])}}
+        if endpoint.links:
+            responses[str(endpoint.status)]["links"] = _links(endpoint)
         for status in _error_statuses(endpoint):
             responses[str(status)] = {"description": ERRORS[status], **_json(error_ref)}
         operation: dict[str, Any] = {

@@ -28,7 +28,8 @@ from trainfaas.services.store.records import Project, Token
 bp = Blueprint("projects", __name__, url_prefix="/api/v1")
 
 
-@endpoint(bp, "POST", "/projects", body=ProjectCreate, response=ProjectOut, status=201, access="admin", errors=(409,))
+@endpoint(bp, "POST", "/projects", body=ProjectCreate, response=ProjectOut, status=201, access="admin", errors=(409,),
+          links={"name": "/projects/{name}"})
 def create_project(body: ProjectCreate, principal: Principal) -> dict[str, Any]:
     """Create a project."""
     if Project.get_or_none(Project.name == body.name) is not None:
@@ -70,7 +71,8 @@ def _view(project: Project) -> dict[str, Any]:
     return project_view(project, settings())
 
 
-@endpoint(bp, "POST", "/tokens", body=TokenCreate, response=TokenCreated, status=201, access="admin")
+@endpoint(bp, "POST", "/tokens", body=TokenCreate, response=TokenCreated, status=201, access="admin",
+          links={"id": "/tokens/{token_id}"})
 def create_token(body: TokenCreate, principal: Principal) -> dict[str, Any]:
     """Create a token; the answer holds its secret, shown this once."""
     token, secret = auth.create_token(body.scope, body.project, body.name)

@@ -11,6 +11,11 @@ A new endpoint on an existing blueprint is this decorator and nothing else: it i
 in the generated tests (tests/test_api_fuzz.py) at once. A new blueprint is also listed in
 ``trainfaas.services.api.routes``.
 
+``links`` declares what the answer feeds: ``{"id": "/models/{model_id}"}`` says that the ``id`` of
+a successful answer is the ``{model_id}`` of every operation whose path holds ``/models/{model_id}``.
+The OpenAPI document turns each into links (trainfaas.services.api.openapi), which the stateful
+fuzz follows from one call to the next; a new endpoint under such a path is linked at once.
+
 ``access``: ``public`` (no token), ``register`` (an instance's registration token or an admin
 token, checked by the view, which needs the body to know the service), ``instance`` (the instance's own token, for the
 ``<instance_id>`` in the path), or the least user scope: ``read``, ``write`` or ``admin``.
@@ -47,6 +52,7 @@ class Endpoint:
     query: type[BaseModel] | None
     access: Access
     errors: tuple[int, ...]  # statuses besides those its access, parameters and body imply (409, 404)
+    links: tuple[tuple[str, str], ...] = ()  # (field of the answer, path fragment naming one parameter)
 
     @property
     def path_parameters(self) -> list[str]:
@@ -62,16 +68,21 @@ class ResponseMismatch(RuntimeError):
 
 def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel], status: int = 200,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-             access: Access = "read", errors: tuple[int, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             access: Access = "read", errors: tuple[int, ...] = (),
+             links: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``view`` on ``bp`` for ``method rule`` and record it for the OpenAPI document."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         full_rule = f"{bp.url_prefix or ''}{rule}"
         doc = (view.__doc__ or view.__name__.replace("_", " ")).strip()
+        for field, fragment in (links or {}).items():
+            if field not in response.model_fields or len(re.findall(r"{\w+}", fragment)) != 1:
+                raise TypeError(f"{full_rule}: a link names a field of {response.__name__} and a path fragment with one"
+                                f" {{parameter}}, not {field!r}: {fragment!r}")
         ENDPOINTS.append(Endpoint(
             method=method.upper(), path=re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", full_rule), name=f"{bp.name}.{view.__name__}",
             summary=doc.splitlines()[0], tag=bp.name, response=response, status=status, body=body, query=query,
-            access=access, errors=errors,
+            access=access, errors=errors, links=tuple((links or {}).items()),
         ))
 
         @functools.wraps(view)
@@ -92,6 +103,7 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
                 kwargs["query"] = parse_query(query)
             if body is not None:
                 kwargs["body"] = parse_body(body)
+            _refuse_nul(path)  # a path id with %00 in it, say
             result = view(**kwargs)
             try:
                 shaped = response.model_validate(result, from_attributes=True)
@@ -107,7 +119,9 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
 
 def _instance(instance_id: str) -> Any:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    instance = instances.authenticate(instance_id, token.strip()) if scheme.lower() == "bearer" else None
+    # An id with a NUL character is no instance's (and PostgreSQL could not even compare it).
+    known = scheme.lower() == "bearer" and "\x00" not in instance_id
+    instance = instances.authenticate(instance_id, token.strip()) if known else None
     if instance is None:
         raise Unauthorized("this call needs the instance's own token", {"Authorization": "Bearer <instance token>"})
     return instance
@@ -133,6 +147,35 @@ def _nests_deeper(data: Any, limit: int) -> bool:
     return False
 
 
+def _nul_at(data: Any) -> str | None:
+    """The path of the first string (or object key) in ``data`` that holds a NUL character, if any."""
+    pending: list[tuple[Any, str]] = [(data, "")]
+    while pending:
+        value, at = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return at or "body"
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                where = f"{at}.{key}" if at else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    return where
+                pending.append((child, where))
+        elif isinstance(value, list):
+            pending.extend((child, f"{at}.{index}" if at else str(index)) for index, child in enumerate(value))
+    return None
+
+
+def _refuse_nul(data: Any) -> None:
+    """A 422 for a NUL character (U+0000) anywhere in a request's path parameters, query or body:
+    PostgreSQL stores no NUL in text, and no name, id or filter needs one. (The instances replace
+    it in the log lines and tracebacks they send: trainfaas.services.core.protocol.sendable.)"""
+    field = _nul_at(data)
+    if field is not None:
+        field = field.replace("\x00", "\\0")  # a key may hold it too
+        raise ConfigError(f"{field} holds a NUL character (U+0000)", {field: "text without NUL characters"})
+
+
 def parse_body(schema: type[BaseModel]) -> BaseModel:
     """The JSON body as ``schema``: 415 without a JSON content type, 422 for anything invalid."""
     if not request.is_json:
@@ -149,6 +192,7 @@ def parse_body(schema: type[BaseModel]) -> BaseModel:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the body must be a JSON object", {"body": "a JSON object"})
+    _refuse_nul(data)
     return schema.model_validate(data)
 
 
@@ -160,4 +204,5 @@ def parse_query(schema: type[BaseModel]) -> BaseModel:
         if len(given) > 1:
             raise ConfigError(f"{key} is given {len(given)} times", {key: "at most once"})
         values[key] = given[0]
+    _refuse_nul(values)
     return schema.model_validate(values)

@@ -29,6 +29,19 @@ FUNCTIONS: frozenset[str] = frozenset({TRAIN_MODEL, "noop"})
 """The functions an execution may call; trainfaas.functions.run maps each name to its code."""
 
 
+def sendable(value: Any) -> Any:
+    """``value`` with every NUL character (U+0000) in its strings and keys, however deeply nested,
+    replaced by U+FFFD: the API refuses NUL (PostgreSQL stores none), and a log line or traceback
+    that printed one is still worth keeping."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {sendable(key): sendable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [sendable(item) for item in value]
+    return value
+
+
 def finite(value: Any) -> Any:
     """``value`` with every NaN and infinity, however deeply nested in lists and dicts, turned
     into None: JSON has no such numbers, so a figure that is not one is stored as null. Other

@@ -21,6 +21,7 @@ from trainfaas.services.core.protocol import (
     ReportedEvent,
     ReportReply,
     finite,
+    sendable,
 )
 
 
@@ -58,8 +59,9 @@ class ControlPlane:
 
     def call(self, path: str, message: BaseModel) -> dict[str, Any]:
         url = f"{self.api_url}/api/v1/instances{path}"
-        # JSON has no NaN or infinity: a figure that is not a number goes as null.
-        response = self.http.post(url, json=finite(message.model_dump(mode="json")), timeout=self.timeout_s)
+        # JSON has no NaN or infinity: a figure that is not a number goes as null; the API takes no
+        # NUL character, which a log line or traceback may hold: it goes as U+FFFD.
+        response = self.http.post(url, json=sendable(finite(message.model_dump(mode="json"))), timeout=self.timeout_s)
         if 400 <= response.status_code < 500:
             try:
                 body = response.json()
