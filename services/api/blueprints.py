@@ -26,7 +26,8 @@ from trainfaas.services.store.records import Blueprint
 bp = Area("blueprints", __name__, url_prefix="/api/v1")
 
 
-@endpoint(bp, "POST", "/blueprints", body=BlueprintCreate, response=BlueprintOut, status=201, access="write", errors=(409,))
+@endpoint(bp, "POST", "/blueprints", body=BlueprintCreate, response=BlueprintOut, status=201, access="write", errors=(404, 409),
+          links={"name": "/blueprints/{name}"})
 def create(body: BlueprintCreate, principal: Principal) -> dict[str, Any]:
     """Save a blueprint from a training (``from_execution``) or a configuration (``config``). 409 when the
     project has one of that name, unless ``replace``."""
@@ -44,7 +45,7 @@ def create(body: BlueprintCreate, principal: Principal) -> dict[str, Any]:
     return blueprint_view(saved)
 
 
-@endpoint(bp, "GET", "/blueprints", query=BlueprintQuery, response=Page[BlueprintOut])
+@endpoint(bp, "GET", "/blueprints", query=BlueprintQuery, response=Page[BlueprintOut], errors=(404,))
 def index(query: BlueprintQuery, principal: Principal) -> dict[str, Any]:
     """The project's blueprints: the built-in quick and full first, then the saved ones by name."""
     project = principal.project_for_new(query.project)

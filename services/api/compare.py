@@ -13,7 +13,7 @@ from trainfaas.services.control.tokens import Principal
 bp = Blueprint("compare", __name__, url_prefix="/api/v1")
 
 
-@endpoint(bp, "GET", "/compare", query=CompareQuery, response=Comparison)
+@endpoint(bp, "GET", "/compare", query=CompareQuery, response=Comparison, errors=(404, 409))
 def compare(query: CompareQuery, principal: Principal) -> dict[str, Any]:
     """Compare 2 to 10 executions of one project: their configurations (the keys that differ
     marked), final metrics, and each metric series aligned by step."""
