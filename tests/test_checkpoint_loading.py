@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from trainfaas.adapters import AdapterError, NullContext
+from trainfaas.adapters import AdapterError, NullContext, yolo
 from trainfaas.adapters import torchvision_classification as tc
-from trainfaas.adapters import yolo
 
 
 class Planted:
