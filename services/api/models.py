@@ -10,7 +10,7 @@ from flask import Blueprint
 
 from trainfaas.services.api import page, paginate, reachable, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
-from trainfaas.services.api.schemas import ExecutionOut, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
+from trainfaas.services.api.schemas import ExecutionOut, ModelClone, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
 from trainfaas.services.api.views import execution_view, model_view
 from trainfaas.services.control import blueprints
 from trainfaas.services.control import models as control
@@ -34,6 +34,15 @@ def create(body: ModelCreate, principal: Principal) -> dict[str, Any]:
     model = control.create_model(settings(), body.name, body.architecture, body.task, body.labels, body.configuration, project,
                                  body.from_model)
     return model_view(model)
+
+
+@endpoint(bp, "POST", "/<model_id>/clone", body=ModelClone, response=ModelOut, status=201, access="write",
+          links={"id": "/models/{model_id}"})
+def clone(model_id: str, body: ModelClone, principal: Principal) -> dict[str, Any]:
+    """A new model like this one (architecture, labels, configuration, data set) without its weights,
+    with the changes given; it records what it was cloned from."""
+    source = control.get_model(model_id, principal.reach)
+    return model_view(control.clone_model(settings(), source, body.name, body.labels, body.configuration, body.dataset))
 
 
 @endpoint(bp, "GET", "", query=ModelQuery, response=Page[ModelOut])

@@ -29,6 +29,16 @@ class ModelCreate(Strict):
     )
 
 
+class ModelClone(Strict):
+    """Changes to what a clone copies; the rest is the source model's."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="Default: <source name>-clone.")
+    labels: list[str] | None = Field(None, max_length=100000)
+    configuration: dict[str, Any] | None = Field(None, description="Options merged over the source model's.")
+    dataset: str | None = Field(None, min_length=1, max_length=4096,
+                                description="The data set the clone's trainings take by default (default: the source's, or its last training's).")
+
+
 class TrainFields(Strict):
     """What a training is given, through POST /models/{id}/train or as a train_model function's input."""
 
@@ -174,6 +184,8 @@ class ModelOut(Stamped):
     artifact_path: str | None
     metrics: dict[str, Any]
     base_model: str | None = Field(None, description="The model this one was fine-tuned from, if any.")
+    cloned_from: str | None = Field(None, description="The model this one was cloned from, if any.")
+    dataset: str | None = Field(None, description="The data set its trainings take when they name none (a clone's).")
 
 
 class StatusLogEntry(Out):

@@ -32,7 +32,7 @@ def model_view(model: Model) -> dict[str, Any]:
         "id": model.id, "project": model.project, "name": model.name, "architecture": model.architecture, "task": model.task,
         "labels": model.labels, "configuration": model.configuration, "status": model.status,
         "service": queues.service_name(model.architecture), "artifact_path": model.artifact_path,
-        "metrics": model.metrics, "base_model": model.base_model,
+        "metrics": model.metrics, "base_model": model.base_model, "cloned_from": model.cloned_from, "dataset": model.dataset,
         "created_at": iso(model.created_at), "updated_at": iso(model.updated_at),
     }
 

@@ -101,7 +101,7 @@ def _starting_point(client: Any, blueprint: str | None, config_file: Any, archit
 
 @click.group()
 def models() -> None:
-    """List and inspect models."""
+    """List, inspect, clone and train models."""
 
 
 @models.command("list")
@@ -124,3 +124,53 @@ def models_list(ctx: click.Context, architecture: str | None, status: str | None
 def models_show(ctx: click.Context, model_id: str) -> None:
     """One model as JSON."""
     print_json(client_of(ctx).get_model(model_id))
+
+
+@models.command("clone")
+@click.argument("model_id")
+@click.option("--name", default=None, help="Default: <name>-clone.")
+@click.option("--labels", default=None, help="Comma-separated labels instead of the source's.")
+@click.option("--config", "-c", "config_pairs", multiple=True, help="Adapter option as key=value, over the source's (repeatable).")
+@click.option("--dataset", "-d", default=None, help="The data set its trainings take by default (default: the source's).")
+@json_option()
+@click.pass_context
+def models_clone(ctx: click.Context, model_id: str, name: str | None, labels: str | None, config_pairs: tuple[str, ...],
+                 dataset: str | None, as_json: bool) -> None:
+    """A new model like MODEL_ID (architecture, labels, options, data set) without its weights."""
+    clone = client_of(ctx).clone_model(model_id, name=name, labels=labels.split(",") if labels else None,
+                                       configuration=parse_config(config_pairs) or None, dataset=dataset)
+    if as_json:
+        print_json(clone)
+    else:
+        say(f"model {clone['id']} ({clone['name']}) cloned from {clone['cloned_from']};"
+            f" train it with `trainfaas models train {clone['id'][:12]}`")
+
+
+@models.command("train")
+@click.argument("model_id")
+@click.option("--dataset", "-d", default=None, help="Default: the model's own data set (a clone's).")
+@click.option("--config", "-c", "config_pairs", multiple=True, help="Adapter option as key=value, over the model's (repeatable).")
+@click.option("--blueprint", "-b", default=None, help="Take options, settings and data set from this blueprint first.")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
+@click.option("--max-attempts", type=int, default=None, help="Attempts including the first, 1-10.")
+@click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
+@click.option("--follow/--no-follow", default=False, help="Show progress until it ends.")
+@json_option()
+@click.pass_context
+def models_train(ctx: click.Context, model_id: str, dataset: str | None, config_pairs: tuple[str, ...], blueprint: str | None,
+                 timeout_s: float | None, max_attempts: int | None, on_reset: str | None, follow: bool, as_json: bool) -> None:
+    """Enqueue a training of an existing model (a clone, or one trained before)."""
+    client = client_of(ctx)
+    flags = (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset))
+    execution = client.train(model_id, dataset, parse_config(config_pairs) or None,
+                             {k: v for k, v in flags if v is not None} or None, blueprint=blueprint)
+    if not follow:
+        if as_json:
+            print_json(execution)
+        else:
+            say(f"execution {execution['id']} {execution['status']} on {execution['service']}")
+        return
+    final = follow_and_report(client, execution["id"], execution["model_id"])
+    if as_json:
+        print_json(final)
+    sys.exit(0 if final["status"] == "success" else 1)

@@ -100,7 +100,7 @@ def submit_training(settings: Settings, connection: redis.Redis, model: Model, d
     adapter = get_adapter(model.architecture, settings.adapters)
     effective = validate_configuration(adapter, {**model.configuration, **(configuration or {})}, "configuration")
     check_diagnostics(settings, adapter, effective, "configuration")
-    data_path = dataset_for(settings, adapter, model.architecture, dataset, effective)
+    data_path = dataset_for(settings, adapter, model.architecture, dataset or model.dataset, effective)
     quotas.check_queued(settings, model.project)  # before a first training creates the service (submit checks again, locked)
     service = ensure_service(settings, model.architecture, by_training=True)
     input = {"model_id": model.id, "dataset": str(data_path) if data_path else None, "configuration": effective}

@@ -16,7 +16,9 @@ from typing import Any
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.control import ids
 from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
+from trainfaas.services.control.datasets import resolve_dataset
 from trainfaas.services.core.errors import ConfigError, Conflict
+from trainfaas.services.core.protocol import TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, ExecutionStatus, ModelStatus
 from trainfaas.services.store.records import DEFAULT_PROJECT, Artifact, Execution, Model, now_s
@@ -45,6 +47,29 @@ def create_model(settings: Settings, name: str, architecture: str, task: str | N
     check_diagnostics(settings, adapter, effective, "configuration")
     return Model.create(name=name, architecture=architecture, task=own_task, labels=labels or [],
                         configuration=configuration or {}, project=project, base_model=from_model)
+
+
+def clone_model(settings: Settings, source: Model, name: str | None, labels: list[str] | None,
+                configuration: dict[str, Any] | None, dataset: str | None) -> Model:
+    """A new model of ``source``'s project like ``source`` (architecture, labels, configuration, data
+    set, base model) but without its weights; what is given replaces what is copied (``configuration``
+    merged over the copied one). It records what it was cloned from."""
+    adapter = get_adapter(source.architecture, settings.adapters)
+    merged = {**source.configuration, **(configuration or {})}
+    effective = validate_configuration(adapter, merged, "configuration")
+    check_diagnostics(settings, adapter, effective, "configuration")
+    if dataset is not None:
+        dataset = str(resolve_dataset(settings, dataset))  # inside the data roots; read when it trains
+    return Model.create(name=name or f"{source.name}-clone", architecture=source.architecture, task=source.task,
+                        labels=list(source.labels) if labels is None else labels, configuration=merged, project=source.project,
+                        base_model=source.base_model, cloned_from=source.id, dataset=dataset or source.dataset or last_dataset(source))
+
+
+def last_dataset(model: Model) -> str | None:
+    """The data set of the model's latest training, if any."""
+    latest = (Execution.select(Execution.input).where((Execution.model == model.id) & (Execution.function == TRAIN_MODEL))
+              .order_by(Execution.created_at.desc()).first())
+    return (latest.input or {}).get("dataset") if latest is not None else None
 
 
 def _trained_base(model_id: str, architecture: str) -> Model:

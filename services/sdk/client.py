@@ -110,6 +110,12 @@ class Client:
     def iter_models(self, **filters: Any) -> Iterator[Json]:
         return self.iter_pages("/api/v1/models", **filters)
 
+    def clone_model(self, model_id: str, *, name: str | None = None, labels: list[str] | None = None,
+                    configuration: dict[str, Any] | None = None, dataset: str | None = None) -> Json:
+        """A new model like ``model_id`` without its weights, with these changes; it records ``cloned_from``."""
+        payload = _drop_none({"name": name, "labels": labels, "configuration": configuration, "dataset": dataset})
+        return self.request("POST", f"/api/v1/models/{model_id}/clone", json=payload)  # type: ignore[no-any-return]
+
     def train(self, model_id: str, dataset: str | None = None, configuration: dict[str, Any] | None = None,
               execution: dict[str, Any] | None = None, blueprint: str | None = None) -> Json:
         """Enqueue a training; ``blueprint`` names one whose options, settings and data set the others override."""

@@ -72,6 +72,9 @@ class Model(BaseModel):
     updated_at = peewee.DoubleField(default=now_s)
     # Fine-tuning: the id of the model whose trained weights training starts from (migration 3).
     base_model = peewee.CharField(max_length=32, null=True)
+    # A clone: the model this one copied (without weights), and the data set its trainings default to (migration 8).
+    cloned_from = peewee.CharField(max_length=32, null=True)
+    dataset = peewee.TextField(null=True)
 
 
 SCALING_TYPES = ("fixed", "autoscale")

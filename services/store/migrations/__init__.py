@@ -25,6 +25,7 @@ from trainfaas.services.store.migrations import (
     m0005_project_limits,
     m0006_registration,
     m0007_blueprints,
+    m0008_model_clones,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (5, m0005_project_limits.apply),
     (6, m0006_registration.apply),
     (7, m0007_blueprints.apply),
+    (8, m0008_model_clones.apply),
 ]
 
 

@@ -10,7 +10,7 @@ from trainfaas.services.store.records import ENTITIES, Model, Service
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # Tables are created from today's models; the columns later migrations add are dropped again
     # so that those migrations can add them, exactly as on a database created before them.
-    later_columns = {Service: ("error_reason",), Model: ("base_model",)}
+    later_columns = {Service: ("error_reason",), Model: ("base_model", "cloned_from", "dataset")}
     db.create_tables(ENTITIES)
     for entity, columns in later_columns.items():
         table = entity._meta.table_name
