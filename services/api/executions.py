@@ -98,11 +98,13 @@ def terminate(execution_id: str, principal: Principal) -> dict[str, Any]:
     return execution_view(control.terminate(control.get_execution(execution_id, principal.reach).id))
 
 
-@endpoint(bp, "POST", "/executions/<execution_id>/rerun", response=ExecutionOut, status=202, access="write", errors=(409, 429),
-          links={"id": "/executions/{execution_id}"})
-def rerun(execution_id: str, principal: Principal) -> dict[str, Any]:
-    """Queue an ended execution again as a new attempt; 429 while its project is at its queued limit."""
-    return execution_view(control.rerun(settings(), redis_connection(), control.get_execution(execution_id, principal.reach).id))
+@endpoint(bp, "POST", "/executions/<execution_id>/rerun", body=control.RerunChanges, response=ExecutionOut, status=202,
+          access="write", errors=(409, 429), links={"id": "/executions/{execution_id}"})
+def rerun(execution_id: str, body: control.RerunChanges, principal: Principal) -> dict[str, Any]:
+    """Queue an ended execution again as a new attempt, optionally with changed options and settings and
+    from a chosen checkpoint (the body may be left out); 429 while its project is at its queued limit."""
+    execution = control.get_execution(execution_id, principal.reach)
+    return execution_view(control.rerun(settings(), redis_connection(), execution.id, body))
 
 
 def _rows_of(entity: type[peewee.Model], execution_id: str, principal: Principal) -> peewee.ModelSelect:

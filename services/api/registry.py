@@ -177,7 +177,10 @@ def _refuse_nul(data: Any) -> None:
 
 
 def parse_body(schema: type[BaseModel]) -> BaseModel:
-    """The JSON body as ``schema``: 415 without a JSON content type, 422 for anything invalid."""
+    """The JSON body as ``schema``: 415 without a JSON content type, 422 for anything invalid. No
+    body at all reads as ``{}`` (a request whose fields are all optional may leave it out)."""
+    if not request.get_data(cache=True) and not request.is_json:
+        return schema.model_validate({})
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
     try:

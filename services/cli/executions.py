@@ -9,6 +9,7 @@ import json
 import click
 
 from trainfaas.services.cli.context import client_of
+from trainfaas.services.cli.models import parse_config
 from trainfaas.services.cli.output import (
     Column,
     Json,
@@ -105,10 +106,20 @@ def executions_terminate(ctx: click.Context, execution_id: str) -> None:
 
 @executions.command("rerun")
 @click.argument("execution_id")
+@click.option("--config", "-c", "config_pairs", multiple=True, help="Adapter option as key=value, over the training's (repeatable).")
+@click.option("--resume", type=click.Choice(["last", "best", "none"]), default=None,
+              help="Checkpoint to continue from (default: an interrupted attempt's, nothing after a success).")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
+@click.option("--max-attempts", type=int, default=None, help="Attempts in all, this one included.")
+@click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
 @click.pass_context
-def executions_rerun(ctx: click.Context, execution_id: str) -> None:
-    """Queue an ended execution again as its next attempt."""
-    execution = client_of(ctx).rerun(execution_id)
+def executions_rerun(ctx: click.Context, execution_id: str, config_pairs: tuple[str, ...], resume: str | None,
+                     timeout_s: float | None, max_attempts: int | None, on_reset: str | None) -> None:
+    """Queue an ended execution again as its next attempt, with changes if given: train longer from
+    the best checkpoint at a lower rate is `rerun ID --resume best -c epochs=20 -c learning_rate=0.002`."""
+    flags = {k: v for k, v in (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset)) if v is not None}
+    execution = client_of(ctx).rerun(execution_id, configuration=parse_config(config_pairs) or None,
+                                     execution=flags or None, resume=resume)
     say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']}")
 
 

@@ -56,15 +56,22 @@ def claimed_by(instance: Instance, execution_id: str, attempt: int) -> None:
                        {"attempt": "an attempt this instance claimed"})
 
 
-def last_checkpoint(execution_id: str, before_attempt: int) -> Artifact | None:
-    """The newest checkpoint of the previous attempt, unless that attempt succeeded: a rerun of a
-    finished training trains anew, a rerun of an interrupted one continues where it stopped."""
-    previous = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == before_attempt - 1))
-    if previous is None or previous.outcome == Outcome.SUCCESS:
+def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | None = None) -> Artifact | None:
+    """The checkpoint attempt ``before_attempt`` resumes from. By default the newest checkpoint of
+    the previous attempt, unless that attempt succeeded: a rerun of a finished training trains anew,
+    a rerun of an interrupted one continues where it stopped. A rerun may ask for ``last`` (the
+    newest checkpoint of any earlier attempt), ``best`` (the newest ``best.pt``) or ``none``."""
+    if resume_from == "none":
         return None
-    row = (Artifact.select().where((Artifact.execution == execution_id) & (Artifact.kind == "checkpoint")
+    if resume_from is None:
+        previous = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == before_attempt - 1))
+        if previous is None or previous.outcome == Outcome.SUCCESS:
+            return None
+    rows = Artifact.select().where((Artifact.execution == execution_id) & (Artifact.kind == "checkpoint")
                                    & (Artifact.attempt < before_attempt))
-           .order_by(Artifact.attempt.desc(), Artifact.step.desc(), Artifact.id.desc()).first())
+    if resume_from == "best":
+        rows = rows.where(Artifact.path.endswith("best.pt"))
+    row = rows.order_by(Artifact.attempt.desc(), Artifact.step.desc(), Artifact.id.desc()).first()
     return row if row and Path(row.path).exists() else None
 
 
@@ -81,7 +88,7 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
     execution = of_service(instance, execution_id)
     if execution.service.paused:
         raise ServicePaused(f"service {instance.service_id} is paused; execution {execution.id} stays queued")
-    checkpoint = last_checkpoint(execution.id, attempt)
+    checkpoint = last_checkpoint(execution.id, attempt, execution.resume_from)
 
     def started(claimed: Execution) -> None:
         models.follow(claimed)

@@ -128,13 +128,55 @@ def terminate(execution_id: str) -> Execution:
     return states.request_stop(execution_id, then=models.follow)
 
 
-def rerun(settings: Settings, connection: redis.Redis, execution_id: str) -> Execution:
-    """Queue an ended execution again as a new attempt (see states.rerun); a training only while its
-    model has no other training pending or running (Conflict otherwise, see models.start_training),
-    and only while its project is below its queued limit (QuotaExceeded otherwise)."""
-    project = get_execution(execution_id).project
-    with quotas.locked(project):
-        quotas.check_queued(settings, project)
-        execution = states.rerun(execution_id, then=models.rerun_training)
+class RerunChanges(BaseModel):
+    """What a rerun changes: adapter options (merged over the execution's), execution settings, and
+    which checkpoint the new attempt resumes from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    configuration: dict[str, Any] | None = Field(None, description="Adapter options merged over the training's (checked again).")
+    execution: ExecutionSettings | None = Field(None, description="Settings to change; max_attempts counts every attempt so far.")
+    resume: Literal["last", "best", "none"] | None = Field(
+        None, description="last: the newest checkpoint of any earlier attempt; best: the newest best.pt; none: start anew."
+                          " Default: the checkpoint of an interrupted attempt, nothing after a success.")
+
+
+def rerun(settings: Settings, connection: redis.Redis, execution_id: str, changes: RerunChanges | None = None) -> Execution:
+    """Queue an ended execution again as a new attempt (see states.rerun), with ``changes``; a
+    training only while its model has no other training pending or running (Conflict otherwise,
+    see models.start_training), and only while its project is below its queued limit."""
+    execution = get_execution(execution_id)
+    fields, said = _rerun_fields(settings, execution, changes or RerunChanges())
+    with quotas.locked(execution.project):
+        quotas.check_queued(settings, execution.project)
+        reason = "rerun requested by user" + (f" ({'; '.join(said)})" if said else "")
+        execution = states.rerun(execution.id, reason, then=models.rerun_training, **fields)
     try_enqueue(connection, execution)
     return execution
+
+
+def _rerun_fields(settings: Settings, execution: Execution, changes: RerunChanges) -> tuple[dict[str, Any], list[str]]:
+    """The execution's fields a rerun writes, and what it says of them in the status log."""
+    fields: dict[str, Any] = {}
+    said: list[str] = []
+    if changes.configuration:
+        if execution.function != TRAIN_MODEL:
+            raise ConfigError(f"execution {execution.id} runs {execution.function}, which takes no options",
+                              {"configuration": "only a training's rerun takes options"})
+        adapter = get_adapter(execution.service.architecture, settings.adapters)
+        before = dict(execution.input.get("configuration") or {})
+        merged = validate_configuration(adapter, {**before, **changes.configuration}, "configuration")
+        check_diagnostics(settings, adapter, merged, "configuration")
+        fields["input"] = {**execution.input, "configuration": merged}
+        said += [f"{key} {before.get(key)!r} -> {merged[key]!r}" for key in sorted(changes.configuration) if before.get(key) != merged[key]]
+    if changes.execution is not None:
+        given = changes.execution.model_dump(exclude_none=True)
+        if given.get("timeout_s", 0) > settings.max_timeout_s:
+            raise ConfigError(f"timeout_s {given['timeout_s']:g} is longer than this server allows",
+                              {"execution.timeout_s": timeout_range(settings)})
+        fields.update(given)
+        said += [f"{key} {getattr(execution, key)!r} -> {value!r}" for key, value in sorted(given.items()) if getattr(execution, key) != value]
+    if changes.resume is not None:
+        fields["resume_from"] = changes.resume
+        said.append(f"resume from {changes.resume}")
+    return fields, said

@@ -182,7 +182,7 @@ def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None 
         return finish(execution_id, attempt, S.TERMINATED, f"stopped by user ({reason})", instance=instance, then=then)
     if execution.on_reset == "rerun" and attempt < execution.max_attempts:
         to, note = S.RERUN, f"reset: {reason}; rerun as attempt {attempt + 1} of {execution.max_attempts}"
-        fields: dict[str, Any] = dict(new_attempt=attempt + 1, progress=0.0, started_at=None)
+        fields: dict[str, Any] = dict(new_attempt=attempt + 1, progress=0.0, started_at=None, resume_from=None)
     else:
         why = "on_reset=fail" if execution.on_reset != "rerun" else f"attempts exhausted ({attempt}/{execution.max_attempts})"
         to, note = S.ABORTED, f"reset: {reason}; {why}"
@@ -220,8 +220,9 @@ def request_stop(execution_id: str, reason: str = "terminated by user", then: Th
     )
 
 
-def rerun(execution_id: str, reason: str = "rerun requested by user", then: Then | None = None) -> Execution:
-    """An ended execution runs again as a new attempt; its attempt budget grows to allow it."""
+def rerun(execution_id: str, reason: str = "rerun requested by user", then: Then | None = None, **changes: Any) -> Execution:
+    """An ended execution runs again as a new attempt; its attempt budget grows to allow it.
+    ``changes`` are written with it (new input, settings, where to resume)."""
     execution = _existing(execution_id)
     if execution.status not in TERMINAL_EXECUTION:
         raise InvalidTransition(
@@ -229,9 +230,10 @@ def rerun(execution_id: str, reason: str = "rerun requested by user", then: Then
             {"status": execution.status},
         )
     attempt = execution.attempt + 1
+    budget = max(changes.pop("max_attempts", execution.max_attempts), attempt)
     return transition(
         execution_id, S.RERUN, attempt=execution.attempt, expect=(S(execution.status),), then=then,
-        note=f"{reason}: attempt {attempt}", new_attempt=attempt, max_attempts=max(execution.max_attempts, attempt),
+        note=f"{reason}: attempt {attempt}", new_attempt=attempt, max_attempts=budget,
         stop_requested=False, progress=0.0, started_at=None, finished_at=None, error=None, traceback=None,
-        output=None, message="",
+        output=None, message="", **{"resume_from": None, **changes},
     )

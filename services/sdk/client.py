@@ -163,8 +163,12 @@ class Client:
     def terminate(self, execution_id: str) -> Json:
         return self.request("POST", f"/api/v1/executions/{execution_id}/terminate")  # type: ignore[no-any-return]
 
-    def rerun(self, execution_id: str) -> Json:
-        return self.request("POST", f"/api/v1/executions/{execution_id}/rerun")  # type: ignore[no-any-return]
+    def rerun(self, execution_id: str, *, configuration: dict[str, Any] | None = None, execution: dict[str, Any] | None = None,
+              resume: str | None = None) -> Json:
+        """Run an ended execution again as its next attempt: ``configuration`` merged over its options,
+        ``execution`` settings, ``resume`` from ``last``, ``best`` or ``none``."""
+        payload = _drop_none({"configuration": configuration, "execution": execution, "resume": resume})
+        return self.request("POST", f"/api/v1/executions/{execution_id}/rerun", json=payload)  # type: ignore[no-any-return]
 
     def compare(self, *execution_ids: str, max_points: int = 500) -> Json:
         """2 to 10 executions side by side: configurations (``differs`` marks the keys that differ),

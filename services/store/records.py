@@ -135,6 +135,9 @@ class Execution(BaseModel):
     drain_time_s = peewee.DoubleField()
     on_reset = peewee.CharField(max_length=10)
     run_as_process = peewee.BooleanField(default=True)
+    # Where the next attempt resumes: None (a checkpoint of an interrupted attempt, nothing after a
+    # success), "last", "best" or "none", as the rerun that queued it asked (migration 9).
+    resume_from = peewee.CharField(max_length=10, null=True)
     stop_requested = peewee.BooleanField(default=False)
     progress = peewee.DoubleField(default=0.0)
     message = peewee.TextField(default="")

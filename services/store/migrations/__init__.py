@@ -26,6 +26,7 @@ from trainfaas.services.store.migrations import (
     m0006_registration,
     m0007_blueprints,
     m0008_model_clones,
+    m0009_resume_from,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (6, m0006_registration.apply),
     (7, m0007_blueprints.apply),
     (8, m0008_model_clones.apply),
+    (9, m0009_resume_from.apply),
 ]
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
-from trainfaas.services.store.records import ENTITIES, Model, Service
+from trainfaas.services.store.records import ENTITIES, Execution, Model, Service
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # Tables are created from today's models; the columns later migrations add are dropped again
     # so that those migrations can add them, exactly as on a database created before them.
-    later_columns = {Service: ("error_reason",), Model: ("base_model", "cloned_from", "dataset")}
+    later_columns = {Service: ("error_reason",), Model: ("base_model", "cloned_from", "dataset"), Execution: ("resume_from",)}
     db.create_tables(ENTITIES)
     for entity, columns in later_columns.items():
         table = entity._meta.table_name
