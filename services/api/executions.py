@@ -26,6 +26,7 @@ from trainfaas.services.api.schemas import (
     TrainInput,
 )
 from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view
+from trainfaas.services.control import deletion
 from trainfaas.services.control import executions as control
 from trainfaas.services.control.configuration import pydantic_fields
 from trainfaas.services.control.models import get_model
@@ -105,6 +106,15 @@ def rerun(execution_id: str, body: control.RerunChanges, principal: Principal) -
     from a chosen checkpoint (the body may be left out); 429 while its project is at its queued limit."""
     execution = control.get_execution(execution_id, principal.reach)
     return execution_view(control.rerun(settings(), redis_connection(), execution.id, body))
+
+
+@endpoint(bp, "DELETE", "/executions/<execution_id>", response=ExecutionSummary, access="write", errors=(409,))
+def delete(execution_id: str, principal: Principal) -> dict[str, Any]:
+    """Delete an ended execution with its logs, metrics, checkpoints and files; answers what it was.
+    409 while it has not ended, or when it trained the weights its model holds (delete the model)."""
+    shown = execution_view(control.get_execution(execution_id, principal.reach), detail=False)
+    deletion.delete_execution(settings(), shown["id"], principal.reach)
+    return shown
 
 
 def _rows_of(entity: type[peewee.Model], execution_id: str, principal: Principal) -> peewee.ModelSelect:

@@ -12,7 +12,7 @@ from trainfaas.services.api import page, paginate, reachable, redis_connection, 
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import ExecutionOut, ModelClone, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
 from trainfaas.services.api.views import execution_view, model_view
-from trainfaas.services.control import blueprints
+from trainfaas.services.control import blueprints, deletion
 from trainfaas.services.control import models as control
 from trainfaas.services.control.executions import submit_training
 from trainfaas.services.control.tokens import Principal
@@ -43,6 +43,15 @@ def clone(model_id: str, body: ModelClone, principal: Principal) -> dict[str, An
     with the changes given; it records what it was cloned from."""
     source = control.get_model(model_id, principal.reach)
     return model_view(control.clone_model(settings(), source, body.name, body.labels, body.configuration, body.dataset))
+
+
+@endpoint(bp, "DELETE", "/<model_id>", response=ModelOut, access="write", errors=(409,))
+def delete(model_id: str, principal: Principal) -> dict[str, Any]:
+    """Delete a model with its trainings and their files; answers what it was. 409 while a training
+    of it is pending or running (naming it), or while another model fine-tunes from it."""
+    shown = model_view(control.get_model(model_id, principal.reach))
+    deletion.delete_model(settings(), shown["id"], principal.reach)
+    return shown
 
 
 @endpoint(bp, "GET", "", query=ModelQuery, response=Page[ModelOut])

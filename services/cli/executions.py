@@ -165,3 +165,15 @@ def executions_compare(ctx: click.Context, execution_ids: tuple[str, ...], show_
 def executions_config(ctx: click.Context, execution_id: str) -> None:
     """What a training ran with, as JSON that `trainfaas train --config-file` and `trainfaas blueprints save --file` take."""
     print_json(client_of(ctx).execution_config(execution_id))
+
+
+@executions.command("delete")
+@click.argument("execution_id")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def executions_delete(ctx: click.Context, execution_id: str, yes: bool) -> None:
+    """Delete an ended execution with its logs, metrics, checkpoints and files."""
+    if not yes:
+        click.confirm(f"delete execution {execution_id} with its logs, metrics and files?", abort=True)
+    deleted = client_of(ctx).delete_execution(execution_id)
+    say(f"execution {deleted['id']} deleted")

@@ -174,3 +174,15 @@ def models_train(ctx: click.Context, model_id: str, dataset: str | None, config_
     if as_json:
         print_json(final)
     sys.exit(0 if final["status"] == "success" else 1)
+
+
+@models.command("delete")
+@click.argument("model_id")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def models_delete(ctx: click.Context, model_id: str, yes: bool) -> None:
+    """Delete a model with its trainings, their checkpoints and files."""
+    if not yes:
+        click.confirm(f"delete model {model_id} with its trainings and their files?", abort=True)
+    deleted = client_of(ctx).delete_model(model_id)
+    say(f"model {deleted['id']} ({deleted['name']}) deleted")

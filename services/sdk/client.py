@@ -116,6 +116,14 @@ class Client:
         payload = _drop_none({"name": name, "labels": labels, "configuration": configuration, "dataset": dataset})
         return self.request("POST", f"/api/v1/models/{model_id}/clone", json=payload)  # type: ignore[no-any-return]
 
+    def delete_model(self, model_id: str) -> Json:
+        """Delete a model with its trainings and their files (none may be pending or running)."""
+        return self.request("DELETE", f"/api/v1/models/{model_id}")  # type: ignore[no-any-return]
+
+    def delete_execution(self, execution_id: str) -> Json:
+        """Delete an ended execution with its logs, metrics, checkpoints and files."""
+        return self.request("DELETE", f"/api/v1/executions/{execution_id}")  # type: ignore[no-any-return]
+
     def train(self, model_id: str, dataset: str | None = None, configuration: dict[str, Any] | None = None,
               execution: dict[str, Any] | None = None, blueprint: str | None = None) -> Json:
         """Enqueue a training; ``blueprint`` names one whose options, settings and data set the others override."""
