@@ -133,3 +133,14 @@ def test_the_cli_copies_a_config_trains_from_it_and_from_a_saved_blueprint(stack
     assert "learning_rate" in options and "epochs" in options
     assert "deleted" in cli("blueprints", "delete", "drill")
     assert Model.select().count() == 3
+
+
+def test_a_project_saves_a_bounded_number_of_blueprints(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainfaas.services.control import blueprints
+
+    monkeypatch.setattr(blueprints, "MAX_BLUEPRINTS", 2)
+    assert [save(api.client, name, config=SLEEP_CONFIG).status_code for name in ("a", "b")] == [201, 201]
+    full = save(api.client, "c", config=SLEEP_CONFIG)
+    assert full.status_code == 429 and "at most 2" in full.get_json()["error"]["fields"]["name"]
+    assert save(api.client, "a", config=SLEEP_CONFIG, replace=True).status_code == 201  # replacing takes no room
+    assert Blueprint.select().count() == 2

@@ -85,3 +85,17 @@ def test_two_real_trainings_compare_through_the_sdk_and_the_cli(stack: Any) -> N
     assert "final metrics" in shown.output and short["id"][:12] in shown.output
     every = CliRunner().invoke(main, ["executions", "compare", "--all", short["id"], longer["id"]], env=env)
     assert "configuration.seconds" in every.output
+
+
+def test_a_comparison_reads_a_bounded_number_of_samples_and_says_how_many_it_left_out(
+        api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainfaas.services.control import compare
+    from trainfaas.services.store.records import MetricSample
+
+    monkeypatch.setattr(compare, "MAX_SAMPLES_READ", 3)
+    assert api.client.patch("/api/v1/services/mgmt-train-sleep", json={"min_instances": 0}).status_code == 200
+    ids = [enqueue_noop(api.client)["id"] for _ in range(2)]
+    for x in range(5):
+        MetricSample.create(execution=ids[0], attempt=1, figure="loss", legend="train", x=x, y=x)
+    body = api.client.get("/api/v1/compare", query_string={"executions": ",".join(ids)}).get_json()
+    assert body["samples_left_out"] == 2 and body["series"][0]["x"] == [2.0, 3.0, 4.0]

@@ -82,3 +82,9 @@ def test_the_cli_clones_a_model_and_trains_the_clone(stack: Any) -> None:
     done = wait_status(stack, execution["id"], "success")
     assert done["max_attempts"] == 2 and done["input"]["configuration"]["steps"] == 3
     assert "cloned from" in cli("models", "clone", source["id"])
+
+
+def test_a_clone_of_a_model_with_the_longest_name_keeps_to_the_limit(api: Any) -> None:
+    source = api.client.post("/api/v1/models", json={"name": "n" * 200, "architecture": "sleep"}).get_json()
+    clone = api.client.post(f"/api/v1/models/{source['id']}/clone", json={})
+    assert clone.status_code == 201 and clone.get_json()["name"] == "n" * 194 + "-clone"

@@ -26,7 +26,7 @@ from trainfaas.services.store.records import Blueprint
 bp = Area("blueprints", __name__, url_prefix="/api/v1")
 
 
-@endpoint(bp, "POST", "/blueprints", body=BlueprintCreate, response=BlueprintOut, status=201, access="write", errors=(404, 409),
+@endpoint(bp, "POST", "/blueprints", body=BlueprintCreate, response=BlueprintOut, status=201, access="write", errors=(404, 409, 429),
           links={"name": "/blueprints/{name}"})
 def create(body: BlueprintCreate, principal: Principal) -> dict[str, Any]:
     """Save a blueprint from a training (``from_execution``) or a configuration (``config``). 409 when the

@@ -30,8 +30,9 @@ ERRORS = {
     413: "The body is larger than the configured maximum.",
     415: "The body is not sent as application/json.",
     422: "A field is invalid; fields names each one and what it allows.",
-    429: "The project is at its limit of queued executions (quota_exceeded): nothing was written. The message names the"
-         " limit and the current count; wait until some start or end, or ask an admin to raise it (PATCH /api/v1/projects/{name}).",
+    429: "The project is at one of its limits (quota_exceeded), such as its queued executions or its saved blueprints:"
+         " nothing was written. The message names the limit and the current count; wait until some start or end (or delete"
+         " some), or ask an admin to raise a queued limit (PATCH /api/v1/projects/{name}).",
 }
 
 

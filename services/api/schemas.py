@@ -423,6 +423,7 @@ class AlignedSeries(Out):
 
 
 class Comparison(Out):
+    samples_left_out: int = Field(description="Older metric samples not read (at most 50,000 of each execution are).")
     executions: list[ComparedExecution]
     configuration: list[ComparedRow]
     metrics: list[ComparedRow]

@@ -19,13 +19,14 @@ from trainfaas.adapters.architectures import options
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.control.configuration import validate_configuration
 from trainfaas.services.control.executions import ExecutionSettings, get_execution
-from trainfaas.services.core.errors import ConfigError, Conflict, NotFound
+from trainfaas.services.core.errors import ConfigError, Conflict, NotFound, QuotaExceeded
 from trainfaas.services.core.protocol import TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.database import database
 from trainfaas.services.store.records import Blueprint, Model
 
 QUICK, FULL = "quick", "full"
+MAX_BLUEPRINTS = 1000  # saved blueprints a project may hold
 BUILT_IN = {QUICK: "No options: the adapter chooses each one from the data set (and says why in the log).",
             FULL: "Every option of an architecture with its default, type, range and meaning."}
 SETTINGS = tuple(name for name in ExecutionSettings.model_fields if name != "run_as_process")
@@ -62,6 +63,10 @@ def save(settings: Settings, project: str, name: str, description: str, config: 
     fields = {**checked(settings, config), "description": description, "source_execution": source_execution}
     with database.atomic():
         existing = Blueprint.get_or_none((Blueprint.project == project) & (Blueprint.name == name))
+        saved = Blueprint.select().where(Blueprint.project == project).count()
+        if existing is None and saved >= MAX_BLUEPRINTS:
+            raise QuotaExceeded(f"project {project} has {saved} blueprints, its most: delete some first",
+                                {"name": f"at most {MAX_BLUEPRINTS} saved blueprints a project"})
         if existing is not None and not replace:
             raise Conflict(f"project {project} already has a blueprint {name}", {"name": "a new name, or replace: true"})
         if existing is not None:

@@ -14,6 +14,7 @@ from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.store.records import Execution, MetricSample
 
 MIN_COMPARED, MAX_COMPARED = 2, 10
+MAX_SAMPLES_READ = 50_000  # per execution: the newest, so that one request reads a bounded number of rows
 SETTINGS = ("timeout_s", "drain_time_s", "max_attempts", "on_reset")
 Series = dict[str, Any]
 
@@ -101,12 +102,16 @@ def resolve(given: str, project: str | None) -> list[Execution]:
 def compare(given: str, project: str | None, max_points: int) -> dict[str, Any]:
     """The comparison of the executions ``given`` names (see :func:`resolve`)."""
     executions = resolve(given, project)
-    samples = [
-        MetricSample.select(MetricSample.figure, MetricSample.legend, MetricSample.x, MetricSample.y)
-        .where(MetricSample.execution == execution.id).order_by(MetricSample.attempt, MetricSample.id).tuples()
-        for execution in executions
-    ]
+    samples, left_out = [], 0
+    for execution in executions:
+        rows = (MetricSample.select(MetricSample.figure, MetricSample.legend, MetricSample.x, MetricSample.y)
+                .where(MetricSample.execution == execution.id))
+        newest = list(rows.order_by(MetricSample.attempt.desc(), MetricSample.id.desc()).limit(MAX_SAMPLES_READ).tuples())
+        if len(newest) == MAX_SAMPLES_READ:
+            left_out += rows.count() - MAX_SAMPLES_READ
+        samples.append(newest[::-1])
     return {
+        "samples_left_out": left_out,
         "executions": [{"id": e.id, "name": e.name, "status": e.status, "model_id": e.model_id, "service": e.service_id}
                        for e in executions],
         "configuration": side_by_side([configuration_of(execution) for execution in executions]),

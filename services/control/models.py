@@ -60,7 +60,7 @@ def clone_model(settings: Settings, source: Model, name: str | None, labels: lis
     check_diagnostics(settings, adapter, effective, "configuration")
     if dataset is not None:
         dataset = str(resolve_dataset(settings, dataset))  # inside the data roots; read when it trains
-    return Model.create(name=name or f"{source.name}-clone", architecture=source.architecture, task=source.task,
+    return Model.create(name=name or f"{source.name[:194]}-clone", architecture=source.architecture, task=source.task,
                         labels=list(source.labels) if labels is None else labels, configuration=merged, project=source.project,
                         base_model=source.base_model, cloned_from=source.id, dataset=dataset or source.dataset or last_dataset(source))
 
