@@ -100,7 +100,7 @@ def terminate(execution_id: str, principal: Principal) -> dict[str, Any]:
 
 
 @endpoint(bp, "POST", "/executions/<execution_id>/rerun", body=control.RerunChanges, response=ExecutionOut, status=202,
-          access="write", errors=(409, 429), links={"id": "/executions/{execution_id}"})
+          access="write", errors=(409, 429), links={"id": "/executions/{execution_id}"}, body_optional=True)
 def rerun(execution_id: str, body: control.RerunChanges, principal: Principal) -> dict[str, Any]:
     """Queue an ended execution again as a new attempt, optionally with changed options and settings and
     from a chosen checkpoint (the body may be left out); 429 while its project is at its queued limit."""

@@ -138,7 +138,7 @@ def build_spec() -> dict[str, Any]:
             "security": [] if endpoint.access == "public" else [{"instanceToken" if endpoint.access == "instance" else "token": []}],
         }
         if endpoint.body is not None:
-            operation["requestBody"] = {"required": True, **_json(refs[(endpoint.body, "validation")])}
+            operation["requestBody"] = {"required": not endpoint.body_optional, **_json(refs[(endpoint.body, "validation")])}
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
 
     return {

@@ -53,6 +53,7 @@ class Endpoint:
     access: Access
     errors: tuple[int, ...]  # statuses besides those its access, parameters and body imply (409, 404)
     links: tuple[tuple[str, str], ...] = ()  # (field of the answer, path fragment naming one parameter)
+    body_optional: bool = False  # a request without any body reads as {} (its fields are all optional)
 
     @property
     def path_parameters(self) -> list[str]:
@@ -69,7 +70,7 @@ class ResponseMismatch(RuntimeError):
 def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel], status: int = 200,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
              access: Access = "read", errors: tuple[int, ...] = (),
-             links: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             links: dict[str, str] | None = None, body_optional: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``view`` on ``bp`` for ``method rule`` and record it for the OpenAPI document."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,7 +83,7 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
         ENDPOINTS.append(Endpoint(
             method=method.upper(), path=re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", full_rule), name=f"{bp.name}.{view.__name__}",
             summary=doc.splitlines()[0], tag=bp.name, response=response, status=status, body=body, query=query,
-            access=access, errors=errors, links=tuple((links or {}).items()),
+            access=access, errors=errors, links=tuple((links or {}).items()), body_optional=body_optional,
         ))
 
         @functools.wraps(view)
@@ -102,7 +103,7 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
             if query is not None:
                 kwargs["query"] = parse_query(query)
             if body is not None:
-                kwargs["body"] = parse_body(body)
+                kwargs["body"] = parse_body(body, body_optional)
             _refuse_nul(path)  # a path id with %00 in it, say
             result = view(**kwargs)
             try:
@@ -176,10 +177,10 @@ def _refuse_nul(data: Any) -> None:
         raise ConfigError(f"{field} holds a NUL character (U+0000)", {field: "text without NUL characters"})
 
 
-def parse_body(schema: type[BaseModel]) -> BaseModel:
-    """The JSON body as ``schema``: 415 without a JSON content type, 422 for anything invalid. No
-    body at all reads as ``{}`` (a request whose fields are all optional may leave it out)."""
-    if not request.get_data(cache=True) and not request.is_json:
+def parse_body(schema: type[BaseModel], optional: bool = False) -> BaseModel:
+    """The JSON body as ``schema``: 415 without a JSON content type, 422 for anything invalid. With
+    ``optional``, no body at all reads as ``{}``."""
+    if optional and not request.get_data(cache=True) and not request.is_json:
         return schema.model_validate({})
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
