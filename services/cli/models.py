@@ -68,14 +68,18 @@ def train(ctx: click.Context, architecture: str | None, dataset: str | None, nam
     # The configuration goes with the model so that a bad option is rejected before anything exists.
     model = client.create_model(name or f"{architecture}-{Path(dataset).name if dataset else 'model'}", architecture,
                                 configuration=configuration or None, from_model=from_model)
-    execution = client.train(model["id"], dataset, None, execution_settings or None)
+    queued(client, client.train(model["id"], dataset, None, execution_settings or None), follow, as_json)
+
+
+def queued(client: Any, execution: dict[str, Any], follow: bool, as_json: bool) -> None:
+    """Say a training was queued; with ``follow``, show its progress and exit 0 only on success."""
     if not follow:
         if as_json:
             print_json(execution)
         else:
             say(f"execution {execution['id']} {execution['status']} on {execution['service']}")
         return
-    final = follow_and_report(client, execution["id"], model["id"])
+    final = follow_and_report(client, execution["id"], execution["model_id"])
     if as_json:
         print_json(final)
     sys.exit(0 if final["status"] == "success" else 1)
@@ -164,16 +168,7 @@ def models_train(ctx: click.Context, model_id: str, dataset: str | None, config_
     flags = (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset))
     execution = client.train(model_id, dataset, parse_config(config_pairs) or None,
                              {k: v for k, v in flags if v is not None} or None, blueprint=blueprint)
-    if not follow:
-        if as_json:
-            print_json(execution)
-        else:
-            say(f"execution {execution['id']} {execution['status']} on {execution['service']}")
-        return
-    final = follow_and_report(client, execution["id"], execution["model_id"])
-    if as_json:
-        print_json(final)
-    sys.exit(0 if final["status"] == "success" else 1)
+    queued(client, execution, follow, as_json)
 
 
 @models.command("delete")
