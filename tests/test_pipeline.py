@@ -107,7 +107,7 @@ def test_a_killed_fork_server_resets_the_attempt_and_the_instance_serves_on(stac
         process.send_signal(signal.SIGKILL)
     final = wait_status(stack, execution["id"], "success", "failed", "aborted")
 
-    assert final["status"] == "success" and final["attempt"] == 2, final
+    assert final["status"] == "success" and final["attempt"] == 2, (final["status"], final["error"], final["attempts"])
     assert final["attempts"][0]["outcome"] == "reset" and "fork server" in final["attempts"][0]["reason"], final["attempts"][0]
     later = stack.client.train(sleep_model(stack, seconds=0.2, steps=2)["id"])
     assert wait_status(stack, later["id"], "success", "failed", "aborted")["status"] == "success"
