@@ -39,6 +39,7 @@ log = logging.getLogger("trainfaas.instance")
 
 # The fork server imports only the function runner; the adapter is imported by the waiting spare.
 PRELOAD = ["trainfaas.functions.run", "trainfaas.functions.train", "trainfaas.functions.noop"]
+SERVER_EXIT_GRACE_S = 0.5  # how long a fork server that closed its sockets may take to become a zombie
 PROTOCOL_ERROR = "ProtocolError"  # the error of an attempt whose work process sent something else than the protocol
 
 
@@ -114,8 +115,15 @@ class Running:
 
     def exit_observed(self) -> bool:
         """Whether the exit code is the work process's own: its fork server, which reports it,
-        was still alive. If the fork server died first, multiprocessing says 255 whatever happened."""
-        return alive(self.server_pid)
+        is still alive. If the fork server died first, multiprocessing says 255 whatever happened.
+        A fork server that is being killed closes its sockets (so the 255 arrives) a moment before
+        it turns into a zombie: it gets ``SERVER_EXIT_GRACE_S`` to show that it is dying."""
+        deadline = time.monotonic() + SERVER_EXIT_GRACE_S
+        while alive(self.server_pid):
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.01)
+        return False
 
     @classmethod
     def hand(cls, spare: Spare, spec: WorkSpec, timeout_s: float, drain_time_s: float, oom_kills_before: int) -> Running:
