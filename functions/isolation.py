@@ -95,19 +95,25 @@ def drop_privileges(user: WorkUser | None) -> None:
     not_dumpable()
 
 
-def _searchable_by(st: os.stat_result, user: WorkUser) -> bool:
+SEARCH = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)  # the mode bits that let owner, group, others pass
+READ = (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+
+
+def _allows(st: os.stat_result, user: WorkUser, bits: tuple[int, int, int]) -> bool:
+    """Whether ``st``'s mode gives ``user`` the owner's, the group's or the others' bit of ``bits``, as the kernel picks."""
+    owner, group, others = bits
     if st.st_uid == user.uid:
-        return bool(st.st_mode & stat.S_IXUSR)
+        return bool(st.st_mode & owner)
     if st.st_gid == user.gid:
-        return bool(st.st_mode & stat.S_IXGRP)
-    return bool(st.st_mode & stat.S_IXOTH)
+        return bool(st.st_mode & group)
+    return bool(st.st_mode & others)
 
 
 def let_through(directory: Path, user: WorkUser) -> None:
     """Let ``user`` pass through ``directory`` (search, not list): its group becomes the work
     user's with g+x where no group uses it yet, else o+x."""
     st = directory.stat()
-    if _searchable_by(st, user):
+    if _allows(st, user, SEARCH):
         return
     if st.st_mode & 0o070 == 0 or st.st_gid == user.gid:
         os.chown(directory, -1, user.gid)
@@ -165,14 +171,6 @@ def work_environment(output: Path) -> None:
         os.environ.setdefault(name, str(default))
 
 
-def _readable_by(st: os.stat_result, user: WorkUser) -> bool:
-    if st.st_uid == user.uid:
-        return bool(st.st_mode & stat.S_IRUSR)
-    if st.st_gid == user.gid:
-        return bool(st.st_mode & stat.S_IRGRP)
-    return bool(st.st_mode & stat.S_IROTH)
-
-
 def unreadable_by(user: WorkUser, data_roots: Iterable[Path] = ()) -> list[str]:
     """What a work process needs once it became ``user`` that ``user`` cannot read, each with the
     directory that stops it, judged from the modes: the standard library, the installed packages,
@@ -182,7 +180,7 @@ def unreadable_by(user: WorkUser, data_roots: Iterable[Path] = ()) -> list[str]:
     for path in sorted(p for p in needed if p.exists()):
         for directory in [*reversed(path.parents), path]:
             st = directory.stat()
-            if not _searchable_by(st, user) or (directory == path and not _readable_by(st, user)):
+            if not _allows(st, user, SEARCH) or (directory == path and not _allows(st, user, READ)):
                 found.append(f"{path} ({directory} is mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid})")
                 break
     return found
