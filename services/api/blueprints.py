@@ -68,9 +68,7 @@ def show(name: str, query: BlueprintShowQuery, principal: Principal) -> dict[str
 def delete(name: str, query: BlueprintShowQuery, principal: Principal) -> dict[str, Any]:
     """Delete a saved blueprint; trainings that used it keep what they ran with."""
     project = principal.project_for_new(query.project)
-    shown = blueprint_view(control.get(name, project)) if name not in control.BUILT_IN else {}
-    control.delete(name, project)
-    return shown
+    return blueprint_view(control.delete(name, project))
 
 
 @endpoint(bp, "GET", "/executions/<execution_id>/config", response=TrainingConfigOut)

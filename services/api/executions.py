@@ -112,9 +112,7 @@ def rerun(execution_id: str, body: control.RerunChanges, principal: Principal) -
 def delete(execution_id: str, principal: Principal) -> dict[str, Any]:
     """Delete an ended execution with its logs, metrics, checkpoints and files; answers what it was.
     409 while it has not ended, or when it trained the weights its model holds (delete the model)."""
-    shown = execution_view(control.get_execution(execution_id, principal.reach), detail=False)
-    deletion.delete_execution(settings(), shown["id"], principal.reach)
-    return shown
+    return execution_view(deletion.delete_execution(settings(), execution_id, principal.reach), detail=False)
 
 
 def _rows_of(entity: type[peewee.Model], execution_id: str, principal: Principal) -> peewee.ModelSelect:

@@ -49,9 +49,7 @@ def clone(model_id: str, body: ModelClone, principal: Principal) -> dict[str, An
 def delete(model_id: str, principal: Principal) -> dict[str, Any]:
     """Delete a model with its trainings and their files; answers what it was. 409 while a training
     of it is pending or running (naming it), or while another model fine-tunes from it."""
-    shown = model_view(control.get_model(model_id, principal.reach))
-    deletion.delete_model(settings(), shown["id"], principal.reach)
-    return shown
+    return model_view(deletion.delete_model(settings(), model_id, principal.reach))
 
 
 @endpoint(bp, "GET", "", query=ModelQuery, response=Page[ModelOut])

@@ -84,10 +84,13 @@ def get(name: str, project: str) -> Blueprint:
     return found
 
 
-def delete(name: str, project: str) -> None:
+def delete(name: str, project: str) -> Blueprint:
+    """Delete saved blueprint ``name`` of ``project``; return what it held."""
     if name in BUILT_IN:
         raise ConfigError(f"{name} is built in and cannot be deleted", {"name": "a saved blueprint"})
-    get(name, project).delete_instance()
+    blueprint = get(name, project)
+    blueprint.delete_instance()
+    return blueprint
 
 
 def full(settings: Settings, architecture: str) -> dict[str, Any]:
