@@ -10,7 +10,6 @@ When the instance runs as root, the work process becomes the work user
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from typing import Any
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.functions.context import LogWriter, ProcessContext, encode
 from trainfaas.functions.isolation import WorkUser, drop_privileges, unreachable, work_environment
+from trainfaas.services.core.processes import end_with_parent
 from trainfaas.services.core.protocol import MAX_WORK_MESSAGE_BYTES, TRAIN_MODEL, Failure, Result, WorkSpec, finite
 from trainfaas.services.core.references import resolve as resolve_reference
 
@@ -53,11 +53,7 @@ def resolve(function: str) -> Callable[[ProcessContext, WorkSpec], dict[str, Any
 def _die_with_parent() -> None:
     # A SIGKILLed instance cannot stop its work processes; the kernel does it for us, so an
     # orphan never keeps training (and writing files) for an attempt that was already reset.
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    end_with_parent(signal.SIGKILL)
 
 
 def standby(conn: Connection, stop_event: Any, architecture: str | None, adapters: str, user: WorkUser | None = None) -> None:

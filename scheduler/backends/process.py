@@ -83,6 +83,8 @@ class ProcessBackend(InstanceBackend):
         logs.mkdir(parents=True, exist_ok=True)
         token_fd = token_pipe(token)
         environment[REGISTRATION_TOKEN_FD] = str(token_fd)
+        if self.settings.instances_end_with_scheduler:
+            environment["TRAINFAAS_END_WITH_PID"] = str(os.getpid())
         try:
             with open(logs / f"instance-{instance.id}.log", "ab") as out:
                 child = subprocess.Popen(

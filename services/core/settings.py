@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         "highmem-l": {"cpus": 4, "memory_mb": 32768, "gpus": 0},
         "gpu-1": {"cpus": 4, "memory_mb": 16384, "gpus": 1},
     })
+    instances_end_with_scheduler: bool = Field(False, description="Process instances end when the scheduler that started"
+                                                                 " them ends (trainfaas up sets it, as its Redis and API end with it);"
+                                                                 " a standalone scheduler leaves them running, and its restart adopts them.")
+    end_with_pid: int = Field(0, ge=0, description="Set by the process backend: the instance stops (its running work is reset)"
+                                                   " when this process, its parent, is gone. 0: never.")
     process_command: str = Field("", description="Command that starts a process instance (default: this Python, -m trainfaas.services.cli).")
     docker_image: str = Field("trainfaas-runner:latest", description="Runner image of docker/swarm instances.")
     docker_mounts: str = Field("", description="Extra binds for runner containers: host:container[:ro],...")

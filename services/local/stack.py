@@ -21,6 +21,7 @@ from trainfaas.scheduler.backends.environment import settings_environment
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.control.tokens import ensure_admin_token
 from trainfaas.services.core.errors import Unavailable
+from trainfaas.services.core.processes import end_with_parent
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.local.embedded_redis import EmbeddedRedis
 from trainfaas.services.sdk.client import Client
@@ -68,7 +69,7 @@ class Stack:
         subprocess.Popen(
             ["nice", "-n", "10", sys.executable, "-m", "trainfaas.adapters.architectures", self.settings.adapters],
             env=self.environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=end_with_parent,
         )
 
     def environment(self) -> dict[str, str]:
@@ -82,6 +83,7 @@ class Stack:
             self.api = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "python:trainfaas.deploy.gunicorn_conf", "trainfaas.services.api.wsgi:app"],
                 env=self.environment(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=end_with_parent,  # gunicorn ends with the stack, even one killed hard
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -95,7 +97,8 @@ class Stack:
         raise Unavailable(f"the API did not answer on {self.settings.api_url} within {timeout_s:.0f} s")
 
     def start_scheduler(self) -> None:
-        default, *extra = create_all(self.settings)
+        # Its process instances end with it, as the embedded Redis and the API do.
+        default, *extra = create_all(self.settings.model_copy(update={"instances_end_with_scheduler": True}))
         self.scheduler = Scheduler(self.settings, default, extra_backends=extra)
         self.scheduler.start()
 

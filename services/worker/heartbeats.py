@@ -8,8 +8,11 @@ answers (``replies``) itself: only the main loop touches the work processes.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import signal
 import threading
+import time
 
 import requests
 
@@ -55,3 +58,27 @@ class Heartbeats:
             except (requests.RequestException, Rejected) as exc:
                 log.warning("instance %s: heartbeat failed (%s)", self.api.instance_id, exc)
             self._stopped.wait(self.interval_s)
+
+
+def end_with_parent(parent_pid: int, interval_s: float = 1.0, grace_s: float = 10.0) -> threading.Thread:
+    """Watch the process that started this one (``trainfaas up``'s scheduler); when it is gone,
+    stop as on a second SIGTERM (what runs is stopped), and exit after ``grace_s`` even if the
+    control plane, gone with the stack, cannot be told: the next stack's reaper finds the
+    instance silent and reruns its executions.
+
+    A thread of its own, not a parent-death signal: the kernel would send that when the
+    scheduler's *thread* that started the instance ends, not the scheduler."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        log.warning("the stack that started this instance (pid %s) is gone: stopping", parent_pid)
+        for _ in range(2):  # the first signal drains, the second stops what is left
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(interval_s)
+        time.sleep(grace_s)
+        log.warning("the control plane did not answer within %.0f s: exiting", grace_s)
+        os._exit(3)  # its fork server and work processes end with it (parent-death signals)
+
+    thread = threading.Thread(target=watch, name="end-with-parent", daemon=True)
+    thread.start()
+    return thread

@@ -32,7 +32,7 @@ from trainfaas.services.core.statuses import InstanceStatus
 from trainfaas.services.store import queues
 from trainfaas.services.worker.control_plane import ControlPlane, Rejected, retryable
 from trainfaas.services.worker.exits import USER, describe_exit, oom_kill_count
-from trainfaas.services.worker.heartbeats import Heartbeats
+from trainfaas.services.worker.heartbeats import Heartbeats, end_with_parent
 from trainfaas.services.worker.work_process import Running, Spare, work_process_context
 
 log = logging.getLogger("trainfaas.instance")
@@ -104,6 +104,8 @@ class InstanceProcess:
         # Handle SIGTERM from the start: an instance stopped while it registers must still drain.
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.settings.end_with_pid:
+            end_with_parent(self.settings.end_with_pid)
         registered = self._retry(lambda: self.api.register(self.service, self.instance_id, self.backend), "register")
         self.instance_id = self.api.instance_id
         self.concurrency = self.concurrency or int(registered["concurrency"])
