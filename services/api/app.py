@@ -23,6 +23,8 @@ from trainfaas.services.store import queues
 from trainfaas.services.store.database import database, open_database
 
 log = logging.getLogger("trainfaas.api")
+# Probes that must answer without the database (liveness) or check it themselves (readiness).
+PROBES = frozenset({"/healthz", "/readyz"})
 
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
@@ -41,7 +43,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         # Instances send batched reports and tracebacks: they get a larger body limit than users.
         if request.path.startswith("/api/v1/instances/"):
             request.max_content_length = settings.max_instance_body_bytes
-        database.connect(reuse_if_open=True)
+        if request.path not in PROBES:
+            database.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:

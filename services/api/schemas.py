@@ -171,6 +171,12 @@ class Health(Out):
     status: Literal["ok"]
 
 
+class Ready(Out):
+    status: Literal["ready"]
+    database: Literal["ok"]
+    redis: Literal["ok"]
+
+
 class ModelOut(Stamped):
     id: str
     project: str
