@@ -16,3 +16,16 @@ graceful_timeout = 20
 accesslog = os.environ.get("TRAINFAAS_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = "warning"
+if os.environ.get("TRAINFAAS_LOG_FORMAT") == "json":
+    # gunicorn's own lines (and the access log, when on) as JSON lines too, like the app's.
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}},
+        "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+                     "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+        "loggers": {"gunicorn.error": {"handlers": ["error_console"], "level": "WARNING", "propagate": False},
+                    "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    }

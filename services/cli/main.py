@@ -21,6 +21,7 @@ from trainfaas.services.cli.output import json_option, print_json
 from trainfaas.services.cli.projects import projects
 from trainfaas.services.cli.services import services
 from trainfaas.services.cli.tokens import tokens
+from trainfaas.services.core import logs
 from trainfaas.services.core.settings import load_settings
 
 # Commands that run this machine's side of trainfaas rather than ask the API.
@@ -42,9 +43,10 @@ LOCAL_COMMANDS = {
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """trainfaas: serverless-style model training on your own machines."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    logs.configure(logging.INFO if verbose else logging.WARNING, settings.log_format)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    ctx.obj = {"settings": load_settings()}
+    ctx.obj = {"settings": settings}
 
 
 @main.command()

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     port: int = 8080
     token: str = Field("", description="Token the CLI and SDK send (default: the admin token in home/admin-token).")
     adapters: str = Field("", description="Extra adapters, as module:Class,module:Class.")
+    log_format: Literal["text", "json"] = Field("text", description="How the API, the scheduler and instances log: text lines,"
+                                                                    " or JSON lines with service, instance, execution_id and attempt where they apply.")
     data_roots: str = Field("", description="Directories data sets must lie in, separated by ':' (default: home/datasets).")
     dataset_check_max_files: int = Field(200_000, description="Most files and folders the API's check of a data set may touch.")
     dataset_check_seconds: float = Field(10.0, description="Longest the API's check of a data set may run, in seconds.")

@@ -25,6 +25,7 @@ import requests
 from rq.job import Job
 
 from trainfaas.functions.isolation import not_dumpable, prepare_attempt, unreadable_by, work_user
+from trainfaas.services.core import logs
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry
 from trainfaas.services.core.settings import Settings
@@ -109,6 +110,7 @@ class InstanceProcess:
         registered = self._retry(lambda: self.api.register(self.service, self.instance_id, self.backend), "register")
         self.instance_id = self.api.instance_id
         self.concurrency = self.concurrency or int(registered["concurrency"])
+        logs.bind(service=self.service, instance=self.instance_id)
         log.info("instance %s serving %s (pid %s, concurrency %s)", self.instance_id, self.service, os.getpid(), self.concurrency)
         self.heartbeats = Heartbeats(self.api, self.settings.heartbeat_interval_s)
         self.heartbeats.beat = self._beat()
@@ -193,7 +195,8 @@ class InstanceProcess:
         try:
             claimed = self._retry(lambda: self.api.claim(execution_id, attempt), "claim")
         except Rejected as exc:
-            log.info("instance %s: execution %s attempt %s not claimed: %s", self.instance_id, execution_id, attempt, exc)
+            log.info("instance %s: execution %s attempt %s not claimed: %s", self.instance_id, execution_id, attempt, exc,
+                     extra=logs.attempt_fields(execution_id, attempt))
             if exc.code == "service_paused":
                 self.paused = True
                 queues.enqueue(self.redis, self.service, execution_id, attempt, at_front=True)  # it stays first in line
@@ -215,7 +218,7 @@ class InstanceProcess:
         self.spare = None
         run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count())
         self.running[execution_id] = run
-        log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid)
+        log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid, extra=logs.attempt_fields(run.execution_id, run.attempt))
         self._keep_spare()
 
     def _spawn(self) -> Spare:
@@ -293,7 +296,7 @@ class InstanceProcess:
         run.stop_reason = reason
         run.stop_event.set()
         run.kill_at = time.monotonic() + grace_s
-        log.info("instance %s: stopping %s: %s", self.instance_id, run.label, reason)
+        log.info("instance %s: stopping %s: %s", self.instance_id, run.label, reason, extra=logs.attempt_fields(run.execution_id, run.attempt))
 
     def _finish(self, run: Running, exitcode: int | None) -> None:
         del self.running[run.execution_id]
@@ -306,13 +309,13 @@ class InstanceProcess:
                         traceback=run.error.traceback if run.error is not None else None,
                         output=run.result.output if run.result is not None else None)
         self._flush()
-        log.info("instance %s: %s ended: %s (%s)", self.instance_id, run.label, outcome, reason)
+        log.info("instance %s: %s ended: %s (%s)", self.instance_id, run.label, outcome, reason, extra=logs.attempt_fields(run.execution_id, run.attempt))
         try:
             self._retry(lambda: self.api.finish(run.execution_id, report), "finish")
         except Rejected as exc:
-            log.warning("instance %s: result of %s refused: %s", self.instance_id, run.label, exc)
+            log.warning("instance %s: result of %s refused: %s", self.instance_id, run.label, exc, extra=logs.attempt_fields(run.execution_id, run.attempt))
         except requests.RequestException as exc:
-            log.error("instance %s: result of %s not delivered (%s); the reaper will reset it", self.instance_id, run.label, exc)
+            log.error("instance %s: result of %s not delivered (%s); the reaper will reset it", self.instance_id, run.label, exc, extra=logs.attempt_fields(run.execution_id, run.attempt))
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -365,7 +368,7 @@ class InstanceProcess:
         run = self.running.get(execution_id)
         if run is None:
             return
-        log.warning("instance %s: abandoning %s: %s", self.instance_id, run.label, why)
+        log.warning("instance %s: abandoning %s: %s", self.instance_id, run.label, why, extra=logs.attempt_fields(run.execution_id, run.attempt))
         run.stop_reason = ABANDONED
         run.process.kill()
 
