@@ -268,6 +268,9 @@ class ServiceOut(Stamped):
     instance_statuses: dict[str, int]
     health: Literal["ok", "warning", "error"]
     health_reason: str
+    scaling: str = Field(description='What its instances will do, in words: "keeps 1 instance", "scales 0–3 on queue length 1 …".')
+    warnings: list[str] = Field(default_factory=list, description="Only in the answer to a change: what in it will not do"
+                                                                 " what it seems to (autoscaler settings on a fixed service).")
 
 
 class EventOut(Out):

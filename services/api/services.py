@@ -54,8 +54,11 @@ def show(name: str, principal: Principal) -> dict[str, Any]:
 
 @endpoint(bp, "PATCH", "/<name>", body=ServicePatch, response=ServiceOut, access="admin")
 def update(name: str, body: ServicePatch, principal: Principal) -> dict[str, Any]:
-    """Change a service's settings; a service of a known architecture can be set up before its first training."""
-    return _view(control.configure_service(settings(), name, body))
+    """Change a service's settings; a service of a known architecture can be set up before its first training.
+    The answer's ``warnings`` say what in the change will not take effect as it stands (autoscaler
+    settings on a fixed service)."""
+    service = control.configure_service(settings(), name, body)
+    return {**_view(service), "warnings": control.patch_warnings(service, body.model_dump(exclude_none=True))}
 
 
 @endpoint(bp, "POST", "/<name>/pause", response=ServiceOut, status=202, access="admin")

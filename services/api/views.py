@@ -5,7 +5,7 @@ from typing import Any
 
 from trainfaas.services.api import iso
 from trainfaas.services.control import quotas
-from trainfaas.services.control.services import service_health
+from trainfaas.services.control.services import describe_scaling, service_health
 from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION, ExecutionStatus
@@ -78,7 +78,7 @@ def service_view(service: Service, queue_depth: int | None = None) -> dict[str, 
     view.update(
         queue=queue_depth, pending=waiting, running=running, instances=len(live),
         instance_statuses={status: sum(1 for i in live if i.status == status) for status in sorted({i.status for i in live})},
-        health=health, health_reason=reason,
+        health=health, health_reason=reason, scaling=describe_scaling(service),
         created_at=iso(service.created_at), updated_at=iso(service.updated_at),
     )
     return view

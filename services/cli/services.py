@@ -47,7 +47,7 @@ def services_show(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     colour = HEALTH_COLOURS[service["health"]]
     console().print(f"[bold]{'health':20}[/bold] [{colour}]{service['health']}[/{colour}] {escape(printable(service['health_reason']))}")
-    print_fields(service, [key for key in service if key not in ("health", "health_reason")], 20)
+    print_fields(service, [key for key in service if key not in ("health", "health_reason", "warnings")], 20)
     print_table(INSTANCE_COLUMNS, instances, "instances")
 
 
@@ -74,6 +74,9 @@ def services_set(ctx: click.Context, name: str, **changes: Any) -> None:
         raise click.UsageError("nothing to set: give at least one option (see --help)")
     service = client_of(ctx).update_service(name, **changes)
     say(", ".join(f"{k}={service[k]}" for k in changes))
+    say(f"{name} {service['scaling']}")
+    for warning in service.get("warnings", []):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 def _pause_or_resume(verb: str, doc: str) -> click.Command:

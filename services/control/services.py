@@ -91,6 +91,40 @@ def check_service_patch(service: Service, patch: ServicePatch, settings: Setting
     return changes
 
 
+AUTOSCALER_FIELDS = ("max_instances", "queue_length", "polling_interval_s", "cooldown_s")
+
+
+def describe_scaling(service: Service) -> str:
+    """What the service's instances will do, in words: "keeps 1 instance", "scales 0–3 on ..."."""
+    if service.scaling_type == "fixed":
+        kept = min(service.min_instances, service.max_instances)
+        text = f"keeps {kept} instance{'' if kept == 1 else 's'}"
+    else:
+        low = service.min_instances
+        text = (f"scales {low}–{service.max_instances} on queue length {service.queue_length} (checked every "
+                f"{service.polling_interval_s:g} s), back to {low} after {service.cooldown_s:g} s idle")
+    return f"paused; once resumed it {text}" if service.paused else text
+
+
+def patch_warnings(service: Service, changes: dict[str, Any]) -> list[str]:
+    """What in an applied patch will not do what it seems to: autoscaler settings on a service
+    that stays fixed, and a fixed service left with no instance."""
+    if service.scaling_type != "fixed":
+        return []
+    warnings = []
+    # A fixed service keeps min(min_instances, max_instances): a max above the min does nothing.
+    inert = [name for name in AUTOSCALER_FIELDS if name in changes
+             and (name != "max_instances" or service.max_instances > service.min_instances)]
+    if inert:
+        warnings.append(f"{', '.join(inert)} take{'s' if len(inert) == 1 else ''} effect only with scaling_type autoscale; "
+                        f"this service is fixed and {describe_scaling(service)}. "
+                        'Set "scaling_type": "autoscale" (trainfaas services set NAME --scaling-type autoscale) to scale on its queue.')
+    if min(service.min_instances, service.max_instances) == 0:
+        warnings.append("a fixed service with 0 instances runs nothing: its executions wait until min_instances is raised "
+                        "or it autoscales")
+    return warnings
+
+
 def update_service(service: Service, patch: ServicePatch, settings: Settings | None = None) -> Service:
     changes = check_service_patch(service, patch, settings)
     if changes:
