@@ -16,6 +16,7 @@ import click
 from rich.markup import escape
 
 from trainfaas.services.cli.output import console, printable
+from trainfaas.services.core.errors import TrainfaasError
 from trainfaas.services.core.references import resolve
 from trainfaas.services.sdk.client import ApiError
 
@@ -40,6 +41,11 @@ class TrainfaasGroup(click.Group):
         except ApiError as exc:
             # The message names what the caller gave (names, ids): printed as text, never as markup.
             console(stderr=True).print(f"[red]error:[/red] {escape(printable(str(exc)))}", highlight=False)
+            sys.exit(1)
+        except TrainfaasError as exc:  # a local command's (up, backup, restore): the same one line
+            fields = "; ".join(f"{name}: {allowed}" for name, allowed in exc.fields.items())
+            text = f"{exc.message} ({fields})" if fields else exc.message
+            console(stderr=True).print(f"[red]error:[/red] {escape(printable(text))}", highlight=False)
             sys.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -35,6 +35,9 @@ LOCAL_COMMANDS = {
     "instance": LazyCommand("trainfaas.services.cli.instance:instance",
                             "Run one instance of a service: pull its queue and run executions in work processes."),
     "adapters": LazyCommand("trainfaas.services.cli.adapters:adapters", "Model adapters and the architectures they serve."),
+    "backup": LazyCommand("trainfaas.services.cli.backup:backup",
+                          "Write the database (and with --artifacts the trained files) to one file while the stack runs."),
+    "restore": LazyCommand("trainfaas.services.cli.backup:restore", "Restore a backup into a new (empty) home."),
 }
 
 
