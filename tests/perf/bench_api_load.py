@@ -33,7 +33,7 @@ from urllib.parse import urlparse, urlunparse
 
 import requests
 
-from tests.perf.common import bench_settings, report
+from tests.perf.common import bench_settings, parse_arguments, report
 from tests.perf.stackrun import percentile
 from trainfaas.services.local.stack import Stack
 
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--list-goal", type=float, default=0.050, help="seconds")
     parser.add_argument("--enqueue-goal", type=float, default=0.100, help="seconds")
     parser.add_argument("--postgres", default=os.environ.get("TRAINFAAS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"executions": 50, "list_requests": 20, "clients": 4, "per_client": 3})
     run("sqlite", "", args)
     with scratch_postgres(args.postgres) as url:
         if url:

@@ -10,7 +10,7 @@ import argparse
 import math
 import time
 
-from tests.perf.common import bench_settings, report, wait_for
+from tests.perf.common import bench_settings, parse_arguments, report, wait_for
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
 from trainfaas.services.store.records import Execution, Instance
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--max", dest="max_instances", type=int, default=4)
     parser.add_argument("--cooldown", type=float, default=10.0)
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"executions": 2, "seconds": 0.2, "max_instances": 2, "cooldown": 1.0})
 
     settings = bench_settings()
     with Stack(settings) as stack:

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from tests.perf.common import bench_settings, report
+from tests.perf.common import bench_settings, parse_arguments, report
 from tests.perf.stackrun import live_instances, status_at, wait_status
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import ApiError, Client
@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--architecture", choices=("resnet18", "sleep"), default="resnet18")
     parser.add_argument("--polling", type=float, default=1.0, help="the service's polling interval, s")
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"architecture": "sleep"})
 
     baseline = torch_import_s()
     settings = bench_settings()

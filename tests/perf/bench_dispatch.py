@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from tests.perf.common import bench_settings, report
+from tests.perf.common import bench_settings, parse_arguments, report
 from tests.perf.stackrun import SERVICE, percentile, redis_round_trip_s, status_at, wait_instance_running, wait_status, warm_up
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=200)
     parser.add_argument("--p50-goal", type=float, default=0.050, help="seconds")
     parser.add_argument("--p99-goal", type=float, default=0.250, help="seconds")
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"executions": 5})
 
     settings = bench_settings()
     latencies: list[float] = []

@@ -17,7 +17,7 @@ import os
 import signal
 import time
 
-from tests.perf.common import bench_settings, report, wait_for
+from tests.perf.common import bench_settings, parse_arguments, report, wait_for
 from tests.perf.stackrun import SERVICE, status_at, wait_instance_running, wait_status
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the sleep training")
     parser.add_argument("--kill-after", type=float, default=3.0, help="seconds into the attempt")
     parser.add_argument("--goal-s", type=float, default=15.0)
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"seconds": 6.0, "kill_after": 1.0})
 
     settings = bench_settings()
     with Stack(settings):

@@ -10,28 +10,34 @@ time is saved with the JSON record.
 """
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
 
-from tests.perf.common import report
+from tests.perf.common import parse_arguments, report
 from trainfaas.adapters import NullContext
 from trainfaas.adapters.text_samples import write_ner, write_text
 from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
 
 
-def train_defaults(adapter_class: type, architecture: str, data: Path, output: Path) -> tuple[dict[str, float], float]:
-    """Train with the default options; return the final metrics and the training time in seconds."""
-    adapter = adapter_class(architecture, context=NullContext())
+def train_defaults(adapter_class: type, architecture: str, data: Path, output: Path,
+                   changes: dict[str, int] | None = None) -> tuple[dict[str, float], float]:
+    """Train with the default options (and ``changes``); return the final metrics and the training time in seconds."""
+    adapter = adapter_class(architecture, configuration=changes or {}, context=NullContext())
     started = time.perf_counter()
     metrics = adapter.train(data, output, **adapter.configuration)
     return metrics, time.perf_counter() - started
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-steps", type=int, default=None, help="train this many steps instead of the defaults' epochs")
+    args = parse_arguments(parser, {"max_steps": 2})
+    changes = {"max_steps": args.max_steps} if args.max_steps else {}
     root = Path(tempfile.mkdtemp(prefix="tftext", dir="/tmp"))
-    text, text_s = train_defaults(TextClassification, "bert-tiny", Path(write_text(root / "text")["path"]), root / "text-out")
-    ner, ner_s = train_defaults(TokenClassification, "bert-tiny-ner", Path(write_ner(root / "ner")["path"]), root / "ner-out")
+    text, text_s = train_defaults(TextClassification, "bert-tiny", Path(write_text(root / "text")["path"]), root / "text-out", changes)
+    ner, ner_s = train_defaults(TokenClassification, "bert-tiny-ner", Path(write_ner(root / "ner")["path"]), root / "ner-out", changes)
     passed = report("text_accuracy", "accuracy", text["val_accuracy"], 0.9, 1.0, higher_is_better=True,
                     extra={"architecture": "bert-tiny", "train_s": round(text_s, 1), "steps": text["steps"]})
     passed &= report("ner_f1", "f1", ner["val_f1"], 0.8, 1.0, higher_is_better=True,

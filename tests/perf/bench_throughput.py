@@ -21,7 +21,7 @@ import time
 from rq import Queue
 from rq.job import Job
 
-from tests.perf.common import bench_settings, report
+from tests.perf.common import bench_settings, parse_arguments, report
 from tests.perf.stackrun import SERVICE, trivial, wait_instance_running, wait_status, warm_up
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
@@ -54,7 +54,7 @@ def rq_rate(redis_url: str, count: int) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executions", type=int, default=200)
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"executions": 5})
 
     settings = bench_settings()
     with Stack(settings):

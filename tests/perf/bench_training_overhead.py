@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from tests.perf.common import bench_settings, report
+from tests.perf.common import bench_settings, parse_arguments, report
 from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters import vision_data
 from trainfaas.adapters.datasets import write_digits
@@ -160,7 +160,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--plain-worker", metavar="DATA", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"steps": 2, "repeats": 1, "skip_digits": True})
     if args.plain_worker:
         print(json.dumps({"images_per_s": plain_training(preloaded_digits(Path(args.plain_worker)), args.steps)}))
         return 0

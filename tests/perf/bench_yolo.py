@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.perf.common import report
+from tests.perf.common import parse_arguments, report
 from trainfaas.adapters import NullContext, yolo
 from trainfaas.adapters.shapes import write_shapes
 from trainfaas.adapters.yolo_data import build_view, read_dataset
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--overhead-epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-accuracy", action="store_true")
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"overhead_epochs": 1, "repeats": 1, "skip_accuracy": True})
 
     work = Path(tempfile.mkdtemp(prefix="tfyolo"))
     try:

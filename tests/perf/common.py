@@ -1,6 +1,9 @@
-"""Helpers shared by the benchmark scripts: a throwaway stack and the one-line summary format."""
+"""Helpers shared by the benchmark scripts: a throwaway stack, the one-line summary format, and
+the smoke mode (``--smoke``) in which each script runs a few executions or steps, so that
+``make test`` (tests/test_benchmarks.py) catches a benchmark that no longer runs."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -34,11 +37,31 @@ def bench_settings(**overrides: Any) -> Settings:
     return load_settings(home=home, port=free_port(), api_url="", **{**BENCH_LIMITS, **overrides})
 
 
+SMOKE = False  # set by parse_arguments: a smoke run checks that the script runs, and judges nothing
+
+
+def parse_arguments(parser: argparse.ArgumentParser, smoke: dict[str, Any], argv: list[str] | None = None) -> argparse.Namespace:
+    """The script's arguments, plus ``--smoke``, which replaces those named in ``smoke``."""
+    global SMOKE
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"run a few seconds only ({', '.join(f'{k}={v}' for k, v in smoke.items()) or 'as is'}): "
+                             "checks that the benchmark runs; its figures mean nothing and are not saved")
+    args = parser.parse_args(argv)
+    SMOKE = args.smoke
+    if args.smoke:
+        for name, value in smoke.items():
+            setattr(args, name, value)
+    return args
+
+
 def report(name: str, figure: str, value: float, baseline: float, goal: float, higher_is_better: bool = False,
            extra: dict[str, Any] | None = None) -> bool:
     """Print ``bench <name>: <figure>=<value> baseline=<b> ratio=<r> goal=<g> pass|miss`` and save JSON."""
     ratio = value / baseline if baseline else float("inf")
     met = ratio >= goal if higher_is_better else ratio <= goal
+    if SMOKE:
+        print(f"bench {name}: {figure}={value:.3f} baseline={baseline:.3f} ratio={ratio:.3f} goal={goal:g} smoke")
+        return True
     print(f"bench {name}: {figure}={value:.3f} baseline={baseline:.3f} ratio={ratio:.3f} goal={goal:g} {'pass' if met else 'miss'}")
     RESULTS.mkdir(exist_ok=True)
     record = {"name": name, "figure": figure, "value": value, "baseline": baseline, "ratio": ratio, "goal": goal,
