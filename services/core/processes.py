@@ -4,6 +4,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -20,6 +22,15 @@ def end_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def ending_with_this_thread() -> Callable[[], None] | None:
+    """``end_with_parent`` as a ``preexec_fn`` when the caller is the main thread, else None.
+
+    The kernel signals a child when the thread that started it ends: a child started from a
+    passing thread (a restart by a worker thread) would be stopped when that thread is done.
+    """
+    return end_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 def command_line(pid: int) -> list[str]:

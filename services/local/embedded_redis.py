@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from trainfaas.services.core.errors import Unavailable
-from trainfaas.services.core.processes import command_line, end_with_parent, is_alive, parent_of
+from trainfaas.services.core.processes import command_line, ending_with_this_thread, is_alive, parent_of
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class EmbeddedRedis:
             "--save", "", "--appendonly", "no", "--dir", str(self.socket_path.parent),
             "--logfile", str(self.socket_path.with_suffix(".log")),
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=end_with_parent)
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=ending_with_this_thread())
         self.pid_path.write_text(f"{self.process.pid} {os.getpid()}\n")
         client = redis.Redis(unix_socket_path=str(self.socket_path))
         deadline = time.monotonic() + timeout_s

@@ -21,7 +21,7 @@ from trainfaas.scheduler.backends.environment import settings_environment
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.control.tokens import ensure_admin_token
 from trainfaas.services.core.errors import Unavailable
-from trainfaas.services.core.processes import end_with_parent
+from trainfaas.services.core.processes import ending_with_this_thread
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.local.embedded_redis import EmbeddedRedis
 from trainfaas.services.sdk.client import Client
@@ -69,7 +69,7 @@ class Stack:
         subprocess.Popen(
             ["nice", "-n", "10", sys.executable, "-m", "trainfaas.adapters.architectures", self.settings.adapters],
             env=self.environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=end_with_parent,
+            start_new_session=True, preexec_fn=ending_with_this_thread(),
         )
 
     def environment(self) -> dict[str, str]:
@@ -83,7 +83,7 @@ class Stack:
             self.api = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "python:trainfaas.deploy.gunicorn_conf", "trainfaas.services.api.wsgi:app"],
                 env=self.environment(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=end_with_parent,  # gunicorn ends with the stack, even one killed hard
+                preexec_fn=ending_with_this_thread(),  # gunicorn ends with the stack, even one killed hard
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
