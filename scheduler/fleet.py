@@ -51,7 +51,9 @@ class FleetKeeper:
     def keep_fleets(self) -> None:
         """Size every service's fleet; a service whose backend or configuration fails is marked
         with the reason, and the others go on."""
-        for service in Service.select():
+        # Read them all first: a SELECT left open while this loop writes would pin SQLite's read
+        # snapshot, and its first write after another process committed fails as locked.
+        for service in list(Service.select()):
             try:
                 self.keep_fleet(service)
             except (BackendError, ConfigError) as exc:

@@ -37,7 +37,7 @@ class Reaper:
     def reap(self) -> None:
         """Notice dead and silent instances and overdue attempts; reset their executions."""
         now = self.clock()
-        for instance in Instance.select().where(Instance.status.in_(LIVE_INSTANCE)):
+        for instance in list(Instance.select().where(Instance.status.in_(LIVE_INSTANCE))):  # read first (fleet.py)
             seen = instance.heartbeat_at or instance.started_at
             owner = self.backends.get(instance.backend)
             observation = owner.observe(instance) if owner is not None else None
@@ -87,6 +87,7 @@ class Reaper:
 
     def _reset_overdue(self, now: float) -> None:
         grace = self.settings.timeout_grace_s
-        for execution in Execution.select().where((Execution.status == ExecutionStatus.IN_PROGRESS) & Execution.started_at.is_null(False)):
+        overdue = Execution.select().where((Execution.status == ExecutionStatus.IN_PROGRESS) & Execution.started_at.is_null(False))
+        for execution in list(overdue):  # read first (fleet.py)
             if now > execution.started_at + execution.timeout_s + grace:
                 self._reset(execution.id, execution.attempt, f"timeout: over {execution.timeout_s:.0f} s (noticed by the scheduler)")

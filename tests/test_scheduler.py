@@ -15,6 +15,7 @@ from trainfaas.scheduler.backends.process import ProcessBackend
 from trainfaas.scheduler.backends.swarm import SwarmBackend
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
+from trainfaas.scheduler.reconciler import MISSING_GRACE_S
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.control import transitions as states
 from trainfaas.services.core.errors import ConfigError
@@ -161,9 +162,23 @@ def test_the_reconciler_requeues_what_redis_forgot_exactly_once(scheduler: Sched
     service = Service.create(name="mgmt-train-sleep", architecture="sleep")
     rows = [states.queue(Execution.create(service=service, function="noop", timeout_s=9, drain_time_s=1, on_reset="rerun").id) for _ in range(3)]
     scheduler.reconcile()
+    assert scheduler.redis.lrange("rq:queue:mgmt-train-sleep", 0, -1) == []  # maybe popped, about to be claimed
+    scheduler.clock.now += MISSING_GRACE_S  # type: ignore[attr-defined]
+    scheduler.reconcile()
     scheduler.reconcile()
     queued = scheduler.redis.lrange("rq:queue:mgmt-train-sleep", 0, -1)
     assert sorted(queued) == sorted(f"{row.id}-1".encode() for row in rows)
+
+
+def test_the_reconciler_leaves_alone_an_execution_claimed_between_two_passes(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep")
+    popped = states.queue(Execution.create(service=service, function="noop", timeout_s=9, drain_time_s=1, on_reset="rerun").id)
+    scheduler.reconcile()  # popped by an instance: in neither Redis nor, yet, claimed
+    Execution.update(status="in-progress").where(Execution.id == popped.id).execute()  # now claimed
+    scheduler.clock.now += MISSING_GRACE_S  # type: ignore[attr-defined]
+    scheduler.reconcile()
+    assert scheduler.redis.lrange("rq:queue:mgmt-train-sleep", 0, -1) == []  # no duplicate job
+    assert scheduler.reconciler.missing_since == {}
 
 
 def test_only_one_of_two_schedulers_acts(scheduler: Scheduler) -> None:

@@ -4,7 +4,11 @@ instances and work processes of both, drains instances, flushes and restarts Red
 restarts the scheduler and the API. Then it checks, from the database, that nothing was lost or
 duplicated and that every record is consistent.
 
-    python -m tests.chaos.soak [--executions 2000] [--trainings 6] [--chaos-s 180] [--seed 1]
+    python -m tests.chaos.soak [--executions 2000] [--trainings 6] [--chaos-s 180] [--seed 1] [--stall-s 120] [--baseline 200]
+
+It ends when every execution has ended, and fails when none has ended for ``--stall-s`` seconds.
+With ``--baseline N`` it first runs N executions without faults and prints the soak's throughput
+against theirs: ``bench chaos_throughput: executions_per_s=… baseline=… ratio=… goal=0.5 pass|miss``.
 
 A real training that loses its attempt resumes from its last checkpoint on the next one.
 
@@ -24,8 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
+from peewee import fn
 
-from tests.perf.common import BENCH_LIMITS
+from tests.perf.common import BENCH_LIMITS, report
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import LIVE_INSTANCE
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL
@@ -37,6 +42,9 @@ SERVICE = "mgmt-train-sleep"
 TRAINING_ARCHITECTURE = "resnet18"
 TRAINING_SERVICE = f"mgmt-train-{TRAINING_ARCHITECTURE}"
 # A training of a few seconds on two CPU cores that still writes several checkpoints.
+# The soak's sleep-service throughput under faults, against the same run's without: faults may
+# cost time (resets, reruns, restarts), not most of it.
+CHAOS_THROUGHPUT_GOAL = 0.5
 TINY_TRAINING = {"max_steps": 40, "batch_size": 32, "input_size": 16, "eval_every_steps": 10}
 # Every reason a reset may give for what the driver does; anything else is a violation.
 EXPECTED_RESET_WORDS = ("SIGKILL", "SIGTERM", "drain time exceeded", "heartbeat lost", "gone", "instance stopped",
@@ -184,8 +192,38 @@ def check(ids: list[str], driver: Driver) -> tuple[dict[str, int], list[str]]:
     return counts, problems
 
 
-def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, seed: int, finish_s: float = 300.0,
-         trainings: int = 0) -> bool:
+def wait_for_ends(ids: list[str], stall_s: float) -> bool:
+    """Wait until every execution of ``ids`` has ended; True when they did, False after ``stall_s``
+    without progress: no execution ended, changed status, or moved its progress (a stall: the
+    soak fails on progress, not on a clock)."""
+    seen, progressed_at = None, time.monotonic()
+    while True:
+        ended = Execution.select().where(Execution.id.in_(ids) & Execution.status.in_(TERMINAL)).count()
+        if ended == len(ids):
+            return True
+        moving = Execution.select(fn.SUM(Execution.progress)).where(Execution.id.in_(ids) & Execution.status.not_in(TERMINAL)).scalar()
+        state = (ended, StatusLog.select().where(StatusLog.execution.in_(ids)).count(), moving)
+        if state != seen:
+            seen, progressed_at = state, time.monotonic()
+        elif time.monotonic() - progressed_at > stall_s:
+            print(f"chaos: stalled: nothing moved for {stall_s:.0f} s; {len(ids) - ended} not ended", file=sys.stderr)
+            for row in Instance.select().where(Instance.status.in_(LIVE_INSTANCE)):
+                print(f"  live instance {row.id} of {row.service_id}: {row.status}, running {row.running}", file=sys.stderr)
+            return False
+        time.sleep(0.5)
+
+
+def rate(ids: list[str], started: float) -> float:
+    """Executions of the sleep service among ``ids`` per second, from ``started`` to the last one's end."""
+    rows = list(Execution.select(Execution.finished_at).where(Execution.id.in_(ids) & (Execution.service == SERVICE)))
+    last = max((row.finished_at or started for row in rows), default=started)
+    return len(rows) / (last - started) if last > started else 0.0
+
+
+def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, seed: int, stall_s: float = 120.0,
+         trainings: int = 0, baseline: int = 0) -> bool:
+    """Run the soak; with ``baseline`` executions first run without faults, print the soak's
+    throughput against theirs as a benchmark line."""
     # Thousands of executions in one project, fault options allowed: the quotas and diagnostics of a drill.
     settings = settings.model_copy(update=BENCH_LIMITS)
     rng = random.Random(seed)
@@ -193,14 +231,21 @@ def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, 
     driver = Driver(stack, rng, until=0.0, max_actions=max_actions)
     try:
         client = Client.from_settings(settings)
+        calm_rate = 0.0
+        if baseline:
+            started = time.time()
+            calm = enqueue_all(client, random.Random(seed + 1), baseline, 0, settings)
+            if not wait_for_ends(calm, stall_s):
+                raise RuntimeError("the executions without faults did not all end")
+            calm_rate = rate(calm, started)
+        started = time.time()
         ids = enqueue_all(client, rng, executions, trainings, settings)
         driver.until = time.monotonic() + chaos_s
         thread = threading.Thread(target=driver.run, name="chaos")
         thread.start()
         thread.join()
-        deadline = time.monotonic() + finish_s
-        while time.monotonic() < deadline and Execution.select().where(Execution.id.in_(ids) & Execution.status.not_in(TERMINAL)).exists():
-            time.sleep(0.5)
+        wait_for_ends(ids, stall_s)
+        chaos_rate = rate(ids, started)
         counts, problems = check(ids, driver)
         resumed = StatusLog.select().where(StatusLog.execution.in_(ids) & StatusLog.message.startswith("resuming from checkpoint")).count()
     finally:
@@ -214,6 +259,9 @@ def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, 
     verdict = "pass" if not problems else "fail"
     print("chaos: " + " ".join(f"{k}={v}" for k, v in counts.items()) + f" verdict={verdict}")
     print(f"chaos actions: {dict(driver.done)}; reruns that resumed a training from a checkpoint: {resumed}")
+    if baseline:
+        report("chaos_throughput", "executions_per_s", chaos_rate, calm_rate, CHAOS_THROUGHPUT_GOAL, higher_is_better=True,
+               extra={"executions": executions, "baseline_executions": baseline, "actions": dict(driver.done)})
     return not problems
 
 
@@ -224,11 +272,13 @@ def main() -> None:
     parser.add_argument("--chaos-s", type=float, default=180.0)
     parser.add_argument("--max-actions", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stall-s", type=float, default=120.0, help="fail when no execution ends for this long")
+    parser.add_argument("--baseline", type=int, default=200, help="executions run first without faults, for the throughput figure")
     args = parser.parse_args()
     from tests.perf.common import bench_settings
 
     ok = soak(bench_settings(reconcile_interval_s=1.0), args.executions, args.chaos_s, args.max_actions, args.seed,
-              trainings=args.trainings)
+              stall_s=args.stall_s, trainings=args.trainings, baseline=args.baseline)
     sys.exit(0 if ok else 1)
 
 

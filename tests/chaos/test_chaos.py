@@ -16,9 +16,10 @@ pytestmark = pytest.mark.stack
 
 def test_nothing_is_lost_or_duplicated_under_random_kills_restarts_and_a_redis_flush(short_tmp: Path, capsys: Any) -> None:
     settings = load_settings(home=short_tmp, port=free_port(), api_url="", reconcile_interval_s=1.0)
-    passed = soak(settings, executions=500, chaos_s=45.0, max_actions=40, seed=7, trainings=3)
+    passed = soak(settings, executions=500, chaos_s=45.0, max_actions=40, seed=7, trainings=3, baseline=50)
     out = capsys.readouterr()
     with capsys.disabled():  # the verdict line, for the record of the run
         print("\n" + out.out.strip())
     assert passed, out.out + out.err
     assert "verdict=pass" in out.out
+    assert "bench chaos_throughput: executions_per_s=" in out.out
