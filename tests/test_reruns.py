@@ -62,7 +62,8 @@ def test_the_checkpoint_a_rerun_resumes_from_is_the_one_asked_for(api: Any, ende
     Attempt.create(execution=execution_id, number=1, instance="i", outcome="success", reason="")
     for name, step in (("best.pt", 6), ("last.pt", 10)):
         (tmp_path / name).write_bytes(b"x")
-        Artifact.create(execution=execution_id, attempt=1, kind="checkpoint", path=str(tmp_path / name), step=step)
+        Artifact.create(execution=execution_id, attempt=1, kind="checkpoint", path=str(tmp_path / name), step=step,
+                        is_best=name == "best.pt")
     assert last_checkpoint(execution_id, 2) is None  # after a success: anew
     assert last_checkpoint(execution_id, 2, "none") is None
     assert last_checkpoint(execution_id, 2, "last").step == 10

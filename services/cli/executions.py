@@ -56,13 +56,14 @@ def executions() -> None:
 @click.option("--service", default=None)
 @click.option("--model", default=None, help="Model id.")
 @click.option("--project", default=None)
+@click.option("--include-removed", is_flag=True, help="Also the executions removed from training.")
 @page_options
 @click.pass_context
 def executions_list(ctx: click.Context, status: str | None, service: str | None, model: str | None, project: str | None,
-                    query: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
-    """Executions, newest first."""
+                    include_removed: bool, query: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Executions, newest first (not those removed from training, unless --include-removed)."""
     page = client_of(ctx).page("/api/v1/executions", status=status, service=service, model=model, project=project,
-                               q=query, limit=limit, cursor=cursor)
+                               include_removed="true" if include_removed else None, q=query, limit=limit, cursor=cursor)
     print_page(page, EXECUTION_COLUMNS, as_json)
 
 

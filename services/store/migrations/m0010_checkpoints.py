@@ -15,6 +15,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 from trainfaas.services.store.records import Artifact, Execution, Model
 
+
 def _flag() -> peewee.BooleanField:
     """A boolean that existing rows, and rows written without it, take as false. Nullable, as
     SQLite adds only such columns without rebuilding the table (which would cascade to its rows)."""
