@@ -188,3 +188,16 @@ def test_a_kept_checkpoint_file_never_changes_when_the_adapter_replaces_its_file
     assert (first.name, first.read_bytes(), second.name, second.read_bytes()) == ("step-000000000001.pt", b"step 1",
                                                                                   "step-000000000002.pt", b"step 2")
     assert keep(last, 2, folder) == second and keep(tmp_path, 3, folder) == tmp_path  # a folder is its own
+
+
+def test_a_vision_checkpoint_becomes_a_model_the_adapter_loads_and_predicts_with(tmp_path: Path, no_network: list[str]) -> None:
+    from PIL import Image
+
+    from trainfaas.adapters.torchvision_classification import TorchvisionClassification
+
+    checkpoint = Path(__file__).parent / "fixtures" / "v0_1" / "classification-squeezenet1_1-step7.pt"
+    TorchvisionClassification.model_from_checkpoint(checkpoint, tmp_path / "model")
+    adapter = TorchvisionClassification("squeezenet1_1")
+    adapter.load(tmp_path / "model")
+    [prediction] = adapter.predict([Image.new("RGB", (16, 16), "white")])
+    assert adapter.labels and prediction["label"] in adapter.labels
