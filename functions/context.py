@@ -45,7 +45,7 @@ class ProcessContext:
         self._parent_pid = os.getppid()
         self.resume_checkpoint = Path(resume_checkpoint) if resume_checkpoint else None
         self.base_model = Path(base_model) if base_model else None
-        self._kept = Path(output_path) / "checkpoints" if output_path else None
+        self._kept = Path(output_path).absolute() / "checkpoints" if output_path else None
 
     def send(self, message: BaseModel) -> None:
         """Send one protocol message to the instance (the work process's last one is its result).

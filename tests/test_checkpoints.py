@@ -201,3 +201,37 @@ def test_a_vision_checkpoint_becomes_a_model_the_adapter_loads_and_predicts_with
     adapter.load(tmp_path / "model")
     [prediction] = adapter.predict([Image.new("RGB", (16, 16), "white")])
     assert adapter.labels and prediction["label"] in adapter.labels
+
+
+def test_a_checkpoint_file_replaced_by_a_link_is_not_made_into_a_model(api: Any, running: dict[str, Any]) -> None:
+    secret = Path(api.settings.home) / "secret.txt"
+    secret.write_text('{"step": 99}')
+    path = report(running, 1)
+    path.unlink()
+    path.symlink_to(secret)  # the adapter swaps its reported file for a link out
+    checkpoint = listed(running["writer"], running["execution"])[0]
+    assert checkpoint["size"] is None
+    refused = running["writer"].post(f"/api/v1/checkpoints/{checkpoint['id']}/model")
+    assert refused.status_code == 422 and "checkpoint_id" in refused.get_json()["error"]["fields"], refused.get_json()
+    assert Model.select().count() == 1 and not (Path(api.settings.home) / "models").exists()
+    for step in range(2, 5):
+        report(running, step)
+    assert secret.read_text() == '{"step": 99}' and not path.is_symlink()  # pruned: the link, never what it points to
+
+
+@pytest.mark.parametrize("resume, step", [("best", 2), ("last", 3)])
+def test_a_rerun_resumes_from_the_kept_file_it_asks_for(api: Any, running: dict[str, Any], resume: str, step: int) -> None:
+    report(running, 1)
+    best = report(running, 2)
+    report(running, 2, best=True)  # the same step reported again as the best, as the vision adapters do
+    last = report(running, 3)
+    ended = running["as_instance"].post(f"/api/v1/instances/{running['instance']}/executions/{running['execution']}/finish",
+                                        json={"attempt": 1, "outcome": "success", "output": {"metrics": {}}})
+    assert ended.status_code == 200, ended.get_json()
+    assert running["writer"].post(f"/api/v1/executions/{running['execution']}/rerun", json={"resume": resume}).status_code == 202
+    claim = running["as_instance"].post(f"/api/v1/instances/{running['instance']}/claim",
+                                        json={"execution_id": running["execution"], "attempt": 2})
+    assert claim.status_code == 200, claim.get_json()
+    assert claim.get_json()["spec"]["resume_checkpoint"] == str(best if step == 2 else last)
+    note = running["writer"].get(f"/api/v1/executions/{running['execution']}").get_json()["status_log"][-1]["message"]
+    assert note.startswith(f"resuming from checkpoint at step {step} of attempt 1")

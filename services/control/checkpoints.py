@@ -15,8 +15,8 @@ from typing import Any
 
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.control import ids, models
-from trainfaas.services.control.attempts import last_checkpoint
-from trainfaas.services.core.errors import Conflict
+from trainfaas.services.control.attempts import inside_attempt, last_checkpoint
+from trainfaas.services.core.errors import ConfigError, Conflict
 from trainfaas.services.core.protocol import TRAIN_MODEL, Checkpoint
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus, ModelStatus
@@ -109,6 +109,8 @@ def size_of(path: str) -> int | None:
     """Bytes of a checkpoint's file, or of the files in its folder; None once it is gone."""
     target = Path(path)
     try:
+        if target.is_symlink():
+            return None  # an adapter's link says nothing of what it points to
         if target.is_file():
             return target.stat().st_size
         if target.is_dir():
@@ -143,6 +145,10 @@ def to_model(settings: Settings, checkpoint_id: str, project: str | None, name: 
                        {"checkpoint_id": "a checkpoint of a training of a model"})
     if not Path(row.path).exists():
         raise Conflict(f"the file of checkpoint {row.uid} is gone", {"checkpoint_id": "a checkpoint whose file exists"})
+    # Checked again: the adapter may have replaced the file by a link since it reported it.
+    inside_attempt(settings, execution.id, row.attempt, row.path, "checkpoint_id")
+    if Path(row.path).is_symlink():
+        raise ConfigError(f"checkpoint {row.uid} is a link, not a file", {"checkpoint_id": "a checkpoint that is a file or folder"})
     adapter = get_adapter(source.architecture, settings.adapters)
     model_id = new_id()
     folder = models_dir(settings) / model_id
