@@ -235,3 +235,13 @@ def test_a_rerun_resumes_from_the_kept_file_it_asks_for(api: Any, running: dict[
     assert claim.get_json()["spec"]["resume_checkpoint"] == str(best if step == 2 else last)
     note = running["writer"].get(f"/api/v1/executions/{running['execution']}").get_json()["status_log"][-1]["message"]
     assert note.startswith(f"resuming from checkpoint at step {step} of attempt 1")
+
+
+def test_deleting_an_execution_deletes_its_checkpoint_files_and_rows(api: Any, running: dict[str, Any]) -> None:
+    paths = [report(running, step) for step in (1, 2)]
+    ended = running["as_instance"].post(f"/api/v1/instances/{running['instance']}/executions/{running['execution']}/finish",
+                                        json={"attempt": 1, "outcome": "failed", "reason": "broken"})
+    assert ended.status_code == 200, ended.get_json()
+    assert running["writer"].delete(f"/api/v1/executions/{running['execution']}").status_code == 200
+    assert not any(path.exists() for path in paths) and Artifact.select().count() == 0
+    assert running["writer"].get(f"/api/v1/executions/{running['execution']}/checkpoints").status_code == 404
