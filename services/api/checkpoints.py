@@ -68,7 +68,8 @@ def to_model(checkpoint_id: str, body: CheckpointModel, principal: Principal) ->
     return model_view(control.to_model(settings(), checkpoint_id, principal.reach, body.name))
 
 
-@endpoint(bp, "DELETE", "/checkpoints/<checkpoint_id>", response=CheckpointOut, access="write", errors=(409,))
+@endpoint(bp, "DELETE", "/checkpoints/<checkpoint_id>", response=CheckpointOut, access="write", errors=(409,),
+          links={"id": "/checkpoints/{checkpoint_id}"})
 def delete(checkpoint_id: str, principal: Principal) -> dict[str, Any]:
     """Delete a checkpoint and its file; answers what it was. 409 for the one a waiting or running rerun resumes from."""
     row = control.delete(settings(), checkpoint_id, principal.reach)
