@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from trainfaas.services.core.errors import DatasetError
+from trainfaas.services.core.errors import AdapterError, DatasetError
 
 
 class Options(BaseModel):
@@ -35,7 +35,11 @@ class TrainContext(Protocol):
 
     def metric(self, figure: str, legend: str, x: float, y: float) -> None: ...
 
-    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None) -> None: ...
+    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None, best: bool | None = None) -> None:
+        """Report the checkpoint file (or folder) ``path`` written after optimizer step ``step``. The
+        platform keeps an immutable copy of a file (replace a checkpoint file, never write it in place).
+        ``best``: whether it is the best so far by the adapter's monitored figure; None: whether the
+        file is named ``best`` (``best.pt``)."""
 
     def log(self, message: str) -> None: ...
 
@@ -58,7 +62,7 @@ class NullContext:
     def metric(self, figure: str, legend: str, x: float, y: float) -> None:
         self.events.append(("metric", (figure, legend, x, y)))
 
-    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None) -> None:
+    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None, best: bool | None = None) -> None:
         self.events.append(("checkpoint", (str(path), step, metrics or {})))
 
     def log(self, message: str) -> None:
@@ -140,6 +144,14 @@ class ModelAdapter:
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         raise NotImplementedError
+
+    @classmethod
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path) -> None:
+        """Write into ``local_path`` the model ``checkpoint`` (a file or folder this adapter reported)
+        holds, as :meth:`save` writes one, so that :meth:`load` and fine-tuning read it. It runs in the
+        API: copy, do not load. Raises AdapterError when this adapter cannot."""
+        raise AdapterError(f"the adapter {cls.__name__} cannot make a model from a checkpoint",
+                           {"checkpoint_id": "a checkpoint of an architecture whose adapter makes models of its checkpoints"})
 
     def predict(self, batch: list[Any], **kwargs: Any) -> list[Any]:
         raise NotImplementedError

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from trainfaas.adapters import ModelAdapter, Options
+from trainfaas.services.core.errors import AdapterError
 from trainfaas.services.core.files import atomic_write_text
 
 
@@ -92,6 +93,14 @@ class SleepAdapter(ModelAdapter):
 
     def save(self, local_path: Path, **kwargs: Any) -> None:
         atomic_write_text(Path(local_path) / "model.json", json.dumps({"architecture": "sleep", "steps": getattr(self, "steps_done", 0)}))
+
+    @classmethod
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path) -> None:
+        try:
+            steps = int(json.loads(Path(checkpoint).read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AdapterError(f"{checkpoint} is not a checkpoint of this adapter ({exc})", {"checkpoint_id": "a sleep checkpoint"}) from None
+        atomic_write_text(Path(local_path) / "model.json", json.dumps({"architecture": "sleep", "steps": steps}))
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         json.loads((local_path / "model.json").read_text())

@@ -195,7 +195,8 @@ def _make_reporter(adapter: _TransformersAdapter, figures: tuple[str, ...], dead
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            adapter.context.checkpoint(path, state.global_step, dict(self.last_metrics))
+            best = state.best_model_checkpoint is not None and Path(state.best_model_checkpoint).name == path.name
+            adapter.context.checkpoint(path, state.global_step, dict(self.last_metrics), best=best)
 
     return Reporter()
 

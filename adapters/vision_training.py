@@ -42,7 +42,7 @@ from trainfaas.adapters.torch_support import (
 )
 from trainfaas.adapters.vision_data import Standardisation, Subset, channel_statistics, standardisation
 from trainfaas.services.core.errors import AdapterError, DatasetError
-from trainfaas.services.core.files import atomic_path
+from trainfaas.services.core.files import atomic_copy, atomic_path
 
 MODEL_FILE = "model.pt"
 
@@ -357,6 +357,11 @@ class VisionAdapter(ModelAdapter):
         # Per-channel pixel statistics (0..1 scale) the model's inputs are standardised with.
         self.mean: list[float] = []
         self.std: list[float] = []
+
+    @classmethod
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path) -> None:
+        """A checkpoint holds what ``model.pt`` does (and the optimizer state besides): copied as it is."""
+        atomic_copy(Path(checkpoint), Path(local_path) / MODEL_FILE)
 
     def _adopt(self, run: StepTraining) -> None:
         """Take the labels, model, input size and pixel statistics of ``run`` as this adapter's."""

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from trainfaas.services.core.files import atomic_path
 from trainfaas.services.core.protocol import MAX_WORK_MESSAGE_BYTES, Checkpoint, Log, Metric, Progress
 
 NAME_LENGTH = 100  # figures and legends longer than this are cut, as the database keeps them
@@ -37,12 +39,13 @@ class ProcessContext:
     the protocol refuses (a NaN metric, say) is dropped rather than failing the training."""
 
     def __init__(self, conn: Connection, stop_event: Any, resume_checkpoint: str | None = None,
-                 base_model: str | None = None) -> None:
+                 base_model: str | None = None, output_path: str | None = None) -> None:
         self._conn = conn
         self._stop_event = stop_event
         self._parent_pid = os.getppid()
         self.resume_checkpoint = Path(resume_checkpoint) if resume_checkpoint else None
         self.base_model = Path(base_model) if base_model else None
+        self._kept = Path(output_path).absolute() / "checkpoints" if output_path else None
 
     def send(self, message: BaseModel) -> None:
         """Send one protocol message to the instance (the work process's last one is its result).
@@ -77,10 +80,15 @@ class ProcessContext:
 
         self._report(build)
 
-    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None) -> None:
+    def checkpoint(self, path: str | Path, step: int, metrics: dict[str, float] | None = None, best: bool | None = None) -> None:
+        """Report a checkpoint; a file is kept as ``<output>/checkpoints/step-<step>.<suffix>``, which later
+        checkpoints never overwrite (see :func:`keep`)."""
         def build() -> Checkpoint:
             clean = {str(k): float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))}
-            return Checkpoint(path=str(Path(path).resolve()), step=int(step), metrics=clean)
+            source = Path(path).resolve()
+            is_best = source.stem == "best" if best is None else bool(best)
+            kept = keep(source, int(step), self._kept) if self._kept is not None else source
+            return Checkpoint(path=str(kept), step=int(step), metrics=clean, best=is_best)
 
         self._report(build)
 
@@ -90,6 +98,27 @@ class ProcessContext:
     def should_stop(self) -> bool:
         """True once the instance asks this attempt to stop, or when the instance has died."""
         return bool(self._stop_event.is_set()) or os.getppid() != self._parent_pid
+
+
+def keep(source: Path, step: int, folder: Path) -> Path:
+    """The immutable copy of checkpoint file ``source`` of ``step`` in ``folder``, made now (a hard link
+    where the file system has them, else a copy, written atomically) unless the step has one already;
+    ``source`` itself when it is a folder (one of its own per step) or cannot be kept."""
+    if not source.is_file():
+        return source
+    target = folder / f"step-{step:012d}{source.suffix}"
+    if target.exists():
+        return target
+    try:
+        with atomic_path(target) as partial:
+            partial.unlink()
+            try:
+                os.link(source, partial)
+            except OSError:
+                shutil.copyfile(source, partial)
+    except OSError:
+        return source
+    return target
 
 
 class LogWriter(io.TextIOBase):

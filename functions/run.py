@@ -100,7 +100,7 @@ def work(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUser | Non
     """Run one attempt and report over ``conn``. Exit code 0 with a Result means success."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
-    context = ProcessContext(conn, stop_event, spec.resume_checkpoint, spec.base_model)
+    context = ProcessContext(conn, stop_event, spec.resume_checkpoint, spec.base_model, spec.output_path)
     if user is not None:
         work_environment(Path(spec.output_path))
     sys.stdout = LogWriter(context, sys.__stdout__)

@@ -57,7 +57,7 @@ from trainfaas.services.core.errors import Unauthorized
 from trainfaas.services.core.settings import load_settings
 from trainfaas.services.store.database import database, open_database
 from trainfaas.services.store.migrations import migrate
-from trainfaas.services.store.records import BaseModel, Project
+from trainfaas.services.store.records import Artifact, BaseModel, Project
 
 EXAMPLES = int(os.environ.get("TRAINFAAS_FUZZ_EXAMPLES", "10"))
 SCENARIOS = int(os.environ.get("TRAINFAAS_FUZZ_SCENARIOS", "30"))
@@ -120,8 +120,11 @@ def _seed(client: Any, admin: str) -> dict[str, str]:
     execution = post(f"/api/v1/models/{model['id']}/train", {}, headers=headers)
     instance = post("/api/v1/instances", {"service": SERVICE}, headers=headers)
     token = post("/api/v1/tokens", {"scope": "read", "project": PROJECT}, headers=headers)
+    # A checkpoint row as an instance's report leaves one (its file is not there: making a model of it is a 409).
+    checkpoint = Artifact.create(execution=execution["id"], attempt=1, kind="checkpoint", path="/nonexistent/step-1.json", step=1)
     return {"model_id": model["id"], "execution_id": execution["id"], "instance_id": instance["id"],
-            "instance_token": instance["token"], "token_id": token["id"], "service": SERVICE, "project": PROJECT}
+            "instance_token": instance["token"], "token_id": token["id"], "service": SERVICE, "project": PROJECT,
+            "checkpoint_id": checkpoint.uid}
 
 
 def _tables() -> list[type[peewee.Model]]:

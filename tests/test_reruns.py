@@ -62,7 +62,8 @@ def test_the_checkpoint_a_rerun_resumes_from_is_the_one_asked_for(api: Any, ende
     Attempt.create(execution=execution_id, number=1, instance="i", outcome="success", reason="")
     for name, step in (("best.pt", 6), ("last.pt", 10)):
         (tmp_path / name).write_bytes(b"x")
-        Artifact.create(execution=execution_id, attempt=1, kind="checkpoint", path=str(tmp_path / name), step=step)
+        Artifact.create(execution=execution_id, attempt=1, kind="checkpoint", path=str(tmp_path / name), step=step,
+                        is_best=name == "best.pt")
     assert last_checkpoint(execution_id, 2) is None  # after a success: anew
     assert last_checkpoint(execution_id, 2, "none") is None
     assert last_checkpoint(execution_id, 2, "last").step == 10
@@ -81,6 +82,7 @@ def test_train_longer_from_the_best_checkpoint_at_a_lower_rate_is_one_command(st
     first = wait_status(stack, stack.client.train(model["id"], str(data))["id"], "success", timeout_s=240)
     assert first["output"]["metrics"]["steps"] == 10
 
+    [best_kept] = [row for row in stack.client.checkpoints(first["id"]) if row["is_best"]]
     env = {"TRAINFAAS_HOME": str(stack.settings.home), "TRAINFAAS_API_URL": stack.settings.api_url}
     result = CliRunner().invoke(main, ["executions", "rerun", first["id"], "--resume", "best", "-c", "epochs=4",
                                        "-c", "learning_rate=0.002"], env=env, catch_exceptions=False)
@@ -89,6 +91,7 @@ def test_train_longer_from_the_best_checkpoint_at_a_lower_rate_is_one_command(st
     assert second["attempt"] == 2 and second["output"]["metrics"]["steps"] == 20
     assert second["input"]["configuration"]["learning_rate"] == 0.002
     best = json.dumps(second["status_log"])
-    assert "resuming from checkpoint at step" in best and "best.pt" in best
+    assert f"resuming from checkpoint at step {best_kept['step']} of attempt 1" in best, best
+    assert f"/checkpoints/step-{best_kept['step']:012d}.pt" in best, best
     rates = [m["y"] for m in stack.client.metrics(first["id"]) if m["figure"] == "learning_rate" and m["attempt"] == 2]
     assert rates and max(rates) <= 0.002

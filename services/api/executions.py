@@ -71,6 +71,8 @@ def _in_input(field: str) -> str:
 def index(query: ExecutionQuery, principal: Principal) -> dict[str, Any]:
     """List executions, newest first."""
     rows = reachable(Execution.select(), Execution.project, principal, query.project)
+    if not query.include_removed:
+        rows = rows.where(Execution.removed.is_null() | (Execution.removed == False))  # noqa: E712 (SQL)
     for field, value in ((Execution.service, query.service), (Execution.model, query.model)):
         if value:
             rows = rows.where(field == value)

@@ -119,6 +119,7 @@ EXECUTION_STATUS = rf"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"
 
 class ExecutionQuery(ListQuery):
     q: str | None = Field(None, max_length=200, description="Part of the name, or the exact id.")
+    include_removed: bool = Field(False, description="Also list the executions removed from training.")
     status: str | None = Field(None, pattern=EXECUTION_STATUS, description="One status or several, comma-separated.")
     service: str | None = Field(None, max_length=150)
     model: str | None = Field(None, max_length=32, description="The model id.")
@@ -192,6 +193,8 @@ class ModelOut(Stamped):
     base_model: str | None = Field(None, description="The model this one was fine-tuned from, if any.")
     cloned_from: str | None = Field(None, description="The model this one was cloned from, if any.")
     dataset: str | None = Field(None, description="The data set its trainings take when they name none (a clone's).")
+    source_execution: str | None = Field(None, description="A model made from a checkpoint: the execution that wrote it.")
+    source_step: int | None = Field(None, description="A model made from a checkpoint: the step it was written after.")
 
 
 class StatusLogEntry(Out):
@@ -228,6 +231,8 @@ class ExecutionSummary(Out):
     service: str
     model_id: str | None
     stop_requested: bool
+    removed: bool = Field(False, description="Removed from training: left out of the execution list unless include_removed=true.")
+    keep_checkpoints: int | None = Field(None, description="Checkpoints kept besides the best; null: the server's default.")
     created_at: str | None = Timestamp
     started_at: str | None = Timestamp
     finished_at: str | None = Timestamp

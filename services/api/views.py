@@ -33,6 +33,7 @@ def model_view(model: Model) -> dict[str, Any]:
         "labels": model.labels, "configuration": model.configuration, "status": model.status,
         "service": queues.service_name(model.architecture), "artifact_path": model.artifact_path,
         "metrics": model.metrics, "base_model": model.base_model, "cloned_from": model.cloned_from, "dataset": model.dataset,
+        "source_execution": model.source_execution, "source_step": model.source_step,
         "created_at": iso(model.created_at), "updated_at": iso(model.updated_at),
     }
 
@@ -43,7 +44,8 @@ def execution_view(execution: Execution, detail: bool = True) -> dict[str, Any]:
         "progress": round(execution.progress, 2), "message": execution.message, "attempt": execution.attempt,
         "max_attempts": execution.max_attempts, "timeout_s": execution.timeout_s, "drain_time_s": execution.drain_time_s,
         "on_reset": execution.on_reset, "run_as_process": execution.run_as_process, "service": execution.service_id,
-        "model_id": execution.model_id, "stop_requested": execution.stop_requested,
+        "model_id": execution.model_id, "stop_requested": execution.stop_requested, "removed": bool(execution.removed),
+        "keep_checkpoints": execution.keep_checkpoints,
         "created_at": iso(execution.created_at), "started_at": iso(execution.started_at),
         "finished_at": iso(execution.finished_at), "duration_s": execution.duration_s, "error": execution.error,
     }

@@ -56,13 +56,14 @@ def executions() -> None:
 @click.option("--service", default=None)
 @click.option("--model", default=None, help="Model id.")
 @click.option("--project", default=None)
+@click.option("--include-removed", is_flag=True, help="Also the executions removed from training.")
 @page_options
 @click.pass_context
 def executions_list(ctx: click.Context, status: str | None, service: str | None, model: str | None, project: str | None,
-                    query: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
-    """Executions, newest first."""
+                    include_removed: bool, query: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Executions, newest first (not those removed from training, unless --include-removed)."""
     page = client_of(ctx).page("/api/v1/executions", status=status, service=service, model=model, project=project,
-                               q=query, limit=limit, cursor=cursor)
+                               include_removed="true" if include_removed else None, q=query, limit=limit, cursor=cursor)
     print_page(page, EXECUTION_COLUMNS, as_json)
 
 
@@ -112,12 +113,14 @@ def executions_terminate(ctx: click.Context, execution_id: str) -> None:
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
 @click.option("--max-attempts", type=int, default=None, help="Attempts in all, this one included.")
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
+@click.option("--keep-checkpoints", type=int, default=None, help="Checkpoints kept besides the best, newest first (1-1000).")
 @click.pass_context
 def executions_rerun(ctx: click.Context, execution_id: str, config_pairs: tuple[str, ...], resume: str | None,
-                     timeout_s: float | None, max_attempts: int | None, on_reset: str | None) -> None:
+                     timeout_s: float | None, max_attempts: int | None, on_reset: str | None, keep_checkpoints: int | None) -> None:
     """Queue an ended execution again as its next attempt, with changes if given: train longer from
     the best checkpoint at a lower rate is `rerun ID --resume best -c epochs=20 -c learning_rate=0.002`."""
-    flags = {k: v for k, v in (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset)) if v is not None}
+    given = (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset), ("keep_checkpoints", keep_checkpoints))
+    flags = {k: v for k, v in given if v is not None}
     execution = client_of(ctx).rerun(execution_id, configuration=parse_config(config_pairs) or None,
                                      execution=flags or None, resume=resume)
     say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']}")

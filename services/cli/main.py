@@ -12,6 +12,7 @@ import click
 
 from trainfaas.services.cli.architectures import architectures
 from trainfaas.services.cli.blueprints import blueprints
+from trainfaas.services.cli.checkpoints import checkpoints
 from trainfaas.services.cli.context import settings_of
 from trainfaas.services.cli.datasets import datasets
 from trainfaas.services.cli.executions import executions
@@ -65,7 +66,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:15} {value}")
 
 
-for command in (train, models, executions, blueprints, services, projects, tokens, architectures, datasets):
+for command in (train, models, executions, checkpoints, blueprints, services, projects, tokens, architectures, datasets):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -158,14 +158,16 @@ def models_clone(ctx: click.Context, model_id: str, name: str | None, labels: st
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Execution timeout in seconds.")
 @click.option("--max-attempts", type=int, default=None, help="Attempts including the first, 1-10.")
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
+@click.option("--keep-checkpoints", type=int, default=None, help="Checkpoints kept besides the best, newest first (1-1000; default 3).")
 @click.option("--follow/--no-follow", default=False, help="Show progress until it ends.")
 @json_option()
 @click.pass_context
 def models_train(ctx: click.Context, model_id: str, dataset: str | None, config_pairs: tuple[str, ...], blueprint: str | None,
-                 timeout_s: float | None, max_attempts: int | None, on_reset: str | None, follow: bool, as_json: bool) -> None:
+                 timeout_s: float | None, max_attempts: int | None, on_reset: str | None, keep_checkpoints: int | None,
+                 follow: bool, as_json: bool) -> None:
     """Enqueue a training of an existing model (a clone, or one trained before)."""
     client = client_of(ctx)
-    flags = (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset))
+    flags = (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset), ("keep_checkpoints", keep_checkpoints))
     execution = client.train(model_id, dataset, parse_config(config_pairs) or None,
                              {k: v for k, v in flags if v is not None} or None, blueprint=blueprint)
     queued(client, execution, follow, as_json)

@@ -60,7 +60,7 @@ def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | N
     """The checkpoint attempt ``before_attempt`` resumes from. By default the newest checkpoint of
     the previous attempt, unless that attempt succeeded: a rerun of a finished training trains anew,
     a rerun of an interrupted one continues where it stopped. A rerun may ask for ``last`` (the
-    newest checkpoint of any earlier attempt), ``best`` (the newest ``best.pt``) or ``none``."""
+    newest checkpoint of any earlier attempt), ``best`` (the best one) or ``none``."""
     if resume_from == "none":
         return None
     if resume_from is None:
@@ -70,7 +70,7 @@ def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | N
     rows = Artifact.select().where((Artifact.execution == execution_id) & (Artifact.kind == "checkpoint")
                                    & (Artifact.attempt < before_attempt))
     if resume_from == "best":
-        rows = rows.where(Artifact.path.endswith("best.pt"))
+        rows = rows.where(Artifact.is_best == True)  # noqa: E712 (SQL)
     row = rows.order_by(Artifact.attempt.desc(), Artifact.step.desc(), Artifact.id.desc()).first()
     return row if row and Path(row.path).exists() else None
 

@@ -43,7 +43,7 @@ def of_execution(execution_id: str, project: str | None) -> dict[str, Any]:
         raise ConfigError(f"execution {execution.id} runs {execution.function}, not a training",
                           {"execution_id": "the id of a training (train_model) execution"})
     given = execution.input or {}
-    settings = {name: getattr(execution, name) for name in SETTINGS}
+    settings = {name: getattr(execution, name) for name in SETTINGS if getattr(execution, name) is not None}
     return document(execution.service.architecture, given.get("dataset"), dict(given.get("configuration") or {}), settings)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from trainfaas.services.control.checkpoints import remove_model_folder
 from trainfaas.services.control.executions import get_execution
 from trainfaas.services.control.models import get_model
 from trainfaas.services.core.errors import Conflict
@@ -81,6 +82,7 @@ def delete_model(settings: Settings, model_id: str, project: str | None) -> Mode
         if not Model.delete().where((Model.id == model.id) & Model.status.in_(trainable)).execute():
             raise Conflict(f"model {model.id} started a training meanwhile: terminate it first", {"status": "a model not training"})
     remove_files(settings, [execution.id for execution in trainings])
+    remove_model_folder(settings, model.id)
     return model
 
 

@@ -44,6 +44,8 @@ class ExecutionSettings(BaseModel):
     on_reset: Literal["rerun", "fail"] | None = Field(None, description="What a reset does: rerun or fail (aborted).")
     max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS, description="Attempts including the first.")
     run_as_process: bool | None = Field(None, description="Run in a separate monitored work process (always true).")
+    keep_checkpoints: int | None = Field(None, ge=1, le=1000, description="Checkpoints kept besides the best one, newest"
+                                         " first; older ones are deleted. Default: TRAINFAAS_KEEP_CHECKPOINTS (3).")
 
     _run_as_process = field_validator("run_as_process")(only_as_process)
 
@@ -54,7 +56,7 @@ class ExecutionSettings(BaseModel):
         if given.get("timeout_s", 0) > settings.max_timeout_s:
             raise ConfigError(f"timeout_s {given['timeout_s']:g} is longer than this server allows",
                               {"execution.timeout_s": timeout_range(settings)})
-        values = {key: given.get(key, getattr(service, key)) for key in type(self).model_fields}
+        values = {key: given.get(key, getattr(service, key, None)) for key in type(self).model_fields}
         values["timeout_s"] = min(values["timeout_s"], settings.max_timeout_s)
         return values
 
@@ -137,7 +139,7 @@ class RerunChanges(BaseModel):
     configuration: dict[str, Any] | None = Field(None, description="Adapter options merged over the training's (checked again).")
     execution: ExecutionSettings | None = Field(None, description="Settings to change; max_attempts counts every attempt so far.")
     resume: Literal["last", "best", "none"] | None = Field(
-        None, description="last: the newest checkpoint of any earlier attempt; best: the newest best.pt; none: start anew."
+        None, description="last: the newest checkpoint of any earlier attempt; best: the best checkpoint; none: start anew."
                           " Default: the checkpoint of an interrupted attempt, nothing after a success.")
 
 
@@ -157,7 +159,7 @@ def rerun(settings: Settings, connection: redis.Redis, execution_id: str, change
 
 def _rerun_fields(settings: Settings, execution: Execution, changes: RerunChanges) -> tuple[dict[str, Any], list[str]]:
     """The execution's fields a rerun writes, and what it says of them in the status log."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"removed": False}  # a rerun puts a removed execution back in the listings
     said: list[str] = []
     if changes.configuration:
         if execution.function != TRAIN_MODEL:

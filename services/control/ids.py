@@ -16,14 +16,15 @@ MIN_PREFIX = 4
 Row = TypeVar("Row", bound=peewee.Model)
 
 
-def find(entity: type[Row], given: str, noun: str, scope: Any = None) -> Row:
+def find(entity: type[Row], given: str, noun: str, scope: Any = None, key: Any = None) -> Row:
     """The row of ``entity`` whose id is ``given``, or else the one row whose id starts with it
     (``MIN_PREFIX`` characters at least), among the rows ``scope`` (a peewee condition) selects.
 
     Raises NotFound when no row matches and Conflict (409) when several do, naming how many and
     asking for more characters. Rows outside ``scope`` are never matched, counted or named.
+    ``key``: the id column, when it is not the primary key.
     """
-    key = entity._meta.primary_key
+    key = entity._meta.primary_key if key is None else key
     rows = entity.select() if scope is None else entity.select().where(scope)
     row = rows.where(key == given).first()
     if row is not None:

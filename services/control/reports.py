@@ -15,13 +15,14 @@ from typing import Any
 import peewee
 from pydantic import ValidationError
 
+from trainfaas.services.control import checkpoints
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.attempts import inside_attempt
 from trainfaas.services.core.errors import ConfigError, InvalidTransition, NotFound, StaleAttempt
 from trainfaas.services.core.protocol import Checkpoint, Log, Metric, Progress, RefusedEvent, ReportedEvent, ReportReply
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.database import database
-from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, LogLine, MetricSample
+from trainfaas.services.store.records import Attempt, Execution, Instance, LogLine, MetricSample
 
 PROGRESS_MESSAGE_CHARS = 2000
 LOG_LINE_CHARS = 10000
@@ -135,5 +136,4 @@ def _store(settings: Settings, reported: ReportedEvent, budget: _Budget) -> None
             budget.log_noted = True
             _note(reported, log_cap_note(settings))
     elif isinstance(event, Checkpoint):
-        Artifact.create(execution=execution, attempt=attempt, kind="checkpoint", path=event.path, step=event.step,
-                        metrics=event.metrics, at=at)
+        checkpoints.record(settings, execution, attempt, event, at)

@@ -138,6 +138,7 @@ class Checkpoint(Message):
     path: str
     step: int = Field(ge=0, le=2**62)
     metrics: dict[str, float | None] = Field(default_factory=dict, description="A NaN or infinity is stored as null.")
+    best: bool = Field(False, description="Whether it is the best checkpoint so far by the adapter's monitored figure.")
 
     @field_validator("metrics")
     @classmethod

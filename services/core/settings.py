@@ -63,6 +63,8 @@ class Settings(BaseSettings):
                                                            " one more is refused with 429. A project's own limit overrides it.")
     project_max_running: int = Field(8, ge=0, description="Most executions of a project that run at once; the others stay"
                                                           " pending until one ends. A project's own limit overrides it.")
+    keep_checkpoints: int = Field(3, ge=1, le=1000, description="Checkpoints an execution keeps besides its best one, newest first,"
+                                  " unless its execution settings say otherwise; older ones are deleted with their files.")
     max_timeout_s: float = Field(24 * 3600.0, gt=0, description="Longest timeout_s an execution or a service may ask for, in seconds.")
     diagnostics: bool = Field(False, description="Allow the sleep adapter's fault-injection options (raise_error, exit_code,"
                                                  " allocate_mb, fail_at, diverge); refused with 422 otherwise.")

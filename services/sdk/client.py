@@ -162,7 +162,8 @@ class Client:
         return self.request("GET", f"/api/v1/executions/{execution_id}")  # type: ignore[no-any-return]
 
     def list_executions(self, **filters: Any) -> list[Json]:
-        """Filters: q, status (comma-separated), service, model, project, created_after/before (epoch s), limit, cursor."""
+        """Filters: q, status (comma-separated), service, model, project, created_after/before (epoch s),
+        include_removed ("true": also the executions removed from training), limit, cursor."""
         return self.page("/api/v1/executions", **filters)["items"]  # type: ignore[no-any-return]
 
     def iter_executions(self, **filters: Any) -> Iterator[Json]:
@@ -193,6 +194,24 @@ class Client:
 
     def artifacts(self, execution_id: str) -> list[Json]:
         return list(self.iter_pages(f"/api/v1/executions/{execution_id}/artifacts", limit=500))
+
+    # checkpoints
+    def checkpoints(self, execution_id: str) -> list[Json]:
+        """The execution's checkpoints, oldest first: id, step, metrics, size, created, is_best, is_last."""
+        return list(self.iter_pages(f"/api/v1/executions/{execution_id}/checkpoints", limit=500))
+
+    def model_from_checkpoint(self, checkpoint_id: str, *, name: str | None = None) -> Json:
+        """A new trained model with a copy of the checkpoint's weights; it records ``source_execution`` and ``source_step``."""
+        return self.request("POST", f"/api/v1/checkpoints/{checkpoint_id}/model", json=_drop_none({"name": name}))  # type: ignore[no-any-return]
+
+    def delete_checkpoint(self, checkpoint_id: str) -> Json:
+        """Delete a checkpoint and its file (not the one a waiting or running rerun resumes from)."""
+        return self.request("DELETE", f"/api/v1/checkpoints/{checkpoint_id}")  # type: ignore[no-any-return]
+
+    def remove_execution(self, execution_id: str) -> Json:
+        """Remove an execution from training: stop it if it has not ended and leave it out of the listings
+        (``list_executions(include_removed="true")`` shows it)."""
+        return self.request("POST", f"/api/v1/executions/{execution_id}/remove")  # type: ignore[no-any-return]
 
     def wait(self, execution_id: str, timeout_s: float | None = None, poll_s: float = 0.5,
              on_update: Callable[[Json], None] | None = None) -> Json:

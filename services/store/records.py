@@ -75,6 +75,9 @@ class Model(BaseModel):
     # A clone: the model this one copied (without weights), and the data set its trainings default to (migration 8).
     cloned_from = peewee.CharField(max_length=32, null=True)
     dataset = peewee.TextField(null=True)
+    # A model made from a checkpoint: the execution and step it came from (migration 10).
+    source_execution = peewee.CharField(max_length=32, null=True)
+    source_step = peewee.IntegerField(null=True)
 
 
 SCALING_TYPES = ("fixed", "autoscale")
@@ -138,6 +141,10 @@ class Execution(BaseModel):
     # Where the next attempt resumes: None (a checkpoint of an interrupted attempt, nothing after a
     # success), "last", "best" or "none", as the rerun that queued it asked (migration 9).
     resume_from = peewee.CharField(max_length=10, null=True)
+    # How many of the newest checkpoints it keeps besides the best (None: TRAINFAAS_KEEP_CHECKPOINTS),
+    # and whether it was removed from training: left out of default listings (migration 10).
+    keep_checkpoints = peewee.IntegerField(null=True)
+    removed = peewee.BooleanField(default=False, null=True)
     stop_requested = peewee.BooleanField(default=False)
     progress = peewee.DoubleField(default=0.0)
     message = peewee.TextField(default="")
@@ -216,6 +223,10 @@ class Artifact(BaseModel):
     step = peewee.IntegerField(null=True)
     metrics = JSONField(default=dict)
     at = peewee.DoubleField(default=now_s)
+    # A checkpoint's id as people type it (unique prefixes resolve), and whether it is the best one
+    # by the adapter's monitored figure (migration 10).
+    uid = peewee.CharField(max_length=32, default=new_id, null=True)  # unique: an index of migration 10
+    is_best = peewee.BooleanField(default=False, null=True)
 
 
 class LogLine(BaseModel):
