@@ -5,13 +5,13 @@ from typing import Any
 
 import numpy as np
 
+from trainfaas.services.core.errors import ConfigError
+
 SUBSETS: tuple[str, ...] = ("train", "validation")
 
 
 def subset_of(kwargs: dict[str, Any]) -> str:
     """The subset an ``evaluate`` call names: ``validation`` (the default) or ``train``."""
-    from trainfaas.adapters import ConfigError
-
     subset = str(kwargs.get("subset") or "validation")
     if subset not in SUBSETS:
         raise ConfigError(f"unknown subset {subset!r}", {"subset": f"one of: {', '.join(SUBSETS)}"})

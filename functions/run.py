@@ -24,7 +24,16 @@ from typing import Any
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.functions.context import LogWriter, ProcessContext, encode
 from trainfaas.functions.isolation import WorkUser, drop_privileges, unreachable, work_environment
-from trainfaas.services.core.protocol import EVALUATE_MODEL, MAX_WORK_MESSAGE_BYTES, PREDICT_MODEL, TRAIN_MODEL, Failure, Result, WorkSpec, finite
+from trainfaas.services.core.protocol import (
+    EVALUATE_MODEL,
+    MAX_WORK_MESSAGE_BYTES,
+    PREDICT_MODEL,
+    TRAIN_MODEL,
+    Failure,
+    Result,
+    WorkSpec,
+    finite,
+)
 from trainfaas.services.core.references import resolve as resolve_reference
 
 MAX_SPEC_BYTES = 64 * 1024 * 1024  # the most a spec from the instance may hold
