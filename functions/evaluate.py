@@ -24,8 +24,9 @@ def evaluate_model(context: ProcessContext, job: WorkSpec) -> dict[str, Any]:
     """Score the model on the ``subset`` of ``job.data_path``; return the task's metrics."""
     adapter = loaded_adapter(context, job)
     subset = str(job.input.get("subset") or "validation")
+    Path(job.output_path).mkdir(parents=True, exist_ok=True)
     context.progress(10.0, f"evaluating on the {subset} subset")
-    metrics = adapter.evaluate(Path(str(job.data_path)), subset=subset)
+    metrics = adapter.evaluate(Path(str(job.data_path)), subset=subset, output_path=Path(job.output_path))
     context.progress(100.0, "evaluated")
     return {"metrics": metrics, "task": adapter.task_of(adapter.architecture), "labels": adapter.labels,
             "dataset": job.data_path, "subset": subset}
