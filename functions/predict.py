@@ -83,7 +83,7 @@ def shaped(task: str, result: Any, labels: list[str], output: Path, index: int) 
         return {"labels": result["labels"], "mask_path": str(path.resolve()), "pixels": pixels}
     if isinstance(result, list):
         return {"objects": result}
-    return dict(result)
+    return dict(result) if isinstance(result, dict) else {"prediction": result}  # an adapter of your own may return anything JSON-able
 
 
 def predict_one(adapter: ModelAdapter, task: str, item: dict[str, Any], top_k: int, output: Path, index: int) -> dict[str, Any]:

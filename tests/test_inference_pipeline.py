@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from tests.adapter_support import first_images
 from tests.test_pipeline import wait_status
 from trainfaas.adapters.datasets import write_digits
 from trainfaas.services.cli.main import main
+from trainfaas.services.sdk.client import ApiError
 
 pytestmark = pytest.mark.stack
 DIGITS = [str(digit) for digit in range(10)]
@@ -69,3 +71,19 @@ def test_the_cli_evaluates_and_predicts_and_prints_what_came_out(stack: Any, tmp
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.output[result.output.index("{"):])["output"]["predictions"]
     assert predictions[0]["label"] in DIGITS and len(predictions[0]["scores"]) == 2
+
+
+def test_a_prediction_runs_on_each_stack_and_a_model_that_cannot_evaluate_is_refused(stack: Any) -> None:
+    model = stack.client.create_model("drill", "sleep", configuration={"seconds": 0.1, "steps": 1})
+    assert wait_status(stack, stack.client.train(model["id"])["id"], "success", "failed", timeout_s=120)["status"] == "success"
+    image = Path(stack.settings.dataset_roots[0]) / "blank.png"
+    Image.new("RGB", (4, 4)).save(image)
+
+    final = wait_status(stack, stack.client.predict(model["id"], [{"file": "blank.png"}, image.read_bytes()])["id"], "success", "failed",
+                        timeout_s=120)
+    assert final["status"] == "success" and final["model_id"] == model["id"], final
+    assert final["output"]["predictions"] == [{"input": "blank.png", "prediction": None}, {"input": "input 1", "prediction": None}]
+    with pytest.raises(ApiError) as refused:
+        stack.client.evaluate(model["id"], "anything")
+    assert refused.value.status == 422 and "model_id" in refused.value.fields
+    assert stack.client.get_model(model["id"])["status"] == "trained"

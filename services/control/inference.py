@@ -22,6 +22,7 @@ from typing import Any
 import redis
 from PIL import Image
 
+from trainfaas.adapters.base import ModelAdapter
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.adapters.confine import shown
 from trainfaas.services.control.configuration import validate_configuration
@@ -45,6 +46,7 @@ from trainfaas.services.core.statuses import ModelStatus
 from trainfaas.services.store.records import Execution, Model
 
 SUBSETS: tuple[str, ...] = ("train", "validation")
+NAME_LENGTH = 200  # an execution's name, as the database keeps it
 TEXT_TASKS: frozenset[str] = frozenset({"text-classification", "token-classification"})
 
 
@@ -67,9 +69,9 @@ def submit_evaluation(settings: Settings, connection: redis.Redis, model: Model,
     if subset not in SUBSETS:
         raise ConfigError(f"unknown subset {subset!r}", {"subset": f"one of: {', '.join(SUBSETS)}"})
     adapter = get_adapter(model.architecture, settings.adapters)
-    if adapter.dataset_format is None:
-        raise ConfigError(f"{model.architecture} reads no data set: there is nothing to evaluate it on",
-                          {"dataset": "not taken by this architecture"})
+    if adapter.dataset_format is None or adapter.evaluate is ModelAdapter.evaluate:
+        raise ConfigError(f"the adapter of {model.architecture} cannot evaluate a model",
+                          {"model_id": "a model of an architecture whose adapter reads a data set and implements evaluate()"})
     configuration = _configuration(settings, model)
     path = resolve_dataset(settings, dataset)
     labels = check_dataset(settings, adapter, path, configuration)  # with the model's label subset, if it chose one
@@ -80,13 +82,16 @@ def submit_evaluation(settings: Settings, connection: redis.Redis, model: Model,
     service = ensure_service(settings, model.architecture)
     input = {"model_id": model.id, "model_path": model.artifact_path, "configuration": configuration, "dataset": str(path),
              "subset": subset}
-    return submit(settings, connection, service, EVALUATE_MODEL, f"evaluate {model.name}", input, model, overrides, model.project)
+    return submit(settings, connection, service, EVALUATE_MODEL, f"evaluate {model.name}"[:NAME_LENGTH], input, model, overrides, model.project)
 
 
 def submit_prediction(settings: Settings, connection: redis.Redis, model: Model, inputs: list[dict[str, Any]],
                       top_k: int, overrides: ExecutionSettings | None) -> Execution:
     """Check and queue a prediction of trained ``model`` on ``inputs`` (each ``{"file"}``, ``{"image"}`` or ``{"text"}``)."""
     trained(model, "run")
+    if get_adapter(model.architecture, settings.adapters).predict is ModelAdapter.predict:
+        raise ConfigError(f"the adapter of {model.architecture} cannot predict",
+                          {"model_id": "a model of an architecture whose adapter implements predict()"})
     text = model.task in TEXT_TASKS
     checked = check_inputs(settings, inputs, text)
     if not 1 <= top_k <= MAX_TOP_K:
@@ -94,7 +99,7 @@ def submit_prediction(settings: Settings, connection: redis.Redis, model: Model,
     service = ensure_service(settings, model.architecture)
     input = {"model_id": model.id, "model_path": model.artifact_path, "configuration": _configuration(settings, model),
              "inputs": checked, "top_k": top_k}
-    return submit(settings, connection, service, PREDICT_MODEL, f"predict {model.name}", input, model, overrides, model.project)
+    return submit(settings, connection, service, PREDICT_MODEL, f"predict {model.name}"[:NAME_LENGTH], input, model, overrides, model.project)
 
 
 def check_inputs(settings: Settings, inputs: list[dict[str, Any]], text: bool) -> list[dict[str, Any]]:
