@@ -136,6 +136,7 @@ def test_hostile_prediction_inputs_are_422s_naming_the_input_and_the_limit(api: 
 
 
 def test_the_generic_enqueue_does_not_run_a_model_function(api: Any, model: dict[str, Any]) -> None:
+    assert api.client.patch("/api/v1/services/mgmt-train-resnet18", json={"min_instances": 0}).status_code == 200
     body = {"function": "predict_model", "input": {"model_id": model["id"], "model_path": "/etc", "inputs": []}}
     refused(api.client.post("/api/v1/services/mgmt-train-resnet18/executions", json=body), 422, "function")
     assert Execution.select().count() == 0
