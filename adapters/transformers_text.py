@@ -351,7 +351,8 @@ class _TransformersAdapter(ModelAdapter):
 
     def evaluate(self, data_path: Path, **kwargs: Any) -> dict[str, Any]:
         """Score the model on the ``subset`` (``validation`` by default, or ``train``) of a data set in its
-        format (see each task's :meth:`scores`). Examples of labels the model does not know are left out."""
+        format (see each task's :meth:`scores`), each example as the task's :meth:`kept` gives it: a text of a
+        label the model does not know is left out, an entity of a type it does not know is O."""
         import torch
 
         model, _ = self._require_model()
