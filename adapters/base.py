@@ -78,7 +78,7 @@ class ModelAdapter:
     Subclasses set ``architectures`` (the names they serve; each gets a service
     ``mgmt-train-<architecture>``), ``task``, ``dataset_format`` (None when no data set is
     needed) and ``Options`` (a pydantic model of the declared options), and implement
-    :meth:`train`. ``load``/``save``/``predict`` are optional until a function needs them.
+    :meth:`train`. ``load``/``save``/``predict``/``evaluate`` are optional until a function needs them.
     ``diagnostic_options`` names the options that inject faults (see below).
     """
 
@@ -155,3 +155,10 @@ class ModelAdapter:
 
     def predict(self, batch: list[Any], **kwargs: Any) -> list[Any]:
         raise NotImplementedError
+
+    def evaluate(self, data_path: Path, **kwargs: Any) -> dict[str, Any]:
+        """Score the loaded model on a data set of ``dataset_format`` at ``data_path`` (``subset``:
+        ``validation``, the default, or ``train``); return the task's metrics as JSON-able values.
+        Raises DatasetError for a data set it cannot read."""
+        raise AdapterError(f"{type(self).__name__} cannot evaluate a model: its adapter implements no evaluate()",
+                           {"adapter": "an adapter that implements evaluate(data_path, **kwargs)"})

@@ -54,6 +54,7 @@ from trainfaas.adapters.classification_options import (
     optimizer_arguments,
     resolved_warmup_steps,
 )
+from trainfaas.adapters.evaluation import classification_scores, subset_of
 from trainfaas.adapters.images import to_pil_image
 from trainfaas.adapters.quick_start import QUICK_EPOCHS, QUICK_MIN_SIDE, derived_epochs, derived_input_size, image_sides
 from trainfaas.adapters.torch_support import training_device
@@ -386,8 +387,9 @@ class TorchvisionClassification(VisionAdapter):
         """Classify PIL images or numpy arrays (H×W or H×W×C; uint8 0..255, or floats 0..1), resized,
         preprocessed and cropped as in training.
 
-        Returns one ``{"label": str, "score": float}`` per item, score being the softmax
-        probability of the label.
+        Returns one ``{"label": str, "score": float, "scores": [{"label", "score"}, ...]}`` per item,
+        score being the softmax probability of the label and ``scores`` the ``top_k`` (default 5)
+        most probable labels, most probable first.
         """
         model = self._require_model()
         if not batch:
@@ -395,9 +397,38 @@ class TorchvisionClassification(VisionAdapter):
         device = next(model.parameters()).device
         pixels = Pixels(self.input_size, self.preprocessing)
         images = torch.stack([pixels(to_pil_image(item, "classify")) for item in batch]).to(device)
+        probabilities = self._probabilities(model, images)
+        top_k = max(1, min(int(kwargs.get("top_k", 5)), len(self.labels)))
+        scores, indexes = probabilities.topk(top_k, dim=1)
+        return [{"label": self.labels[int(row[0])], "score": float(values[0]),
+                 "scores": [{"label": self.labels[int(i)], "score": float(v)} for v, i in zip(values, row, strict=True)]}
+                for values, row in zip(scores.tolist(), indexes.tolist(), strict=True)]
+
+    def _probabilities(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities of uint8 images [N, 3, input_size, input_size], centre-cropped as in training."""
         images = center_crop(images, self.crop or (self.input_size, self.input_size))
         model.eval()
         with torch.no_grad():
-            logits = _logits(model(to_model_input(images, self._standardisation(device))))
-            scores, indexes = logits.softmax(dim=1).max(dim=1)
-        return [{"label": self.labels[int(i)], "score": float(s)} for s, i in zip(scores, indexes, strict=True)]
+            return _logits(model(to_model_input(images, self._standardisation(images.device)))).softmax(dim=1)
+
+    def evaluate(self, data_path: Path, **kwargs: Any) -> dict[str, Any]:
+        """Score the model on the ``subset`` (``validation`` by default, or ``train``) of an image folder:
+        ``accuracy``, macro ``precision``, ``recall`` and ``f1``, ``per_class`` precision, recall, F1 and
+        support, and the ``confusion_matrix`` (rows true labels, columns predicted, in ``labels`` order).
+        Folders of labels the model does not know are not read."""
+        model = self._require_model()
+        subset = subset_of(kwargs)
+        options = ClassificationOptions.model_validate(self.configuration)
+        plan = plan_labels(Path(data_path), options.labels, options.include_negatives)
+        known = {folder: self.labels.index(plan.labels[i]) for folder, i in plan.class_index.items() if plan.labels[i] in self.labels}
+        folder = LabelledImageFolder(Path(data_path) / subset, self.labels, known, Pixels(self.input_size, self.preprocessing))
+        device = next(model.parameters()).device
+        truths, predictions = [], []
+        loader = torch.utils.data.DataLoader(folder, batch_size=int(kwargs.get("batch_size", 64)))
+        for done, (images, targets) in enumerate(loader):
+            predictions.append(self._probabilities(model, images.to(device)).argmax(dim=1).cpu())
+            truths.append(targets)
+            self.context.progress(min(99.0, 10.0 + 90.0 * (done + 1) * loader.batch_size / max(len(folder), 1)), f"scored {done + 1} batches")
+        if not truths:
+            raise DatasetError(f"the {subset} subset has no image of the model's labels", {"subset": "a subset with images"})
+        return classification_scores(torch.cat(truths).numpy(), torch.cat(predictions).numpy(), self.labels)

@@ -29,6 +29,7 @@ from torchvision import models as tv_models
 from torchvision.models import segmentation as tv_segmentation
 
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
+from trainfaas.adapters.evaluation import subset_of
 from trainfaas.adapters.images import to_pil_image
 from trainfaas.adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
 from trainfaas.adapters.torch_support import training_device
@@ -437,3 +438,30 @@ class TorchvisionSegmentation(VisionAdapter):
                 present = sorted(int(value) for value in np.unique(mask) if value > 0)
                 results.append({"mask": mask, "labels": [self.labels[value - 1] for value in present]})
         return results
+
+    def evaluate(self, data_path: Path, **kwargs: Any) -> dict[str, Any]:
+        """Score the model on the ``subset`` (``validation`` by default, or ``train``) of an image-mask data
+        set at the model's input size: ``mIoU``, ``pixel_accuracy``, ``per_class`` IoU (background
+        included; null for a class neither present nor predicted), ``labels`` and ``images``. Data set
+        labels the model does not know count as background, as in training."""
+        model = self._require_model()
+        subset = subset_of(kwargs)
+        dataset = read_image_mask(Path(data_path))
+        files = _PairFiles(dataset.pairs[subset], self.input_size, value_map(dataset.labels, self.labels))
+        if not len(files):
+            raise DatasetError(f"the {subset} subset has no images", {"subset": "a subset with images"})
+        device = next(model.parameters()).device
+        standardise = self._standardisation(device)
+        classes = len(self.labels) + 1
+        matrix = torch.zeros(classes, classes, dtype=torch.long)
+        model.eval()
+        loader = torch.utils.data.DataLoader(files, batch_size=int(kwargs.get("batch_size", 16)))
+        with torch.no_grad():
+            for done, (images, masks) in enumerate(loader):
+                predicted = model(to_model_input(images.to(device), standardise))["out"].argmax(dim=1)
+                matrix += confusion_matrix(predicted, masks.to(device), classes)
+                self.context.progress(min(99.0, 10.0 + 90.0 * (done + 1) * 16 / len(files)), f"scored {done + 1} batches")
+        iou, mean_iou, pixel_accuracy = scores(matrix)
+        names = ["background", *self.labels]
+        return {"mIoU": mean_iou, "pixel_accuracy": pixel_accuracy, "images": len(files), "labels": names,
+                "per_class": {name: {"IoU": None if math.isnan(float(value)) else float(value)} for name, value in zip(names, iou, strict=True)}}

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from pydantic import Field, field_validator
 
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
+from trainfaas.adapters.evaluation import classification_scores, subset_of
 from trainfaas.adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
 from trainfaas.services.core.files import atomic_write_text
 
@@ -349,6 +350,36 @@ class _TransformersAdapter(ModelAdapter):
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
         self.model = self.model_class().from_pretrained(str(path), local_files_only=True).eval()
 
+    def evaluate(self, data_path: Path, **kwargs: Any) -> dict[str, Any]:
+        """Score the model on the ``subset`` (``validation`` by default, or ``train``) of a data set in its
+        format (see each task's :meth:`scores`), each example as the task's :meth:`kept` gives it: a text of a
+        label the model does not know is left out, an entity of a type it does not know is O."""
+        import torch
+
+        model, _ = self._require_model()
+        subset = subset_of(kwargs)
+        label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
+        examples = [kept for example in self.read(Path(data_path), None)[1][subset] if (kept := self.kept(example, label_names))]
+        if not examples:
+            raise DatasetError(f"the {subset} subset has no example of the model's labels", {"subset": "a subset with examples"})
+        rows, collate, truths, predictions = self.encode(examples, label_names), self.collator(), [], []
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(rows), 32):
+                batch = collate(rows[start:start + 32])
+                truths += batch.pop("labels").tolist()
+                predictions += model(**batch.to(model.device)).logits.argmax(dim=-1).cpu().tolist()
+                self.context.progress(min(99.0, 10.0 + 90.0 * (start + 32) / len(rows)), f"scored {min(start + 32, len(rows))} examples")
+        return {"examples": len(examples), **self.scores(truths, predictions, label_names)}
+
+    @staticmethod
+    def kept(example: Any, label_names: list[str]) -> Any:
+        """``example`` as the model is scored on it, or None to leave it out."""
+        raise NotImplementedError
+
+    def scores(self, truths: list[Any], predictions: list[Any], label_names: list[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
     def _require_model(self) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
         if self.model is None or self.tokenizer is None:
             raise AdapterError("no model yet: train or load one first", {"model": "not trained or loaded"})
@@ -404,9 +435,20 @@ class TextClassification(_TransformersAdapter):
 
         return figures
 
+    @staticmethod
+    def kept(example: Any, label_names: list[str]) -> Any:
+        return example if example[1] in label_names else None  # a label the model does not know: left out
+
+    def scores(self, truths: list[Any], predictions: list[Any], label_names: list[str]) -> dict[str, Any]:
+        """``accuracy``, macro ``precision``, ``recall`` and ``f1``, ``per_class`` scores and the ``confusion_matrix``."""
+        import numpy as np
+
+        return classification_scores(np.asarray(truths), np.asarray(predictions), label_names)
+
     def predict(self, batch: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
-        """Classify strings: one ``{"label": str, "score": float}`` per text, score being the
-        softmax probability of the label."""
+        """Classify strings: one ``{"label": str, "score": float, "scores": [{"label", "score"}, ...]}``
+        per text, score being the softmax probability of the label and ``scores`` the ``top_k``
+        (default 5) most probable labels, most probable first."""
         import torch
 
         model, tokenizer = self._require_model()
@@ -414,9 +456,12 @@ class TextClassification(_TransformersAdapter):
         if not batch:
             return []
         inputs = tokenizer(batch, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(model.device)
+        top_k = max(1, min(int(kwargs.get("top_k", 5)), model.config.num_labels))
         with torch.no_grad():
-            scores, indexes = model(**inputs).logits.softmax(dim=-1).max(dim=-1)
-        return [{"label": model.config.id2label[int(i)], "score": float(s)} for s, i in zip(scores, indexes, strict=True)]
+            scores, indexes = model(**inputs).logits.softmax(dim=-1).topk(top_k, dim=-1)
+        names = model.config.id2label
+        return [{"label": names[row[0]], "score": values[0], "scores": [{"label": names[i], "score": v} for v, i in zip(values, row, strict=True)]}
+                for values, row in zip(scores.tolist(), indexes.tolist(), strict=True)]
 
 
 class TokenClassification(_TransformersAdapter):
@@ -480,6 +525,27 @@ class TokenClassification(_TransformersAdapter):
                     for name, score in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score))}
 
         return figures
+
+    @staticmethod
+    def kept(example: Any, label_names: list[str]) -> Any:
+        tokens, tags = example  # entities of types the model does not know are O, as in training
+        return (tokens, [tag if tag in label_names else "O" for tag in tags])
+
+    def scores(self, truths: list[Any], predictions: list[Any], label_names: list[str]) -> dict[str, Any]:
+        """Entity-level (seqeval) ``precision``, ``recall`` and ``f1``, and the same ``per_entity`` type with its support."""
+        from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+        expected, predicted = [], []
+        for truth_row, predicted_row in zip(truths, predictions, strict=True):
+            kept = [(t, p) for t, p in zip(truth_row, predicted_row, strict=False) if t != -100]
+            expected.append([label_names[t] for t, _ in kept])
+            predicted.append([label_names[p] for _, p in kept])
+        report = classification_report(expected, predicted, output_dict=True, zero_division=0)
+        per_entity = {name: {"precision": float(row["precision"]), "recall": float(row["recall"]), "f1": float(row["f1-score"]),
+                             "support": int(row["support"])} for name, row in report.items() if name in self.labels}
+        return {**{name: float(score(expected, predicted, zero_division=0))
+                   for name, score in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score))},
+                "per_entity": per_entity, "labels": list(self.labels)}
 
     def predict(self, batch: list[Any], **kwargs: Any) -> list[dict[str, Any]]:
         """Tag the whitespace-separated words of each string: one ``{"tokens": [...], "tags": [...]}``

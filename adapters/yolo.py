@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -43,6 +44,7 @@ os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
 from pydantic import Field  # noqa: E402
 
 from trainfaas.adapters import AdapterError, DatasetError, ModelAdapter, Options, yolo_data  # noqa: E402
+from trainfaas.adapters.evaluation import subset_of  # noqa: E402
 from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
@@ -316,6 +318,34 @@ class UltralyticsYolo(ModelAdapter):
         images = [_to_pil_image(item) for item in batch]
         results = self._predictor.predict(images, imgsz=self.imgsz, conf=kwargs.get("conf", 0.25), device=_device(), verbose=False)
         return [self._objects(result) for result in results]
+
+    def evaluate(self, data_path: Path, **kwargs: Any) -> dict[str, Any]:
+        """Validate the model with ultralytics on the ``subset`` (``validation`` by default, or ``train``) of a
+        YOLO data set that names every label of the model: ``mAP50``, ``mAP50-95``, ``precision`` and
+        ``recall`` of the boxes, the same ``per_class`` (classes with instances in the subset) and, for
+        segmentation models, ``mask_mAP50`` and ``mask_mAP50-95``. The view ultralytics reads and its
+        run go under ``output_path`` (default: a temporary folder)."""
+        subset = subset_of(kwargs)
+        weights = self._require_weights()
+        dataset = yolo_data.read_dataset(Path(data_path), polygons=self.segments)
+        missing = [label for label in self.labels if label not in dataset.names]
+        if missing:
+            raise DatasetError(f"the data set does not name the model's labels {missing[:20]}", {"dataset": "a YOLO data set naming every label of the model"})
+        output = Path(kwargs.get("output_path") or tempfile.mkdtemp(prefix="trainfaas-evaluation-")).resolve()
+        shutil.rmtree(output / "evaluation", ignore_errors=True)
+        data_yaml = yolo_data.build_view(dataset, output / "evaluation" / "dataset", self.labels, True, self.segments)
+        model = _ultralytics().YOLO(str(weights), task=self._ultralytics_task())
+        results = model.val(data=str(data_yaml), split="val" if subset == "validation" else "train", imgsz=self.imgsz, batch=16,
+                            device=_device(), workers=0, plots=False, verbose=False, save_json=False,
+                            save_dir=str(output / "evaluation" / RUN_FOLDER))
+        box = results.box
+        per_class = {self.labels[int(c)]: {"precision": float(box.p[i]), "recall": float(box.r[i]), "mAP50": float(box.ap50[i]),
+                                           "mAP50-95": float(box.ap[i])} for i, c in enumerate(box.ap_class_index)}
+        metrics = {"mAP50": float(box.map50), "mAP50-95": float(box.map), "precision": float(box.mp), "recall": float(box.mr),
+                   "per_class": per_class, "labels": list(self.labels)}
+        if self.segments:
+            metrics.update({"mask_mAP50": float(results.seg.map50), "mask_mAP50-95": float(results.seg.map)})
+        return metrics
 
     def _objects(self, result: Any) -> list[dict[str, Any]]:
         boxes = result.boxes

@@ -24,7 +24,16 @@ from trainfaas.adapters.catalog import get_adapter
 from trainfaas.functions.context import LogWriter, ProcessContext, encode
 from trainfaas.functions.isolation import WorkUser, drop_privileges, unreachable, work_environment
 from trainfaas.services.core.processes import end_with_parent
-from trainfaas.services.core.protocol import MAX_WORK_MESSAGE_BYTES, TRAIN_MODEL, Failure, Result, WorkSpec, finite
+from trainfaas.services.core.protocol import (
+    EVALUATE_MODEL,
+    MAX_WORK_MESSAGE_BYTES,
+    PREDICT_MODEL,
+    TRAIN_MODEL,
+    Failure,
+    Result,
+    WorkSpec,
+    finite,
+)
 from trainfaas.services.core.references import resolve as resolve_reference
 
 MAX_SPEC_BYTES = 64 * 1024 * 1024  # the most a spec from the instance may hold
@@ -33,6 +42,8 @@ __all__ = ["CODE", "WorkSpec", "execute", "resolve", "standby", "work"]
 # The code of each function in trainfaas.services.core.protocol.FUNCTIONS.
 CODE: dict[str, str] = {
     TRAIN_MODEL: "trainfaas.functions.train:train_model",
+    EVALUATE_MODEL: "trainfaas.functions.evaluate:evaluate_model",
+    PREDICT_MODEL: "trainfaas.functions.predict:predict_model",
     "noop": "trainfaas.functions.noop:noop",
 }
 

@@ -11,6 +11,7 @@ from trainfaas.services.api import (
     compare,
     executions,
     health,
+    inference,
     instances,
     models,
     projects,
@@ -21,4 +22,4 @@ from trainfaas.services.api.registry import ENDPOINTS
 __all__ = ["AREAS", "ENDPOINTS"]
 
 AREAS: list[Blueprint] = [health.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp, compare.bp, blueprints.bp,
-                         checkpoints.bp]
+                         checkpoints.bp, inference.bp]

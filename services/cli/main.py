@@ -17,6 +17,7 @@ from trainfaas.services.cli.context import settings_of
 from trainfaas.services.cli.datasets import datasets
 from trainfaas.services.cli.executions import executions
 from trainfaas.services.cli.group import LazyCommand, TrainfaasGroup
+from trainfaas.services.cli.inference import evaluate, predict
 from trainfaas.services.cli.models import models, train
 from trainfaas.services.cli.output import json_option, print_json
 from trainfaas.services.cli.projects import projects
@@ -66,7 +67,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:15} {value}")
 
 
-for command in (train, models, executions, checkpoints, blueprints, services, projects, tokens, architectures, datasets):
+for command in (train, evaluate, predict, models, executions, checkpoints, blueprints, services, projects, tokens, architectures, datasets):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from trainfaas.services.control.configuration import check_diagnostics, validate
 from trainfaas.services.control.datasets import dataset_for
 from trainfaas.services.control.services import ensure_service, only_as_process, timeout_range
 from trainfaas.services.core.errors import ConfigError
-from trainfaas.services.core.protocol import FUNCTIONS, TRAIN_MODEL
+from trainfaas.services.core.protocol import FUNCTIONS, MODEL_FUNCTIONS, TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus
 from trainfaas.services.store import queues
@@ -76,7 +76,7 @@ def submit(settings: Settings, connection: redis.Redis, service: Service, functi
     values = (overrides or ExecutionSettings()).for_service(service, settings)
     with quotas.locked(project):
         quotas.check_queued(settings, project)
-        if model is not None:
+        if model is not None and function == TRAIN_MODEL:
             models.start_training(model.id)
         execution = Execution.create(
             service=service, function=function, name=name, input=input, model=model, project=project, **values,
@@ -114,6 +114,9 @@ def submit_function(settings: Settings, connection: redis.Redis, service: Servic
     """Run ``function`` on ``service``; a train_model goes into its model's project, others into ``project``."""
     if function not in FUNCTIONS:
         raise ConfigError(f"unknown function {function!r}", {"function": f"one of: {', '.join(sorted(FUNCTIONS))}"})
+    if function in MODEL_FUNCTIONS:
+        raise ConfigError(f"{function} runs a trained model: use POST /api/v1/models/{{id}}/{function.split('_')[0]}",
+                          {"function": f"one of: {', '.join(sorted(FUNCTIONS - MODEL_FUNCTIONS))}"})
     if function != TRAIN_MODEL:
         return submit(settings, connection, service, function, function, input, None, overrides, project)
     model = models.get_model(str(input.get("model_id", "")))

@@ -109,15 +109,16 @@ def start_training(model_id: str, execution_id: str | None = None) -> None:
 
 def rerun_training(execution: Execution) -> None:
     """The ``then`` of a manual rerun: take the model of a training again (see start_training), then follow."""
-    if execution.model_id:
+    if execution.model_id and execution.function == TRAIN_MODEL:
         start_training(execution.model_id, execution.id)
     follow(execution)
 
 
 def follow(execution: Execution) -> None:
     """Bring the model of ``execution`` (a training; others have none) in line with the status
-    the execution just took. Meant as the state machine's ``then``: it runs in the same transaction."""
-    if not execution.model_id:
+    the execution just took. Meant as the state machine's ``then``: it runs in the same transaction.
+    An evaluation or a prediction of a model leaves its status as it is."""
+    if not execution.model_id or execution.function != TRAIN_MODEL:
         return
     status = ExecutionStatus(execution.status)
     if status in (ExecutionStatus.PENDING, ExecutionStatus.RERUN):

@@ -25,7 +25,11 @@ INT32 = 2**31 - 1
 """The largest attempt number or process id a message may carry: every integer of a request is bounded."""
 
 TRAIN_MODEL = "train_model"
-FUNCTIONS: frozenset[str] = frozenset({TRAIN_MODEL, "noop"})
+EVALUATE_MODEL = "evaluate_model"
+PREDICT_MODEL = "predict_model"
+MODEL_FUNCTIONS: frozenset[str] = frozenset({EVALUATE_MODEL, PREDICT_MODEL})
+"""The functions that run a trained model (they leave its status as it is); submitted through the model's endpoints."""
+FUNCTIONS: frozenset[str] = frozenset({TRAIN_MODEL, EVALUATE_MODEL, PREDICT_MODEL, "noop"})
 """The functions an execution may call; trainfaas.functions.run maps each name to its code."""
 
 

@@ -13,9 +13,11 @@ return one page of items; ``iter_*`` walk every page.
 """
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -129,6 +131,21 @@ class Client:
         """Enqueue a training; ``blueprint`` names one whose options, settings and data set the others override."""
         payload = _drop_none({"dataset": dataset, "configuration": configuration, "execution": execution, "blueprint": blueprint})
         return self.request("POST", f"/api/v1/models/{model_id}/train", json=payload)  # type: ignore[no-any-return]
+
+    def evaluate(self, model_id: str, dataset: str, subset: str | None = None, execution: dict[str, Any] | None = None) -> Json:
+        """Enqueue an evaluation of a trained model on the ``subset`` (validation by default, or train) of
+        ``dataset``; the execution's output holds the task's metrics once it succeeds (see :meth:`wait`)."""
+        payload = _drop_none({"dataset": dataset, "subset": subset, "execution": execution})
+        return self.request("POST", f"/api/v1/models/{model_id}/evaluate", json=payload)  # type: ignore[no-any-return]
+
+    def predict(self, model_id: str, inputs: list[Any], top_k: int | None = None, execution: dict[str, Any] | None = None) -> Json:
+        """Enqueue a prediction of a trained model; the execution's output holds one prediction per input.
+
+        Each input is a ``{"file" | "image" | "text": ...}`` dict as the API takes it, a ``str`` (a text),
+        ``bytes`` (an encoded image, sent inline as base64) or a ``pathlib.Path`` (a local image file, sent
+        inline). Files inside the server's data roots are given as ``{"file": "relative/path.png"}``."""
+        payload = _drop_none({"inputs": [prediction_input(item) for item in inputs], "top_k": top_k, "execution": execution})
+        return self.request("POST", f"/api/v1/models/{model_id}/predict", json=payload)  # type: ignore[no-any-return]
 
     # blueprints
     def save_blueprint(self, name: str, *, from_execution: str | None = None, config: dict[str, Any] | None = None,
@@ -306,3 +323,16 @@ class Client:
 
     def revoke_token(self, token_id: str) -> Json:
         return self.request("DELETE", f"/api/v1/tokens/{token_id}")  # type: ignore[no-any-return]
+
+
+def prediction_input(item: Any) -> dict[str, Any]:
+    """One input of :meth:`Client.predict` as the API takes it."""
+    if isinstance(item, dict):
+        return item
+    if isinstance(item, str):
+        return {"text": item}
+    if isinstance(item, Path):
+        item = item.read_bytes()
+    if isinstance(item, (bytes, bytearray)):
+        return {"image": base64.b64encode(bytes(item)).decode("ascii")}
+    raise TypeError(f"a prediction input is a dict, str, bytes or pathlib.Path, not {type(item).__name__}")
