@@ -137,3 +137,35 @@ def test_a_training_that_allocates_memory_shows_samples_and_a_peak_at_least_that
     assert usage["samples"] >= 2 and usage["peak_rss_mb"] >= 200 and 0 <= usage["mean_cpu_percent"] <= 100
     assert usage["peak_rss_mb"] == max(s["y"] for s in samples if s["legend"] == "rss_mb")
     assert {s["legend"] for s in samples} >= {"rss_mb", "cpu_percent"}
+
+
+class _Nvml:
+    """NVML's answers as the binding gives them, for two GPUs: the code that reads them runs without a GPU here."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:  # noqa: N802 - NVML's name
+        if handle == 2:
+            raise self.Error("GPU is lost")
+        user = type("ProcessInfo", (), {"pid": self.pid if handle == 0 else 1, "usedGpuMemory": 512 << 20})
+        return [user, type("ProcessInfo", (), {"pid": 1, "usedGpuMemory": None})]
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:  # noqa: N802 - NVML's name
+        return type("Utilization", (), {"gpu": 70 + handle})
+
+
+def test_gpu_samples_count_only_the_work_processes_gpus_and_skip_a_failing_one(holder: Any) -> None:
+    gpus = Gpus()
+    gpus.nvml, gpus.handles = _Nvml(holder.pid), [0, 1, 2]
+    assert gpus.usage({holder.pid}) == (70.0, 512.0)
+    assert gpus.usage({999999}) is None
+    watch = UsageWatch(holder.pid, 1.0)
+    samples = by_legend(watch.sample(gpus))
+    assert (samples["gpu_util"], samples["gpu_mem_mb"]) == (70.0, 512.0)
+    summary = watch.summary()
+    assert summary is not None and (summary.peak_gpu_mem_mb, summary.mean_gpu_util) == (512.0, 70.0)
+    assert "peak GPU memory 512 MB" in watch.peak_words()
