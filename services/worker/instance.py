@@ -228,9 +228,14 @@ class InstanceProcess:
             return
         if self.gpus is None:
             self.gpus = Gpus()
+        try:
+            events = run.usage.sample(self.gpus, now)
+        except Exception as exc:  # noqa: BLE001 - a measure that fails must not stop the instance, nor the attempt
+            log.warning("instance %s: cannot measure %s (%s); its usage is not sampled", self.instance_id, run.label, exc)
+            run.usage = None
+            return
         at = time.time()
-        self.outbox += [ReportedEvent(execution_id=run.execution_id, attempt=run.attempt, at=at, event=event)
-                        for event in run.usage.sample(self.gpus, now)]
+        self.outbox += [ReportedEvent(execution_id=run.execution_id, attempt=run.attempt, at=at, event=event) for event in events]
 
     def _spawn(self) -> Spare:
         return Spare.start(self.mp, self.architecture, self.settings.adapters, name=f"work-{self.service}", user=self.work_user)
