@@ -20,7 +20,8 @@ from trainfaas.services.store.records import Service
 
 PREFIX = "TRAINFAAS_"
 # The settings an instance runs with, as the scheduler has them.
-INSTANCE_SETTINGS = ("home", "redis_url", "api_url", "adapters", "log_format", "heartbeat_interval_s", "work_user", "work_isolation", "data_roots")
+INSTANCE_SETTINGS = ("home", "redis_url", "api_url", "adapters", "log_format", "heartbeat_interval_s", "work_user", "work_isolation",
+                     "data_roots", "usage_interval_s")
 REGISTRATION_TOKEN = PREFIX + "REGISTRATION_TOKEN"
 REGISTRATION_TOKEN_FD = PREFIX + "REGISTRATION_TOKEN_FD"  # an inherited descriptor the token is read from
 

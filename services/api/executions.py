@@ -25,7 +25,7 @@ from trainfaas.services.api.schemas import (
     Page,
     TrainInput,
 )
-from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view
+from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view, waiting_view
 from trainfaas.services.control import deletion
 from trainfaas.services.control import executions as control
 from trainfaas.services.control.configuration import pydantic_fields
@@ -90,8 +90,10 @@ def index(query: ExecutionQuery, principal: Principal) -> dict[str, Any]:
 
 @endpoint(bp, "GET", "/executions/<execution_id>", response=ExecutionOut)
 def show(execution_id: str, principal: Principal) -> dict[str, Any]:
-    """One execution with its status log and attempts."""
-    return execution_view(control.get_execution(execution_id, principal.reach))
+    """One execution with its status log and attempts (each with what it used); one that waits
+    (pending or rerun) says why in ``waiting``: its place in its service's queue, what holds it and when it may start."""
+    execution = control.get_execution(execution_id, principal.reach)
+    return {**execution_view(execution), "waiting": waiting_view(settings(), execution)}
 
 
 @endpoint(bp, "POST", "/executions/<execution_id>/terminate", response=ExecutionOut, status=202, access="write", errors=(409,),

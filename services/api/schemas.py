@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainfaas.services.api.usage_schemas import AttemptUsage, Waiting
 from trainfaas.services.control.executions import ExecutionSettings
 from trainfaas.services.core.statuses import ExecutionStatus, InstanceStatus, ModelStatus, Outcome
 
@@ -212,6 +213,7 @@ class AttemptOut(Out):
     ended_at: str | None = Timestamp
     outcome: Outcome | None
     reason: str | None
+    usage: AttemptUsage | None = Field(None, description="What its work process used; null where it was not measured.")
 
 
 class ExecutionSummary(Out):
@@ -246,6 +248,7 @@ class ExecutionOut(ExecutionSummary):
     traceback: str | None
     status_log: list[StatusLogEntry]
     attempts: list[AttemptOut]
+    waiting: Waiting | None = Field(None, description="GET /executions/{id} of a pending or rerun execution: why it has not started.")
 
 
 class ServiceOut(Stamped):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainfaas.services.api import iso
-from trainfaas.services.control import quotas
+from trainfaas.services.control import quotas, waiting
 from trainfaas.services.control.services import describe_scaling, service_health
 from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core.settings import Settings
@@ -59,9 +59,25 @@ def execution_view(execution: Execution, detail: bool = True) -> dict[str, Any]:
         ]
         view["attempts"] = [
             {"number": row.number, "instance": row.instance, "started_at": iso(row.started_at), "ended_at": iso(row.ended_at),
-             "outcome": row.outcome, "reason": row.reason}
+             "outcome": row.outcome, "reason": row.reason, "usage": usage_view(row)}
             for row in Attempt.select().where(Attempt.execution == execution.id).order_by(Attempt.number)
         ]
+    return view
+
+
+def usage_view(attempt: Attempt) -> dict[str, Any] | None:
+    """What an attempt's work process used, or None where its instance did not measure it."""
+    if attempt.usage_samples is None:
+        return None
+    return {"samples": attempt.usage_samples, "peak_rss_mb": attempt.peak_rss_mb, "mean_cpu_percent": attempt.mean_cpu_percent,
+            "peak_gpu_mem_mb": attempt.peak_gpu_mem_mb, "mean_gpu_util": attempt.mean_gpu_util}
+
+
+def waiting_view(settings: Settings, execution: Execution) -> dict[str, Any] | None:
+    """Why a pending or rerun execution has not started (None for any other)."""
+    view = waiting.waiting(settings, execution)
+    if view is not None:
+        view["estimated_start_at"] = iso(view["estimated_start_at"])
     return view
 
 

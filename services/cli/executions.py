@@ -24,6 +24,7 @@ from trainfaas.services.cli.output import (
     short_id,
 )
 from trainfaas.services.cli.progress import follow_and_report
+from trainfaas.services.cli.waiting import usage_words, waiting_line
 
 
 def state(execution: Json) -> str:
@@ -42,7 +43,7 @@ EXECUTION_FIELDS = ("id", "name", "service", "status", "progress", "message", "a
 STATUS_LOG_COLUMNS = (Column("time", "at", kind="time"), Column("status", kind="word"), Column("attempt", kind="word"), Column("message"))
 ATTEMPT_COLUMNS = (
     Column("attempt", "number", kind="word"), Column("instance", kind="id"), Column("started", "started_at", kind="time"),
-    Column("ended", "ended_at", kind="time"), Column("outcome", kind="word"), Column("reason"),
+    Column("ended", "ended_at", kind="time"), Column("outcome", kind="word"), Column("used", usage_words), Column("reason"),
 )
 
 
@@ -82,6 +83,9 @@ def executions_show(ctx: click.Context, execution_id: str, as_json: bool, follow
         print_json(execution)
         return
     print_fields(execution, EXECUTION_FIELDS, 14)
+    if execution.get("waiting"):
+        say(waiting_line(execution["waiting"]))
+        say(f"  {execution['waiting']['reason']}; estimate: {execution['waiting']['estimate_reason']}")
     print_table(STATUS_LOG_COLUMNS, execution["status_log"], "status log")
     print_table(ATTEMPT_COLUMNS, execution["attempts"], "attempts")
 

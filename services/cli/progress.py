@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trainfaas.services.cli.output import Column, console, print_table, printable
+from trainfaas.services.cli.waiting import waiting_line
 from trainfaas.services.sdk.client import Client
 
 METRIC_COLUMNS = (Column("metric"), Column("value"))
@@ -20,7 +21,8 @@ def follow(client: Client, execution_id: str) -> dict[str, Any]:
 
         def update(execution: dict[str, Any]) -> None:
             label = execution["status"] + (f" #{execution['attempt']}" if execution["attempt"] > 1 else "")
-            progress.update(task, completed=execution["progress"], status=label, message=escape(printable(execution["message"][:60])))
+            message = waiting_line(execution["waiting"]) if execution.get("waiting") else execution["message"][:60]
+            progress.update(task, completed=execution["progress"], status=label, message=escape(printable(message)))
 
         return client.wait(execution_id, on_update=update)
 

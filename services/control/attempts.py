@@ -128,6 +128,17 @@ def finish(connection: redis.Redis, settings: Settings, instance: Instance, exec
     claimed_by(instance, execution.id, report.attempt)
     if report.output is not None and "model_path" in report.output:
         inside_attempt(settings, execution.id, report.attempt, report.output["model_path"], "output.model_path")
+    ended = _end(connection, instance, execution, report)
+    if report.usage is not None:  # the attempt was this instance's and is closed now: its usage is kept with it
+        Attempt.update(peak_rss_mb=report.usage.peak_rss_mb, mean_cpu_percent=report.usage.mean_cpu_percent,
+                       peak_gpu_mem_mb=report.usage.peak_gpu_mem_mb, mean_gpu_util=report.usage.mean_gpu_util,
+                       usage_samples=report.usage.samples).where(
+            (Attempt.execution == execution.id) & (Attempt.number == report.attempt) & (Attempt.instance == instance.id)).execute()
+    return ended
+
+
+def _end(connection: redis.Redis, instance: Instance, execution: Execution, report: Finish) -> Execution:
+    """Close the attempt as ``report`` says it ended."""
     if report.outcome == Outcome.RESET:
         return reset(connection, execution.id, report.attempt, report.reason, instance=instance.id)
     if report.outcome == Outcome.SUCCESS:

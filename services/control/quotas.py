@@ -21,7 +21,7 @@ from trainfaas.services.core.errors import NotFound, ProjectAtRunningLimit, Quot
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import WAITING_EXECUTION, ExecutionStatus
 from trainfaas.services.store.database import database
-from trainfaas.services.store.records import Execution, Project
+from trainfaas.services.store.records import Execution, Project, now_s
 
 QUEUED = (ExecutionStatus.CREATED, *sorted(WAITING_EXECUTION))
 """The statuses that count as queued: the row exists and waits for an instance."""
@@ -112,8 +112,9 @@ def running_limit_reached(settings: Settings, execution: Execution, attempt: int
 
 def hold(execution: Execution, why: str) -> None:
     """Say ``why`` in the (still waiting) execution's message and raise ProjectAtRunningLimit."""
-    if execution.message != why:
-        Execution.update(message=why).where((Execution.id == execution.id) & Execution.status.in_(QUEUED)).execute()
+    # Its instance puts it back at the end of the queue, so that other projects' executions start:
+    # its place in the queue (queued_at) moves there too.
+    Execution.update(message=why, queued_at=now_s()).where((Execution.id == execution.id) & Execution.status.in_(QUEUED)).execute()
     raise ProjectAtRunningLimit(why, {"project": "fewer running executions (max_running)"})
 
 

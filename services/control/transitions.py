@@ -70,6 +70,8 @@ def transition(
         raise InvalidTransition(f"illegal transition {_names(illegal)} -> {to}")
     if new_attempt is not None:
         fields["attempt"] = new_attempt
+    if to in WAITING_EXECUTION:
+        fields.setdefault("queued_at", now_s())  # its place in its service's queue: the back of it
     values: dict[Any, Any] = {Execution.status: to, **{getattr(Execution, k): v for k, v in fields.items()}}
     with database.atomic():
         changed = (

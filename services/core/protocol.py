@@ -240,6 +240,18 @@ class HeartbeatReply(Message):
     unknown: list[str] = Field(default_factory=list, description="Entries of the heartbeat that are no attempt this instance claimed: ignored.")
 
 
+class UsageSummary(Message):
+    """What an attempt's work process and its children used, as its instance measured them."""
+
+    samples: int = Field(ge=0, le=INT32, description="How many times the instance measured.")
+    peak_rss_mb: float | None = Field(None, ge=0, le=2**40, allow_inf_nan=False,
+                                      description="Peak resident memory, MB (the processes' sum).")
+    mean_cpu_percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False,
+                                           description="Mean CPU use, in percent of the cores the work process may use.")
+    peak_gpu_mem_mb: float | None = Field(None, ge=0, le=2**40, allow_inf_nan=False, description="Peak GPU memory, MB; null: no GPU used.")
+    mean_gpu_util: float | None = Field(None, ge=0, le=100, allow_inf_nan=False, description="Mean GPU utilisation, percent.")
+
+
 class Finish(Message):
     attempt: int = Field(ge=1, le=INT32)
     outcome: Literal[Outcome.SUCCESS, Outcome.FAILED, Outcome.RESET, Outcome.TERMINATED]
@@ -247,6 +259,7 @@ class Finish(Message):
     error: str | None = Field(None, max_length=100000)
     traceback: str | None = Field(None, max_length=1000000)
     output: dict[str, Any] | None = Field(None, description="A NaN or infinity in it is stored as null.")
+    usage: UsageSummary | None = Field(None, description="What the work process used; null where it was not measured.")
 
     @field_validator("output")
     @classmethod

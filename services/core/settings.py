@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_log_lines: int = Field(100_000, ge=1, description="Most log lines kept per attempt; past it, one line says so.")
     max_log_chars: int = Field(10_000_000, ge=1, description="Most characters of log text kept per attempt; past it, one line says so.")
     max_metric_samples: int = Field(100_000, ge=1, description="Most metric samples kept per attempt; past it, one log line says so.")
+    usage_interval_s: float = Field(5.0, gt=0, le=3600, description="How often an instance measures the CPU, memory and GPU use of"
+                                                                    " each work process, in seconds (the `system` figure).")
     max_log_page_chars: int = Field(1024 * 1024, ge=1, description="Most characters of log text in one page of logs; the cursor continues.")
 
     # Quotas and limits (docs/security.md, "Quotas and limits"): what one write token can make the platform do.

@@ -178,6 +178,19 @@ class Client:
     def get_execution(self, execution_id: str) -> Json:
         return self.request("GET", f"/api/v1/executions/{execution_id}")  # type: ignore[no-any-return]
 
+    def waiting(self, execution_id: str) -> Json | None:
+        """Why a pending or rerun execution has not started: its ``position`` in its service's queue,
+        what holds it (``blocked_by``, ``reason``), the service's instances and ``estimated_wait_s``;
+        None once it is no longer waiting."""
+        return self.get_execution(execution_id).get("waiting")  # type: ignore[no-any-return]
+
+    def usage(self, execution_id: str, attempt: int | None = None) -> list[Json]:
+        """The samples of what the execution's work processes used (figure ``system``: ``cpu_percent``,
+        ``rss_mb``, ``gpu_util``, ``gpu_mem_mb``), of one attempt or of all; each attempt's summary is
+        its ``usage`` in :meth:`get_execution`."""
+        return [sample for sample in self.metrics(execution_id)
+                if sample["figure"] == "system" and (attempt is None or sample["attempt"] == attempt)]
+
     def list_executions(self, **filters: Any) -> list[Json]:
         """Filters: q, status (comma-separated), service, model, project, created_after/before (epoch s),
         include_removed ("true": also the executions removed from training), limit, cursor."""

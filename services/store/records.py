@@ -154,6 +154,8 @@ class Execution(BaseModel):
     error = peewee.TextField(null=True)
     traceback = peewee.TextField(null=True)
     output = JSONField(null=True)
+    # When it last entered pending or rerun: its place in its service's queue (migration 14).
+    queued_at = peewee.DoubleField(null=True, default=now_s)
 
     @property
     def duration_s(self) -> float | None:
@@ -200,6 +202,12 @@ class Attempt(BaseModel):
     ended_at = peewee.DoubleField(null=True)
     outcome = peewee.CharField(max_length=20, null=True)
     reason = peewee.TextField(null=True)
+    # What its work process used, as its instance measured it (migration 14); None: not measured.
+    peak_rss_mb = peewee.DoubleField(null=True)
+    mean_cpu_percent = peewee.DoubleField(null=True)
+    peak_gpu_mem_mb = peewee.DoubleField(null=True)
+    mean_gpu_util = peewee.DoubleField(null=True)
+    usage_samples = peewee.IntegerField(null=True)
 
     class Meta:
         indexes = ((("execution", "number"), True),)

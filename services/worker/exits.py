@@ -41,7 +41,7 @@ def describe_exit(run: Running, exitcode: int | None) -> tuple[Outcome, str]:
         return Outcome.RESET, run.stop_reason
     if run.error is not None:
         if run.error.error == "MemoryError":
-            return Outcome.FAILED, f"out of memory: {run.error.message}"
+            return Outcome.FAILED, f"out of memory: {run.error.message}{_peak(run)}"
         return Outcome.FAILED, f"{run.error.error}: {run.error.message}"
     if exitcode is not None and exitcode < 0:
         return _killed(run, signal.Signals(-exitcode))
@@ -57,15 +57,20 @@ def _lost(run: Running) -> tuple[Outcome, str]:
     # say): how it ended is unknown, and the platform, not the code, lost it. Unless the kernel
     # killed for memory meanwhile: that, as for a SIGKILL seen, is the training's own doing.
     if oom_kill_count() > run.oom_kills_before:
-        return Outcome.FAILED, "OOMKilled: the kernel killed for memory and took the work process with its fork server"
+        return Outcome.FAILED, f"OOMKilled: the kernel killed for memory and took the work process with its fork server{_peak(run)}"
     return Outcome.RESET, "work process lost: its fork server was killed, so its exit was not observed"
 
 
 def _killed(run: Running, sig: signal.Signals) -> tuple[Outcome, str]:
     if sig == signal.SIGKILL and oom_kill_count() > run.oom_kills_before:
-        return Outcome.FAILED, "OOMKilled: the work process ran out of memory and the kernel killed it (SIGKILL)"
+        return Outcome.FAILED, f"OOMKilled: the work process ran out of memory and the kernel killed it (SIGKILL){_peak(run)}"
     if run.stop_reason == USER:
         return Outcome.TERMINATED, f"stopped by user; the work process was killed ({sig.name})"
     if sig in RESET_SIGNALS:
         return Outcome.RESET, f"work process killed by {sig.name} (signal {sig.value})"
     return Outcome.FAILED, f"work process crashed with {sig.name} (signal {sig.value})"
+
+
+def _peak(run: Running) -> str:
+    """The peak memory the instance saw the work process use, for an out-of-memory reason."""
+    return run.usage.peak_words() if run.usage is not None else ""

@@ -34,6 +34,7 @@ from trainfaas.services.store import queues
 from trainfaas.services.worker.control_plane import ControlPlane, Rejected, retryable
 from trainfaas.services.worker.exits import USER, describe_exit, oom_kill_count
 from trainfaas.services.worker.heartbeats import Heartbeats, end_with_parent
+from trainfaas.services.worker.usage import Gpus
 from trainfaas.services.worker.work_process import Running, Spare, work_process_context
 
 log = logging.getLogger("trainfaas.instance")
@@ -78,6 +79,7 @@ class InstanceProcess:
         self.heartbeats: Heartbeats | None = None
         self.last_flush = 0.0
         self.hold_until = 0.0  # no pulls before (monotonic s): the last claim met a project's running limit
+        self.gpus: Gpus | None = None  # NVML, opened at the first sample of usage
 
     @staticmethod
     def _registration(settings: Settings) -> str:
@@ -164,6 +166,9 @@ class InstanceProcess:
         self._watch(timeout_s=0.2 if self.running else 0.0)
         now = time.monotonic()
         self._enforce_deadlines(now)
+        for run in list(self.running.values()):
+            if run.usage is not None and run.usage.due(now):
+                self._measure(run, now)
         if self.spare is not None and not self.spare.process.is_alive():
             self._drop_spare()  # it died waiting (its fork server was killed, say): start another
         if self.spare is None:
@@ -216,10 +221,27 @@ class InstanceProcess:
             log.error("instance %s: cannot hand %s to the work user: %s", self.instance_id, claimed.spec.output_path, exc)
         spare = self.spare if self.spare is not None and self.spare.process.is_alive() else self._spawn()
         self.spare = None
-        run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count())
+        run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count(), self.settings.usage_interval_s)
         self.running[execution_id] = run
-        log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid, extra=logs.attempt_fields(run.execution_id, run.attempt))
+        self._measure(run, time.monotonic())  # the first sample: the baseline of its CPU time
+        log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid,
+                 extra=logs.attempt_fields(run.execution_id, run.attempt))
         self._keep_spare()
+
+    def _measure(self, run: Running, now: float) -> None:
+        """Sample what ``run``'s work process and its children use now, as metric samples of the ``system`` figure."""
+        if run.usage is None:
+            return
+        if self.gpus is None:
+            self.gpus = Gpus()
+        try:
+            events = run.usage.sample(self.gpus, now)
+        except Exception as exc:  # noqa: BLE001 - a measure that fails must not stop the instance, nor the attempt
+            log.warning("instance %s: cannot measure %s (%s); its usage is not sampled", self.instance_id, run.label, exc)
+            run.usage = None
+            return
+        at = time.time()
+        self.outbox += [ReportedEvent(execution_id=run.execution_id, attempt=run.attempt, at=at, event=event) for event in events]
 
     def _spawn(self) -> Spare:
         return Spare.start(self.mp, self.architecture, self.settings.adapters, name=f"work-{self.service}", user=self.work_user)
@@ -307,7 +329,8 @@ class InstanceProcess:
         report = Finish(attempt=run.attempt, outcome=outcome, reason=reason,
                         error=f"{run.error.error}: {run.error.message}" if run.error is not None else None,
                         traceback=run.error.traceback if run.error is not None else None,
-                        output=run.result.output if run.result is not None else None)
+                        output=run.result.output if run.result is not None else None,
+                        usage=run.usage.summary() if run.usage is not None else None)
         self._flush()
         log.info("instance %s: %s ended: %s (%s)", self.instance_id, run.label, outcome, reason, extra=logs.attempt_fields(run.execution_id, run.attempt))
         try:

@@ -34,6 +34,8 @@ from trainfaas.services.core.protocol import (
     decode_work_message,
     finite,
 )
+from trainfaas.services.worker.usage import FIGURE as USAGE_FIGURE
+from trainfaas.services.worker.usage import UsageWatch
 
 log = logging.getLogger("trainfaas.instance")
 
@@ -112,6 +114,7 @@ class Running:
     oom_kills_before: int = 0
     function: str = ""
     server_pid: int | None = None
+    usage: UsageWatch | None = None  # what its work process uses, measured by the instance
 
     def exit_observed(self) -> bool:
         """Whether the exit code is the work process's own: its fork server, which reports it,
@@ -126,11 +129,13 @@ class Running:
         return False
 
     @classmethod
-    def hand(cls, spare: Spare, spec: WorkSpec, timeout_s: float, drain_time_s: float, oom_kills_before: int) -> Running:
-        """Give ``spec`` to ``spare``, which runs it from now on."""
+    def hand(cls, spare: Spare, spec: WorkSpec, timeout_s: float, drain_time_s: float, oom_kills_before: int,
+             usage_interval_s: float = 5.0) -> Running:
+        """Give ``spec`` to ``spare``, which runs it from now on; its usage is sampled every ``usage_interval_s``."""
         run = cls(spec.execution_id, spec.attempt, spare.process, spare.conn, spare.stop_event,
                   deadline=time.monotonic() + timeout_s, drain_time_s=drain_time_s,
-                  oom_kills_before=oom_kills_before, function=spec.function, server_pid=spare.server_pid)
+                  oom_kills_before=oom_kills_before, function=spec.function, server_pid=spare.server_pid,
+                  usage=UsageWatch(spare.process.pid, usage_interval_s))
         try:
             spare.conn.send_bytes(spec.model_dump_json().encode())
         except (BrokenPipeError, OSError):
@@ -168,6 +173,9 @@ class Running:
         elif isinstance(message, Metric) and not message.is_finite:
             log.warning("%s: metric %s/%s sample (%s, %s) is not a finite number; dropped",
                         self.label, message.figure, message.legend, message.x, message.y)
+        elif isinstance(message, Metric) and message.figure == USAGE_FIGURE:
+            # The instance measures usage itself: samples of that figure from the code it watches would forge them.
+            log.warning("%s: metric figure %r is the instance's own; the work process's sample is dropped", self.label, USAGE_FIGURE)
         elif isinstance(message, Failure):
             self.error = message
         else:

@@ -28,6 +28,7 @@ from trainfaas.services.store.migrations import (
     m0008_model_clones,
     m0009_resume_from,
     m0010_checkpoints,
+    m0014_usage,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (8, m0008_model_clones.apply),
     (9, m0009_resume_from.apply),
     (10, m0010_checkpoints.apply),
+    (14, m0014_usage.apply),
 ]
 
 
