@@ -120,7 +120,8 @@ def _seed(client: Any, admin: str) -> dict[str, str]:
     execution = post(f"/api/v1/models/{model['id']}/train", {}, headers=headers)
     instance = post("/api/v1/instances", {"service": SERVICE}, headers=headers)
     token = post("/api/v1/tokens", {"scope": "read", "project": PROJECT}, headers=headers)
-    return {"model_id": model["id"], "execution_id": execution["id"], "instance_id": instance["id"],
+    webhook = post("/api/v1/webhooks", {"url": "https://hooks.example.com/fuzz", "secret": "s" * 16, "project": PROJECT}, headers=headers)
+    return {"webhook_id": webhook["id"], "model_id": model["id"], "execution_id": execution["id"], "instance_id": instance["id"],
             "instance_token": instance["token"], "token_id": token["id"], "service": SERVICE, "project": PROJECT}
 
 
@@ -267,6 +268,7 @@ PLAUSIBLE: dict[str, Callable[[Any], dict[str, Any]]] = {
     "executions.enqueue": lambda body: {"function": "noop"},
     "instances.register": lambda body: {"service": SERVICE},
     "projects.create_token": lambda body: {"scope": "read", "project": PROJECT},
+    "webhooks.create": lambda body: {"url": "https://hooks.example.com/linked", "secret": "s" * 16},
 }
 
 
