@@ -5,7 +5,7 @@ One loop thread looks for due deliveries every ``webhook_poll_interval_s``, clai
 compare-and-set, so two schedulers never send one try twice) and hands it to a pool of
 ``webhook_workers`` threads. A try resolves the URL's host, refuses it unless every address it
 resolves to is allowed (trainfaas.services.control.webhooks.check_address), connects to the
-address it checked (so a second lookup cannot send it elsewhere), sends the signed POST, reads
+addresses it checked, in turn (so a second lookup cannot send it elsewhere), sends the signed POST, reads
 at most ``MAX_ANSWER_BYTES`` of the answer and follows no redirect. Connecting is bounded by
 ``webhook_connect_timeout_s``; the rest of the exchange by ``webhook_read_timeout_s``.
 """
@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,8 +48,8 @@ def headers_of(delivery: WebhookDelivery, secret: str, body: bytes, timestamp: i
     }
 
 
-def resolve(settings: Settings, host: str, port: int) -> str:
-    """The address to connect to: the first ``host`` resolves to, once every one is allowed."""
+def resolve(settings: Settings, host: str, port: int) -> list[str]:
+    """The addresses to connect to, in the resolver's order: those ``host`` resolves to, once every one is allowed."""
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
@@ -58,7 +59,7 @@ def resolve(settings: Settings, host: str, port: int) -> str:
         webhooks.check_address(settings, host, address)
     if not addresses:
         raise ConnectionError(f"{host} resolves to no address")
-    return addresses[0]
+    return list(dict.fromkeys(addresses))
 
 
 def post(settings: Settings, url: str, headers: dict[str, str], body: bytes) -> tuple[int | None, str | None]:
@@ -67,7 +68,7 @@ def post(settings: Settings, url: str, headers: dict[str, str], body: bytes) -> 
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = resolve(settings, host, port)
+        addresses = resolve(settings, host, port)
     except ConfigError as exc:
         return None, f"refused: {exc}"
     except (ValueError, ConnectionError) as exc:
@@ -78,7 +79,7 @@ def post(settings: Settings, url: str, headers: dict[str, str], body: bytes) -> 
     timers: list[threading.Timer] = []
 
     def connect(_: Any, timeout: Any = None, source: Any = None) -> socket.socket:
-        sock = socket.create_connection((address, port), settings.webhook_connect_timeout_s)
+        sock = _connect_any(addresses, port, settings.webhook_connect_timeout_s)
         sock.settimeout(settings.webhook_read_timeout_s)
         # The whole exchange after connecting is bounded too, not only each read.
         timer = threading.Timer(settings.webhook_read_timeout_s, _cut, (sock,))
@@ -101,6 +102,17 @@ def post(settings: Settings, url: str, headers: dict[str, str], body: bytes) -> 
         connection.close()
 
 
+def _connect_any(addresses: list[str], port: int, timeout_s: float) -> socket.socket:
+    """A connection to the first of ``addresses`` (each one checked) that accepts one."""
+    failure: OSError = ConnectionError("no address")
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout_s)
+        except OSError as exc:
+            failure = exc
+    raise failure
+
+
 def _cut(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
@@ -120,8 +132,9 @@ def _failure(status: int, text: bytes) -> str | None:
 class Deliverer:
     """The loop and the pool that send due deliveries (see the module's doc)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = now_s) -> None:
         self.settings = settings
+        self.clock = clock
         self.lease_s = settings.webhook_connect_timeout_s + settings.webhook_read_timeout_s + 30.0
         self.pool: ThreadPoolExecutor | None = None
         self.thread: threading.Thread | None = None
@@ -158,7 +171,7 @@ class Deliverer:
         if free <= 0 or self.pool is None:
             return 0
         handed = 0
-        now = now_s()
+        now = self.clock()
         for delivery in webhooks.due(now, free):
             if webhooks.claim(delivery, now, self.lease_s):
                 with self.lock:
@@ -187,4 +200,4 @@ class Deliverer:
         code, error = post(self.settings, hook.url, headers_of(delivery, hook.secret, body, int(time.time())), body)
         if error is not None:
             log.info("webhook %s: delivery %s (%s) try %d failed: %s", hook.id, delivery.id, delivery.event, delivery.attempts, error)
-        return webhooks.settle(self.settings, delivery_id, code, error, now_s())
+        return webhooks.settle(self.settings, delivery_id, code, error, self.clock())

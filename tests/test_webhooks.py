@@ -182,17 +182,30 @@ def test_a_ping_is_sent_a_redirect_is_not_followed_and_a_huge_answer_is_cut(api:
     assert all(json.loads(r["body"])["type"] == "ping" for r in receiver.received)
 
 
-def test_a_private_address_is_refused_when_sending_too(api: Any, receiver: Receiver) -> None:
-    allow(api)
-    hook = add(api.client, receiver.url).get_json()
-    api.client.post(f"/api/v1/webhooks/{hook['id']}/test")
-    strict = allow(api, webhook_allow_hosts="", webhook_retry_window_s=0.1)
-    running = deliverer(strict)
+def test_a_name_is_resolved_and_refused_when_sending_unless_allowed(api: Any, receiver: Receiver) -> None:
+    allow(api, webhook_allow_private=True)
+    hook = add(api.client, receiver.url.replace("127.0.0.1", "localhost")).get_json()
+    first = api.client.post(f"/api/v1/webhooks/{hook['id']}/test").get_json()["id"]
+    running = deliverer(allow(api, webhook_allow_private=False, webhook_allow_hosts="", webhook_retry_window_s=0.01))
     try:
-        wait_until(lambda: WebhookDelivery.get().status == "failed", what="the refused delivery to fail")
+        wait_until(lambda: WebhookDelivery.get_by_id(first).status == "failed", what="the refused delivery to fail")
     finally:
         running.stop()
-    assert WebhookDelivery.get().last_error.startswith("refused:") and receiver.received == []
+    assert WebhookDelivery.get_by_id(first).last_error.startswith("refused:") and receiver.received == []
+    second = api.client.post(f"/api/v1/webhooks/{hook['id']}/test").get_json()["id"]
+    running = deliverer(allow(api, webhook_allow_hosts="localhost"))
+    try:
+        wait_until(lambda: WebhookDelivery.get_by_id(second).status == "succeeded", what="the allowed delivery")
+    finally:
+        running.stop()
+    assert len(receiver.received) == 1
+
+
+def test_pings_waiting_to_be_sent_are_bounded(api: Any, receiver: Receiver) -> None:
+    allow(api)
+    hook = add(api.client, receiver.url).get_json()
+    answers = [api.client.post(f"/api/v1/webhooks/{hook['id']}/test").status_code for _ in range(6)]
+    assert answers == [202] * 5 + [429] and WebhookDelivery.select().count() == 5
 
 
 def test_a_receiver_that_hangs_holds_up_neither_the_state_machine_nor_other_deliveries(api: Any, receiver: Receiver) -> None:

@@ -124,9 +124,10 @@ def delete(webhook_id: str, principal: Principal) -> dict[str, Any]:
     return webhook_view(control.delete(control.get(webhook_id, principal.reach)))
 
 
-@endpoint(bp, "POST", "/webhooks/<webhook_id>/test", response=DeliveryOut, status=202, access="write", errors=(404, 409))
+@endpoint(bp, "POST", "/webhooks/<webhook_id>/test", response=DeliveryOut, status=202, access="write", errors=(404, 409, 429))
 def test(webhook_id: str, principal: Principal) -> dict[str, Any]:
-    """Send the webhook a ping: the delivery is recorded now and sent by the scheduler, like any event."""
+    """Send the webhook a ping: the delivery is recorded now and sent by the scheduler, like any event. 429 while
+    it has 5 pings still to send."""
     return delivery_view(control.record_ping(control.get(webhook_id, principal.reach)))
 
 

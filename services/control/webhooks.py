@@ -36,6 +36,7 @@ EXECUTION_EVENTS = tuple(f"execution.{status.value}" for status in ExecutionStat
 EVENTS = (ALL, ALL_EXECUTION, *EXECUTION_EVENTS)
 DEFAULT_EVENTS = sorted(f"execution.{status.value}" for status in TERMINAL_EXECUTION)
 MAX_URL_CHARS = 2048
+MAX_PENDING_PINGS = 5  # pings of one webhook waiting to be sent: a write token cannot queue floods of requests
 SIGNATURE_HEADER = "X-Trainfaas-Signature"
 
 
@@ -201,7 +202,12 @@ def record_change(execution: Execution, note: str = "") -> int:
 
 
 def record_ping(webhook: Webhook) -> WebhookDelivery:
-    """Record a ping to ``webhook``; the deliverer sends it like any event."""
+    """Record a ping to ``webhook``; the deliverer sends it like any event. QuotaExceeded (429)
+    while the webhook has ``MAX_PENDING_PINGS`` pings still to send."""
+    waiting = deliveries(webhook, "pending").where(WebhookDelivery.event == PING).count()
+    if waiting >= MAX_PENDING_PINGS:
+        raise QuotaExceeded(f"webhook {webhook.id} has {waiting} pings still to send: see its deliveries",
+                            {"webhook_id": f"a webhook with fewer than {MAX_PENDING_PINGS} pings pending"})
     at = now_s()
     event = _event(PING, webhook.project, {"webhook": webhook.id}, at)
     return WebhookDelivery.create(webhook=webhook.id, event=PING, event_id=event["id"], payload=event,  # type: ignore[no-any-return]
