@@ -7,7 +7,8 @@ compare-and-set, so two schedulers never send one try twice) and hands it to a p
 resolves to is allowed (trainfaas.services.control.webhooks.check_address), connects to the
 addresses it checked, in turn (so a second lookup cannot send it elsewhere), sends the signed POST, reads
 at most ``MAX_ANSWER_BYTES`` of the answer and follows no redirect. Connecting is bounded by
-``webhook_connect_timeout_s``; the rest of the exchange by ``webhook_read_timeout_s``.
+``webhook_connect_timeout_s``; the rest of the exchange by ``webhook_read_timeout_s``. Every
+ten minutes the loop also deletes settled deliveries older than ``webhook_keep_s``.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ log = logging.getLogger("trainfaas.webhooks")
 
 MAX_ANSWER_BYTES = 4096
 USER_AGENT = "trainfaas-webhooks/1"
+PRUNE_INTERVAL_S = 600.0  # how often settled deliveries past webhook_keep_s are deleted
 
 
 def body_of(payload: dict[str, Any]) -> bytes:
@@ -141,6 +143,7 @@ class Deliverer:
         self.stopping = threading.Event()
         self.busy = 0
         self.lock = threading.Lock()
+        self.pruned_at = 0.0
 
     def start(self) -> None:
         self.pool = ThreadPoolExecutor(self.settings.webhook_workers, thread_name_prefix="webhook")
@@ -161,6 +164,9 @@ class Deliverer:
             try:
                 with database.connection_context():
                     self.dispatch()
+                    if self.clock() - self.pruned_at >= PRUNE_INTERVAL_S:
+                        self.pruned_at = self.clock()
+                        webhooks.prune(self.settings, self.pruned_at)
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("webhook deliverer: looking for due deliveries failed")
 

@@ -4,6 +4,7 @@ an execution; and a real stack whose training fires its end event, driven throug
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from tests.test_api_access import project_tokens
 from tests.webhook_receiver import Receiver, verify
 from trainfaas.scheduler.webhooks import Deliverer
 from trainfaas.services.cli.main import main
-from trainfaas.services.control import transitions
+from trainfaas.services.control import transitions, webhooks
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus as S
 from trainfaas.services.store.records import Execution, Service, Webhook, WebhookDelivery
@@ -201,11 +202,17 @@ def test_a_name_is_resolved_and_refused_when_sending_unless_allowed(api: Any, re
     assert len(receiver.received) == 1
 
 
-def test_pings_waiting_to_be_sent_are_bounded(api: Any, receiver: Receiver) -> None:
-    allow(api)
+def test_pings_waiting_to_be_sent_are_bounded_and_settled_deliveries_are_kept_for_a_while(api: Any, receiver: Receiver) -> None:
+    settings = allow(api, webhook_keep_s=3600)
     hook = add(api.client, receiver.url).get_json()
     answers = [api.client.post(f"/api/v1/webhooks/{hook['id']}/test").status_code for _ in range(6)]
     assert answers == [202] * 5 + [429] and WebhookDelivery.select().count() == 5
+    pending, settled, old = (row.id for row in WebhookDelivery.select().order_by(WebhookDelivery.id).limit(3))
+    WebhookDelivery.update(status="succeeded", created_at=WebhookDelivery.created_at - 3599).where(WebhookDelivery.id == settled).execute()
+    WebhookDelivery.update(status="failed", created_at=WebhookDelivery.created_at - 3700).where(WebhookDelivery.id == old).execute()
+    WebhookDelivery.update(created_at=WebhookDelivery.created_at - 9999).where(WebhookDelivery.id == pending).execute()
+    assert webhooks.prune(settings, time.time()) == 1
+    assert {row.id for row in WebhookDelivery.select()} >= {pending, settled} and WebhookDelivery.get_or_none(id=old) is None
 
 
 def test_a_receiver_that_hangs_holds_up_neither_the_state_machine_nor_other_deliveries(api: Any, receiver: Receiver) -> None:

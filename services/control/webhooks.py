@@ -245,6 +245,12 @@ def claim(delivery: WebhookDelivery, now: float, lease_s: float) -> bool:
     return changed == 1
 
 
+def prune(settings: Settings, now: float) -> int:
+    """Delete the settled deliveries older than ``webhook_keep_s``; how many."""
+    old = (WebhookDelivery.status != "pending") & (WebhookDelivery.created_at < now - settings.webhook_keep_s)
+    return WebhookDelivery.delete().where(old).execute()  # type: ignore[no-any-return]
+
+
 def settle(settings: Settings, delivery_id: str, code: int | None, error: str | None, now: float) -> WebhookDelivery | None:
     """Write a try's outcome: succeeded on a 2xx answer; else the next try after an exponential
     backoff, or failed for good once that would fall past the retry window. None if the delivery

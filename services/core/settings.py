@@ -83,6 +83,8 @@ class Settings(BaseSettings):
                                                                          " then it is marked failed.")
     webhook_poll_interval_s: float = Field(1.0, gt=0, description="How often the scheduler's deliverer looks for due deliveries.")
     webhook_workers: int = Field(4, ge=1, le=64, description="Deliveries the scheduler sends at once.")
+    webhook_keep_s: float = Field(7 * 86400.0, gt=0, description="How long a settled delivery (succeeded or failed) stays in its"
+                                                                 " webhook's record, in seconds; older ones are deleted.")
 
     heartbeat_interval_s: float = 2.0
     heartbeat_timeout_s: float = 10.0
