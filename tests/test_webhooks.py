@@ -68,6 +68,10 @@ def test_a_webhook_is_created_listed_changed_and_deleted_and_its_secret_never_co
     changed = api.client.patch(f"/api/v1/webhooks/{hook['id'][:6]}", json={"events": ["*", "*"], "secret": "another-secret-value"})
     assert changed.status_code == 200 and changed.get_json()["events"] == ["*"]
     assert Webhook.get_by_id(hook["id"]).secret == "another-secret-value"
+    for bad, field in (({"url": "http://10.0.0.1/"}, "url"), ({"events": []}, "events"), ({"secret": "short"}, "secret")):
+        refused = api.client.patch(f"/api/v1/webhooks/{hook['id']}", json=bad)
+        assert refused.status_code == 422 and field in refused.get_json()["error"]["fields"]
+    assert api.client.get(f"/api/v1/webhooks/{hook['id']}").get_json() == changed.get_json()
     for response in (created, changed, api.client.get(f"/api/v1/webhooks/{hook['id']}"), api.client.get("/api/v1/webhooks")):
         assert SECRET not in response.get_data(as_text=True) and "another-secret" not in response.get_data(as_text=True)
     assert api.client.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 200
@@ -260,5 +264,7 @@ def test_a_real_training_fires_its_end_event_through_the_cli_while_a_receiver_ha
         wait_until(lambda: all(d["status"] == "succeeded" for d in client.webhook_deliveries(hook["id"])), what="every delivery")
         assert "succeeded" in cli("webhooks", "deliveries", hook["id"]) and receiver.url in cli("webhooks", "list")
         assert "queued" in cli("webhooks", "test", hook["id"])
+        assert "execution.failed -> " in cli("webhooks", "update", hook["id"], "-e", "execution.failed")
+        assert client.get_webhook(hook["id"])["events"] == ["execution.failed"] and "secret" not in client.get_webhook(hook["id"])
         assert hook["id"] in cli("webhooks", "show", hook["id"][:8]) and "deleted" in cli("webhooks", "delete", hook["id"])
         assert client.list_webhooks() == []
