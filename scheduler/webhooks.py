@@ -34,6 +34,7 @@ log = logging.getLogger("trainfaas.webhooks")
 
 MAX_ANSWER_BYTES = 4096
 USER_AGENT = "trainfaas-webhooks/1"
+CANDIDATES_PER_WORKER = 20  # due deliveries read per free worker, to find other webhooks' behind a backlog
 PRUNE_INTERVAL_S = 600.0  # how often settled deliveries past webhook_keep_s are deleted
 
 
@@ -171,14 +172,22 @@ class Deliverer:
                 log.exception("webhook deliverer: looking for due deliveries failed")
 
     def dispatch(self) -> int:
-        """Claim the due deliveries the free workers can take and hand them over; how many."""
+        """Claim the due deliveries the free workers can take, one per webhook, and hand them over;
+        how many. One per webhook each round, so that a webhook with a backlog (a receiver that is
+        down, say) takes no more than its turn from the others."""
         with self.lock:
             free = self.settings.webhook_workers - self.busy
         if free <= 0 or self.pool is None:
             return 0
         handed = 0
         now = self.clock()
-        for delivery in webhooks.due(now, free):
+        served: set[str] = set()
+        for delivery in webhooks.due(now, CANDIDATES_PER_WORKER * free):
+            if handed == free:
+                break
+            if delivery.webhook_id in served:
+                continue
+            served.add(delivery.webhook_id)
             if webhooks.claim(delivery, now, self.lease_s):
                 with self.lock:
                     self.busy += 1

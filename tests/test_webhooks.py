@@ -268,3 +268,21 @@ def test_a_real_training_fires_its_end_event_through_the_cli_while_a_receiver_ha
         assert client.get_webhook(hook["id"])["events"] == ["execution.failed"] and "secret" not in client.get_webhook(hook["id"])
         assert hook["id"] in cli("webhooks", "show", hook["id"][:8]) and "deleted" in cli("webhooks", "delete", hook["id"])
         assert client.list_webhooks() == []
+
+
+def test_a_webhook_with_a_backlog_at_a_hanging_receiver_takes_only_its_turn(api: Any, receiver: Receiver) -> None:
+    settings = allow(api, webhook_read_timeout_s=300, webhook_workers=2)
+    receiver.plan = ["hang"] * 40
+    add(api.client, receiver.url, events=["*"])
+    for _ in range(5):
+        run_to_success()  # 15 deliveries to the hanging receiver, due before the one below
+    with Receiver() as healthy:
+        add(api.client, healthy.url)
+        run_to_success()
+        running = deliverer(settings)
+        try:
+            wait_until(lambda: healthy.of("execution.success"), what="the other webhook's delivery, past the backlog")
+            assert receiver.hanging.is_set() and WebhookDelivery.select().where(WebhookDelivery.status == "pending").count() == 18
+        finally:
+            receiver.release.set()
+            running.stop()
