@@ -210,7 +210,11 @@ def _insert_deliveries(hook_ids: list[str], kind: str, event: dict[str, Any], at
     sql = (f"INSERT INTO {quote(WebhookDelivery._meta.table_name)} ({', '.join(map(quote, _DELIVERY_COLUMNS))})"
            f" VALUES ({', '.join([database.param] * len(_DELIVERY_COLUMNS))})")
     rows = [(uuid.uuid4().hex, hook_id, kind, event["id"], payload, "pending", 0, at, at) for hook_id in hook_ids]
-    database.cursor().executemany(sql, rows)
+    cursor = database.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
 
 
 def record_ping(webhook: Webhook) -> WebhookDelivery:
