@@ -1,4 +1,5 @@
-"""The scheduler daemon: one ``tick()`` runs the reaper, the fleet keeper and the reconciler.
+"""The scheduler daemon: one ``tick()`` runs the reaper, the fleet keeper and the reconciler; the
+webhook deliverer (trainfaas.scheduler.webhooks) runs beside it in threads of its own.
 
 APScheduler only calls ``tick()``; tests call it (or one part) directly with their own clock.
 Only the holder of a Redis lock acts, so a second scheduler started by mistake stays idle.
@@ -18,6 +19,7 @@ from trainfaas.scheduler.fleet import FleetKeeper
 from trainfaas.scheduler.policy import Decision
 from trainfaas.scheduler.reaper import Reaper
 from trainfaas.scheduler.reconciler import reconcile
+from trainfaas.scheduler.webhooks import Deliverer
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database
@@ -43,6 +45,7 @@ class Scheduler:
         self.fleet = FleetKeeper(settings, self.backends, clock)
         self.last_reconcile = 0.0
         self.apscheduler: BackgroundScheduler | None = None
+        self.deliverer = Deliverer(settings)
 
     # -- leadership -------------------------------------------------------------------------
 
@@ -110,8 +113,10 @@ class Scheduler:
         self.apscheduler.add_job(self.tick, "interval", seconds=self.settings.tick_interval_s, max_instances=1, coalesce=True, id="tick",
                                  next_run_time=datetime.now())
         self.apscheduler.start()
+        self.deliverer.start()
 
     def shutdown(self, drain_timeout_s: float) -> None:
+        self.deliverer.stop()
         if self.apscheduler is not None:
             self.apscheduler.shutdown(wait=True)
             self.apscheduler = None

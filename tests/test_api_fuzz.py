@@ -122,7 +122,8 @@ def _seed(client: Any, admin: str) -> dict[str, str]:
     token = post("/api/v1/tokens", {"scope": "read", "project": PROJECT}, headers=headers)
     # A checkpoint row as an instance's report leaves one (its file is not there: making a model of it is a 409).
     checkpoint = Artifact.create(execution=execution["id"], attempt=1, kind="checkpoint", path="/nonexistent/step-1.json", step=1)
-    return {"model_id": model["id"], "execution_id": execution["id"], "instance_id": instance["id"],
+    webhook = post("/api/v1/webhooks", {"url": "https://hooks.example.com/fuzz", "secret": "s" * 16, "project": PROJECT}, headers=headers)
+    return {"webhook_id": webhook["id"], "model_id": model["id"], "execution_id": execution["id"], "instance_id": instance["id"],
             "instance_token": instance["token"], "token_id": token["id"], "service": SERVICE, "project": PROJECT,
             "checkpoint_id": checkpoint.uid}
 
@@ -270,6 +271,7 @@ PLAUSIBLE: dict[str, Callable[[Any], dict[str, Any]]] = {
     "executions.enqueue": lambda body: {"function": "noop"},
     "instances.register": lambda body: {"service": SERVICE},
     "projects.create_token": lambda body: {"scope": "read", "project": PROJECT},
+    "webhooks.create": lambda body: {"url": "https://hooks.example.com/linked", "secret": "s" * 16},
 }
 
 

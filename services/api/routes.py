@@ -16,10 +16,11 @@ from trainfaas.services.api import (
     models,
     projects,
     services,
+    webhooks,
 )
 from trainfaas.services.api.registry import ENDPOINTS
 
 __all__ = ["AREAS", "ENDPOINTS"]
 
 AREAS: list[Blueprint] = [health.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp, compare.bp, blueprints.bp,
-                         checkpoints.bp, inference.bp]
+                         checkpoints.bp, inference.bp, webhooks.bp]

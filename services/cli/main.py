@@ -23,6 +23,7 @@ from trainfaas.services.cli.output import json_option, print_json
 from trainfaas.services.cli.projects import projects
 from trainfaas.services.cli.services import services
 from trainfaas.services.cli.tokens import tokens
+from trainfaas.services.cli.webhooks import webhooks
 from trainfaas.services.core import logs
 from trainfaas.services.core.settings import load_settings
 
@@ -67,7 +68,8 @@ def info(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:15} {value}")
 
 
-for command in (train, evaluate, predict, models, executions, checkpoints, blueprints, services, projects, tokens, architectures, datasets):
+for command in (train, evaluate, predict, models, executions, checkpoints, blueprints, services, projects, tokens, architectures, datasets,
+                webhooks):
     main.add_command(command)
 
 if __name__ == "__main__":

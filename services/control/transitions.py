@@ -12,7 +12,8 @@ appends a status-log entry. A write whose attempt is not the execution's current
 What an execution's change means for other rows (its model's status) is written in the same
 transaction: each change takes a ``then`` callback, called with the changed execution after the
 compare-and-set won and before the transaction commits. A refused change never calls it; a
-callback that raises undoes the change.
+callback that raises undoes the change. The same transaction records the change's webhook
+deliveries (trainfaas.services.control.webhooks), which the scheduler sends later.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from trainfaas.services.control import webhooks
 from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, WAITING_EXECUTION, ExecutionStatus, Outcome
 from trainfaas.services.store.database import database
@@ -90,6 +92,7 @@ def transition(
             execution=execution_id, status=to, message=note, attempt=new_attempt, instance=instance
         )
         execution = Execution.get_by_id(execution_id)
+        webhooks.record_change(execution, note)  # the outbox: sent later by the scheduler's deliverer
         if then is not None:
             then(execution)
     log.info("execution %s attempt %s -> %s %s", execution_id, new_attempt, to, note)

@@ -75,6 +75,23 @@ class Settings(BaseSettings):
                                                                 " creates (autoscaled; services an admin creates keep the fixed defaults).")
     new_service_max_instances: int = Field(1, ge=0, description="max_instances of a service its architecture's first training creates.")
 
+    # Webhooks (docs/webhooks.md): where a project's execution status changes are sent, and how.
+    webhook_allow_private: bool = Field(False, description="Allow webhook URLs whose host is (or resolves to) a loopback, private,"
+                                                           " link-local or otherwise non-public address.")
+    webhook_allow_hosts: str = Field("", description="Hosts, addresses and networks (CIDR) webhooks may reach even though they are"
+                                                     " not public, separated by ',' (e.g. 127.0.0.1,10.1.0.0/16,hooks.internal).")
+    webhook_max_per_project: int = Field(20, ge=0, description="Most webhooks a project may have; one more is refused with 429.")
+    webhook_connect_timeout_s: float = Field(5.0, gt=0, le=60, description="How long a delivery may take to connect, in seconds.")
+    webhook_read_timeout_s: float = Field(10.0, gt=0, le=600, description="How long a delivery waits for each read of the answer, in seconds.")
+    webhook_retry_base_s: float = Field(10.0, gt=0, description="The wait before a failed delivery's second try; it doubles with each try.")
+    webhook_retry_max_delay_s: float = Field(3600.0, gt=0, description="The longest wait between two tries of a delivery, in seconds.")
+    webhook_retry_window_s: float = Field(24 * 3600.0, gt=0, description="How long after its event a delivery is still tried;"
+                                                                         " then it is marked failed.")
+    webhook_poll_interval_s: float = Field(1.0, gt=0, description="How often the scheduler's deliverer looks for due deliveries.")
+    webhook_workers: int = Field(4, ge=1, le=64, description="Deliveries the scheduler sends at once.")
+    webhook_keep_s: float = Field(7 * 86400.0, gt=0, description="How long a settled delivery (succeeded or failed) stays in its"
+                                                                 " webhook's record, in seconds; older ones are deleted.")
+
     heartbeat_interval_s: float = 2.0
     heartbeat_timeout_s: float = 10.0
     tick_interval_s: float = 1.0  # how often the scheduler runs its fleet keeper, reaper and reconciler

@@ -33,7 +33,8 @@ log = logging.getLogger("trainfaas.stack")
 # The settings the API (and the architecture catalog's warmer) run with, as the stack has them.
 API_SETTINGS = ("home", "database_url", "redis_url", "api_url", "adapters", "log_format", "data_roots", "max_body_bytes", "api_workers",
                 "api_threads", "instance_types", "backends", "project_max_queued", "project_max_running", "max_timeout_s",
-                "diagnostics", "diagnostics_max_allocate_mb", "new_service_min_instances", "new_service_max_instances")
+                "diagnostics", "diagnostics_max_allocate_mb", "new_service_min_instances", "new_service_max_instances",
+                "webhook_allow_private", "webhook_allow_hosts", "webhook_max_per_project")
 
 
 class Stack:

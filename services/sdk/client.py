@@ -169,6 +169,35 @@ class Client:
         """What a training ran with: ``{architecture, dataset, configuration, execution}``, every option filled in."""
         return self.request("GET", f"/api/v1/executions/{execution_id}/config")  # type: ignore[no-any-return]
 
+    # webhooks
+    def create_webhook(self, url: str, secret: str, *, events: list[str] | None = None, description: str = "",
+                       project: str | None = None) -> Json:
+        """Send the project's execution status changes in ``events`` (default: the end states) to ``url``, signed with ``secret``."""
+        payload = _drop_none({"url": url, "secret": secret, "events": events, "description": description, "project": project})
+        return self.request("POST", "/api/v1/webhooks", json=payload)  # type: ignore[no-any-return]
+
+    def list_webhooks(self, project: str | None = None) -> list[Json]:
+        return list(self.iter_pages("/api/v1/webhooks", project=project))
+
+    def get_webhook(self, webhook_id: str) -> Json:
+        return self.request("GET", f"/api/v1/webhooks/{webhook_id}")  # type: ignore[no-any-return]
+
+    def update_webhook(self, webhook_id: str, *, url: str | None = None, secret: str | None = None,
+                       events: list[str] | None = None, description: str | None = None) -> Json:
+        payload = _drop_none({"url": url, "secret": secret, "events": events, "description": description})
+        return self.request("PATCH", f"/api/v1/webhooks/{webhook_id}", json=payload)  # type: ignore[no-any-return]
+
+    def delete_webhook(self, webhook_id: str) -> Json:
+        return self.request("DELETE", f"/api/v1/webhooks/{webhook_id}")  # type: ignore[no-any-return]
+
+    def test_webhook(self, webhook_id: str) -> Json:
+        """Record a ping to the webhook; the scheduler sends it. Returns the delivery (see webhook_deliveries)."""
+        return self.request("POST", f"/api/v1/webhooks/{webhook_id}/test")  # type: ignore[no-any-return]
+
+    def webhook_deliveries(self, webhook_id: str, status: str | None = None, limit: int = 50) -> list[Json]:
+        """The newest ``limit`` deliveries of a webhook (``status``: pending, succeeded or failed)."""
+        return self.page(f"/api/v1/webhooks/{webhook_id}/deliveries", status=status, limit=limit)["items"]  # type: ignore[no-any-return]
+
     # executions
     def enqueue(self, service: str, function: str, input: dict[str, Any], execution: dict[str, Any] | None = None,
                 project: str | None = None) -> Json:

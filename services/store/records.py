@@ -294,3 +294,44 @@ class Blueprint(BaseModel):
 ENTITIES: list[type[BaseModel]] = [
     Model, Service, Execution, StatusLog, Instance, Attempt, MetricSample, Artifact, LogLine,
 ]
+
+
+class Webhook(BaseModel):
+    """Where a project's execution status changes are sent, signed with ``secret`` (migration 15).
+
+    The secret is kept as given, because each delivery's signature is computed from it; the API
+    never returns it."""
+
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    project = peewee.CharField(max_length=100, index=True)
+    url = peewee.TextField()
+    events = JSONField(default=list)
+    secret = peewee.TextField()
+    description = peewee.TextField(default="")
+    created_at = peewee.DoubleField(default=now_s)
+    updated_at = peewee.DoubleField(default=now_s)
+
+
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+
+
+class WebhookDelivery(BaseModel):
+    """One event for one webhook: recorded once, with the execution's change, and tried until it
+    succeeds or its retry window ends (migration 15). ``event_id`` is the idempotency id a
+    receiver sees on every try."""
+
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    webhook = peewee.ForeignKeyField(Webhook, backref="deliveries", on_delete="CASCADE")
+    event = peewee.CharField(max_length=40)
+    event_id = peewee.CharField(max_length=32)
+    payload = JSONField()
+    status = peewee.CharField(max_length=10, default="pending")
+    attempts = peewee.IntegerField(default=0)
+    response_code = peewee.IntegerField(null=True)
+    last_error = peewee.TextField(null=True)
+    next_try_at = peewee.DoubleField(null=True, index=True)  # None once it succeeded or failed for good
+    created_at = peewee.DoubleField(default=now_s)
+    delivered_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        indexes = ((("webhook", "event_id"), True),)

@@ -29,6 +29,7 @@ from trainfaas.services.store.migrations import (
     m0009_resume_from,
     m0010_checkpoints,
     m0014_usage,
+    m0015_webhooks,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (9, m0009_resume_from.apply),
     (10, m0010_checkpoints.apply),
     (14, m0014_usage.apply),
+    (15, m0015_webhooks.apply),
 ]
 
 
