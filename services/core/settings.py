@@ -61,6 +61,7 @@ class Settings(BaseSettings):
                                                            " one more is refused with 429. A project's own limit overrides it.")
     project_max_running: int = Field(8, ge=0, description="Most executions of a project that run at once; the others stay"
                                                           " pending until one ends. A project's own limit overrides it.")
+    ui_session_s: float = Field(8 * 3600.0, gt=0, le=30 * 86400, description="How long a sign-in to the web UI (/ui/) lasts, in seconds.")
     max_timeout_s: float = Field(24 * 3600.0, gt=0, description="Longest timeout_s an execution or a service may ask for, in seconds.")
     diagnostics: bool = Field(False, description="Allow the sleep adapter's fault-injection options (raise_error, exit_code,"
                                                  " allocate_mb, fail_at, diverge); refused with 422 otherwise.")
