@@ -21,6 +21,7 @@ from trainfaas.services.cli.output import json_option, print_json
 from trainfaas.services.cli.projects import projects
 from trainfaas.services.cli.services import services
 from trainfaas.services.cli.tokens import tokens
+from trainfaas.services.cli.ui import ui
 from trainfaas.services.core.settings import load_settings
 
 # Commands that run this machine's side of trainfaas rather than ask the API.
@@ -60,7 +61,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:15} {value}")
 
 
-for command in (train, models, executions, blueprints, services, projects, tokens, architectures, datasets):
+for command in (train, models, executions, blueprints, services, projects, tokens, architectures, datasets, ui):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -156,17 +156,27 @@ def train_submit(session: Session) -> Any:
 @bp.post("/train/check")
 @page("write", changes=True)
 def train_check(session: Session) -> Any:
-    """The adapter's own verdict on options typed so far: ``{"fields": {option: what is allowed}}``."""
+    """The adapter's own verdict on options typed so far, and the settings': ``{"ok", "message", "fields"}``."""
     form = {key: value for key, value in request.form.items() if key != "csrf"}
-    try:
-        adapter = get_adapter(form.get("architecture", ""), settings().adapters)
-        options = control_blueprints.full(settings(), form["architecture"])["options"]
-        validate_configuration(adapter, configuration_of(form, options), "configuration")
-        ExecutionSettings.model_validate({key: form[key] for key in EXECUTION_FIELDS if str(form.get(key, "")).strip()})
-    except Exception as exc:  # noqa: BLE001 - as above
-        message, fields = failure_fields(exc)
-        return jsonify({"ok": False, "message": message, "fields": fields}), 200
-    return jsonify({"ok": True, "message": "", "fields": {}})
+    messages, fields = [], {}
+    for check in (_check_options, _check_settings):
+        try:
+            check(form)
+        except Exception as exc:  # noqa: BLE001 - failure_fields re-raises anything that is not the caller's mistake
+            message, named = failure_fields(exc)
+            messages.append(message)
+            fields.update(named)
+    return jsonify({"ok": not messages, "message": " ".join(messages), "fields": fields})
+
+
+def _check_options(form: dict[str, Any]) -> None:
+    adapter = get_adapter(form.get("architecture", ""), settings().adapters)
+    options = control_blueprints.full(settings(), form["architecture"])["options"]
+    validate_configuration(adapter, configuration_of(form, options), "configuration")
+
+
+def _check_settings(form: dict[str, Any]) -> None:
+    ExecutionSettings.model_validate({key: form[key] for key in EXECUTION_FIELDS if str(form.get(key, "")).strip()})
 
 
 @bp.post("/train/edit")

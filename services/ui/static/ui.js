@@ -131,7 +131,7 @@
     var timer = null, status = document.getElementById("check-status");
     var check = function () {
       var body = new FormData(form);
-      fetch(form.dataset.check, { method: "POST", body: body, credentials: "same-origin",
+      fetch(form.getAttribute("data-check"), { method: "POST", body: body, credentials: "same-origin",
                                   headers: { "X-CSRF-Token": body.get("csrf") } })
         .then(function (response) { return response.json(); })
         .then(function (verdict) {
