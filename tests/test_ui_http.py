@@ -158,3 +158,18 @@ def test_a_revoked_token_ends_its_sessions(api: Any) -> None:
     assert client.get("/ui/").status_code == 200
     assert api.client.delete(f"/api/v1/tokens/{secret['id']}").status_code == 200
     assert client.get("/ui/").status_code == 302
+
+
+def test_the_cli_and_the_sdk_give_the_address_of_a_page(api: Any) -> None:
+    from click.testing import CliRunner
+
+    from trainfaas.services.cli.main import main
+    from trainfaas.services.sdk.client import Client
+
+    result = CliRunner().invoke(main, ["ui", "executions/abcd"], env={"TRAINFAAS_API_URL": "http://example.test:9000/"})
+    assert result.exit_code == 0 and result.output.strip() == "http://example.test:9000/ui/executions/abcd"
+    address = Client("http://example.test:9000").ui_url("compare?executions=a,b")
+    assert address == "http://example.test:9000/ui/compare?executions=a,b"
+    client = sign_in(api, api.admin_token)
+    answer = client.get(address.removeprefix("http://example.test:9000"))
+    assert answer.status_code in (404, 422) and "executions" in answer.text

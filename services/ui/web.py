@@ -8,6 +8,7 @@ the page itself for its live parts. Jinja escapes every value it renders.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -120,6 +121,16 @@ def duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m {seconds % 60:02d}s"
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+@bp.app_template_filter("shown")
+def shown(value: Any) -> str:
+    """An option's value as one types it: JSON for lists and objects, null, true and false."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 @bp.app_template_filter("status_badge")

@@ -19,7 +19,7 @@ from trainfaas.services.control.configuration import validate_configuration
 from trainfaas.services.control.executions import ExecutionSettings
 from trainfaas.services.core.errors import ConfigError, TrainfaasError
 from trainfaas.services.ui.sessions import Session
-from trainfaas.services.ui.web import bp, failure_fields, page, render
+from trainfaas.services.ui.web import bp, failure_fields, page, render, shown
 
 MODES = ("quick", "full", "json")
 EXECUTION_FIELDS = ("timeout_s", "drain_time_s", "max_attempts", "on_reset")
@@ -104,18 +104,10 @@ def configuration_of(form: dict[str, Any], options: list[dict[str, Any]]) -> dic
         chosen = {}
         for spec in options:
             raw = str(form.get(f"opt.{spec['name']}", "")).strip()
-            if raw != "" and raw != _shown(spec["default"]):
+            if raw != "" and raw != shown(spec["default"]):
                 chosen[spec["name"]] = _option_value(spec, raw)
         return chosen
     return {}
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 def _request_of(form: dict[str, Any]) -> tuple[dict[str, Any], ModelCreate, TrainRequest]:
