@@ -29,7 +29,8 @@ pytestmark = pytest.mark.stack
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 WIDTHS = {"desktop": 1280, "phone": 390}
-TRAINING_S = 900.0
+TRAINING_S = 1800.0
+ARCHITECTURE = "shufflenet_v2_x0_5"  # the lightest classifier of the catalog that takes the digits' 16 pixels
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +131,10 @@ def test_a_quick_start_from_the_wizard_goes_from_pending_to_success_without_relo
     sign_in(browser, stack, tokens["write"])
     browser.get(f"{stack.settings.api_url}/ui/train")
     css(browser, 'input[name=task][value="classification"]').click()
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[name=architecture][value="resnet18"]'), what="the catalog")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'input[name=architecture][value="{ARCHITECTURE}"]'), what="the catalog")
     css(browser, "table.catalog th:nth-child(3)").click()  # sort by parameters
-    css(browser, 'input[name=architecture][value="resnet18"]').click()
+    assert css(browser, "table.catalog th:nth-child(3)").get_attribute("aria-sort") == "ascending"
+    css(browser, f'input[name=architecture][value="{ARCHITECTURE}"]').click()
     wait(browser, lambda d: d.find_elements(By.ID, "train-form"), what="the options")
     css(browser, "input[name=dataset]").send_keys("digits")
     css(browser, 'input[name=mode][value="full"]').click()
@@ -173,7 +175,7 @@ def test_the_run_page_draws_metric_charts_and_shows_logs(stack: Any, browser: An
     legends = browser.find_elements(By.CSS_SELECTOR, "figure.chart .u-legend .u-series")
     assert len(legends) >= len(charts) * 2  # the step and at least one series per chart
     assert browser.find_elements(By.CSS_SELECTOR, "#logs .ln")
-    assert "resnet18" in css(browser, "#config-json").text
+    assert ARCHITECTURE in css(browser, "#config-json").text
     shoot(browser, "execution")
 
 
@@ -202,7 +204,7 @@ def test_compare_two_runs(stack: Any, browser: Any) -> None:
     button.click()
     wait(browser, lambda d: "/ui/compare" in d.current_url, what="the comparison")
     assert browser.find_elements(By.CSS_SELECTOR, "#config-table tr.differs")
-    assert "resnet18" in css(browser, "#config-table").text
+    assert ARCHITECTURE in css(browser, "#config-table").text
     shoot(browser, "compare")
 
 
@@ -210,14 +212,15 @@ def test_an_admin_changes_max_instances(stack: Any, browser: Any, tokens: dict[s
     sign_in(browser, stack, tokens["admin"])
     browser.get(f"{stack.settings.api_url}/ui/services")
     shoot(browser, "services")
-    browser.get(f"{stack.settings.api_url}/ui/services/mgmt-train-resnet18")
+    service = stack.client.get_execution(stack.trained)["service"]
+    browser.get(f"{stack.settings.api_url}/ui/services/{service}")
     field = css(browser, "#service-settings input[name=max_instances]")
     field.clear()
     field.send_keys("2")
     css(browser, "#service-settings button[type=submit]").click()
     wait(browser, lambda d: "saved=1" in d.current_url, what="the saved settings")
     assert css(browser, '[data-field="max_instances"]').text == "2"
-    assert stack.client.request("GET", "/api/v1/services/mgmt-train-resnet18")["max_instances"] == 2
+    assert stack.client.request("GET", f"/api/v1/services/{service}")["max_instances"] == 2
     shoot(browser, "service")
     browser.get(f"{stack.settings.api_url}/ui/models")
     shoot(browser, "models")

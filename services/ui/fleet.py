@@ -17,8 +17,11 @@ from trainfaas.services.store.records import ServiceEvent
 from trainfaas.services.ui.sessions import Session
 from trainfaas.services.ui.web import bp, error_page, failure_fields, page, render
 
-SETTINGS_FIELDS = ("scaling_type", "min_instances", "max_instances", "queue_length", "polling_interval_s", "cooldown_s",
-                   "concurrency", "instance_type", "timeout_s", "drain_time_s", "max_attempts", "on_reset")
+SETTINGS_LABELS = {"scaling_type": "Scaling type", "min_instances": "Min instances", "max_instances": "Max instances",
+                   "queue_length": "Queue length per instance", "polling_interval_s": "Polling interval (s)", "cooldown_s": "Cooldown (s)",
+                   "concurrency": "Concurrency", "instance_type": "Instance type", "timeout_s": "Execution timeout (s)",
+                   "drain_time_s": "Drain time (s)", "max_attempts": "Max attempts", "on_reset": "On reset"}
+SETTINGS_FIELDS = tuple(SETTINGS_LABELS)
 
 
 @bp.get("/models")
@@ -64,12 +67,12 @@ def _service_page(session: Session, name: str, message: str, fields: dict[str, s
     events = api_services.events(name=view["name"], query=ListQuery(limit=20), principal=session.principal)["items"]
     hour = list(ServiceEvent.select().where((ServiceEvent.service == view["name"]) & (ServiceEvent.at > time.time() - 3600))
                 .order_by(ServiceEvent.at).limit(2000))
-    chart = [{"figure": "queue and instances, last hour", "x": [round(e.at - time.time()) / 60 for e in hour],
+    chart = [{"figure": "queue and instances, last hour", "xlabel": "minutes before now", "x": [round(e.at - time.time()) / 60 for e in hour],
               "lines": [{"label": "queued", "values": [e.queued for e in hour]},
                         {"label": "running", "values": [e.running for e in hour]},
                         {"label": "instances", "values": [e.instances for e in hour]}]}] if hour else []
     return render("service.html", service=view, instances=instances, events=events, chart=chart, message=message,
-                  fields=fields, settings_fields=SETTINGS_FIELDS, saved=request.args.get("saved")), status
+                  fields=fields, settings_labels=SETTINGS_LABELS, saved=request.args.get("saved")), status
 
 
 @bp.post("/services/<name>")

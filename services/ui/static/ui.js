@@ -156,7 +156,7 @@
   var PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
   var charts = {};
 
-  function chartWidth(box) { return Math.max(260, Math.min(box.clientWidth - 8, 640)); }
+  function chartWidth(holder) { return Math.max(220, holder.clientWidth - 14); }
 
   function drawCharts() {
     document.querySelectorAll("[data-charts]").forEach(function (box) {
@@ -176,14 +176,14 @@
         caption.textContent = figure.figure;
         holder.appendChild(caption);
         box.appendChild(holder);
-        var series = [{ label: "step" }].concat(figure.lines.map(function (line, i) {
+        var series = [{ label: figure.xlabel || "step" }].concat(figure.lines.map(function (line, i) {
           return { label: line.label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true,
                    points: { show: figure.x.length < 60 } };
         }));
         charts[key] = new window.uPlot({
-          width: chartWidth(box), height: 220, series: series,
+          width: chartWidth(holder), height: 220, series: series,
           scales: { x: { time: false } }, cursor: { drag: { x: true, y: false } },
-          axes: [{ label: "step" }, {}], legend: { live: true }
+          axes: [{ label: figure.xlabel || "step" }, {}], legend: { live: true }
         }, data, holder);
       });
     });
@@ -191,8 +191,8 @@
 
   window.addEventListener("resize", function () {
     Object.keys(charts).forEach(function (key) {
-      var chart = charts[key], box = chart.root.closest("[data-charts]");
-      chart.setSize({ width: chartWidth(box), height: 220 });
+      var chart = charts[key];
+      chart.setSize({ width: chartWidth(chart.root.parentNode), height: 220 });
     });
   });
 
