@@ -35,6 +35,7 @@ ARCHITECTURE = "shufflenet_v2_x0_5"  # the lightest classifier of the catalog th
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from trainfaas.adapters.architectures import architectures, cache_path
     from trainfaas.adapters.datasets import write_digits
     from trainfaas.services.core.settings import load_settings
     from trainfaas.services.local.stack import Stack
@@ -43,14 +44,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = Path(shutil.copytree(home, Path("/tmp") / f"tfui{os.getpid()}", dirs_exist_ok=True))  # a short path for sockets
     settings = load_settings(home=home, database_url=f"sqlite:///{home / 'trainfaas.db'}", redis_url="", port=free_port(), api_url="",
                              reconcile_interval_s=1.0, data_roots=data_roots_for_tests(home, tmp_path_factory), diagnostics=True)
-    running = Stack(settings).start()
-    running.client = running.admin_client()
-    write_digits(settings.dataset_roots[0] / "digits")
-    try:
-        yield running
-    finally:
-        running.stop(drain_timeout_s=5.0)
-        shutil.rmtree(home, ignore_errors=True)
+    # The architecture figures are cached per user; a cache of the stack's own (seeded from the user's)
+    # is measured here once, so that the wizard's catalog answers at once whatever else runs.
+    shared = cache_path()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+        if shared.exists():
+            cache_path().parent.mkdir(parents=True)
+            shutil.copy(shared, cache_path())
+        architectures(settings.adapters, task="classification")
+        running = Stack(settings).start()
+        running.client = running.admin_client()
+        write_digits(settings.dataset_roots[0] / "digits")
+        try:
+            yield running
+        finally:
+            running.stop(drain_timeout_s=5.0)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +82,7 @@ def browser() -> Iterator[Any]:
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     driver.implicitly_wait(0)
+    driver.command_executor.client_config.timeout = 600  # a page of a stack on a busy machine may take minutes
     yield driver
     driver.quit()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import jsonify, redirect, request, url_for
 
-from trainfaas.adapters.catalog import get_adapter
+from trainfaas.adapters.catalog import catalog, get_adapter
 from trainfaas.services.api import models as api_models
 from trainfaas.services.api import settings
 from trainfaas.services.api.architectures import index as api_architectures
@@ -26,8 +26,9 @@ EXECUTION_FIELDS = ("timeout_s", "drain_time_s", "max_attempts", "on_reset")
 MAX_LISTED_DATASETS = 200
 
 
-def _catalog() -> list[dict[str, Any]]:
-    return list(api_architectures(query=ArchitectureQuery(limit=500), principal=None)["items"])
+def _catalog(task: str) -> list[dict[str, Any]]:
+    """The architectures of ``task`` with their size figures (measured once per adapter version, then cached)."""
+    return list(api_architectures(query=ArchitectureQuery(task=task, limit=500), principal=None)["items"])
 
 
 def _datasets() -> list[str]:
@@ -58,14 +59,14 @@ def train(session: Session) -> Any:
 
 
 def _wizard(form: dict[str, Any], message: str, fields: dict[str, str], status: int) -> Any:
-    catalog = _catalog()
-    known = {row["architecture"]: row for row in catalog}
-    chosen = known.get(form.get("architecture", ""))
-    if chosen is not None:
-        form["task"] = chosen["task"]
+    entries = catalog(settings().adapters)  # names and tasks only: the figures are measured for the chosen task
+    if form.get("architecture") in entries:
+        form["task"] = entries[form["architecture"]].task
+    tasks = sorted({entry.task for entry in entries.values()})
+    rows = _catalog(form["task"]) if form.get("task") in tasks else []
+    chosen = next((row for row in rows if row["architecture"] == form.get("architecture")), None)
     options = control_blueprints.full(settings(), chosen["architecture"])["options"] if chosen else []
-    tasks = sorted({row["task"] for row in catalog})
-    return render("train.html", form=form, tasks=tasks, catalog=[row for row in catalog if row["task"] == form.get("task")],
+    return render("train.html", form=form, tasks=tasks, catalog=rows,
                   chosen=chosen, options=options, datasets=_datasets(), modes=MODES, message=message, fields=fields,
                   execution_fields=EXECUTION_FIELDS), status
 
