@@ -173,3 +173,31 @@ def test_the_cli_and_the_sdk_give_the_address_of_a_page(api: Any) -> None:
     client = sign_in(api, api.admin_token)
     answer = client.get(address.removeprefix("http://example.test:9000"))
     assert answer.status_code in (404, 422) and "executions" in answer.text
+
+
+def test_the_wizard_reviews_submits_and_refuses_bad_options_leaving_no_trace(api: Any, short_tmp: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainfaas.services.store.records import Model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(short_tmp / "cache"))  # the figures of the sleep adapter only, measured here
+    client = sign_in(api, api.admin_token)
+    page = client.get("/ui/train?architecture=sleep")
+    assert page.status_code == 200 and 'name="mode"' in page.text and "seconds" in page.text  # the full options are listed
+    form = {"csrf": csrf_of(page.text), "architecture": "sleep", "mode": "json", "configuration": '{"seconds": -1}', "max_attempts": "2"}
+    verdict = client.post("/ui/train/check", data=form).get_json()
+    assert verdict["ok"] is False and "configuration.seconds" in verdict["fields"]
+    assert client.post("/ui/train/check", data={**form, "configuration": '{"seconds": 0}', "timeout_s": "-1"}).get_json()["fields"].keys() == {"timeout_s"}
+    before = Model.select().count()
+    refused = client.post("/ui/train", data={**form, "step": "submit"})
+    assert refused.status_code == 422 and "configuration.seconds" in refused.text
+    full = client.post("/ui/train", data={**form, "mode": "full", "opt.steps": "many", "step": "submit"})
+    assert full.status_code == 422 and "configuration.steps" in full.text
+    assert Model.select().count() == before
+    form["configuration"] = '{"seconds": 0.1, "steps": 2}'
+    review = client.post("/ui/train", data={**form, "step": "review"})
+    assert review.status_code == 200 and "submit-training" in review.text and Model.select().count() == before
+    done = client.post("/ui/train", data={**form, "step": "submit"})
+    assert done.status_code == 302 and "created=" in done.headers["Location"]
+    execution = api.client.get(f"/api/v1/executions/{done.headers['Location'].split('created=')[1]}").get_json()
+    assert execution["max_attempts"] == 2 and execution["input"]["configuration"]["steps"] == 2
+    assert client.post("/ui/train", data={**form, "csrf": "forged", "step": "submit"}).status_code == 403
