@@ -146,8 +146,9 @@ def test_sign_in_goes_back_only_to_a_page_of_the_ui_and_signing_out_ends_the_ses
     form = client.get("/ui/login?next=//evil.example/")
     answer = client.post("/ui/login", data={"token": api.admin_token, "csrf": csrf_of(form.text), "next": "https://evil.example/"})
     assert answer.headers["Location"].endswith("/ui/")
-    csrf = csrf_of(client.get("/ui/").text)
-    assert client.post("/ui/logout", data={"csrf": csrf}).status_code == 302
+    confirm = client.get("/ui/logout")
+    assert confirm.status_code == 200 and 'id="sign-out"' in confirm.text
+    assert client.post("/ui/logout", data={"csrf": csrf_of(confirm.text)}).status_code == 302
     assert client.get("/ui/").status_code == 302
     assert list(api.redis.scan_iter("trainfaas:ui:session:*")) == []
 

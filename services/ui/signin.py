@@ -53,6 +53,13 @@ def login_submit() -> Any:
     return response
 
 
+@bp.get("/logout")
+@page()
+def logout_form(session: sessions.Session) -> Any:
+    """Signing out changes something: it is a form (with its CSRF token), not a link."""
+    return render("logout.html")
+
+
 @bp.post("/logout")
 @page(changes=True)
 def logout(session: sessions.Session) -> Any:
