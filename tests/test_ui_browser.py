@@ -162,7 +162,7 @@ def test_a_training_from_the_wizard_goes_from_pending_to_success_without_reloadi
     css(browser, "input[name=max_attempts]").send_keys("2")
     wait(browser, lambda d: css(d, "#check-status").get_attribute("data-ok") == "1", what="the options valid")
     css(browser, "#review").click()
-    assert "Quick start" in css(browser, ".review").text
+    assert "Quick start" in wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".review"), what="the review")[0].text
     shoot(browser, "review")
     # A quick start trains the digits for at least 200 steps: too long for a test on a shared machine.
     # Back in the wizard, the same training with a few steps of the full configuration is started.
@@ -174,7 +174,7 @@ def test_a_training_from_the_wizard_goes_from_pending_to_success_without_reloadi
         css(browser, f'input[name="opt.{option}"]').send_keys(value)
     wait(browser, lambda d: css(d, "#check-status").get_attribute("data-ok") == "1", what="the options valid")
     css(browser, "#review").click()
-    assert '"max_steps": 6' in css(browser, ".review").text
+    assert '"max_steps": 6' in wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".review"), what="the review")[0].text
     css(browser, "#submit-training").click()
     wait(browser, lambda d: "created=" in d.current_url, what="the executions table")
     execution_id = browser.current_url.split("created=")[1]
