@@ -21,6 +21,7 @@ from trainfaas.services.core.errors import TrainfaasError
 from trainfaas.services.core.settings import Settings, load_settings
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database, open_database
+from trainfaas.services.ui.routes import bp as ui
 
 log = logging.getLogger("trainfaas.api")
 # Probes that must answer without the database (liveness) or check it themselves (readiness).
@@ -30,7 +31,8 @@ PROBES = frozenset({"/healthz", "/readyz"})
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the API. ``settings`` defaults to the environment's; the schema must be migrated."""
     settings = settings or load_settings()
-    app = Flask(__name__, static_folder=None)  # no /static route: every route is an endpoint of the registry
+    # No /static route: every route is an endpoint of the registry, or a page of the web UI under /ui/.
+    app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False, SETTINGS=settings)
     app.config.update(test_config or {})
     open_database(settings.database_url)
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     _register_error_handlers(app)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
+    app.register_blueprint(ui)
     return app
 
 

@@ -23,6 +23,7 @@ from trainfaas.services.cli.output import json_option, print_json
 from trainfaas.services.cli.projects import projects
 from trainfaas.services.cli.services import services
 from trainfaas.services.cli.tokens import tokens
+from trainfaas.services.cli.ui import ui
 from trainfaas.services.cli.webhooks import webhooks
 from trainfaas.services.core import logs
 from trainfaas.services.core.settings import load_settings
@@ -69,7 +70,7 @@ def info(ctx: click.Context, as_json: bool) -> None:
 
 
 for command in (train, evaluate, predict, models, executions, checkpoints, blueprints, services, projects, tokens, architectures, datasets,
-                webhooks):
+                webhooks, ui):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
                                                           " pending until one ends. A project's own limit overrides it.")
     keep_checkpoints: int = Field(3, ge=1, le=1000, description="Checkpoints an execution keeps besides its best one, newest first,"
                                   " unless its execution settings say otherwise; older ones are deleted with their files.")
+    ui_session_s: float = Field(8 * 3600.0, gt=0, le=30 * 86400, description="How long a sign-in to the web UI (/ui/) lasts, in seconds.")
     max_timeout_s: float = Field(24 * 3600.0, gt=0, description="Longest timeout_s an execution or a service may ask for, in seconds.")
     diagnostics: bool = Field(False, description="Allow the sleep adapter's fault-injection options (raise_error, exit_code,"
                                                  " allocate_mb, fail_at, diverge); refused with 422 otherwise.")

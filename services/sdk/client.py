@@ -59,6 +59,11 @@ class Client:
             token = settings.admin_token_path.read_text().strip()
         return cls(settings.api_url, token or None)
 
+    def ui_url(self, page: str = "") -> str:
+        """The address of a page of the web UI (docs/ui.md): ``""`` the executions,
+        ``executions/<id>``, ``compare?executions=a,b``, ``train``, ``models``, ``services``."""
+        return f"{self.api_url}/ui/{page.lstrip('/')}"
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, f"{self.api_url}{path}", timeout=self.timeout_s, **kwargs)
