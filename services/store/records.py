@@ -75,6 +75,10 @@ class Model(BaseModel):
     # A clone: the model this one copied (without weights), and the data set its trainings default to (migration 8).
     cloned_from = peewee.CharField(max_length=32, null=True)
     dataset = peewee.TextField(null=True)
+    # Imported weights: what they came from (an uploaded file's name or a path), and what the status
+    # means beyond its word (a failed training that left the earlier weights in place) (migration 11).
+    imported_from = peewee.TextField(null=True)
+    status_message = peewee.TextField(null=True)
 
 
 SCALING_TYPES = ("fixed", "autoscale")
