@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from trainfaas.services.api import architectures, blueprints, compare, executions, health, instances, models, projects, services
+from trainfaas.services.api import architectures, blueprints, compare, executions, health, instances, model_files, models, projects, services
 from trainfaas.services.api.registry import ENDPOINTS
 
 __all__ = ["AREAS", "ENDPOINTS"]
 
-AREAS: list[Blueprint] = [health.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp, compare.bp, blueprints.bp]
+AREAS: list[Blueprint] = [health.bp, models.bp, model_files.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp, compare.bp, blueprints.bp]

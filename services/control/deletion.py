@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from trainfaas.services.control.executions import get_execution
+from trainfaas.services.control.imports import imported_folder
 from trainfaas.services.control.models import get_model
 from trainfaas.services.core.errors import Conflict
 from trainfaas.services.core.settings import Settings
@@ -81,6 +82,8 @@ def delete_model(settings: Settings, model_id: str, project: str | None) -> Mode
         if not Model.delete().where((Model.id == model.id) & Model.status.in_(trainable)).execute():
             raise Conflict(f"model {model.id} started a training meanwhile: terminate it first", {"status": "a model not training"})
     remove_files(settings, [execution.id for execution in trainings])
+    if model.imported_from:
+        shutil.rmtree(imported_folder(settings, model.id), ignore_errors=True)
     return model
 
 
