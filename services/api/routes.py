@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from trainfaas.services.api import architectures, blueprints, compare, executions, health, instances, model_files, models, projects, services
+from trainfaas.services.api import (
+    architectures,
+    blueprints,
+    compare,
+    executions,
+    health,
+    instances,
+    model_files,
+    models,
+    projects,
+    services,
+)
 from trainfaas.services.api.registry import ENDPOINTS
 
 __all__ = ["AREAS", "ENDPOINTS"]
