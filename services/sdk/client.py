@@ -204,10 +204,11 @@ class Client:
         return self.request("POST", f"/api/v1/executions/{execution_id}/terminate")  # type: ignore[no-any-return]
 
     def rerun(self, execution_id: str, *, configuration: dict[str, Any] | None = None, execution: dict[str, Any] | None = None,
-              resume: str | None = None) -> Json:
+              resume: str | None = None, instance_type: str | None = None) -> Json:
         """Run an ended execution again as its next attempt: ``configuration`` merged over its options,
-        ``execution`` settings, ``resume`` from ``last``, ``best`` or ``none``."""
-        payload = _drop_none({"configuration": configuration, "execution": execution, "resume": resume})
+        ``execution`` settings, ``resume`` from ``last``, ``best`` or ``none``, on ``instance_type``
+        (the architecture's service of that type, created as needed)."""
+        payload = _drop_none({"configuration": configuration, "execution": execution, "resume": resume, "instance_type": instance_type})
         return self.request("POST", f"/api/v1/executions/{execution_id}/rerun", json=payload)  # type: ignore[no-any-return]
 
     def compare(self, *execution_ids: str, max_points: int = 500) -> Json:
