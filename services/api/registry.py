@@ -111,12 +111,7 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
                 kwargs["principal"] = principal
             if query is not None:
                 kwargs["query"] = parse_query(query)
-            if upload is not None:
-                kwargs["upload"] = None
-            if upload is not None and body is not None and request.mimetype == "multipart/form-data":
-                kwargs["body"], kwargs["upload"] = parse_form(body, upload)
-            elif body is not None:
-                kwargs["body"] = parse_body(body, body_optional)
+            kwargs.update(_body_arguments(body, body_optional, upload))
             _refuse_nul(path)  # a path id with %00 in it, say
             result = view(**kwargs)
             if media_type is not None:
@@ -131,6 +126,16 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
         return view
 
     return decorate
+
+
+def _body_arguments(body: type[BaseModel] | None, optional: bool, upload: str | None) -> dict[str, Any]:
+    """The view's ``body`` (JSON, or a multipart form for an upload endpoint) and ``upload`` (the file, or None)."""
+    found: dict[str, Any] = {} if upload is None else {"upload": None}
+    if body is not None and upload is not None and request.mimetype == "multipart/form-data":
+        found["body"], found["upload"] = parse_form(body, upload)
+    elif body is not None:
+        found["body"] = parse_body(body, optional)
+    return found
 
 
 def _instance(instance_id: str) -> Any:
