@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.generated_images import write_shapes
 from tests.test_api_access import project_tokens
 from tests.test_pipeline import wait_status
 from trainfaas.services.cli.main import main
@@ -104,3 +105,9 @@ def test_the_cli_downloads_a_trained_model_and_imports_weights(stack: Any, tmp_p
     assert (imported["status"], imported["labels"], imported["name"]) == ("pre-trained", ["yes", "no"], "r18")
     cli("models", "download", imported["id"], "-o", str(tmp_path / "r18.tar.gz"))
     assert sorted(members((tmp_path / "r18.tar.gz").read_bytes())) == ["manifest.json", "model/model.pt"]
+
+    write_shapes(tmp_path / "shapes", classes=2, side=24, train=3, validation=1)
+    tuned = json.loads(cli("train", "-a", "resnet18", "-d", str(tmp_path / "shapes"), "--from-model", imported["id"], "--epochs", "1",
+                           "-c", "input_size=32", "--json"))
+    wait_status(stack, tuned["id"], "success", timeout_s=300)
+    assert any("fine-tuning from" in line["line"] for line in stack.client.logs(tuned["id"]))

@@ -35,13 +35,21 @@ def resolve_weights(settings: Settings, path: str) -> Path:
     roots = settings.dataset_roots
     if "\x00" in path:
         raise ConfigError("the weights path holds a NUL character", {"path": "a path without NUL characters"})
-    given = Path(path).expanduser()
-    resolved = (given if given.is_absolute() else roots[0] / given).resolve()
-    if not any(resolved.is_relative_to(root) for root in roots):
-        raise ConfigError(f"weights {path} lie outside the data roots",
+    given = Path(path)
+    try:
+        resolved = (given if given.is_absolute() else roots[0] / given).resolve()
+    except (OSError, ValueError):  # a name too long for the file system, say
+        resolved = roots[0]
+    inside = resolved != roots[0] and any(resolved.is_relative_to(root) for root in roots)
+    try:
+        exists = inside and (resolved.is_file() or resolved.is_dir())
+    except (OSError, ValueError):
+        exists = False
+    if not inside:
+        raise ConfigError("the weights path lies outside the data roots",
                           {"path": f"a file or folder inside {' or '.join(map(str, roots))} (TRAINFAAS_DATA_ROOTS)"})
-    if not (resolved.is_file() or resolved.is_dir()):
-        raise ConfigError(f"weights {path} do not exist", {"path": "an existing weights file or model folder inside the data roots"})
+    if not exists:
+        raise ConfigError("the weights path names no file or folder", {"path": "an existing weights file or model folder inside the data roots"})
     return resolved
 
 
