@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from trainfaas.services.core.errors import AdapterError, DatasetError
+from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 
 
 class Options(BaseModel):
@@ -134,6 +134,18 @@ class ModelAdapter:
         classification: the 1000-class ImageNet model), randomly initialised, for the architecture
         catalog's parameter count and checkpoint size. None when there is no torch model."""
         return None
+
+    @classmethod
+    def import_weights(cls, architecture: str, source: Path, destination: Path, labels: list[str] | None) -> list[str]:
+        """Check that ``source`` (a weights file or folder the user already has) fits ``architecture``,
+        and write it into ``destination`` as :meth:`save` writes a trained model, so that models
+        fine-tune from it; return its labels (``labels``, which must match the number of classes of
+        the weights' head, or names made up for them). Raises ConfigError naming ``weights`` (the
+        first layer that does not fit, expected and found shapes) or ``labels``. Must never run code
+        the file holds nor download anything. Default: this adapter takes no imported weights."""
+        raise ConfigError(f"architecture {architecture} takes no imported weights",
+                          {"architecture": "an architecture whose adapter imports weights (torchvision classification and"
+                                           " segmentation, ultralytics YOLO)"})
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the final metrics. Must honour ``should_stop()``."""

@@ -309,6 +309,15 @@ class TorchvisionClassification(VisionAdapter):
         side = 299 if architecture == "inception_v3" else 224
         return tv_models.get_model(architecture, weights=None, num_classes=1000, **_builder_arguments(architecture, (side, side)))
 
+    @classmethod
+    def import_model(cls, architecture: str, num_classes: int, state: dict[str, Any]) -> nn.Module:
+        side = cls.import_input_size(architecture)
+        return build_model(architecture, num_classes, side, aux=saved_with_aux_heads(state))
+
+    @classmethod
+    def import_input_size(cls, architecture: str) -> int:
+        return 299 if architecture == "inception_v3" else 224
+
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the last evaluation's metrics, steps and epochs.
 

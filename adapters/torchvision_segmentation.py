@@ -353,6 +353,17 @@ class TorchvisionSegmentation(VisionAdapter):
         carry (fcn and deeplabv3 have one, lraspp none), so that the parameter count matches them."""
         return build_model(architecture, 21, aux_loss=architecture not in WITHOUT_AUX_HEAD)
 
+    background_classes: ClassVar[int] = 1
+
+    @classmethod
+    def import_model(cls, architecture: str, num_classes: int, state: dict[str, Any]) -> nn.Module:
+        with_aux = architecture not in WITHOUT_AUX_HEAD and any(key.startswith("aux_classifier.") for key in state)
+        return build_model(architecture, num_classes, aux_loss=with_aux)
+
+    @classmethod
+    def import_input_size(cls, architecture: str) -> int:
+        return int(SegmentationOptions().input_size)
+
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the last evaluation's metrics, steps and epochs.
 

@@ -29,6 +29,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from trainfaas.adapters import weights_import
 from trainfaas.adapters.base import ModelAdapter, Options
 from trainfaas.adapters.torch_support import (
     batch_starts,
@@ -350,6 +351,8 @@ class VisionAdapter(ModelAdapter):
     """What the torchvision adapters share around their runs: the trained model, the input size and the
     pixel statistics it was trained with, and the model file ``save`` writes and ``load`` reads."""
 
+    background_classes: ClassVar[int] = 0  # outputs of the head that are no label (segmentation: the background)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.model: nn.Module | None = None
@@ -362,6 +365,32 @@ class VisionAdapter(ModelAdapter):
     def model_from_checkpoint(cls, checkpoint: Path, local_path: Path) -> None:
         """A checkpoint holds what ``model.pt`` does (and the optimizer state besides): copied as it is."""
         atomic_copy(Path(checkpoint), Path(local_path) / MODEL_FILE)
+    import_mean_std: ClassVar[tuple[list[float], list[float]]] = (weights_import.IMAGENET_MEAN, weights_import.IMAGENET_STD)
+
+    @classmethod
+    def import_model(cls, architecture: str, num_classes: int, state: dict[str, Any]) -> nn.Module:
+        """The architecture built for imported weights ``state`` with ``num_classes`` outputs."""
+        raise NotImplementedError
+
+    @classmethod
+    def import_input_size(cls, architecture: str) -> int:
+        return 224
+
+    @classmethod
+    def import_weights(cls, architecture: str, source: Path, destination: Path, labels: list[str] | None) -> list[str]:
+        """A torch state dict, read with weights_only, whose keys and shapes must be the architecture's;
+        saved with the ImageNet pixel statistics torchvision's own weights are trained with."""
+        state = weights_import.read_state_dict(source)
+        classes = weights_import.head_classes(lambda n: cls.import_model(architecture, n, state), state)
+        names = weights_import.labels_for(classes - cls.background_classes, labels)
+        model = cls.import_model(architecture, classes, state)
+        weights_import.check_fits(model, state)
+        model.load_state_dict(state)
+        adapter = cls(architecture, labels=names)
+        adapter.model, adapter.input_size = model, cls.import_input_size(architecture)
+        adapter.mean, adapter.std = list(cls.import_mean_std[0]), list(cls.import_mean_std[1])
+        adapter.save(destination)
+        return names
 
     def _adopt(self, run: StepTraining) -> None:
         """Take the labels, model, input size and pixel statistics of ``run`` as this adapter's."""

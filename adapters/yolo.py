@@ -43,7 +43,7 @@ os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
 
 from pydantic import Field  # noqa: E402
 
-from trainfaas.adapters import AdapterError, DatasetError, ModelAdapter, Options, yolo_data  # noqa: E402
+from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options, weights_import, yolo_data  # noqa: E402
 from trainfaas.adapters.evaluation import subset_of  # noqa: E402
 from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text  # noqa: E402
 
@@ -297,6 +297,33 @@ class UltralyticsYolo(ModelAdapter):
         info = {"architecture": self.architecture, "labels": self.labels, "imgsz": self.imgsz, "task": self.task_of(self.architecture)}
         atomic_write_text(Path(local_path) / INFO_FILE, json.dumps(info, indent=2))
 
+    @classmethod
+    def import_weights(cls, architecture: str, source: Path, destination: Path, labels: list[str] | None) -> list[str]:
+        """An ultralytics checkpoint, read against the allow-list (never a full unpickle), whose model
+        must be ``architecture`` layer for layer; written as :meth:`save` writes a trained model."""
+        try:
+            checkpoint = _load_checkpoint(Path(source))
+        except AdapterError:
+            raise ConfigError("the checkpoint is not one ultralytics loads without running code (an object outside its allow-list)",
+                              {"weights": "an ultralytics checkpoint of model classes only"}) from None
+        model = checkpoint.get("ema") or checkpoint.get("model")
+        if model is None or not hasattr(model, "state_dict"):
+            raise ConfigError("the checkpoint holds no model", {"weights": "an ultralytics checkpoint (best.pt, last.pt, yolov8n.pt)"})
+        names = getattr(model, "names", None) or {}
+        classes = len(names) if names else int((getattr(model, "yaml", None) or {}).get("nc", 0))
+        chosen = weights_import.labels_for(classes, labels if labels is not None else [str(names[i]) for i in sorted(names)] or None)
+        expected = _model_class(cls.task_of(architecture))(f"{architecture}.yaml", nc=classes, verbose=False)
+        weights_import.check_fits(expected, {key: value for key, value in model.state_dict().items()})
+        _ultralytics()
+        from ultralytics.utils.torch_utils import strip_optimizer
+
+        with atomic_path(Path(destination) / MODEL_FILE) as partial, _weights_only():
+            strip_optimizer(str(source), str(partial))
+        imgsz = int((checkpoint.get("train_args") or {}).get("imgsz") or 640)
+        info = {"architecture": architecture, "labels": chosen, "imgsz": imgsz, "task": cls.task_of(architecture)}
+        atomic_write_text(Path(destination) / INFO_FILE, json.dumps(info, indent=2))
+        return chosen
+
     def load(self, local_path: Path, **kwargs: Any) -> None:
         """Read a model written by :meth:`save`; its architecture, labels and imgsz replace this adapter's."""
         info = _read_info(Path(local_path))
@@ -459,6 +486,14 @@ class _Run:
         if self.stopped:
             result["stopped"] = 1.0
         return result
+
+
+def _model_class(task: str) -> Any:
+    """Ultralytics' model class of a task, built from a model YAML."""
+    _ultralytics()
+    from ultralytics.nn.tasks import DetectionModel, SegmentationModel
+
+    return SegmentationModel if task == INSTANCE_SEGMENTATION else DetectionModel
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:

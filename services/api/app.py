@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         # Instances send batched reports and tracebacks: they get a larger body limit than users.
         if request.path.startswith("/api/v1/instances/"):
             request.max_content_length = settings.max_instance_body_bytes
+        # Weights are uploaded to one endpoint only, as a multipart form streamed to disk.
+        if request.path == "/api/v1/models/import" and request.mimetype == "multipart/form-data":
+            request.max_content_length = settings.max_import_bytes
         if request.path not in PROBES:
             database.connect(reuse_if_open=True)
 

@@ -30,7 +30,8 @@ def create(body: ModelCreate, principal: Principal) -> dict[str, Any]:
     if body.from_model is not None:
         base = Model.get_or_none(Model.id == body.from_model)
         if base is None or not principal.sees(base.project):
-            raise ConfigError(f"model {body.from_model} is not a trained model", {"from_model": "the id of a trained model"})
+            raise ConfigError(f"model {body.from_model} is not a trained or pre-trained model",
+                              {"from_model": "the id of a trained or pre-trained model"})
     model = control.create_model(settings(), body.name, body.architecture, body.task, body.labels, body.configuration, project,
                                  body.from_model)
     return model_view(model)

@@ -106,6 +106,15 @@ def _json(ref: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": ref}}}
 
 
+def _form(endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+    """The multipart/form-data form of an upload endpoint: the body's fields (``body``, their JSON schema) and the file."""
+    assert endpoint.body is not None and endpoint.upload is not None
+    properties = {name: value for name, value in body.get("properties", {}).items() if name in endpoint.body.model_fields}
+    properties[endpoint.upload] = {"type": "string", "format": "binary", "description": "The weights file."}
+    return {"type": "object", "properties": properties, "required": [*body.get("required", []), endpoint.upload],
+            "additionalProperties": False}
+
+
 @functools.cache
 def build_spec() -> dict[str, Any]:
     """The whole document, of every endpoint of every area (trainfaas.services.api.routes). Cached."""
@@ -137,8 +146,14 @@ def build_spec() -> dict[str, Any]:
             "parameters": parameters, "responses": responses,
             "security": [] if endpoint.access == "public" else [{"instanceToken" if endpoint.access == "instance" else "token": []}],
         }
+        if endpoint.media_type is not None:
+            responses[str(endpoint.status)] = {"description": "OK", "content": {endpoint.media_type: {"schema": {"type": "string",
+                                                                                                                "format": "binary"}}}}
         if endpoint.body is not None:
             operation["requestBody"] = {"required": not endpoint.body_optional, **_json(refs[(endpoint.body, "validation")])}
+        if endpoint.body is not None and endpoint.upload is not None:
+            operation["requestBody"]["content"]["multipart/form-data"] = {
+                "schema": _form(endpoint, schemas[refs[(endpoint.body, "validation")]["$ref"].rsplit("/", 1)[1]])}
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
 
     return {

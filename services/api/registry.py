@@ -54,6 +54,8 @@ class Endpoint:
     errors: tuple[int, ...]  # statuses besides those its access, parameters and body imply (409, 404)
     links: tuple[tuple[str, str], ...] = ()  # (field of the answer, path fragment naming one parameter)
     body_optional: bool = False  # a request without any body reads as {} (its fields are all optional)
+    upload: str | None = None  # the file field of a multipart/form-data body, sent instead of JSON (its other fields: the body's)
+    media_type: str | None = None  # a streamed answer of this type (the view returns a Response) instead of JSON
 
     @property
     def path_parameters(self) -> list[str]:
@@ -70,8 +72,14 @@ class ResponseMismatch(RuntimeError):
 def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel], status: int = 200,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
              access: Access = "read", errors: tuple[int, ...] = (),
-             links: dict[str, str] | None = None, body_optional: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``view`` on ``bp`` for ``method rule`` and record it for the OpenAPI document."""
+             links: dict[str, str] | None = None, body_optional: bool = False, upload: str | None = None,
+             media_type: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``view`` on ``bp`` for ``method rule`` and record it for the OpenAPI document.
+
+    ``upload``: the body may also come as multipart/form-data, its fields the body's and the file
+    field of that name handed to the view as ``upload`` (None for a JSON body). ``media_type``: the
+    view streams its answer (a flask Response) of that type; ``response`` then documents nothing sent.
+    """
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         full_rule = f"{bp.url_prefix or ''}{rule}"
@@ -84,6 +92,7 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
             method=method.upper(), path=re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", full_rule), name=f"{bp.name}.{view.__name__}",
             summary=doc.splitlines()[0], tag=bp.name, response=response, status=status, body=body, query=query,
             access=access, errors=errors, links=tuple((links or {}).items()), body_optional=body_optional,
+            upload=upload, media_type=media_type,
         ))
 
         @functools.wraps(view)
@@ -102,10 +111,11 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
                 kwargs["principal"] = principal
             if query is not None:
                 kwargs["query"] = parse_query(query)
-            if body is not None:
-                kwargs["body"] = parse_body(body, body_optional)
+            kwargs.update(_body_arguments(body, body_optional, upload))
             _refuse_nul(path)  # a path id with %00 in it, say
             result = view(**kwargs)
+            if media_type is not None:
+                return result  # type: ignore[no-any-return]
             try:
                 shaped = response.model_validate(result, from_attributes=True)
             except ValidationError as exc:  # our bug, not the caller's: never a 4xx
@@ -116,6 +126,16 @@ def endpoint(bp: Blueprint, method: str, rule: str, *, response: type[BaseModel]
         return view
 
     return decorate
+
+
+def _body_arguments(body: type[BaseModel] | None, optional: bool, upload: str | None) -> dict[str, Any]:
+    """The view's ``body`` (JSON, or a multipart form for an upload endpoint) and ``upload`` (the file, or None)."""
+    found: dict[str, Any] = {} if upload is None else {"upload": None}
+    if body is not None and upload is not None and request.mimetype == "multipart/form-data":
+        found["body"], found["upload"] = parse_form(body, upload)
+    elif body is not None:
+        found["body"] = parse_body(body, optional)
+    return found
 
 
 def _instance(instance_id: str) -> Any:
@@ -210,3 +230,20 @@ def parse_query(schema: type[BaseModel]) -> BaseModel:
         values[key] = given[0]
     _refuse_nul(values)
     return schema.model_validate(values)
+
+
+def parse_form(schema: type[BaseModel], upload: str) -> tuple[BaseModel, Any]:
+    """A multipart/form-data body as ``schema`` (a list field from its repeated parts) and its file
+    ``upload`` (None when absent); 422 for anything invalid."""
+    form = request.form
+    data: dict[str, Any] = {}
+    for name, field in schema.model_fields.items():
+        if name not in form:
+            continue
+        is_list = "list" in str(field.annotation)
+        data[name] = form.getlist(name) if is_list else form[name]
+    unknown = sorted(set(form) - set(schema.model_fields))
+    if unknown:
+        raise ConfigError("unknown form fields", {name: "not allowed" for name in unknown[:20]})
+    _refuse_nul(data)
+    return schema.model_validate(data), request.files.get(upload)

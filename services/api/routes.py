@@ -13,6 +13,7 @@ from trainfaas.services.api import (
     health,
     inference,
     instances,
+    model_files,
     models,
     projects,
     services,
@@ -22,5 +23,5 @@ from trainfaas.services.api.registry import ENDPOINTS
 
 __all__ = ["AREAS", "ENDPOINTS"]
 
-AREAS: list[Blueprint] = [health.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp, compare.bp, blueprints.bp,
-                         checkpoints.bp, inference.bp, webhooks.bp]
+AREAS: list[Blueprint] = [health.bp, models.bp, model_files.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp,
+                         compare.bp, blueprints.bp, checkpoints.bp, inference.bp, webhooks.bp]

@@ -25,7 +25,7 @@ class ModelCreate(Strict):
     configuration: dict[str, Any] | None = None
     from_model: str | None = Field(
         None, max_length=32,
-        description="Fine-tune: the id of a trained model of the same architecture whose weights, labels and"
+        description="Fine-tune: the id of a trained or pre-trained (imported) model of the same architecture whose weights, labels and"
                     " configuration this model starts from (given labels and options override the copied ones).",
     )
 
@@ -196,6 +196,9 @@ class ModelOut(Stamped):
     dataset: str | None = Field(None, description="The data set its trainings take when they name none (a clone's).")
     source_execution: str | None = Field(None, description="A model made from a checkpoint: the execution that wrote it.")
     source_step: int | None = Field(None, description="A model made from a checkpoint: the step it was written after.")
+    imported_from: str | None = Field(None, description="Imported weights: the file or folder they came from.")
+    status_message: str | None = Field(None, description="What the status leaves out: a last training that failed or stopped,"
+                                                          " and whose weights the model keeps.")
 
 
 class StatusLogEntry(Out):

@@ -34,6 +34,7 @@ def model_view(model: Model) -> dict[str, Any]:
         "service": queues.service_name(model.architecture), "artifact_path": model.artifact_path,
         "metrics": model.metrics, "base_model": model.base_model, "cloned_from": model.cloned_from, "dataset": model.dataset,
         "source_execution": model.source_execution, "source_step": model.source_step,
+        "imported_from": model.imported_from, "status_message": model.status_message,
         "created_at": iso(model.created_at), "updated_at": iso(model.updated_at),
     }
 

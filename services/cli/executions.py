@@ -118,16 +118,18 @@ def executions_terminate(ctx: click.Context, execution_id: str) -> None:
 @click.option("--max-attempts", type=int, default=None, help="Attempts in all, this one included.")
 @click.option("--on-reset", type=click.Choice(["rerun", "fail"]), default=None)
 @click.option("--keep-checkpoints", type=int, default=None, help="Checkpoints kept besides the best, newest first (1-1000).")
+@click.option("--instance-type", default=None, help="Run on the architecture's service of this instance type (created as needed).")
 @click.pass_context
 def executions_rerun(ctx: click.Context, execution_id: str, config_pairs: tuple[str, ...], resume: str | None,
-                     timeout_s: float | None, max_attempts: int | None, on_reset: str | None, keep_checkpoints: int | None) -> None:
+                     timeout_s: float | None, max_attempts: int | None, on_reset: str | None, keep_checkpoints: int | None,
+                     instance_type: str | None) -> None:
     """Queue an ended execution again as its next attempt, with changes if given: train longer from
     the best checkpoint at a lower rate is `rerun ID --resume best -c epochs=20 -c learning_rate=0.002`."""
     given = (("timeout_s", timeout_s), ("max_attempts", max_attempts), ("on_reset", on_reset), ("keep_checkpoints", keep_checkpoints))
     flags = {k: v for k, v in given if v is not None}
     execution = client_of(ctx).rerun(execution_id, configuration=parse_config(config_pairs) or None,
-                                     execution=flags or None, resume=resume)
-    say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']}")
+                                     execution=flags or None, resume=resume, instance_type=instance_type)
+    say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']} on {execution['service']}")
 
 
 def _compared_columns(executions: list[Json]) -> tuple[Column, ...]:

@@ -10,6 +10,7 @@ import logging
 
 import click
 
+from trainfaas.services.cli import model_files  # noqa: F401 - the models group's import and download
 from trainfaas.services.cli.architectures import architectures
 from trainfaas.services.cli.blueprints import blueprints
 from trainfaas.services.cli.checkpoints import checkpoints

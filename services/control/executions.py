@@ -15,7 +15,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.control import ids, models, quotas
+from trainfaas.services.control import ids, models, placement, quotas
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.control.datasets import dataset_for
@@ -144,6 +144,9 @@ class RerunChanges(BaseModel):
     resume: Literal["last", "best", "none"] | None = Field(
         None, description="last: the newest checkpoint of any earlier attempt; best: the best checkpoint; none: start anew."
                           " Default: the checkpoint of an interrupted attempt, nothing after a success.")
+    instance_type: str | None = Field(None, min_length=1, max_length=50,
+                                      description="Run on the architecture's service of this instance type (created as needed; see"
+                                                  " docs/concepts.md#rerunning-on-another-instance-type). Unknown types: 422 listing the known ones.")
 
 
 def rerun(settings: Settings, connection: redis.Redis, execution_id: str, changes: RerunChanges | None = None) -> Execution:
@@ -154,6 +157,11 @@ def rerun(settings: Settings, connection: redis.Redis, execution_id: str, change
     fields, said = _rerun_fields(settings, execution, changes or RerunChanges())
     with quotas.locked(execution.project):
         quotas.check_queued(settings, execution.project)
+        if changes is not None and changes.instance_type is not None:
+            target = placement.service_on_type(settings, execution.service, changes.instance_type)
+            if target.name != execution.service_id:
+                fields["service"] = target.name
+                said.append(f"instance type {execution.service.instance_type} -> {target.instance_type} (service {target.name})")
         reason = "rerun requested by user" + (f" ({'; '.join(said)})" if said else "")
         execution = states.rerun(execution.id, reason, then=models.rerun_training, **fields)
     try_enqueue(connection, execution)

@@ -6,7 +6,8 @@ for its model, and the state machine calls it inside the transaction of that cha
 
 A model trains once at a time: a new training, or a rerun of an ended one, first takes the model
 with :func:`start_training`, a compare-and-set from a trainable status (created, trained, failed)
-to pending in the transaction that queues it. The loser of two requests gets a Conflict naming the
+to pending in the transaction that queues it. A pre-trained model (imported weights) is not trained
+itself: it is the base of the models that fine-tune from it (``from_model``). The loser of two requests gets a Conflict naming the
 training that holds the model, and its transaction, execution row included, is rolled back.
 """
 from __future__ import annotations
@@ -72,10 +73,15 @@ def last_dataset(model: Model) -> str | None:
     return (latest.input or {}).get("dataset") if latest is not None else None
 
 
+WITH_WEIGHTS: frozenset[ModelStatus] = frozenset({ModelStatus.TRAINED, ModelStatus.PRE_TRAINED})
+
+
 def _trained_base(model_id: str, architecture: str) -> Model:
+    """A model to fine-tune from: trained here, or imported (pre-trained), with its weights."""
     base = Model.get_or_none(Model.id == model_id)
-    if base is None or base.status != ModelStatus.TRAINED or not base.artifact_path:
-        raise ConfigError(f"model {model_id} is not a trained model", {"from_model": "the id of a trained model"})
+    if base is None or base.status not in WITH_WEIGHTS or not base.artifact_path:
+        raise ConfigError(f"model {model_id} is not a trained or pre-trained model",
+                          {"from_model": "the id of a trained or pre-trained model"})
     if base.architecture != architecture:
         raise ConfigError(f"model {model_id} is a {base.architecture}, not a {architecture}",
                           {"from_model": f"a trained {architecture} model"})
@@ -99,6 +105,9 @@ def start_training(model_id: str, execution_id: str | None = None) -> None:
     if taken == 1:
         return
     model = Model.get_by_id(model_id)
+    if model.status == ModelStatus.PRE_TRAINED:
+        raise Conflict(f"model {model_id} is pre-trained (imported weights, kept as they are): fine-tune them in a new model"
+                       f" created with from_model {model_id}", {"status": str(model.status), "from_model": model_id})
     holder = (Execution.select().where((Execution.model == model_id) & (Execution.status.not_in(sorted(TERMINAL_EXECUTION)))
                                        & (Execution.id != (execution_id or "")))
               .order_by(Execution.created_at.desc()).first())
@@ -126,9 +135,27 @@ def follow(execution: Execution) -> None:
     elif status == ExecutionStatus.IN_PROGRESS:
         set_status(execution.model_id, ModelStatus.TRAINING)
     elif status in (ExecutionStatus.FAILED, ExecutionStatus.ABORTED):
-        set_status(execution.model_id, ModelStatus.FAILED)
+        _failed(execution, status)
     elif status in (ExecutionStatus.SUCCESS, ExecutionStatus.TERMINATED):
         _saved_or_kept(execution)
+
+
+def _weights_source(model: Model) -> str:
+    """Whose weights a model holds: the training that saved them, or its import."""
+    artifact = Artifact.select(Artifact.execution).where(Artifact.path == model.artifact_path).order_by(Artifact.id.desc()).first()
+    if artifact is not None:
+        return f"the weights of {artifact.execution_id}"
+    return f"the imported weights ({model.imported_from})" if model.imported_from else "its earlier weights"
+
+
+def _failed(execution: Execution, status: ExecutionStatus) -> None:
+    """A training that failed or was aborted: a model that held weights before keeps them and its
+    status (trained), saying so; one without any is failed."""
+    model = execution.model
+    if not model.artifact_path:
+        set_status(model.id, ModelStatus.FAILED, status_message=f"last training {execution.id} {status}")
+        return
+    set_status(model.id, ModelStatus.TRAINED, status_message=f"last training {execution.id} {status}; keeping {_weights_source(model)}")
 
 
 def _saved_or_kept(execution: Execution) -> None:
@@ -139,8 +166,12 @@ def _saved_or_kept(execution: Execution) -> None:
     if "model_path" in output:
         Artifact.create(execution=execution.id, attempt=execution.attempt, kind="model", path=output["model_path"],
                         metrics=output.get("metrics") or {})
-        set_status(execution.model_id, ModelStatus.TRAINED, artifact_path=output["model_path"],
+        set_status(execution.model_id, ModelStatus.TRAINED, artifact_path=output["model_path"], status_message=None,
                    metrics=output.get("metrics") or {}, labels=output.get("labels") or execution.model.labels)
         return
-    trained = bool(execution.model.artifact_path)
-    set_status(execution.model_id, ModelStatus.TRAINED if trained else ModelStatus.CREATED)
+    model = execution.model
+    if not model.artifact_path:
+        set_status(model.id, ModelStatus.CREATED, status_message=f"last training {execution.id} {execution.status} before it saved a model")
+        return
+    set_status(model.id, ModelStatus.TRAINED,
+               status_message=f"last training {execution.id} {execution.status} before it saved a model; keeping {_weights_source(model)}")

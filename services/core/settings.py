@@ -52,6 +52,7 @@ class Settings(BaseSettings):
         120.0, gt=0, description="How long the one-time registration token of an instance the scheduler starts stays valid,"
                                  " in seconds. The reaper fails an instance that has not registered within 60 s anyway.")
     max_body_bytes: int = Field(1024 * 1024, description="Largest request body of user endpoints; larger ones get 413.")
+    max_import_bytes: int = Field(2 * 1024**3, ge=1, description="Largest weights file POST /models/import takes as an upload; larger ones get 413.")
     max_instance_body_bytes: int = Field(32 * 1024 * 1024, description="Largest body an instance may send (reports, tracebacks).")
     max_log_lines: int = Field(100_000, ge=1, description="Most log lines kept per attempt; past it, one line says so.")
     max_log_chars: int = Field(10_000_000, ge=1, description="Most characters of log text kept per attempt; past it, one line says so.")

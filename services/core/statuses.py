@@ -43,6 +43,7 @@ class Outcome(_Vocabulary):
 
 class ModelStatus(_Vocabulary):
     CREATED = "created"  # no trained weights yet
+    PRE_TRAINED = "pre-trained"  # imported weights, never trained here: a base to fine-tune from
     PENDING = "pending"  # a training is queued
     TRAINING = "training"
     TRAINED = "trained"

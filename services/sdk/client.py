@@ -66,7 +66,7 @@ class Client:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self.http.request(method, f"{self.api_url}{path}", timeout=self.timeout_s, **kwargs)
+            response = self.http.request(method, f"{self.api_url}{path}", **{"timeout": self.timeout_s, **kwargs})
         except requests.exceptions.SSLError as exc:
             raise ApiError(0, "tls", f"the TLS certificate of {self.api_url} could not be verified ({exc.__class__.__name__}):"
                            " point REQUESTS_CA_BUNDLE at the CA file that signed it") from exc
@@ -126,6 +126,38 @@ class Client:
     def delete_model(self, model_id: str) -> Json:
         """Delete a model with its trainings and their files (none may be pending or running)."""
         return self.request("DELETE", f"/api/v1/models/{model_id}")  # type: ignore[no-any-return]
+
+    def import_model(self, architecture: str, weights: str | os.PathLike[str] | None = None, *, path: str | None = None,
+                     labels: list[str] | None = None, name: str | None = None, project: str | None = None) -> Json:
+        """Import weights as a pre-trained model: upload the file ``weights`` (a torch state dict or an
+        ultralytics checkpoint), or name ``path``, a file or model folder inside the server's data roots."""
+        fields = _drop_none({"architecture": architecture, "name": name, "project": project, "path": path})
+        if weights is None:
+            return self.request("POST", "/api/v1/models/import", json={**fields, **_drop_none({"labels": labels})})  # type: ignore[no-any-return]
+        form = [*fields.items(), *(("labels", label) for label in labels or [])]
+        with open(weights, "rb") as handle:
+            files = {"weights": (os.path.basename(os.fspath(weights)), handle, "application/octet-stream")}
+            return self.request("POST", "/api/v1/models/import", data=form, files=files, timeout=None)  # type: ignore[no-any-return]
+
+    def download_model(self, model_id: str, path: str | os.PathLike[str],
+                       on_progress: Callable[[int, int | None], None] | None = None) -> int:
+        """Save the model's archive (tar.gz with manifest.json) to ``path``; return its size in bytes.
+        ``on_progress(bytes so far, total or None)`` is called as it arrives."""
+        url = f"{self.api_url}/api/v1/models/{model_id}/artifact"
+        with self.http.get(url, stream=True, timeout=self.timeout_s) as response:
+            if response.status_code >= 400:
+                error = (response.json() if response.content else {}).get("error", {})
+                raise ApiError(response.status_code, error.get("code", "error"), error.get("message", response.reason), error.get("fields"))
+            total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
+            partial, done = f"{os.fspath(path)}.partial", 0
+            with open(partial, "wb") as target:
+                for chunk in response.iter_content(1024 * 1024):
+                    target.write(chunk)
+                    done += len(chunk)
+                    if on_progress is not None:
+                        on_progress(done, total)
+            os.replace(partial, path)
+        return done
 
     def delete_execution(self, execution_id: str) -> Json:
         """Delete an ended execution with its logs, metrics, checkpoints and files."""
@@ -237,10 +269,11 @@ class Client:
         return self.request("POST", f"/api/v1/executions/{execution_id}/terminate")  # type: ignore[no-any-return]
 
     def rerun(self, execution_id: str, *, configuration: dict[str, Any] | None = None, execution: dict[str, Any] | None = None,
-              resume: str | None = None) -> Json:
+              resume: str | None = None, instance_type: str | None = None) -> Json:
         """Run an ended execution again as its next attempt: ``configuration`` merged over its options,
-        ``execution`` settings, ``resume`` from ``last``, ``best`` or ``none``."""
-        payload = _drop_none({"configuration": configuration, "execution": execution, "resume": resume})
+        ``execution`` settings, ``resume`` from ``last``, ``best`` or ``none``, on ``instance_type``
+        (the architecture's service of that type, created as needed)."""
+        payload = _drop_none({"configuration": configuration, "execution": execution, "resume": resume, "instance_type": instance_type})
         return self.request("POST", f"/api/v1/executions/{execution_id}/rerun", json=payload)  # type: ignore[no-any-return]
 
     def compare(self, *execution_ids: str, max_points: int = 500) -> Json:

@@ -78,6 +78,10 @@ class Model(BaseModel):
     # A model made from a checkpoint: the execution and step it came from (migration 10).
     source_execution = peewee.CharField(max_length=32, null=True)
     source_step = peewee.IntegerField(null=True)
+    # Imported weights: what they came from (an uploaded file's name or a path), and what the status
+    # means beyond its word (a failed training that left the earlier weights in place) (migration 11).
+    imported_from = peewee.TextField(null=True)
+    status_message = peewee.TextField(null=True)
 
 
 SCALING_TYPES = ("fixed", "autoscale")

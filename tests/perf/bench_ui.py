@@ -19,7 +19,7 @@ import time
 import requests
 
 from tests.perf.bench_api_load import SERVICES, seed_database, timed
-from tests.perf.common import bench_settings, report
+from tests.perf.common import bench_settings, parse_arguments, report
 from tests.perf.stackrun import percentile
 from trainfaas.services.local.stack import Stack
 
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--goal", type=float, default=0.200, help="seconds")
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"executions": 50, "requests": 10})
     settings = bench_settings()
     with Stack(settings) as stack:
         stack.scheduler.shutdown(0)  # only the API is under test

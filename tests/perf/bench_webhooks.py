@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tests.conftest import wait_until
 from tests.perf.bench_api_load import scratch_postgres
-from tests.perf.common import report
+from tests.perf.common import parse_arguments, report
 from tests.perf.stackrun import percentile
 from tests.webhook_receiver import Receiver
 from trainfaas.scheduler.webhooks import Deliverer
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--webhooks", type=int, default=20)
     parser.add_argument("--deliveries", type=int, default=30)
     parser.add_argument("--poll", type=float, default=0.2)
-    args = parser.parse_args()
+    args = parse_arguments(parser, {"executions": 10, "webhooks": 2, "deliveries": 3})
     home = Path(tempfile.mkdtemp(prefix="tfw", dir="/tmp"))
     bench("sqlite", f"sqlite:///{home / 'bench.db'}", args)
     server = os.environ.get("TRAINFAAS_TEST_POSTGRES_URL", "")

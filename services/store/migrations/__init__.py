@@ -28,6 +28,7 @@ from trainfaas.services.store.migrations import (
     m0008_model_clones,
     m0009_resume_from,
     m0010_checkpoints,
+    m0011_model_imports,
     m0014_usage,
     m0015_webhooks,
 )
@@ -56,6 +57,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (8, m0008_model_clones.apply),
     (9, m0009_resume_from.apply),
     (10, m0010_checkpoints.apply),
+    (11, m0011_model_imports.apply),
     (14, m0014_usage.apply),
     (15, m0015_webhooks.apply),
 ]

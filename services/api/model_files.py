@@ -1,0 +1,95 @@
+"""Models in and out: import weights a user already has, download a model as an archive.
+
+An import takes the weights as a multipart/form-data upload (the file field ``weights``, at most
+``max_import_bytes``, streamed to disk) or, as JSON, a ``path`` inside the data roots (a file, or a
+model folder). A download streams a tar.gz of the model's folder with its ``manifest.json``
+(trainfaas.services.control.archives)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response
+from pydantic import Field
+
+from trainfaas.services.api import settings
+from trainfaas.services.api.registry import endpoint
+from trainfaas.services.api.schemas import ModelOut, Strict
+from trainfaas.services.api.views import model_view
+from trainfaas.services.control import archives, imports
+from trainfaas.services.control import models as control
+from trainfaas.services.control.tokens import Principal
+from trainfaas.services.core.errors import ConfigError
+
+bp = Blueprint("model_files", __name__, url_prefix="/api/v1/models")
+
+UPLOAD_FIELD = "weights"
+ARCHIVE_TYPE = "application/gzip"
+
+
+class ModelImport(Strict):
+    """An import: the architecture the weights are of, and where they are (``path``, or an upload)."""
+
+    architecture: str = Field(min_length=1, max_length=100)
+    name: str | None = Field(None, min_length=1, max_length=200, description="Default: the weights file's name without its suffix.")
+    project: str | None = Field(None, max_length=100, description="Default: the token's project, or default.")
+    labels: list[str] | None = Field(None, max_length=100000,
+                                     description="One per class of the weights' head, in order; default: those the weights name, or class_0...")
+    path: str | None = Field(None, min_length=1, max_length=4096,
+                             description="A weights file or model folder inside the data roots; leave out when uploading the file.")
+
+
+@endpoint(bp, "POST", "/import", body=ModelImport, response=ModelOut, status=201, access="write", upload=UPLOAD_FIELD,
+          links={"id": "/models/{model_id}"})
+def import_(body: ModelImport, upload: Any, principal: Principal) -> dict[str, Any]:
+    """Import weights as a pre-trained model: checked against the architecture, layer by layer. Send
+    them as the multipart file field ``weights`` (a torch state dict or an ultralytics checkpoint), or
+    name a ``path`` inside the data roots; 422 names the first layer that does not fit."""
+    project = principal.project_for_new(body.project)
+    if (upload is None) == (body.path is None):
+        raise ConfigError("give the weights either as the upload weights or as a path, not both nor neither",
+                          {"path": "a file or folder inside the data roots, or upload the file as the form field weights"})
+    if body.labels is not None and (not all(label.strip() for label in body.labels) or len(set(body.labels)) != len(body.labels)):
+        raise ConfigError("labels must be distinct and not empty", {"labels": "distinct, non-empty names"})
+    if upload is None:
+        source = imports.resolve_weights(settings(), str(body.path))
+        return model_view(imports.import_model(settings(), source, str(body.path), body.architecture, body.name, body.labels, project))
+    name = Path(upload.filename or "weights.pt").name[:255]
+    imports.models_dir(settings()).mkdir(parents=True, exist_ok=True)
+    suffix = Path(name).suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", Path(name).suffix) else ".pt"
+    handle, spooled = tempfile.mkstemp(prefix=".upload-", suffix=suffix, dir=imports.models_dir(settings()))
+    try:
+        with os.fdopen(handle, "wb") as target:
+            shutil.copyfileobj(upload.stream, target, 1024 * 1024)
+        return model_view(imports.import_model(settings(), Path(spooled), name, body.architecture, body.name, body.labels, project))
+    finally:
+        os.unlink(spooled)
+
+
+@endpoint(bp, "GET", "/<model_id>/artifact", response=ModelOut, errors=(409,), media_type=ARCHIVE_TYPE)
+def artifact(model_id: str, principal: Principal) -> Response:
+    """Download the model's saved weights as a tar.gz: the files of its folder under model/ (symlinks
+    left out) and manifest.json (architecture, task, labels, configuration, metrics, source training,
+    sha256 of each file and of the whole content). 409 for a model without saved weights."""
+    model = control.get_model(model_id, principal.reach)
+    spooled = tempfile.TemporaryFile()
+    try:
+        archives.write_archive(model, spooled)
+    except BaseException:
+        spooled.close()
+        raise
+    size = spooled.tell()
+    spooled.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        with spooled:
+            yield from iter(lambda: spooled.read(archives.CHUNK), b"")
+
+    filename = f"{model.name[:100]}-{model.id[:8]}.tar.gz".replace('"', "")
+    return Response(chunks(), mimetype=ARCHIVE_TYPE, headers={"Content-Length": str(size),
+                                                               "Content-Disposition": f'attachment; filename="{filename}"'})
