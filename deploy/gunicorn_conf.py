@@ -16,6 +16,29 @@ graceful_timeout = 20
 accesslog = os.environ.get("TRAINFAAS_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = "warning"
+# /metrics sums the request figures of every worker (prometheus_client's multiprocess mode): each
+# worker writes its own files here; they are cleared when gunicorn starts, and a worker's are
+# marked dead when it exits.
+if os.environ.get("TRAINFAAS_HOME") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(os.path.abspath(os.environ["TRAINFAAS_HOME"]), "prometheus")
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(folder, name))
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 if os.environ.get("TRAINFAAS_LOG_FORMAT") == "json":
     # gunicorn's own lines (and the access log, when on) as JSON lines too, like the app's.
     logconfig_dict = {

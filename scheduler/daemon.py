@@ -7,6 +7,7 @@ Only the holder of a Redis lock acts, so a second scheduler started by mistake s
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,10 +19,10 @@ from trainfaas.scheduler.backends.base import InstanceBackend
 from trainfaas.scheduler.fleet import FleetKeeper
 from trainfaas.scheduler.policy import Decision
 from trainfaas.scheduler.reaper import Reaper
-from trainfaas.scheduler.reconciler import reconcile
+from trainfaas.scheduler.reconciler import Reconciler
 from trainfaas.scheduler.webhooks import Deliverer
 from trainfaas.services.core.settings import Settings
-from trainfaas.services.store import queues
+from trainfaas.services.store import queues, telemetry
 from trainfaas.services.store.database import database
 from trainfaas.services.store.records import Instance, Service, now_s
 
@@ -43,6 +44,7 @@ class Scheduler:
         self.lock = self.redis.lock(LOCK_KEY, timeout=max(15.0, 3 * settings.tick_interval_s), thread_local=False)
         self.reaper = Reaper(settings, self.backends, self.redis, clock)
         self.fleet = FleetKeeper(settings, self.backends, clock)
+        self.reconciler = Reconciler(self.redis)
         self.last_reconcile = 0.0
         self.apscheduler: BackgroundScheduler | None = None
         self.deliverer = Deliverer(settings)
@@ -69,6 +71,7 @@ class Scheduler:
         if not self.is_leader():
             return
         database.connect(reuse_if_open=True)
+        started = time.perf_counter()
         try:
             for part in (self.reap, self.keep_fleets):
                 self._safely(part)
@@ -77,6 +80,10 @@ class Scheduler:
                 self.last_reconcile = self.clock()
         finally:
             database.close()
+        try:
+            telemetry.record_tick(self.redis, time.perf_counter() - started)  # exported by the API's /metrics
+        except redis.RedisError as exc:
+            log.warning("scheduler cannot record its tick in Redis (%s)", exc)
 
     def _safely(self, part: Callable[[], None]) -> None:
         try:
@@ -104,7 +111,7 @@ class Scheduler:
 
     def reconcile(self) -> None:
         """Put back on the queue every execution the DB says is waiting but Redis does not hold."""
-        reconcile(self.redis, self.clock())
+        self.reconciler.reconcile(self.clock())
 
     # -- running under APScheduler ------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from trainfaas.services.api import openapi
+from trainfaas.services.api.metrics import instrument
 from trainfaas.services.api.registry import MAX_URI_BYTES
 from trainfaas.services.api.routes import AREAS
 from trainfaas.services.control.configuration import pydantic_fields
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     _register_error_handlers(app)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
+    instrument(app)  # requests by route and status, for /metrics
     app.register_blueprint(ui)
     return app
 

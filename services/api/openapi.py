@@ -40,7 +40,7 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
     statuses = [414]  # any request may be too long to read
     if endpoint.access != "public":
         statuses.append(401)
-    if endpoint.access in ("write", "admin"):
+    if endpoint.access in ("write", "admin", "metrics"):
         statuses.append(403)
     body_fields = endpoint.body.model_fields if endpoint.body else {}
     if endpoint.path_parameters or "project" in body_fields or 404 in endpoint.errors:

@@ -18,7 +18,7 @@ fuzz follows from one call to the next; a new endpoint under such a path is link
 
 ``access``: ``public`` (no token), ``register`` (an instance's registration token or an admin
 token, checked by the view, which needs the body to know the service), ``instance`` (the instance's own token, for the
-``<instance_id>`` in the path), or the least user scope: ``read``, ``write`` or ``admin``.
+``<instance_id>`` in the path), or the least user scope: ``read``, ``write`` or ``admin``; ``metrics``: a metrics or an admin token.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from trainfaas.services.control import instances
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.core.errors import ConfigError, Unauthorized
 
-Access = Literal["public", "register", "instance", "read", "write", "admin"]
+Access = Literal["public", "register", "instance", "read", "write", "admin", "metrics"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ from trainfaas.services.api import (
     health,
     inference,
     instances,
+    metrics,
     model_files,
     models,
     projects,
@@ -24,4 +25,4 @@ from trainfaas.services.api.registry import ENDPOINTS
 __all__ = ["AREAS", "ENDPOINTS"]
 
 AREAS: list[Blueprint] = [health.bp, models.bp, model_files.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp,
-                         compare.bp, blueprints.bp, checkpoints.bp, inference.bp, webhooks.bp]
+                         compare.bp, blueprints.bp, checkpoints.bp, inference.bp, webhooks.bp, metrics.bp]

@@ -91,8 +91,9 @@ class ProjectPatch(Strict):
 
 
 class TokenCreate(Strict):
-    scope: Literal["read", "write", "admin"] = Field(description="read or write one project; admin: every project, services, tokens.")
-    project: str | None = Field(None, pattern=NAME_PATTERN, description="Required for read and write; ignored for admin.")
+    scope: Literal["read", "write", "admin", "metrics"] = Field(description="read or write one project; admin: every project,"
+                                                                           " services, tokens; metrics: GET /metrics only.")
+    project: str | None = Field(None, pattern=NAME_PATTERN, description="Required for read and write; ignored for admin and metrics.")
     name: str = Field("", max_length=200, description="What the token is for.")
 
 
@@ -171,6 +172,10 @@ class Stamped(Out):
 
 class Health(Out):
     status: Literal["ok"]
+
+
+class MetricsText(Out):
+    """Documents GET /metrics, whose answer is the Prometheus text format, not JSON."""
 
 
 class Ready(Out):
@@ -363,7 +368,7 @@ class ProjectOut(Out):
 
 class TokenOut(Out):
     id: str
-    scope: Literal["read", "write", "admin"]
+    scope: Literal["read", "write", "admin", "metrics"]
     project: str | None
     name: str
     created_at: str | None = Timestamp

@@ -19,7 +19,7 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.option("--project", default=None, help="Required for read and write tokens.")
-@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--scope", type=click.Choice(["read", "write", "admin", "metrics"]), required=True)
 @click.option("--name", default="", help="What the token is for.")
 @json_option('Print {"token": ..., "id": ..., ...}.')
 @click.pass_context

@@ -50,9 +50,12 @@ class Principal:
         return self.is_admin or self.project == project
 
     def require(self, scope: str) -> None:
-        """Raise Forbidden unless the token's scope includes ``scope`` (read < write < admin)."""
+        """Raise Forbidden unless the token's scope includes ``scope`` (read < write < admin; metrics: a
+        metrics or an admin token)."""
+        if scope == "metrics" and self.scope not in ("metrics", "admin"):
+            raise Forbidden(f"a {self.scope} token cannot read the metrics", {"Authorization": "an admin token or a token with scope metrics"})
         if TOKEN_SCOPES.index(self.scope) < TOKEN_SCOPES.index(scope):
-            what = "administer services, projects and tokens" if scope == "admin" else "change anything"
+            what = {"admin": "administer services, projects and tokens", "read": "read anything but the metrics"}.get(scope, "change anything")
             raise Forbidden(f"a {self.scope} token cannot {what}", {"Authorization": f"a token with scope {scope}"})
 
     def project_for_new(self, requested: str | None) -> str:
@@ -115,7 +118,7 @@ def create_token(scope: str, project: str | None, name: str = "") -> tuple[Token
     """Create a token and return it with its secret, which is not stored anywhere."""
     if scope not in TOKEN_SCOPES:
         raise ConfigError(f"unknown scope {scope!r}", {"scope": f"one of: {', '.join(TOKEN_SCOPES)}"})
-    if scope == "admin":
+    if scope in ("admin", "metrics"):
         project = None
     elif project is None:
         raise ConfigError(f"a {scope} token needs a project", {"project": "an existing project (read and write tokens need one)"})

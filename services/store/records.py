@@ -260,7 +260,8 @@ class Project(BaseModel):
     max_running = peewee.IntegerField(null=True)
 
 
-TOKEN_SCOPES = ("read", "write", "admin")
+# metrics first: a metrics token reads /metrics and nothing else (require("read") refuses it).
+TOKEN_SCOPES = ("metrics", "read", "write", "admin")
 
 
 class Token(BaseModel):
