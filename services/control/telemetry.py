@@ -122,11 +122,11 @@ class DatabaseCollector(Collector):
         ended = CounterMetricFamily("trainfaas_attempts_ended", "Attempts ended, by service and why: timeout, drain, lost,"
                                     " killed, code_failure, success, other.", labels=["service", "reason"])
         counts: Counter[tuple[str, str]] = Counter()
-        rows = (Attempt.select(Execution.service, Attempt.outcome, Attempt.reason, fn.COUNT(Attempt.id).alias("n"))
+        rows = (Attempt.select(Execution.service, Attempt.outcome, Attempt.reason, fn.COUNT(Attempt.id))
                 .join(Execution).where(Attempt.outcome.is_null(False))
-                .group_by(Execution.service, Attempt.outcome, Attempt.reason).objects())
-        for row in rows:
-            counts[(row.service_id, attempt_reason(row.outcome, row.reason))] += row.n
+                .group_by(Execution.service, Attempt.outcome, Attempt.reason).tuples())
+        for service, outcome, reason, n in rows:
+            counts[(service, attempt_reason(outcome, reason))] += n
         for (service, reason), n in sorted(counts.items()):
             ended.add_metric([service, reason], n)
         yield ended
