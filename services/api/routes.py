@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from trainfaas.services.api import architectures, blueprints, compare, executions, health, instances, models, projects, services
+from trainfaas.services.api import architectures, blueprints, compare, datasets, executions, health, instances, models, projects, services
 from trainfaas.services.api.registry import ENDPOINTS
 
 __all__ = ["AREAS", "ENDPOINTS"]
 
 AREAS: list[Blueprint] = [health.bp, models.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp, compare.bp, blueprints.bp]
+AREAS.append(datasets.bp)

@@ -27,6 +27,7 @@ from trainfaas.services.store.migrations import (
     m0007_blueprints,
     m0008_model_clones,
     m0009_resume_from,
+    m0013_datasets,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (7, m0007_blueprints.apply),
     (8, m0008_model_clones.apply),
     (9, m0009_resume_from.apply),
+    (13, m0013_datasets.apply),
 ]
 
 
