@@ -24,6 +24,7 @@ from trainfaas.services.store.records import Dataset, DatasetRules, DatasetUse, 
 REFERENCE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,99})(?:@(?P<ref>[A-Za-z0-9][A-Za-z0-9_.-]{0,63}))?")
 SPLIT_ROLES = ("train", "validation", "test")
 SPLIT_FORMAT = "image-labels"
+EXPECTED_SUBSETS = {"image-folder": ("train", "validation")}  # a format's subsets that count as empty when missing
 
 
 class Constraints(BaseModel):
@@ -129,7 +130,8 @@ def check(chosen: Chosen, adapter: type[ModelAdapter], model: Model, field: str 
 def _check_rules(rules: dict[str, Any], chosen: Chosen, counts: dict[str, int], model: Model, field: str) -> None:
     name = chosen.reference
     if rules.get("no_empty_subset"):
-        empty = sorted(subset for subset, labels in chosen.version.subsets.items() if sum(labels.values()) == 0)
+        expected = dict.fromkeys(EXPECTED_SUBSETS.get(chosen.version.format, ()), {})
+        empty = sorted(subset for subset, labels in {**expected, **chosen.version.subsets}.items() if sum(labels.values()) == 0)
         if empty or not chosen.version.subsets:
             raise ConfigError(f"rule no_empty_subset: {name} has empty subsets: {', '.join(empty) or 'all'}",
                               {field: "a version whose every subset has samples (constraint no_empty_subset)"})
