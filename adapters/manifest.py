@@ -140,33 +140,36 @@ def _images(names: list[str]) -> list[list[str]]:
 
 
 def describe(names: list[str]) -> tuple[str, dict[str, dict[str, int]]]:
-    """The format the relative file ``names`` show, and the labels and counts of each subset.
+    """The formats the relative file ``names`` show (``+``-joined when one folder is laid out for
+    several, as the bundled shapes sample is for yolo and image-mask), and the labels and counts of
+    each subset where the paths tell them.
 
     ``image-folder``: ``<subset>/<label>/<image>`` (subsets train, validation, val, test);
     ``image-labels``: ``<label>/<image>``, one subset (``all``), what a split training takes per subset;
-    otherwise ``yolo`` (a data.yaml), ``image-mask`` (images/ and masks/), ``text-csv-jsonl``,
-    ``conll``, or ``files``, counted by top folder."""
+    ``yolo`` (a data.yaml), ``image-mask`` (labels.json, images/ and masks/), ``text-csv-jsonl``
+    (train.csv or train.jsonl), ``conll`` (train.conll or train.txt); otherwise ``files``. Labels and
+    counts are read from the paths of the two image layouts only; the others record files alone."""
     images = _images(names)
-    if images and all(len(parts) == 3 and parts[0] in SUBSET_FOLDERS for parts in images):
-        counts: dict[str, Counter[str]] = {}
-        for subset, label, _ in images:
-            counts.setdefault(subset, Counter())[label] += 1
-        return "image-folder", {subset: dict(sorted(c.items())) for subset, c in sorted(counts.items())}
+    counts: dict[str, Counter[str]] = {}
     if images and len(images) == len(names) and all(len(parts) == 2 for parts in images):
         return "image-labels", {"all": dict(sorted(Counter(parts[0] for parts in images).items()))}
+    top = set(names)
     tops = {name.split("/")[0] for name in names}
-    if any(name.rsplit("/", 1)[-1] in ("data.yaml", "dataset.yaml") for name in names):
-        form = "yolo"
-    elif {"images", "masks"} <= tops:
-        form = "image-mask"
-    elif any(name.endswith((".csv", ".jsonl")) for name in names):
-        form = "text-csv-jsonl"
-    elif any(name.endswith(".conll") for name in names):
-        form = "conll"
-    else:
-        form = "files"
-    by_top = Counter(name.split("/")[0] if "/" in name else "." for name in names)
-    return form, {"files": dict(sorted(by_top.items()))}
+    found = []
+    if top & {"data.yaml", "dataset.yaml"}:
+        found.append("yolo")
+    if "labels.json" in top and {"images", "masks"} <= tops:
+        found.append("image-mask")
+    if top & {"train.csv", "train.jsonl"}:
+        found.append("text-csv-jsonl")
+    if top & {"train.conll", "train.txt"}:
+        found.append("conll")
+    in_subsets = [parts for parts in images if len(parts) == 3 and parts[0] in SUBSET_FOLDERS]
+    if in_subsets and not found:
+        for subset, label, _ in in_subsets:
+            counts.setdefault(subset, Counter())[label] += 1
+        found.append("image-folder")
+    return "+".join(found) or "files", {subset: dict(sorted(c.items())) for subset, c in sorted(counts.items())}
 
 
 def differences(root: Path, entries: list[Entry], max_listed: int = 20) -> tuple[int, list[str]]:

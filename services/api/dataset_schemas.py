@@ -50,7 +50,7 @@ class ShareCreate(Strict):
 class VersionSummary(Out):
     number: int
     digest: str = Field(description="SHA-256 of the sorted manifest.")
-    format: str = Field(description="The layout found: image-folder, image-labels, yolo, image-mask, text-csv-jsonl, conll or files.")
+    format: str = Field(description="The layouts found, +-joined: image-folder, image-labels, yolo, image-mask, text-csv-jsonl, conll; or files.")
     subsets: dict[str, dict[str, int]] = Field(description="Samples per label of each subset.")
     files: int
     bytes: int

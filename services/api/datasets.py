@@ -97,8 +97,7 @@ def delete(dataset_id: str, query: DeleteQuery, principal: Principal) -> dict[st
     return {"id": done.dataset.id, "name": done.dataset.name, "kept": done.kept}
 
 
-@endpoint(bp, "POST", "/datasets/<dataset_id>/versions", response=VersionOut, access="write", errors=(403, 409),
-          links={"number": "/versions/{version}"})
+@endpoint(bp, "POST", "/datasets/<dataset_id>/versions", response=VersionOut, access="write", errors=(403, 409))
 def take_version(dataset_id: str, principal: Principal) -> dict[str, Any]:
     """Take a new version when the files changed since the newest; otherwise answer the newest (``created`` false)."""
     dataset = control.get_dataset(dataset_id, principal.reach, write=True, deleted=False)

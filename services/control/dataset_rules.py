@@ -119,7 +119,7 @@ def check(chosen: Chosen, adapter: type[ModelAdapter], model: Model, field: str 
         raise ConfigError(f"rule task: data set {dataset.name} is for {dataset.task}, {model.architecture} trains {task}",
                           {field: f"a data set for task {task}"})
     wanted = SPLIT_FORMAT if chosen.subset != "all" else adapter.dataset_format
-    if found.format not in ("files", wanted) and not (found.format == "image-folder" and wanted is None):
+    if wanted is not None and found.format != "files" and wanted not in found.format.split("+"):
         raise ConfigError(f"rule format: {chosen.reference} is a {found.format} data set, {model.architecture} reads {wanted}",
                           {field: f"a {wanted} data set"})
     rules = {**project_constraints(model.project), **(dataset.constraints or {})}
@@ -129,11 +129,13 @@ def check(chosen: Chosen, adapter: type[ModelAdapter], model: Model, field: str 
 
 def _check_rules(rules: dict[str, Any], chosen: Chosen, counts: dict[str, int], model: Model, field: str) -> None:
     name = chosen.reference
+    if not chosen.version.subsets:
+        return  # a format whose labels the paths do not tell: the adapter's own check stands
     if rules.get("no_empty_subset"):
         expected = dict.fromkeys(EXPECTED_SUBSETS.get(chosen.version.format, ()), {})
         empty = sorted(subset for subset, labels in {**expected, **chosen.version.subsets}.items() if sum(labels.values()) == 0)
-        if empty or not chosen.version.subsets:
-            raise ConfigError(f"rule no_empty_subset: {name} has empty subsets: {', '.join(empty) or 'all'}",
+        if empty:
+            raise ConfigError(f"rule no_empty_subset: {name} has empty subsets: {', '.join(empty)}",
                               {field: "a version whose every subset has samples (constraint no_empty_subset)"})
     if (least := rules.get("min_per_label")) is not None:
         short = sorted(label for label, count in counts.items() if count < least)
