@@ -161,3 +161,12 @@ def test_a_data_set_trainings_read_is_deleted_only_with_force_and_its_versions_s
     unused = register(api.client, "other", shapes(api, "other")).get_json()
     assert api.client.delete(f"/api/v1/datasets/{unused['id']}").get_json()["kept"] is False
     assert api.client.get(f"/api/v1/datasets/{unused['id']}").status_code == 404
+
+
+def test_a_clone_and_a_blueprint_keep_the_reference_of_a_registered_data_set(api: Any) -> None:
+    register(api.client, "shapes", shapes(api))
+    source = model(api.client)
+    clone = api.client.post(f"/api/v1/models/{source}/clone", json={"dataset": "shapes@1"}).get_json()
+    execution = api.client.post(f"/api/v1/models/{clone['id']}/train", json={"configuration": {"max_steps": 1}}).get_json()
+    assert execution["input"]["dataset_versions"]["all"]["reference"] == "shapes@1", execution
+    assert api.client.get(f"/api/v1/executions/{execution['id']}/config").get_json()["dataset"] == "shapes@1"

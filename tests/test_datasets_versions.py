@@ -171,3 +171,15 @@ def test_another_projects_data_set_is_not_found_until_an_admin_shares_it_read_on
     assert api.client.post(f"/api/v1/datasets/{dataset['id']}/shares", json={"project": "nope"}).status_code == 404
     assert api.client.delete(f"/api/v1/datasets/{dataset['id']}/shares/b").get_json()["shared_with"] == []
     assert b_write.get(f"/api/v1/datasets/{dataset['id']}").status_code == 404
+
+
+def test_the_data_set_tables_are_added_to_a_database_written_before_them(api: Any) -> None:
+    from trainfaas.services.store.database import database
+    from trainfaas.services.store.migrations import SchemaVersion, migrate
+    from trainfaas.services.store.records import DATASET_ENTITIES, Project
+
+    database.obj.drop_tables(DATASET_ENTITIES)
+    SchemaVersion.delete().where(SchemaVersion.version == 13).execute()
+    assert migrate() == [13] and migrate() == []
+    assert all(entity.table_exists() for entity in DATASET_ENTITIES) and Project.select().count() >= 1
+    assert register(api.client, "shapes", shapes(api)).status_code == 201
