@@ -29,6 +29,7 @@ from trainfaas.services.core.errors import DatasetError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUBSET_FOLDERS = ("train", "validation", "val", "test")
 CHUNK = 1024 * 1024
+MAX_ADDED = 10_000  # files added since a version was taken that a training's check walks before it stops counting
 
 Entry = list  # [relative path, size, sha256]
 
@@ -95,8 +96,9 @@ def _sha256(path: Path, budget: Budget | None, root: Path) -> str:
     return digest.hexdigest()
 
 
-def _walk(root: Path, budget: Budget) -> list[Path]:
-    """Every file under ``root``, each checked to resolve inside it; hidden names are skipped."""
+def _walk(root: Path, budget: Budget, outside: list[str] | None = None) -> list[Path]:
+    """Every file under ``root``, each checked to resolve inside it (one that does not is refused,
+    or with ``outside`` listed there); hidden names are skipped."""
     found: list[Path] = []
     stack = [root]
     while stack:
@@ -106,7 +108,10 @@ def _walk(root: Path, budget: Budget) -> list[Path]:
                 continue
             target = entry.resolve()
             if not target.is_relative_to(root):
-                raise _refuse(root, entry)
+                if outside is None:
+                    raise _refuse(root, entry)
+                outside.append(relative_name(root, entry))
+                continue
             if entry.is_dir():
                 if not entry.is_symlink():
                     stack.append(entry)
@@ -188,12 +193,13 @@ def differences(root: Path, entries: list[Entry], max_listed: int = 20) -> tuple
             same = False
         if not same:
             differing.append(name)
+    outside: list[str] = []  # links out of the folder, put there since: differences too
     try:
-        added = [path.relative_to(root).as_posix() for path in _walk(root, Budget(10**12, 10**18, 10**9).start())]
-    except DatasetError as exc:  # a link out of the folder, put there since: a difference too
-        added = [str(exc.fields.get("path", "a file leading outside")).split(" ", 1)[0]]
-    differing += [name for name in added if name not in listed]
-    return len(differing), sorted(differing)[:max_listed]
+        added = [path.relative_to(root).as_posix() for path in _walk(root, Budget(len(entries) + MAX_ADDED, 10**18, 10**9).start(), outside)]
+    except DatasetError:  # grown by more than MAX_ADDED files: not walked further
+        added = [f"(more than {MAX_ADDED} files added)"]
+    unique = set(differing + outside + [name for name in added if name not in listed])
+    return len(unique), sorted(unique)[:max_listed]
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
