@@ -183,3 +183,18 @@ def test_the_data_set_tables_are_added_to_a_database_written_before_them(api: An
     assert migrate() == [13] and migrate() == []
     assert all(entity.table_exists() for entity in DATASET_ENTITIES) and Project.select().count() >= 1
     assert register(api.client, "shapes", shapes(api)).status_code == 201
+
+
+def test_the_check_before_a_training_names_each_changed_removed_added_or_linked_out_file_once(tmp_path: Path) -> None:
+    from trainfaas.adapters.manifest import Budget, differences, take
+
+    folder = write_folder(tmp_path / "d", {"train": {"a": 3}})
+    manifest = take(folder, Budget(100, 10**6, 60))
+    assert differences(folder, manifest.files) == (0, [])
+    (folder / "train" / "a" / "0.png").write_bytes(b"train/a/X")  # same size, other bytes
+    (folder / "train" / "a" / "1.png").unlink()
+    os.symlink(tmp_path, folder / "train" / "a" / "2.png.tmp")
+    (folder / "train" / "a" / "2.png").unlink()
+    os.symlink(tmp_path / "elsewhere.png", folder / "train" / "a" / "2.png")
+    (folder / ".hidden").write_bytes(b"skipped")
+    assert differences(folder, manifest.files) == (4, ["train/a/0.png", "train/a/1.png", "train/a/2.png", "train/a/2.png.tmp"])
