@@ -96,7 +96,11 @@ def register(settings: Settings, project: str, name: str, path: str, task: str |
     with database.atomic():
         if Dataset.get_or_none((Dataset.project == project) & (Dataset.name == name) & Dataset.deleted_at.is_null()) is not None:
             raise Conflict(f"project {project} already has a data set {name}", {"name": "a name no data set of the project has"})
-        dataset = Dataset.create(project=project, name=name, path=str(folder), task=task)
+        try:
+            with database.atomic():
+                dataset = Dataset.create(project=project, name=name, path=str(folder), task=task)
+        except peewee.IntegrityError:  # registered by a racing request in between
+            raise Conflict(f"project {project} already has a data set {name}", {"name": "a name no data set of the project has"}) from None
         return dataset, _record(dataset, manifest, 1)
 
 

@@ -292,6 +292,10 @@ class Dataset(BaseModel):
     deleted_at = peewee.DoubleField(null=True)
 
 
+# One data set of a name per project, among those not deleted (deleted ones keep theirs).
+Dataset.add_index(Dataset.index(Dataset.project, Dataset.name, unique=True, where=Dataset.deleted_at.is_null()))
+
+
 class DatasetVersion(BaseModel):
     """One immutable version of a data set: the manifest of every file ([relative path, size,
     sha256], sorted), the labels and counts per subset, the format found and the digest of the manifest."""
