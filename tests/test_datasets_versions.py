@@ -104,6 +104,8 @@ def test_aliases_name_versions_latest_follows_the_newest_and_odd_names_are_refus
         response = api.client.put(f"/api/v1/datasets/shapes/aliases/{odd}", json={"version": 1})
         assert response.status_code == 422 and "alias" in response.get_json()["error"]["fields"], odd
     assert api.client.put("/api/v1/datasets/shapes/aliases/x", json={"version": 7}).status_code == 404
+    for odd in ("²", "١", "9" * 30, "-1"):  # digits of other scripts, and numbers past any column
+        assert api.client.get(f"/api/v1/datasets/shapes/versions/{odd}").status_code == 404, odd
     assert api.client.delete("/api/v1/datasets/shapes/aliases/latest").status_code == 422
     assert DatasetAlias.select().count() == 1
 

@@ -136,7 +136,7 @@ def version(dataset: Dataset, ref: str) -> DatasetVersion:
     if ref == LATEST:
         found = newest_version(dataset)
         number = found.number if found else None
-    elif ref.isdigit() and len(ref) <= 9:
+    elif ref.isascii() and ref.isdigit() and len(ref) <= 9:
         number = int(ref)
     else:
         alias = DatasetAlias.get_or_none((DatasetAlias.dataset == dataset) & (DatasetAlias.alias == ref))
