@@ -124,12 +124,14 @@ def _walk(root: Path, budget: Budget, outside: list[str] | None = None) -> list[
 def take(root: Path, budget: Budget) -> Manifest:
     """The manifest of the data set folder ``root`` (resolved), within ``budget``."""
     root = root.resolve()
-    if not root.is_dir():
-        raise DatasetError(f"data set {root} is not a directory", {"path": "an existing directory inside the data roots"})
-    budget.start()
-    entries = []
-    for path in _walk(root, budget):
-        entries.append([path.relative_to(root).as_posix(), path.stat().st_size, _sha256(path, budget, root)])
+    try:
+        if not root.is_dir():
+            raise DatasetError(f"data set {root} is not a directory", {"path": "an existing directory inside the data roots"})
+        budget.start()
+        entries = [[path.relative_to(root).as_posix(), path.stat().st_size, _sha256(path, budget, root)] for path in _walk(root, budget)]
+    except OSError as exc:  # a name too long, a folder or file it may not read
+        raise DatasetError(f"data set {root} cannot be read: {exc.strerror or type(exc).__name__}",
+                           {"path": "a directory inside the data roots whose files the server can read"}) from None
     entries.sort()
     form, subsets = describe([entry[0] for entry in entries])
     return Manifest(entries, form, subsets, digest_of(entries))

@@ -200,3 +200,16 @@ def test_the_check_before_a_training_names_each_changed_removed_added_or_linked_
     os.symlink(tmp_path / "elsewhere.png", folder / "train" / "a" / "2.png")
     (folder / ".hidden").write_bytes(b"skipped")
     assert differences(folder, manifest.files) == (4, ["train/a/0.png", "train/a/1.png", "train/a/2.png", "train/a/2.png.tmp"])
+
+
+def test_a_name_too_long_or_an_unreadable_folder_is_a_422_naming_path(api: Any) -> None:
+    data_root(api)
+    assert register(api.client, "long", "x" * 300).status_code == 422
+    folder = shapes(api)
+    (folder / "train" / "a").chmod(0)
+    try:
+        response = register(api.client, "shapes", folder)
+        readable = os.access(folder / "train" / "a", os.R_OK)  # root reads it anyway
+        assert response.status_code == (201 if readable else 422), response.get_json()
+    finally:
+        (folder / "train" / "a").chmod(0o755)
