@@ -89,6 +89,9 @@ class ModelAdapter:
     # Options that inject faults (for fire drills): the API refuses a configuration that sets one
     # to other than its default unless the server runs with TRAINFAAS_DIAGNOSTICS=1.
     diagnostic_options: ClassVar[tuple[str, ...]] = ()
+    # The subsets an adapter can take as separate data sets (image-labels folders, ``<label>/<image>``)
+    # instead of one folder; it then implements :meth:`train_split`. Empty: one folder only.
+    split_subsets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -150,6 +153,10 @@ class ModelAdapter:
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the final metrics. Must honour ``should_stop()``."""
         raise NotImplementedError
+
+    def train_split(self, subsets: dict[str, Path], output_path: Path, **configuration: Any) -> dict[str, float]:
+        """Train on one folder per subset (those of ``split_subsets``), as :meth:`train` does on one data set."""
+        raise DatasetError(f"{self.architecture} trains on one data set folder", {"datasets": "not supported by this architecture"})
 
     def save(self, local_path: Path, **kwargs: Any) -> None:
         raise NotImplementedError

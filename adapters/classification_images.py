@@ -22,7 +22,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import RandAugment, _apply_op
 
 from trainfaas.adapters.confine import confined, files_under, shown
-from trainfaas.adapters.datasets import IMAGE_SUFFIXES, choose_labels, count_images
+from trainfaas.adapters.datasets import IMAGE_SUFFIXES, _label_folders, choose_labels, count_images
 from trainfaas.services.core.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -190,9 +190,23 @@ class LabelPlan:
     counts: dict[str, int]  # images to read per subset
 
 
-def plan_labels(path: Path, chosen: list[str] | None, include_negatives: bool) -> LabelPlan:
-    """Check the data set at ``path`` against a label subset; raises DatasetError naming what to change."""
-    images = count_images(Path(path))
+def count_split(paths: dict[str, Path]) -> dict[str, dict[str, int]]:
+    """Images per label of each subset of a training on separate data sets, one ``<label>/<image>`` folder each
+    (every entry confined to its own folder)."""
+    images: dict[str, dict[str, int]] = {}
+    for subset, path in paths.items():
+        root = Path(path).resolve()
+        if not root.is_dir():
+            raise DatasetError(f"the {subset} data set {root} is not a directory", {f"datasets.{subset}": "an existing folder"})
+        images[subset] = _label_folders(root, root)
+    return images
+
+
+def plan_labels(path: Path | None, chosen: list[str] | None, include_negatives: bool,
+                images: dict[str, dict[str, int]] | None = None) -> LabelPlan:
+    """Check the data set at ``path`` (or the ``images`` per label of each subset, counted already)
+    against a label subset; raises DatasetError naming what to change."""
+    images = images if images is not None else count_images(Path(str(path)))
     dataset_labels = sorted(images["train"])
     labels = choose_labels(dataset_labels, chosen)
     class_index = {label: index for index, label in enumerate(labels)}

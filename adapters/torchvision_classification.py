@@ -40,6 +40,7 @@ from trainfaas.adapters.classification_images import (
     Pixels,
     Preprocessing,
     center_crop,
+    count_split,
     plan_labels,
     randaugment_ops,
     random_flip,
@@ -64,6 +65,7 @@ from trainfaas.adapters.vision_training import StepTraining, VisionAdapter
 CHECKPOINT_FORMAT = 2
 MODEL_FORMAT = 2
 DECODE_BATCH_IMAGES = 256
+SPLIT = ("train", "validation")  # the subsets, of one folder or taken as separate data sets
 
 ARCHITECTURES: tuple[str, ...] = tuple(sorted(tv_models.list_models(module=tv_models)))
 
@@ -275,10 +277,10 @@ class ClassificationTraining(StepTraining):
         return set() if list(saved["labels"]) == self.labels else _head_keys(self.architecture, len(self.labels), self.crop)
 
 
-def _open_subsets(data_path: Path, plan: LabelPlan, options: ClassificationOptions, preprocessing: Preprocessing,
+def _open_subsets(paths: dict[str, Path], plan: LabelPlan, options: ClassificationOptions, preprocessing: Preprocessing,
                   device: torch.device) -> dict[str, Subset]:
     pixels = Pixels(options.input_size, preprocessing)
-    folders = {name: LabelledImageFolder(data_path / name, plan.labels, plan.class_index, pixels) for name in ("train", "validation")}
+    folders = {name: LabelledImageFolder(paths[name], plan.labels, plan.class_index, pixels) for name in SPLIT}
     return open_subsets(folders, 3 * options.input_size**2, device, options.num_workers, DECODE_BATCH_IMAGES)  # type: ignore[arg-type]
 
 
@@ -292,6 +294,7 @@ class TorchvisionClassification(VisionAdapter):
     architectures: ClassVar[tuple[str, ...]] = ARCHITECTURES
     task: ClassVar[str] = "classification"
     dataset_format: ClassVar[str | None] = "image-folder"
+    split_subsets: ClassVar[tuple[str, ...]] = SPLIT
     Options: ClassVar[type[Options]] = ClassificationOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -334,13 +337,23 @@ class TorchvisionClassification(VisionAdapter):
         if data_path is None:
             raise DatasetError("image classification needs an image-folder data set", {"dataset": "missing"})
         plan = plan_labels(Path(data_path), options.labels, options.include_negatives)
+        return self._train({name: Path(data_path) / name for name in SPLIT}, plan, options, Path(output_path))
+
+    def train_split(self, subsets: dict[str, Path], output_path: Path, **configuration: Any) -> dict[str, float]:
+        """Train as :meth:`train` does, on separate folders for train and validation, each ``<label>/<image>``."""
+        options = ClassificationOptions.model_validate({**self.configuration, **configuration})
+        paths = {name: Path(subsets[name]) for name in SPLIT}
+        plan = plan_labels(None, options.labels, options.include_negatives, count_split(paths))
+        return self._train(paths, plan, options, Path(output_path))
+
+    def _train(self, paths: dict[str, Path], plan: LabelPlan, options: ClassificationOptions, output_path: Path) -> dict[str, float]:
         device = training_device()
-        options = self._quick_start(options, Path(data_path), plan)
+        options = self._quick_start(options, paths["train"], plan)
         torch.manual_seed(options.seed)
         aux = _resumed_aux(self.architecture, self.context.resume_checkpoint)
         model = build_model(self.architecture, len(plan.labels), options.input_size or 0, crop_of(options), aux).to(device)
         preprocessing = Preprocessing.of(options)
-        subsets = _open_subsets(Path(data_path), plan, options, preprocessing, device)
+        subsets = _open_subsets(paths, plan, options, preprocessing, device)
         run = ClassificationTraining(self, plan.labels, options, model, subsets, preprocessing)
         self._adopt(run)
         self.crop, self.preprocessing = run.crop, preprocessing
@@ -356,11 +369,11 @@ class TorchvisionClassification(VisionAdapter):
             self.context.log(_aux_note(self.architecture, model, run.crop, aux))
         return run.train(Path(output_path) / "checkpoints")
 
-    def _quick_start(self, options: ClassificationOptions, data_path: Path, plan: LabelPlan) -> ClassificationOptions:
+    def _quick_start(self, options: ClassificationOptions, train_path: Path, plan: LabelPlan) -> ClassificationOptions:
         """``options`` with an unset ``input_size`` and ``epochs`` chosen from the data set, each choice logged."""
         chosen: dict[str, Any] = {}
         if options.input_size is None:
-            folder = LabelledImageFolder(data_path / "train", plan.labels, plan.class_index, None)
+            folder = LabelledImageFolder(train_path, plan.labels, plan.class_index, None)
             crops = [side for side in (options.val_crop_height, options.val_crop_width) if side is not None]
             wanted, why = derived_input_size(image_sides([path for path, _ in folder.samples]), max([QUICK_MIN_SIDE, *crops]))
             chosen["input_size"] = _smallest_fitting(self.architecture, len(plan.labels), wanted)

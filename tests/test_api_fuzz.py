@@ -87,6 +87,8 @@ def fuzz_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         "admin": auth.create_token("admin", None)[1], "write": auth.create_token("write", PROJECT)[1],
         "read": auth.create_token("read", PROJECT)[1], "none": None, "unknown": "tf_" + "x" * 43,
     }
+    (home / "data" / "fuzzed" / "a").mkdir(parents=True)  # a data set the seed registers
+    (home / "data" / "fuzzed" / "a" / "1.png").write_bytes(b"fuzzed")
     app.known = _seed(app.test_client(), app.tokens["admin"])
     with database.connection_context():
         app.snapshot = _snapshot()
@@ -123,9 +125,11 @@ def _seed(client: Any, admin: str) -> dict[str, str]:
     # A checkpoint row as an instance's report leaves one (its file is not there: making a model of it is a 409).
     checkpoint = Artifact.create(execution=execution["id"], attempt=1, kind="checkpoint", path="/nonexistent/step-1.json", step=1)
     webhook = post("/api/v1/webhooks", {"url": "https://hooks.example.com/fuzz", "secret": "s" * 16, "project": PROJECT}, headers=headers)
+    dataset = post("/api/v1/datasets", {"name": "fuzzed", "path": "fuzzed", "project": PROJECT}, headers=headers)
+    assert client.put(f"/api/v1/datasets/{dataset['id']}/aliases/train", json={"version": 1}, headers=headers).status_code == 200
     return {"webhook_id": webhook["id"], "model_id": model["id"], "execution_id": execution["id"], "instance_id": instance["id"],
             "instance_token": instance["token"], "token_id": token["id"], "service": SERVICE, "project": PROJECT,
-            "checkpoint_id": checkpoint.uid}
+            "checkpoint_id": checkpoint.uid, "dataset_id": dataset["id"], "version": "1", "alias": "train"}
 
 
 def _tables() -> list[type[peewee.Model]]:

@@ -82,4 +82,4 @@ def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, 
     dataset, configuration, execution = body.dataset, body.configuration, body.execution
     if body.blueprint is not None:
         dataset, configuration, execution = blueprints.with_blueprint(body.blueprint, model, dataset, configuration, execution)
-    return execution_view(submit_training(settings(), redis_connection(), model, dataset, configuration, execution))
+    return execution_view(submit_training(settings(), redis_connection(), model, dataset, configuration, execution, body.datasets))

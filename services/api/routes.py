@@ -9,6 +9,7 @@ from trainfaas.services.api import (
     blueprints,
     checkpoints,
     compare,
+    datasets,
     executions,
     health,
     inference,
@@ -25,4 +26,5 @@ from trainfaas.services.api.registry import ENDPOINTS
 __all__ = ["AREAS", "ENDPOINTS"]
 
 AREAS: list[Blueprint] = [health.bp, models.bp, model_files.bp, executions.bp, services.bp, instances.bp, projects.bp, architectures.bp,
-                         compare.bp, blueprints.bp, checkpoints.bp, inference.bp, webhooks.bp, metrics.bp]
+                         compare.bp, blueprints.bp, checkpoints.bp, inference.bp, webhooks.bp, metrics.bp,
+                         datasets.bp]

@@ -49,6 +49,9 @@ class TrainFields(Strict):
 
 class TrainRequest(TrainFields):
     execution: ExecutionSettings | None = None
+    datasets: dict[Literal["train", "validation", "test"], str] | None = Field(
+        None, description="Separate registered data sets per subset (name, name@3 or name@alias), instead of dataset;"
+                          " for the architectures that take them (image classification: train and validation).")
     blueprint: str | None = Field(
         None, min_length=1, max_length=100,
         description="Take options, execution settings and data set from this blueprint of the model's project"

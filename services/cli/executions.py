@@ -86,6 +86,9 @@ def executions_show(ctx: click.Context, execution_id: str, as_json: bool, follow
     if execution.get("waiting"):
         say(waiting_line(execution["waiting"]))
         say(f"  {execution['waiting']['reason']}; estimate: {execution['waiting']['estimate_reason']}")
+    for subset, version in sorted(((execution.get("input") or {}).get("dataset_versions") or {}).items()):
+        where = "" if subset == "all" else f" ({subset})"
+        click.echo(printable(f"{'data set' + where:<14} {version['reference']} digest {version['digest']} (data set {version['dataset_id']})"))
     print_table(STATUS_LOG_COLUMNS, execution["status_log"], "status log")
     print_table(ATTEMPT_COLUMNS, execution["attempts"], "attempts")
 

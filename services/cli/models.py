@@ -34,7 +34,10 @@ def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 @click.command()
 @click.option("--architecture", "-a", default=None, help="e.g. resnet18, mobilenet_v3_small, sleep (default: the blueprint's or config file's).")
-@click.option("--dataset", "-d", default=None, help="Data set directory, or a name under $TRAINFAAS_HOME/datasets.")
+@click.option("--dataset", "-d", default=None,
+              help="A registered data set (name, name@3, name@alias), a data set directory, or a name under $TRAINFAAS_HOME/datasets.")
+@click.option("--subset", "subsets", multiple=True, metavar="SUBSET=DATASET",
+              help="A registered data set for one subset (train=shapes@train, validation=shapes@val), instead of --dataset.")
 @click.option("--name", default=None, help="Model name (default: <architecture>-<dataset>).")
 @click.option("--epochs", type=int, default=None, help="Shortcut for --config epochs=N.")
 @click.option("--config", "-c", "config_pairs", multiple=True, help="Adapter option as key=value (repeatable).")
@@ -49,8 +52,8 @@ def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--follow/--no-follow", default=False, help="Show progress until it ends.")
 @json_option()
 @click.pass_context
-def train(ctx: click.Context, architecture: str | None, dataset: str | None, name: str | None, epochs: int | None,
-          config_pairs: tuple[str, ...], blueprint: str | None, config_file: Any, timeout_s: float | None,
+def train(ctx: click.Context, architecture: str | None, dataset: str | None, subsets: tuple[str, ...], name: str | None,
+          epochs: int | None, config_pairs: tuple[str, ...], blueprint: str | None, config_file: Any, timeout_s: float | None,
           max_attempts: int | None, on_reset: str | None, from_model: str | None, follow: bool, as_json: bool) -> None:
     """Create a model and enqueue its training. Options given here win over the blueprint's or the
     config file's, which win over the adapter's defaults."""
@@ -68,7 +71,8 @@ def train(ctx: click.Context, architecture: str | None, dataset: str | None, nam
     # The configuration goes with the model so that a bad option is rejected before anything exists.
     model = client.create_model(name or f"{architecture}-{Path(dataset).name if dataset else 'model'}", architecture,
                                 configuration=configuration or None, from_model=from_model)
-    queued(client, client.train(model["id"], dataset, None, execution_settings or None), follow, as_json)
+    split = dict(pair.partition("=")[::2] for pair in subsets) or None
+    queued(client, client.train(model["id"], dataset, None, execution_settings or None, datasets=split), follow, as_json)
 
 
 def queued(client: Any, execution: dict[str, Any], follow: bool, as_json: bool) -> None:

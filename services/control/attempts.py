@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from trainfaas.services.control import ids, models, quotas
+from trainfaas.services.control import dataset_rules, ids, models, quotas
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.executions import try_enqueue
 from trainfaas.services.core.errors import ConfigError, Conflict, ServicePaused
@@ -111,12 +111,18 @@ def work_spec(settings: Settings, execution: Execution, checkpoint: Artifact | N
     model = execution.model if execution.model_id else None
     base = Model.get_or_none(Model.id == model.base_model) if model is not None and model.base_model else None
     return WorkSpec(
-        execution_id=execution.id, attempt=execution.attempt, function=execution.function, input=execution.input,
+        execution_id=execution.id, attempt=execution.attempt, function=execution.function, input=_with_manifests(execution.input),
         output_path=str(output_path(settings, execution.id, execution.attempt)), data_path=execution.input.get("dataset"),
         model=ModelRef(id=model.id, architecture=model.architecture, labels=model.labels) if model is not None else None,
         resume_checkpoint=checkpoint.path if checkpoint is not None else None,
         base_model=base.artifact_path if base is not None and base.artifact_path else None, adapters=settings.adapters,
     )
+
+
+def _with_manifests(given: dict[str, Any]) -> dict[str, Any]:
+    """A training's input plus the manifests of the data set versions it reads (checked before its adapter reads)."""
+    found = dataset_rules.manifests(given or {})
+    return {**given, "dataset_manifests": found} if found else given
 
 
 def finish(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish) -> Execution:

@@ -44,7 +44,9 @@ def of_execution(execution_id: str, project: str | None) -> dict[str, Any]:
                           {"execution_id": "the id of a training (train_model) execution"})
     given = execution.input or {}
     settings = {name: getattr(execution, name) for name in SETTINGS if getattr(execution, name) is not None}
-    return document(execution.service.architecture, given.get("dataset"), dict(given.get("configuration") or {}), settings)
+    version = (given.get("dataset_versions") or {}).get("all")  # a registered data set's version: named, not its folder
+    dataset = version["reference"] if version else given.get("dataset")
+    return document(execution.service.architecture, dataset, dict(given.get("configuration") or {}), settings)
 
 
 def checked(settings: Settings, config: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.control import ids, models, placement, quotas
+from trainfaas.services.control import dataset_rules, ids, models, placement, quotas
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.control.datasets import dataset_for
@@ -97,16 +97,36 @@ def try_enqueue(connection: redis.Redis, execution: Execution) -> bool:
 
 
 def submit_training(settings: Settings, connection: redis.Redis, model: Model, dataset: str | None,
-                    configuration: dict[str, Any] | None, overrides: ExecutionSettings | None) -> Execution:
-    """Check the options and the data set, then submit a training of ``model``."""
+                    configuration: dict[str, Any] | None, overrides: ExecutionSettings | None,
+                    datasets: dict[str, str] | None = None) -> Execution:
+    """Check the options and the data set (a folder, a registered data set's version, or one per
+    subset: ``datasets``), then submit a training of ``model``."""
     adapter = get_adapter(model.architecture, settings.adapters)
     effective = validate_configuration(adapter, {**model.configuration, **(configuration or {})}, "configuration")
     check_diagnostics(settings, adapter, effective, "configuration")
-    data_path = dataset_for(settings, adapter, model.architecture, dataset or model.dataset, effective)
+    data = _training_data(settings, adapter, model, dataset, datasets, effective)
     quotas.check_queued(settings, model.project)  # before a first training creates the service (submit checks again, locked)
     service = ensure_service(settings, model.architecture, by_training=True)
-    input = {"model_id": model.id, "dataset": str(data_path) if data_path else None, "configuration": effective}
-    return submit(settings, connection, service, TRAIN_MODEL, f"train {model.name}", input, model, overrides, model.project)
+    input = {"model_id": model.id, **data.input, "configuration": effective}
+    execution = submit(settings, connection, service, TRAIN_MODEL, f"train {model.name}", input, model, overrides, model.project)
+    dataset_rules.record_uses(execution.id, data.chosen)
+    return execution
+
+
+def _training_data(settings: Settings, adapter: Any, model: Model, dataset: str | None, datasets: dict[str, str] | None,
+                   effective: dict[str, Any]) -> dataset_rules.TrainingData:
+    if datasets and dataset:
+        raise ConfigError("give dataset or datasets, not both", {"datasets": "separate data sets per subset, without dataset"})
+    if datasets:
+        return dataset_rules.split_training(adapter, model, datasets)
+    given = dataset or model.dataset
+    chosen = dataset_rules.lookup(model.project, given) if given and adapter.dataset_format is not None else None
+    if chosen is None:
+        data_path = dataset_for(settings, adapter, model.architecture, given, effective)
+        return dataset_rules.TrainingData({"dataset": str(data_path) if data_path else None}, [])
+    dataset_rules.check(chosen, adapter, model)
+    data_path = dataset_for(settings, adapter, model.architecture, chosen.dataset.path, effective)
+    return dataset_rules.TrainingData({"dataset": str(data_path), "dataset_versions": {"all": chosen.record()}}, [chosen])
 
 
 def submit_function(settings: Settings, connection: redis.Redis, service: Service, function: str,

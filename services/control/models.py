@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.control import ids
+from trainfaas.services.control import dataset_rules, ids
 from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.control.datasets import resolve_dataset
 from trainfaas.services.core.errors import ConfigError, Conflict
@@ -59,7 +59,7 @@ def clone_model(settings: Settings, source: Model, name: str | None, labels: lis
     merged = {**source.configuration, **(configuration or {})}
     effective = validate_configuration(adapter, merged, "configuration")
     check_diagnostics(settings, adapter, effective, "configuration")
-    if dataset is not None:
+    if dataset is not None and dataset_rules.lookup(source.project, dataset) is None:
         dataset = str(resolve_dataset(settings, dataset))  # inside the data roots; read when it trains
     return Model.create(name=name or f"{source.name[:194]}-clone", architecture=source.architecture, task=source.task,
                         labels=list(source.labels) if labels is None else labels, configuration=merged, project=source.project,

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     data_roots: str = Field("", description="Directories data sets must lie in, separated by ':' (default: home/datasets).")
     dataset_check_max_files: int = Field(200_000, description="Most files and folders the API's check of a data set may touch.")
     dataset_check_seconds: float = Field(10.0, description="Longest the API's check of a data set may run, in seconds.")
+    dataset_version_max_files: int = Field(100_000, ge=1, description="Most files one version of a registered data set may hold.")
+    dataset_version_max_bytes: int = Field(8 * 1024**3, ge=1, description="Most bytes one version of a registered data set may hold"
+                                                                          " (each is hashed when the version is taken and before a training reads it).")
+    dataset_version_seconds: float = Field(120.0, gt=0, description="Longest taking a version of a data set (walking and hashing it) may run, in seconds.")
     instance_secret: str = Field(
         "", description="Secret the API and the scheduler share: the instances of swarm services register with a credential"
                         " derived from it. Default: home/instance-secret, created on first use (mode 0600).")

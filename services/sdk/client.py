@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import requests
 
@@ -164,9 +165,11 @@ class Client:
         return self.request("DELETE", f"/api/v1/executions/{execution_id}")  # type: ignore[no-any-return]
 
     def train(self, model_id: str, dataset: str | None = None, configuration: dict[str, Any] | None = None,
-              execution: dict[str, Any] | None = None, blueprint: str | None = None) -> Json:
-        """Enqueue a training; ``blueprint`` names one whose options, settings and data set the others override."""
-        payload = _drop_none({"dataset": dataset, "configuration": configuration, "execution": execution, "blueprint": blueprint})
+              execution: dict[str, Any] | None = None, blueprint: str | None = None, datasets: dict[str, str] | None = None) -> Json:
+        """Enqueue a training; ``blueprint`` names one whose options, settings and data set the others override.
+        ``dataset`` is a folder or a registered data set (``name``, ``name@3``, ``name@alias``); ``datasets`` one per subset."""
+        payload = _drop_none({"dataset": dataset, "configuration": configuration, "execution": execution, "blueprint": blueprint,
+                              "datasets": datasets})
         return self.request("POST", f"/api/v1/models/{model_id}/train", json=payload)  # type: ignore[no-any-return]
 
     def evaluate(self, model_id: str, dataset: str, subset: str | None = None, execution: dict[str, Any] | None = None) -> Json:
@@ -404,6 +407,67 @@ class Client:
     def revoke_token(self, token_id: str) -> Json:
         return self.request("DELETE", f"/api/v1/tokens/{token_id}")  # type: ignore[no-any-return]
 
+    # data sets
+    def register_dataset(self, name: str, path: str, *, task: str | None = None, project: str | None = None) -> Json:
+        """Register a folder in the data roots as a data set, taking its version 1."""
+        payload = _drop_none({"name": name, "path": path, "task": task, "project": project})
+        return self.request("POST", "/api/v1/datasets", json=payload)  # type: ignore[no-any-return]
+
+    def list_datasets(self, **filters: Any) -> list[Json]:
+        return list(self.iter_pages("/api/v1/datasets", **filters))
+
+    def get_dataset(self, dataset: str) -> Json:
+        """A data set by id, id prefix or name."""
+        return self.request("GET", f"/api/v1/datasets/{_segment(dataset)}")  # type: ignore[no-any-return]
+
+    def delete_dataset(self, dataset: str, force: bool = False) -> Json:
+        """Delete a data set; ``force`` marks one that trainings used deleted, keeping its versions."""
+        return self.request("DELETE", f"/api/v1/datasets/{_segment(dataset)}", params={"force": "true"} if force else None)  # type: ignore[no-any-return]
+
+    def take_dataset_version(self, dataset: str) -> Json:
+        """Take a new version if the files changed (``created`` true), else answer the newest."""
+        return self.request("POST", f"/api/v1/datasets/{_segment(dataset)}/versions")  # type: ignore[no-any-return]
+
+    def dataset_versions(self, dataset: str) -> list[Json]:
+        return list(self.iter_pages(f"/api/v1/datasets/{_segment(dataset)}/versions"))
+
+    def dataset_version(self, dataset: str, version: str | int = "latest", offset: int = 0, limit: int = 1000) -> Json:
+        """One version (number, latest or alias) with a page of its manifest."""
+        return self.request("GET", f"/api/v1/datasets/{_segment(dataset)}/versions/{_segment(str(version))}",  # type: ignore[no-any-return]
+                            params={"offset": offset, "limit": limit})
+
+    def dataset_diff(self, dataset: str, from_version: str | int, to_version: str | int) -> Json:
+        return self.request("GET", f"/api/v1/datasets/{_segment(dataset)}/diff",  # type: ignore[no-any-return]
+                            params={"from": str(from_version), "to": str(to_version)})
+
+    def set_dataset_alias(self, dataset: str, alias: str, version: int) -> Json:
+        return self.request("PUT", f"/api/v1/datasets/{_segment(dataset)}/aliases/{_segment(alias)}",  # type: ignore[no-any-return]
+                            json={"version": version})
+
+    def delete_dataset_alias(self, dataset: str, alias: str) -> Json:
+        return self.request("DELETE", f"/api/v1/datasets/{_segment(dataset)}/aliases/{_segment(alias)}")  # type: ignore[no-any-return]
+
+    def set_dataset_constraints(self, dataset: str, **constraints: Any) -> Json:
+        """Replace a data set's constraints: min_per_label, max_label_share, no_empty_subset, labels_match_model."""
+        return self.request("PUT", f"/api/v1/datasets/{_segment(dataset)}/constraints", json=constraints)  # type: ignore[no-any-return]
+
+    def project_dataset_constraints(self, project: str) -> Json:
+        return self.request("GET", f"/api/v1/projects/{_segment(project)}/dataset-constraints")  # type: ignore[no-any-return]
+
+    def set_project_dataset_constraints(self, project: str, **constraints: Any) -> Json:
+        return self.request("PUT", f"/api/v1/projects/{_segment(project)}/dataset-constraints", json=constraints)  # type: ignore[no-any-return]
+
+    def share_dataset(self, dataset: str, project: str) -> Json:
+        """(admin) Let ``project`` read the data set."""
+        return self.request("POST", f"/api/v1/datasets/{_segment(dataset)}/shares", json={"project": project})  # type: ignore[no-any-return]
+
+    def unshare_dataset(self, dataset: str, project: str) -> Json:
+        return self.request("DELETE", f"/api/v1/datasets/{_segment(dataset)}/shares/{_segment(project)}")  # type: ignore[no-any-return]
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment: a slash or other odd character cannot reach another route."""
+    return quote(value, safe="")
 
 def prediction_input(item: Any) -> dict[str, Any]:
     """One input of :meth:`Client.predict` as the API takes it."""

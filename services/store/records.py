@@ -340,3 +340,82 @@ class WebhookDelivery(BaseModel):
 
     class Meta:
         indexes = ((("webhook", "event_id"), True),)
+class Dataset(BaseModel):
+    """A registered data set of a project: a folder in the data roots whose contents are taken as
+    numbered, immutable versions (migration 13). Deleting one that trainings used only marks it
+    deleted, so that their versions stay readable."""
+
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    project = peewee.CharField(max_length=100, index=True)
+    name = peewee.CharField(max_length=100)
+    path = peewee.TextField()
+    task = peewee.CharField(max_length=50, null=True)
+    constraints = JSONField(default=dict)
+    created_at = peewee.DoubleField(default=now_s)
+    deleted_at = peewee.DoubleField(null=True)
+
+
+# One data set of a name per project, among those not deleted (deleted ones keep theirs).
+Dataset.add_index(Dataset.index(Dataset.project, Dataset.name, unique=True, where=Dataset.deleted_at.is_null()))
+
+
+class DatasetVersion(BaseModel):
+    """One immutable version of a data set: the manifest of every file ([relative path, size,
+    sha256], sorted), the labels and counts per subset, the format found and the digest of the manifest."""
+
+    id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
+    dataset = peewee.ForeignKeyField(Dataset, backref="versions", on_delete="CASCADE")
+    number = peewee.IntegerField()
+    digest = peewee.CharField(max_length=64)
+    format = peewee.CharField(max_length=50)
+    subsets = JSONField(default=dict)
+    manifest = JSONField(default=list)
+    files = peewee.IntegerField()
+    bytes = peewee.BigIntegerField()
+    created_at = peewee.DoubleField(default=now_s)
+
+    class Meta:
+        indexes = ((("dataset", "number"), True),)
+
+
+class DatasetAlias(BaseModel):
+    """A name for one version of a data set (``train``, ``2026-q4``); ``latest`` is never stored."""
+
+    dataset = peewee.ForeignKeyField(Dataset, backref="aliases", on_delete="CASCADE")
+    alias = peewee.CharField(max_length=64)
+    number = peewee.IntegerField()
+    updated_at = peewee.DoubleField(default=now_s)
+
+    class Meta:
+        indexes = ((("dataset", "alias"), True),)
+
+
+class DatasetShare(BaseModel):
+    """Another project that may read a data set (and train on it), never change it."""
+
+    dataset = peewee.ForeignKeyField(Dataset, backref="shares", on_delete="CASCADE")
+    project = peewee.CharField(max_length=100, index=True)
+    created_at = peewee.DoubleField(default=now_s)
+
+    class Meta:
+        indexes = ((("dataset", "project"), True),)
+
+
+class DatasetUse(BaseModel):
+    """Which version of a data set an execution trains on, and as which subset (``all`` for one folder)."""
+
+    execution = peewee.CharField(max_length=32, index=True)
+    dataset = peewee.ForeignKeyField(Dataset, backref="uses", on_delete="CASCADE")
+    version = peewee.ForeignKeyField(DatasetVersion, backref="uses", on_delete="CASCADE")
+    subset = peewee.CharField(max_length=20, default="all")
+
+
+class DatasetRules(BaseModel):
+    """The data set constraints of a project, checked at every training of it (a data set's own override them)."""
+
+    project = peewee.CharField(primary_key=True, max_length=100)
+    constraints = JSONField(default=dict)
+    updated_at = peewee.DoubleField(default=now_s)
+
+
+DATASET_ENTITIES: list[type[BaseModel]] = [Dataset, DatasetVersion, DatasetAlias, DatasetShare, DatasetUse, DatasetRules]

@@ -29,6 +29,7 @@ from trainfaas.services.store.migrations import (
     m0009_resume_from,
     m0010_checkpoints,
     m0011_model_imports,
+    m0013_datasets,
     m0014_usage,
     m0015_webhooks,
 )
@@ -58,6 +59,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (9, m0009_resume_from.apply),
     (10, m0010_checkpoints.apply),
     (11, m0011_model_imports.apply),
+    (13, m0013_datasets.apply),
     (14, m0014_usage.apply),
     (15, m0015_webhooks.apply),
 ]
