@@ -148,7 +148,7 @@ class ModelAdapter:
         the file holds nor download anything. Default: this adapter takes no imported weights."""
         raise ConfigError(f"architecture {architecture} takes no imported weights",
                           {"architecture": "an architecture whose adapter imports weights (torchvision classification and"
-                                           " segmentation, ultralytics YOLO)"})
+                                           " segmentation, ultralytics YOLO, the BERT text and token classifiers)"})
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the final metrics. Must honour ``should_stop()``."""

@@ -36,6 +36,7 @@ from pydantic import Field, field_validator
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
 from trainfaas.adapters.evaluation import classification_scores, subset_of
 from trainfaas.adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
+from trainfaas.adapters.transformers_import import import_folder
 from trainfaas.services.core.files import atomic_write_text
 
 # Offline always, and no telemetry: set before transformers or huggingface_hub is first imported.
@@ -250,6 +251,12 @@ class _TransformersAdapter(ModelAdapter):
     def reference_model(cls, architecture: str) -> Any:
         """The architecture with BERT's own 30,522-token vocabulary and 2 labels, randomly initialised."""
         return cls.model_class()(bert_config(architecture, REFERENCE_VOCAB_SIZE, ["LABEL_0", "LABEL_1"]))
+
+    @classmethod
+    def import_weights(cls, architecture: str, source: Path, destination: Path, labels: list[str] | None) -> list[str]:
+        """A transformers model folder (config.json, model.safetensors or pytorch_model.bin, tokenizer.json)
+        that fits ``architecture``, saved as :meth:`save` writes a trained model (see transformers_import.py)."""
+        return import_folder(cls, bert_config, architecture, source, destination, labels)
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path`` and return the last validation figures (``val_loss``,
