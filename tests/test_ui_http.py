@@ -133,6 +133,7 @@ def test_an_admin_changes_a_service_and_bad_values_are_named(api: Any) -> None:
     assert client.get("/ui/services/no-such-service").status_code == 404
     page = client.get(f"/ui/services/{SLEEP}")
     assert page.status_code == 200 and "service-settings" in page.text
+    assert "fixed: keeps 0 instances" in page.text  # what the service will do, in words
     csrf = csrf_of(page.text)
     refused = client.post(f"/ui/services/{SLEEP}", data={"csrf": csrf, "max_instances": "100000"})
     assert refused.status_code == 422 and "max_instances" in refused.text
