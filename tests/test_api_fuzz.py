@@ -61,6 +61,9 @@ from trainfaas.services.store.records import Artifact, BaseModel, Project
 
 EXAMPLES = int(os.environ.get("TRAINFAAS_FUZZ_EXAMPLES", "10"))
 SCENARIOS = int(os.environ.get("TRAINFAAS_FUZZ_SCENARIOS", "30"))
+# Steps of each scenario: with some forty places to start from, a walk needs room to get from
+# creating a model to training it and on to the execution.
+STEPS = 20
 SERVICE = "mgmt-train-sleep"
 PROJECT = "fuzz"
 # What each stack sent and got: (stack, what) -> count.
@@ -334,7 +337,7 @@ def _state_machine(app: Any, who: str) -> type:
     return Scenarios
 
 
-STATEFUL = settings(max_examples=SCENARIOS, stateful_step_count=10, deadline=None, suppress_health_check=list(HealthCheck),
+STATEFUL = settings(max_examples=SCENARIOS, stateful_step_count=STEPS, deadline=None, suppress_health_check=list(HealthCheck),
                     derandomize=True, database=None, phases=[Phase.generate])
 
 
