@@ -133,6 +133,9 @@ def backup(settings: Settings, target: Path, artifacts: bool = False, progress: 
             for number, (path, name) in enumerate(members, 1):
                 try:
                     info = archive.gettarinfo(str(path), arcname=name)
+                    # A hard link (a kept checkpoint shares its file) goes in as a file of its own:
+                    # a restore takes plain files only.
+                    info.type, info.linkname, info.size = tarfile.REGTYPE, "", path.stat().st_size
                     with path.open("rb") as handle:
                         archive.addfile(info, handle)
                 except FileNotFoundError:  # removed while we read (a pruned checkpoint): not part of it
