@@ -41,8 +41,9 @@ LOCAL_COMMANDS = {
                             "Run one instance of a service: pull its queue and run executions in work processes."),
     "adapters": LazyCommand("trainfaas.services.cli.adapters:adapters", "Model adapters and the architectures they serve."),
     "backup": LazyCommand("trainfaas.services.cli.backup:backup",
-                          "Write the database (and with --artifacts the trained files) to one file while the stack runs."),
-    "restore": LazyCommand("trainfaas.services.cli.backup:restore", "Restore a backup into a new (empty) home."),
+                          "Write a consistent copy of the database (and, with --artifacts, the files) to FILE (mode 0600)."),
+    "restore": LazyCommand("trainfaas.services.cli.backup:restore",
+                           "Restore the backup FILE into this home (TRAINFAAS_HOME) and its database; start it with trainfaas up."),
 }
 
 
