@@ -50,8 +50,10 @@ def decode_image(data: bytes) -> Image.Image:
             if width * height > MAX_IMAGE_PIXELS:
                 raise InputError(f"an image of {width}x{height} pixels is larger than {MAX_IMAGE_PIXELS} pixels")
             return image.convert("RGB")
-    except (OSError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise InputError(f"not an image PIL reads ({exc})") from None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever PIL (or a library that patched Image.open: ultralytics) raises on bytes it cannot read
+        raise InputError(f"not an image PIL reads ({type(exc).__name__}: {exc})") from None
 
 
 def read_input(item: dict[str, Any], text: bool) -> Any:

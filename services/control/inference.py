@@ -176,7 +176,7 @@ def inline_image(value: str, field: str) -> None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-    except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError, SyntaxError):
+    except Exception:  # noqa: BLE001 - whatever PIL (or a library that patched Image.open: ultralytics) raises on bytes it cannot read
         raise ConfigError("an inline image is not an image PIL reads", {field: "a base64-encoded PNG, JPEG, BMP or similar image"}) from None
     if width * height > MAX_IMAGE_PIXELS:
         raise ConfigError(f"an inline image of {width}x{height} pixels", {field: f"at most {MAX_IMAGE_PIXELS} pixels"})
