@@ -366,8 +366,9 @@ def test_a_segmentation_training_over_http_succeeds_with_metrics_and_checkpoints
     assert recorded == {(f, legend, x) for f, legend in (("loss", "train"), ("loss", "val"), ("mIoU", "val"), ("pixel_accuracy", "val"))
                         for x in (1, 2)}
     artifacts = stack.client.artifacts(execution["id"])
-    checkpoints = {(Path(a["path"]).name, a["step"]) for a in artifacts if a["kind"] == "checkpoint"}
-    assert {("last.pt", 1), ("last.pt", 2), ("best.pt", 1)} <= checkpoints
+    kept = stack.client.checkpoints(execution["id"])  # each a file of its own: step-<n>.pt
+    assert {c["step"] for c in kept} == {1, 2} and sum(c["is_best"] for c in kept) == 1
+    assert all(Path(a["path"]).name.startswith("step-") for a in artifacts if a["kind"] == "checkpoint")
     assert [a["kind"] for a in artifacts].count("model") == 1
     trained = stack.client.get_model(model["id"])
     assert trained["status"] == "trained" and trained["labels"] == ["circle", "square", "triangle"]
