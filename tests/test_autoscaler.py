@@ -122,6 +122,7 @@ def test_a_restarted_scheduler_adopts_the_process_instances_it_finds(stack: Any)
     # The scheduler dies without stopping anything (its instances run in their own sessions).
     old = stack.scheduler
     old.apscheduler.shutdown(wait=True)
+    old.deliverer.stop()  # its threads die with it
     old.lock.release()
     stack.scheduler = Scheduler(stack.settings, ProcessBackend(stack.settings))
     stack.scheduler.start()
