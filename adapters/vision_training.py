@@ -18,8 +18,6 @@ validation scores and the checkpoint's own keys) is a subclass's: see :class:`St
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +41,7 @@ from trainfaas.adapters.torch_support import (
 )
 from trainfaas.adapters.vision_data import Standardisation, Subset, channel_statistics, standardisation
 from trainfaas.services.core.errors import AdapterError, DatasetError
-from trainfaas.services.core.files import atomic_copy, atomic_path
+from trainfaas.services.core.files import atomic_copy, atomic_link_or_copy
 
 MODEL_FILE = "model.pt"
 
@@ -330,21 +328,10 @@ class StepTraining:
         first = checkpoints / names[0]
         save_torch(self.state(), first)
         for name in names[1:]:
-            _same_bytes(first, checkpoints / name)
+            atomic_link_or_copy(first, checkpoints / name)  # replaced, never written in place
         reported = {key: value for key, value in self.metrics.items() if key.startswith(("val_", "train_"))}
         for name in names:
             self.context.checkpoint(checkpoints / name, step=self.step, metrics=reported)
-
-
-def _same_bytes(source: Path, path: Path) -> None:
-    """Replace ``path`` by a hard link to ``source`` where the file system has them (checkpoints are only
-    ever replaced, never written in place, so the two never change together), else by a copy."""
-    with atomic_path(path) as partial:
-        partial.unlink()
-        try:
-            os.link(source, partial)
-        except OSError:
-            shutil.copyfile(source, partial)
 
 
 class VisionAdapter(ModelAdapter):

@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import shutil
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from trainfaas.services.core.files import atomic_path
+from trainfaas.services.core.files import atomic_link_or_copy
 from trainfaas.services.core.protocol import MAX_WORK_MESSAGE_BYTES, Checkpoint, Log, Metric, Progress
 
 NAME_LENGTH = 100  # figures and legends longer than this are cut, as the database keeps them
@@ -110,12 +109,7 @@ def keep(source: Path, step: int, folder: Path) -> Path:
     if target.exists():
         return target
     try:
-        with atomic_path(target) as partial:
-            partial.unlink()
-            try:
-                os.link(source, partial)
-            except OSError:
-                shutil.copyfile(source, partial)
+        atomic_link_or_copy(source, target)
     except OSError:
         return source
     return target

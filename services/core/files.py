@@ -43,3 +43,15 @@ def atomic_copy(source: Path, path: Path) -> None:
     """Copy ``source`` to ``path`` so that ``path`` is either the old file or the whole copy."""
     with atomic_path(path) as partial:
         shutil.copyfile(source, partial)
+
+
+def atomic_link_or_copy(source: Path, path: Path) -> None:
+    """Make ``path`` a hard link to ``source`` where the file system has them, else a copy, so that
+    ``path`` is either the old file or the whole new one. Only for files that are replaced, never
+    written in place (a link shares every later change)."""
+    with atomic_path(path) as partial:
+        partial.unlink()
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
