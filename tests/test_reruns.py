@@ -70,6 +70,9 @@ def test_the_checkpoint_a_rerun_resumes_from_is_the_one_asked_for(api: Any, ende
     assert last_checkpoint(execution_id, 2, "best").step == 6
     (tmp_path / "best.pt").unlink()
     assert last_checkpoint(execution_id, 2, "best") is None  # a file that is gone is not resumed
+    (tmp_path / "best.pt").write_bytes(b"x")
+    (tmp_path / "last.pt").unlink()  # rotated away by a trainer that died before it reported the newer one
+    assert last_checkpoint(execution_id, 2, "last").step == 6  # the newest still there
 
 
 @pytest.mark.stack

@@ -346,7 +346,10 @@ def test_a_killed_training_reruns_and_resumes_from_its_trainer_checkpoint(stack:
     assert final["status"] == "success" and final["attempt"] == 2, final
     second_logs = [line["line"] for line in stack.client.logs(execution["id"]) if line["attempt"] == 2]
     resumed = [int(line.rsplit(" ", 1)[1]) for line in second_logs if line.startswith("resumed from checkpoint at step ")]
-    assert resumed and resumed[0] >= first["step"], second_logs
+    attempts = [(a.number, a.outcome, a.reason) for a in Attempt.select().where(Attempt.execution == execution["id"])]
+    checkpoints = [(a["attempt"], a["step"], a["path"], Path(a["path"]).exists())
+                   for a in stack.client.artifacts(execution["id"]) if a["kind"] == "checkpoint"]
+    assert resumed and resumed[0] >= first["step"], (second_logs[:3], final["status_log"], attempts, checkpoints)
     later = [a["step"] for a in stack.client.artifacts(execution["id"]) if a["kind"] == "checkpoint" and a["attempt"] == 2]
     assert later and min(later) > resumed[0] and max(later) == 60
     steps = [m["x"] for m in stack.client.metrics(execution["id"]) if m["attempt"] == 2 and m["figure"] != "system"]

@@ -60,7 +60,8 @@ def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | N
     """The checkpoint attempt ``before_attempt`` resumes from. By default the newest checkpoint of
     the previous attempt, unless that attempt succeeded: a rerun of a finished training trains anew,
     a rerun of an interrupted one continues where it stopped. A rerun may ask for ``last`` (the
-    newest checkpoint of any earlier attempt), ``best`` (the best one) or ``none``."""
+    newest checkpoint of any earlier attempt), ``best`` (the best one) or ``none``. A checkpoint whose
+    files are gone is passed over for the newest one still there."""
     if resume_from == "none":
         return None
     if resume_from is None:
@@ -71,8 +72,10 @@ def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | N
                                    & (Artifact.attempt < before_attempt))
     if resume_from == "best":
         rows = rows.where(Artifact.is_best == True)  # noqa: E712 (SQL)
-    row = rows.order_by(Artifact.attempt.desc(), Artifact.step.desc(), Artifact.id.desc()).first()
-    return row if row and Path(row.path).exists() else None
+    # The newest whose files are still there: a trainer may have rotated away a reported checkpoint
+    # in favour of a newer one that it could not report before the attempt died.
+    ordered = rows.order_by(Artifact.attempt.desc(), Artifact.step.desc(), Artifact.id.desc())
+    return next((row for row in ordered if Path(row.path).exists()), None)
 
 
 def of_service(instance: Instance, execution_id: str) -> Execution:
