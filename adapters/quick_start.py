@@ -6,6 +6,13 @@ and ``QUICK_MAX_SIDE`` and at least what the architecture takes. Without ``epoch
 ``max_steps``) it trains ``QUICK_EPOCHS`` epochs, or more on a small data set, so that it takes at
 least ``QUICK_MIN_STEPS`` optimizer steps (at most ``QUICK_MAX_EPOCHS`` epochs). Each choice is
 said in the execution's log with its reason.
+
+The other image tasks do the same with their own size option. Semantic segmentation (without
+``input_size``) trains at half the median shorter side, a multiple of 16 between
+``SEGMENTATION_MIN_SIDE`` and ``SEGMENTATION_MAX_SIDE``: masks of whole objects keep their outlines at
+half resolution, and a step costs a quarter of full size. YOLO (without ``imgsz``) letterboxes to the
+median longer side, a multiple of 32 between ``YOLO_MIN_SIDE`` and ``YOLO_MAX_SIDE``: small objects
+stay as large as the images have them, and no image is blown up past its own size.
 """
 from __future__ import annotations
 
@@ -21,11 +28,13 @@ from trainfaas.adapters.torch_support import batch_starts
 SIDE_SAMPLE = 200
 QUICK_MIN_SIDE, QUICK_MAX_SIDE = 16, 224
 QUICK_EPOCHS, QUICK_MIN_STEPS, QUICK_MAX_EPOCHS = 8, 200, 200
+SEGMENTATION_MIN_SIDE, SEGMENTATION_MAX_SIDE = 64, 512
+YOLO_MIN_SIDE, YOLO_MAX_SIDE = 64, 640
 
 
-def image_sides(paths: Sequence[str | Path], sample: int = SIDE_SAMPLE) -> list[int]:
-    """The shorter side of up to ``sample`` of the images, spread evenly over the list (headers
-    only: no image is decoded). Unreadable files are left out; the reader names them later."""
+def image_sides(paths: Sequence[str | Path], sample: int = SIDE_SAMPLE, longer: bool = False) -> list[int]:
+    """The shorter (or ``longer``) side of up to ``sample`` of the images, spread evenly over the list
+    (headers only: no image is decoded). Unreadable files are left out; the reader names them later."""
     if not paths:
         return []
     stride = max(1, len(paths) // sample)
@@ -33,7 +42,7 @@ def image_sides(paths: Sequence[str | Path], sample: int = SIDE_SAMPLE) -> list[
     for path in list(paths)[::stride][:sample]:
         try:
             with Image.open(path) as image:
-                sides.append(min(image.size))
+                sides.append(max(image.size) if longer else min(image.size))
         except Exception:  # noqa: BLE001 - a file that cannot be measured (any reason, a missing image plugin too) is left out
             continue
     return sides
@@ -60,3 +69,27 @@ def derived_epochs(train_images: int, batch_size: int) -> tuple[int, str]:
     epochs = min(needed, QUICK_MAX_EPOCHS)
     return epochs, (f"{train_images} training images make {steps_per_epoch} steps an epoch; {epochs} epochs give"
                     f" {epochs * steps_per_epoch} steps (a small data set needs at least {QUICK_MIN_STEPS})")
+
+
+def _rounded(value: float, multiple: int, lowest: int, highest: int) -> int:
+    return max(lowest, min(highest, multiple * max(1, round(value / multiple))))
+
+
+def derived_segmentation_size(sides: Sequence[int]) -> tuple[int, str]:
+    """The segmentation ``input_size`` for images whose shorter sides are ``sides``, and why."""
+    if not sides:
+        return SEGMENTATION_MIN_SIDE, "no training image could be measured"
+    median = statistics.median(sides)
+    size = _rounded(median / 2, 16, SEGMENTATION_MIN_SIDE, SEGMENTATION_MAX_SIDE)
+    return size, (f"half the median shorter side of the training images ({median:g} pixels, {len(sides)} measured),"
+                  f" a multiple of 16 within {SEGMENTATION_MIN_SIDE}-{SEGMENTATION_MAX_SIDE}")
+
+
+def derived_imgsz(sides: Sequence[int]) -> tuple[int, str]:
+    """The YOLO ``imgsz`` for images whose longer sides are ``sides``, and why."""
+    if not sides:
+        return YOLO_MIN_SIDE, "no training image could be measured"
+    median = statistics.median(sides)
+    size = _rounded(median, 32, YOLO_MIN_SIDE, YOLO_MAX_SIDE)
+    return size, (f"the median longer side of the training images is {median:g} pixels ({len(sides)} measured),"
+                  f" a multiple of 32 within {YOLO_MIN_SIDE}-{YOLO_MAX_SIDE}")

@@ -32,6 +32,7 @@ from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAda
 from trainfaas.adapters.evaluation import subset_of
 from trainfaas.adapters.images import to_pil_image
 from trainfaas.adapters.masks import IGNORE_VALUE, read_image_mask, select_labels, value_map
+from trainfaas.adapters.quick_start import SEGMENTATION_MIN_SIDE, derived_segmentation_size, image_sides
 from trainfaas.adapters.torch_support import training_device
 from trainfaas.adapters.vision_data import Subset, open_subsets, to_model_input
 from trainfaas.adapters.vision_training import StepOptions, StepTraining, VisionAdapter
@@ -73,8 +74,10 @@ class SegmentationOptions(StepOptions):
         ),
     )
     warmup_steps: int = Field(20, ge=0, le=1_000_000, description="Steps over which the learning rate rises linearly to its peak.")
-    input_size: int = Field(
-        64, ge=32, le=2048, description="Side in pixels of the square every image and mask is resized to."
+    input_size: int | None = Field(
+        None, ge=32, le=2048, description="Side in pixels of the square every image and mask is resized to. Unset (quick"
+        " start): half the median shorter side of the training images, a multiple of 16 within 64-512 (64 for the"
+        " bundled sample)."
     )
     horizontal_flip: bool = Field(True, description="Mirror each training image (and its mask) with probability 1/2.")
     random_scale_min: float = Field(
@@ -362,7 +365,7 @@ class TorchvisionSegmentation(VisionAdapter):
 
     @classmethod
     def import_input_size(cls, architecture: str) -> int:
-        return int(SegmentationOptions().input_size)
+        return SEGMENTATION_MIN_SIDE
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path``; return the last evaluation's metrics, steps and epochs.
@@ -381,6 +384,10 @@ class TorchvisionSegmentation(VisionAdapter):
         dataset = read_image_mask(Path(data_path))
         labels = select_labels(dataset.labels, options.labels)
         table = value_map(dataset.labels, labels)
+        if options.input_size is None:
+            size, why = derived_segmentation_size(image_sides([image for image, _ in dataset.pairs["train"]]))
+            self.context.log(f"quick start: input_size {size}: {why}")
+            options = options.model_copy(update={"input_size": size})
         device = training_device()
         torch.manual_seed(options.seed)
         model = build_model(self.architecture, len(labels) + 1, options.aux_loss)

@@ -45,6 +45,7 @@ from pydantic import Field  # noqa: E402
 
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options, weights_import, yolo_data  # noqa: E402
 from trainfaas.adapters.evaluation import subset_of  # noqa: E402
+from trainfaas.adapters.quick_start import YOLO_MIN_SIDE, derived_imgsz, image_sides  # noqa: E402
 from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
@@ -75,7 +76,9 @@ class YoloOptions(Options):
     """
 
     epochs: int = Field(50, ge=1, le=10000, description="Passes over the training images.")
-    imgsz: int = Field(128, ge=32, le=4096, multiple_of=32, description="Side in pixels images are letterboxed to (a multiple of 32).")
+    imgsz: int | None = Field(None, ge=32, le=4096, multiple_of=32, description="Side in pixels images are letterboxed to"
+                              " (a multiple of 32). Unset (quick start): the median longer side of the training images,"
+                              " within 64-640 (128 for the bundled sample).")
     batch: int = Field(16, ge=1, le=1024, description="Images per optimisation step.")
     optimizer: Literal["auto", "SGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop"] = Field(
         "auto", description="Optimizer. auto picks AdamW with a learning rate fitted to the classes for short trainings"
@@ -173,7 +176,7 @@ class UltralyticsYolo(ModelAdapter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.weights: Path | None = None
-        self.imgsz = int(self.configuration["imgsz"])
+        self.imgsz = int(self.configuration.get("imgsz") or YOLO_MIN_SIDE)  # chosen from the data by train() when unset
         self._predictor: Any = None
 
     @classmethod
@@ -221,7 +224,11 @@ class UltralyticsYolo(ModelAdapter):
         dataset = yolo_data.read_dataset(Path(data_path), polygons=self.segments, labels=options.labels)
         shutil.rmtree(output / "dataset", ignore_errors=True)
         data_yaml = yolo_data.build_view(dataset, output / "dataset", options.labels, options.include_negatives, self.segments)
-        self.labels, self.imgsz = list(options.labels or dataset.names), options.imgsz
+        if options.imgsz is None:
+            imgsz, why = derived_imgsz(image_sides(yolo_data.images_in(dataset.root, dataset.image_dirs["train"]), longer=True))
+            self.context.log(f"quick start: imgsz {imgsz}: {why}")
+            options = options.model_copy(update={"imgsz": imgsz})
+        self.labels, self.imgsz = list(options.labels or dataset.names), int(options.imgsz)
         run = _Run(self, options, output)
         model, arguments = self._model_and_arguments(options, data_yaml, output, run)
         if model is None:

@@ -11,7 +11,15 @@ from tests.adapter_support import events
 from tests.generated_images import write_shapes
 from trainfaas.adapters import NullContext
 from trainfaas.adapters import torchvision_classification as tc
-from trainfaas.adapters.quick_start import QUICK_MIN_STEPS, derived_epochs, derived_input_size, image_sides
+from trainfaas.adapters import shapes, torchvision_segmentation, yolo
+from trainfaas.adapters.quick_start import (
+    QUICK_MIN_STEPS,
+    derived_epochs,
+    derived_imgsz,
+    derived_input_size,
+    derived_segmentation_size,
+    image_sides,
+)
 
 
 def test_image_sides_read_headers_of_an_even_sample_and_skip_unreadable_files(tmp_path: Path) -> None:
@@ -59,3 +67,36 @@ def test_an_architecture_that_needs_larger_images_gets_its_smallest_size(tmp_pat
     adapter.train(data, tmp_path / "out", **adapter.configuration)
     line = next(line for (line,) in events(context, "log") if line.startswith("quick start: input_size"))
     assert line.startswith("quick start: input_size 64:") and "alexnet needs at least 64" in line
+
+
+def test_image_sides_can_measure_the_longer_side(tmp_path: Path) -> None:
+    Image.new("RGB", (90, 30)).save(tmp_path / "wide.png")
+    assert image_sides([tmp_path / "wide.png"]) == [30] and image_sides([tmp_path / "wide.png"], longer=True) == [90]
+
+
+@pytest.mark.parametrize("sides, size", [([128] * 5, 64), ([100, 200, 300], 96), ([40], 64), ([5000], 512), ([], 64)])
+def test_segmentation_trains_at_half_the_median_shorter_side(sides: list[int], size: int) -> None:
+    chosen, why = derived_segmentation_size(sides)
+    assert chosen == size and chosen % 16 == 0 and why
+
+
+@pytest.mark.parametrize("sides, size", [([128] * 3, 128), ([200, 210, 700], 224), ([40], 64), ([4000], 640), ([], 64)])
+def test_yolo_letterboxes_to_the_median_longer_side(sides: list[int], size: int) -> None:
+    chosen, why = derived_imgsz(sides)
+    assert chosen == size and chosen % 32 == 0 and why
+
+
+def test_segmentation_and_yolo_without_a_size_choose_it_from_images_unlike_the_sample(tmp_path: Path, no_network: list[str]) -> None:
+    data = Path(shapes.write_shapes(tmp_path / "shapes", train_images=4, validation_images=2, image_size=200, seed=9)["path"])
+    context = NullContext()
+    segmenter = torchvision_segmentation.TorchvisionSegmentation(
+        "lraspp_mobilenet_v3_large", configuration={"max_steps": 1, "batch_size": 2}, context=context)
+    segmenter.train(data, tmp_path / "segmentation", **segmenter.configuration)
+    assert segmenter.input_size == 96 and ("quick start: input_size 96: half the median shorter side of the training images"
+                                           " (200 pixels, 4 measured), a multiple of 16 within 64-512",) in events(context, "log")
+
+    context = NullContext()
+    detector = yolo.UltralyticsYolo("yolov8n", configuration={"epochs": 1, "batch": 4, "workers": 0, "mosaic": 0.0}, context=context)
+    detector.train(data, tmp_path / "yolo", **detector.configuration)
+    assert detector.imgsz == 192 and any(line.startswith("quick start: imgsz 192: the median longer side of the training"
+                                                         " images is 200 pixels") for (line,) in events(context, "log"))
