@@ -45,7 +45,7 @@ from pydantic import Field  # noqa: E402
 
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options, weights_import, yolo_data  # noqa: E402
 from trainfaas.adapters.evaluation import subset_of  # noqa: E402
-from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text  # noqa: E402
+from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text, copy_regular  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
 SIZES = "nsmlx"
@@ -320,6 +320,32 @@ class UltralyticsYolo(ModelAdapter):
         with atomic_path(Path(destination) / MODEL_FILE) as partial, _weights_only():
             strip_optimizer(str(source), str(partial))
         imgsz = int((checkpoint.get("train_args") or {}).get("imgsz") or 640)
+        info = {"architecture": architecture, "labels": chosen, "imgsz": imgsz, "task": cls.task_of(architecture)}
+        atomic_write_text(Path(destination) / INFO_FILE, json.dumps(info, indent=2))
+        return chosen
+
+    @classmethod
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path, architecture: str, labels: list[str],
+                              configuration: dict[str, Any]) -> None:
+        """The ultralytics checkpoint copied as ``model.pt`` (its optimizer state is left unread by every load)
+        beside the ``trainfaas.json`` :meth:`save` writes, with the imgsz the training ran with."""
+        if not copy_regular(Path(checkpoint), Path(local_path) / MODEL_FILE):
+            raise AdapterError(f"checkpoint {checkpoint} is not a regular file", {"checkpoint_id": "a YOLO checkpoint file"})
+        imgsz = int(cls.validate_configuration(configuration)["imgsz"])
+        info = {"architecture": architecture, "labels": list(labels), "imgsz": imgsz, "task": cls.task_of(architecture)}
+        atomic_write_text(Path(local_path) / INFO_FILE, json.dumps(info, indent=2))
+
+    @classmethod
+    def import_saved(cls, architecture: str, source: Path, destination: Path, labels: list[str]) -> list[str]:
+        """``model.pt`` and ``trainfaas.json`` as :meth:`save` writes them: the weights imported as
+        :meth:`import_weights` does (allow-list, layer by layer), the imgsz kept."""
+        try:
+            info = _read_info(Path(source))
+            imgsz = int(info["imgsz"])
+        except (AdapterError, KeyError, TypeError, ValueError):
+            raise ConfigError(f"the archive holds no {INFO_FILE} of a YOLO model", {"archive": f"model/{INFO_FILE} and model/{MODEL_FILE}"}) from None
+        cls.check_saved(architecture, labels, info.get("architecture"), info.get("labels"))
+        chosen = cls.import_weights(architecture, Path(source) / MODEL_FILE, destination, labels)
         info = {"architecture": architecture, "labels": chosen, "imgsz": imgsz, "task": cls.task_of(architecture)}
         atomic_write_text(Path(destination) / INFO_FILE, json.dumps(info, indent=2))
         return chosen
