@@ -91,6 +91,12 @@ def test_a_downloaded_archive_imports_unchanged_and_predicts_as_the_original(api
     assert "archive sq-download.tar.gz" in imported["imported_from"] and original["id"] in imported["imported_from"]
     assert predictions("squeezenet1_1", original["artifact_path"]) == predictions("squeezenet1_1", imported["artifact_path"])
     assert sorted(imported_folders(api)) == sorted([original["id"], imported["id"]])  # no staging folder or upload left
+    assert Model.get_by_id(imported["id"]).status == "pre-trained"  # as the original was: imported, never trained here
+
+    (Path(api.settings.home) / "data" / "sq.tar.gz").write_bytes(data)
+    by_path = api.client.post("/api/v1/models/import", json={"path": "sq.tar.gz", "name": "sq-by-path"})
+    assert by_path.status_code == 201 and by_path.get_json()["labels"] == ["cat", "dog", "owl"], by_path.get_json()
+    assert predictions("squeezenet1_1", by_path.get_json()["artifact_path"]) == predictions("squeezenet1_1", original["artifact_path"])
 
     wrong = upload_archive(api.client, data, architecture="resnet18")
     assert wrong.status_code == 422 and "architecture" in wrong.get_json()["error"]["fields"], wrong.get_json()

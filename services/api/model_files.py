@@ -49,7 +49,8 @@ class ModelImport(Strict):
 @endpoint(bp, "POST", "/import", body=ModelImport, response=ModelOut, status=201, access="write", upload=UPLOAD_FIELD,
           links={"id": "/models/{model_id}"})
 def import_(body: ModelImport, upload: Any, principal: Principal) -> dict[str, Any]:
-    """Import weights as a pre-trained model: checked against the architecture, layer by layer. Send
+    """Import weights as a pre-trained model (an archive: as the model was, trained or pre-trained), checked
+    against the architecture layer by layer. Send
     them as the multipart file field ``weights`` (a torch state dict, an ultralytics checkpoint, or a model
     archive as ``GET /models/{id}/artifact`` downloads it), or name a ``path`` inside the data roots; 422
     names the first layer that does not fit, or ``archive`` for an archive changed since its download,

@@ -25,8 +25,8 @@ from trainfaas.services.cli.output import console, json_option, print_json, say
 @click.pass_context
 def models_import(ctx: click.Context, architecture: str | None, weights: Path | None, archive: Path | None, path: str | None,
                   labels: str | None, name: str | None, project: str | None, as_json: bool) -> None:
-    """Import weights you already have, or a downloaded model archive, as a pre-trained model; fine-tune it
-    with `trainfaas train --from-model ID`."""
+    """Import weights you already have as a pre-trained model (fine-tune it with `trainfaas train --from-model ID`),
+    or a downloaded model archive as the model was (a trained one predicts and evaluates)."""
     if sum(given is not None for given in (weights, archive, path)) != 1:
         raise click.UsageError("give the weights as --weights FILE or --archive FILE (uploaded) or --path (on the server), one of them")
     if archive is not None:

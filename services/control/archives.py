@@ -139,8 +139,10 @@ def _manifest(model: Model, digests: dict[str, str], skipped: list[str]) -> dict
 def is_archive(path: Path) -> bool:
     """Whether ``path`` is a gzip file (a model archive, or nothing importable): weights files are not."""
     try:
+        if not path.is_file():  # checked first: opening a FIFO would block
+            return False
         with open(path, "rb") as handle:
-            return path.is_file() and handle.read(2) == GZIP_MAGIC
+            return handle.read(2) == GZIP_MAGIC
     except OSError:
         return False
 

@@ -10,7 +10,8 @@ import leaves nothing behind: no row, no folder.
 A model archive (``GET /models/<id>/artifact``'s tar.gz, told by its gzip header) is imported
 unchanged: :func:`archives.read_archive` checks and extracts it into a staging folder, and the
 adapter of the manifest's architecture takes the saved model back (``import_saved``). The new model
-keeps the manifest's architecture, labels, configuration and metrics, and ``imported_from`` says
+keeps the manifest's architecture, labels, configuration, metrics and status (a trained model comes
+back trained, so that it predicts and evaluates; any other, pre-trained), and ``imported_from`` says
 which archive, model and training it came from.
 """
 from __future__ import annotations
@@ -97,9 +98,14 @@ def _provenance(source_name: str, manifest: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _status(manifest: dict[str, Any]) -> ModelStatus:
+    """A trained model comes back trained (it predicts and evaluates as before); any other, pre-trained."""
+    return ModelStatus.TRAINED if manifest.get("status") == ModelStatus.TRAINED.value else ModelStatus.PRE_TRAINED
+
+
 def import_archive(settings: Settings, source: Path, source_name: str, architecture: str | None, name: str | None,
                    project: str = DEFAULT_PROJECT) -> Model:
-    """Check the model archive ``source`` and record its model as a pre-trained model of ``project``; the
+    """Check the model archive ``source`` and record its model in ``project`` (trained if it was, else pre-trained); the
     architecture, when given, must be the manifest's. ConfigError naming ``archive`` (or the field) otherwise."""
     model_id = new_id()
     folder = imported_folder(settings, model_id)
@@ -125,7 +131,7 @@ def import_archive(settings: Settings, source: Path, source_name: str, architect
         with database.atomic():
             return Model.create(id=model_id, name=(name or str(manifest.get("name") or Path(source_name).stem))[:200],
                                 architecture=manifest["architecture"], task=adapter.task_of(manifest["architecture"]), labels=labels,
-                                configuration=dict(manifest["configuration"]), project=project, status=ModelStatus.PRE_TRAINED,
+                                configuration=dict(manifest["configuration"]), project=project, status=_status(manifest),
                                 artifact_path=str(folder), metrics=dict(manifest.get("metrics") or {}), imported_from=_provenance(source_name, manifest)[:4096])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

@@ -144,8 +144,8 @@ class Client:
     def import_archive(self, archive: str | os.PathLike[str] | None = None, *, path: str | None = None, name: str | None = None,
                        project: str | None = None, architecture: str | None = None) -> Json:
         """Import a model archive as ``download_model`` saved it, unchanged: upload the file ``archive`` or
-        name ``path``, one inside the server's data roots. The new pre-trained model keeps the manifest's
-        architecture (``architecture``, if given, must be it), labels and configuration."""
+        name ``path``, one inside the server's data roots. The new model keeps the manifest's architecture
+        (``architecture``, if given, must be it), labels, configuration and status (trained, or pre-trained)."""
         fields = _drop_none({"architecture": architecture, "name": name, "project": project, "path": path})
         if archive is None:
             return self.request("POST", "/api/v1/models/import", json=fields)  # type: ignore[no-any-return]
