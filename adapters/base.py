@@ -165,12 +165,35 @@ class ModelAdapter:
         raise NotImplementedError
 
     @classmethod
-    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path) -> None:
-        """Write into ``local_path`` the model ``checkpoint`` (a file or folder this adapter reported)
-        holds, as :meth:`save` writes one, so that :meth:`load` and fine-tuning read it. It runs in the
-        API: copy, do not load. Raises AdapterError when this adapter cannot."""
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path, architecture: str, labels: list[str],
+                              configuration: dict[str, Any]) -> None:
+        """Write into ``local_path`` the model ``checkpoint`` (a file or folder this adapter reported while
+        training ``architecture`` on ``labels`` with ``configuration``) holds, as :meth:`save` writes one,
+        so that :meth:`load` and fine-tuning read it. It runs in the API: copy, do not load, and never
+        follow a link inside a checkpoint folder. Raises AdapterError when this adapter cannot."""
         raise AdapterError(f"the adapter {cls.__name__} cannot make a model from a checkpoint",
                            {"checkpoint_id": "a checkpoint of an architecture whose adapter makes models of its checkpoints"})
+
+    @classmethod
+    def import_saved(cls, architecture: str, source: Path, destination: Path, labels: list[str]) -> list[str]:
+        """Check that the folder ``source`` holds a model as :meth:`save` writes one (the ``model/`` folder of a
+        downloaded archive) of ``architecture`` predicting ``labels``, and write it into ``destination`` as
+        :meth:`save` does; return its labels. Raises ConfigError naming ``archive`` for files this adapter
+        cannot read, ``architecture`` or ``labels`` for a model of others. Must never run code the files
+        hold. Default: this adapter imports no archives."""
+        raise ConfigError(f"architecture {architecture} takes no model archives",
+                          {"archive": "an archive of an architecture whose adapter imports them (torchvision classification and"
+                                      " segmentation, ultralytics YOLO, the BERT text and token classifiers)"})
+
+    @staticmethod
+    def check_saved(architecture: str, labels: list[str], saved_architecture: Any, saved_labels: Any) -> None:
+        """ConfigError unless a saved model's own architecture and labels are those its archive's manifest names."""
+        if saved_architecture != architecture:
+            raise ConfigError(f"the archive's model is a {str(saved_architecture)[:100]}, its manifest says {architecture}",
+                              {"architecture": f"the manifest's architecture and the saved model's agree ({architecture})"})
+        if list(saved_labels or []) != list(labels):
+            raise ConfigError("the archive's model predicts other labels than its manifest names",
+                              {"labels": "the manifest's labels, as the saved model names them"})
 
     def predict(self, batch: list[Any], **kwargs: Any) -> list[Any]:
         raise NotImplementedError

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from trainfaas.adapters import ModelAdapter, Options
-from trainfaas.services.core.errors import AdapterError
+from trainfaas.services.core.errors import AdapterError, ConfigError
 from trainfaas.services.core.files import atomic_write_text
 
 
@@ -95,12 +95,25 @@ class SleepAdapter(ModelAdapter):
         atomic_write_text(Path(local_path) / "model.json", json.dumps({"architecture": "sleep", "steps": getattr(self, "steps_done", 0)}))
 
     @classmethod
-    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path) -> None:
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path, architecture: str, labels: list[str],
+                              configuration: dict[str, Any]) -> None:
         try:
             steps = int(json.loads(Path(checkpoint).read_text())["step"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AdapterError(f"{checkpoint} is not a checkpoint of this adapter ({exc})", {"checkpoint_id": "a sleep checkpoint"}) from None
         atomic_write_text(Path(local_path) / "model.json", json.dumps({"architecture": "sleep", "steps": steps}))
+
+    @classmethod
+    def import_saved(cls, architecture: str, source: Path, destination: Path, labels: list[str]) -> list[str]:
+        """``model.json`` as :meth:`save` writes it: JSON of the sleep architecture and a whole number of steps."""
+        try:
+            saved = json.loads((Path(source) / "model.json").read_text()[:4096])
+            steps = int(saved["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError("the archive holds no model.json of a sleep model", {"archive": "model/model.json as sleep saves it"}) from None
+        cls.check_saved(architecture, labels, saved.get("architecture"), labels)
+        atomic_write_text(Path(destination) / "model.json", json.dumps({"architecture": "sleep", "steps": steps}))
+        return list(labels)
 
     def load(self, local_path: Path, **kwargs: Any) -> None:
         json.loads((local_path / "model.json").read_text())

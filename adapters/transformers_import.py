@@ -6,6 +6,11 @@ by safetensors: no code can run) or ``pytorch_model.bin`` (read with ``torch.loa
 which refuses a pickle that would run code), and the tokenizer as ``tokenizer.json`` (a tokenizers
 file: data, not code). Nothing is downloaded. The weights must fit the architecture's size built
 with the folder's vocabulary and the head's classes; the first layer that does not is named.
+
+The same reading takes back a folder the adapter saved (a downloaded archive's ``model/``, with its
+``trainfaas-model.json``), and a Trainer checkpoint folder becomes a saved model by a copy of its
+weights, config and tokenizer files (regular files only, no link followed; never its pickled
+training arguments nor optimizer state).
 """
 from __future__ import annotations
 
@@ -13,10 +18,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainfaas.adapters import ConfigError, weights_import
+from trainfaas.adapters import AdapterError, ConfigError, weights_import
 from trainfaas.adapters.text_datasets import bio_tags
+from trainfaas.services.core.files import atomic_write_text, copy_regular
 
 MAX_CONFIG_BYTES = 1 << 20
+MODEL_INFO = "trainfaas-model.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 FOLDER = "a transformers model folder: config.json, model.safetensors (or pytorch_model.bin) and tokenizer.json"
 
 
@@ -85,7 +94,7 @@ def head_names(config: dict[str, Any], classes: int, labels: list[str] | None, t
 
 
 def import_folder(adapter_cls: Any, bert_config: Any, architecture: str, source: Path, destination: Path,
-                  labels: list[str] | None) -> list[str]:
+                  labels: list[str] | None, max_length: int | None = None) -> list[str]:
     """Check the folder ``source`` against ``architecture`` (built by ``bert_config``) and save it
     into ``destination`` as the adapter saves a trained model; return the adapter's labels."""
     folder = Path(source)
@@ -103,6 +112,41 @@ def import_folder(adapter_cls: Any, bert_config: Any, architecture: str, source:
     weights_import.check_fits(model, state)
     model.load_state_dict(state)
     adapter = adapter_cls(architecture, labels=names)
+    adapter.max_length = max_length or adapter.max_length
     adapter.model, adapter.tokenizer = model.eval(), read_tokenizer(folder, adapter.max_length)
     adapter.save(destination)
     return names
+
+
+def import_saved_folder(adapter_cls: Any, bert_config: Any, architecture: str, source: Path, destination: Path,
+                        labels: list[str]) -> list[str]:
+    """A folder the adapter's ``save`` wrote: its ``trainfaas-model.json`` must name ``architecture`` and
+    ``labels``; the rest is imported as :func:`import_folder` imports a model folder, its max_length kept."""
+    info_path = Path(source) / MODEL_INFO
+    try:
+        if info_path.is_symlink() or info_path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"{MODEL_INFO} is a link or larger than 1 MiB")
+        info = json.loads(info_path.read_text())
+        max_length = int(info["max_length"])
+        if not 8 <= max_length <= 512:
+            raise ValueError("max_length out of 8..512")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"the archive holds no {MODEL_INFO} of a BERT model", {"archive": f"model/{MODEL_INFO} as the adapter saves it"}) from None
+    adapter_cls.check_saved(architecture, labels, info.get("architecture"), info.get("labels"))
+    return import_folder(adapter_cls, bert_config, architecture, Path(source), Path(destination), labels, max_length)  # type: ignore[no-any-return]
+
+
+def folder_from_checkpoint(adapter_cls: Any, checkpoint: Path, destination: Path, architecture: str, labels: list[str],
+                           configuration: dict[str, Any]) -> None:
+    """Write into ``destination`` the model of the Trainer checkpoint folder ``checkpoint``, as the adapter's
+    ``save`` writes one: its config, weights and tokenizer files copied (regular files only, no link
+    followed), and ``trainfaas-model.json`` with the training's max_length. AdapterError naming
+    ``checkpoint_id`` when one the model needs is missing."""
+    copied = [name for name in ("config.json", *WEIGHT_FILES, *TOKENIZER_FILES) if copy_regular(checkpoint / name, destination / name)]
+    needed = {"config.json", "tokenizer.json"}
+    if not needed <= set(copied) or not set(WEIGHT_FILES) & set(copied):
+        raise AdapterError(f"checkpoint {checkpoint.name} lacks config.json, model.safetensors or tokenizer.json",
+                           {"checkpoint_id": "a Trainer checkpoint folder with config.json, model.safetensors and tokenizer.json"})
+    max_length = int(adapter_cls.validate_configuration(configuration)["max_length"])
+    info = {"architecture": architecture, "task": adapter_cls.task, "labels": list(labels), "max_length": max_length}
+    atomic_write_text(destination / MODEL_INFO, json.dumps(info, indent=2))

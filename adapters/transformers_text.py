@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options
 from trainfaas.adapters.evaluation import classification_scores, subset_of
 from trainfaas.adapters.text_datasets import bio_tags, read_conll_dataset, read_text_dataset
-from trainfaas.adapters.transformers_import import import_folder
+from trainfaas.adapters.transformers_import import MODEL_INFO, folder_from_checkpoint, import_folder, import_saved_folder
 from trainfaas.services.core.files import atomic_write_text
 
 # Offline always, and no telemetry: set before transformers or huggingface_hub is first imported.
@@ -52,7 +52,6 @@ SIZES: dict[str, tuple[int, int]] = {"tiny": (2, 128), "mini": (4, 256), "small"
 """Layers and hidden size of each BERT size; heads = hidden / 64 and the feed-forward width = 4 x hidden."""
 REFERENCE_VOCAB_SIZE = 30522
 """The vocabulary of Google's uncased BERT, used for the reference models' parameter counts."""
-MODEL_INFO = "trainfaas-model.json"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
@@ -133,7 +132,9 @@ def train_tokenizer(texts: list[str], vocab_size: int, lowercase: bool, max_leng
 
 def training_arguments(options: TextOptions, checkpoints: Path, best_figure: str) -> Any:
     """The ``TrainingArguments`` for ``options``: evaluation, logging and checkpoints by optimizer
-    step, the last two checkpoints kept plus the best by ``best_figure``, no integrations."""
+    step, the best by ``best_figure``, no integrations. The Trainer deletes no checkpoint of its own:
+    the platform's retention (``keep_checkpoints``) does, as new ones are recorded, so no recorded
+    checkpoint loses its folder behind its row."""
     import torch
     from transformers import TrainingArguments
 
@@ -143,7 +144,7 @@ def training_arguments(options: TextOptions, checkpoints: Path, best_figure: str
         weight_decay=options.weight_decay, warmup_steps=options.warmup_ratio,
         lr_scheduler_type=options.lr_scheduler_type, num_train_epochs=options.epochs,
         max_steps=options.max_steps or -1, eval_strategy="steps", eval_steps=options.eval_steps,
-        save_strategy="steps", save_steps=options.save_steps, save_total_limit=2,
+        save_strategy="steps", save_steps=options.save_steps, save_total_limit=None,
         logging_strategy="steps", logging_steps=options.eval_steps,
         metric_for_best_model=best_figure, greater_is_better=True,
         max_grad_norm=options.max_grad_norm, label_smoothing_factor=options.label_smoothing,
@@ -257,6 +258,17 @@ class _TransformersAdapter(ModelAdapter):
         """A transformers model folder (config.json, model.safetensors or pytorch_model.bin, tokenizer.json)
         that fits ``architecture``, saved as :meth:`save` writes a trained model (see transformers_import.py)."""
         return import_folder(cls, bert_config, architecture, source, destination, labels)
+
+    @classmethod
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path, architecture: str, labels: list[str],
+                              configuration: dict[str, Any]) -> None:
+        """The Trainer checkpoint's weights, config and tokenizer copied (see transformers_import.py)."""
+        folder_from_checkpoint(cls, Path(checkpoint), Path(local_path), architecture, labels, configuration)
+
+    @classmethod
+    def import_saved(cls, architecture: str, source: Path, destination: Path, labels: list[str]) -> list[str]:
+        """A folder :meth:`save` wrote, imported as :meth:`import_weights` does, its max_length kept."""
+        return import_saved_folder(cls, bert_config, architecture, Path(source), Path(destination), labels)
 
     def train(self, data_path: Path | None, output_path: Path, **configuration: Any) -> dict[str, float]:
         """Train into ``output_path`` and return the last validation figures (``val_loss``,

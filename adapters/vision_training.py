@@ -40,7 +40,7 @@ from trainfaas.adapters.torch_support import (
     training_device,
 )
 from trainfaas.adapters.vision_data import Standardisation, Subset, channel_statistics, standardisation
-from trainfaas.services.core.errors import AdapterError, DatasetError
+from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
 from trainfaas.services.core.files import atomic_copy, atomic_link_or_copy
 
 MODEL_FILE = "model.pt"
@@ -349,9 +349,24 @@ class VisionAdapter(ModelAdapter):
         self.std: list[float] = []
 
     @classmethod
-    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path) -> None:
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path, architecture: str, labels: list[str],
+                              configuration: dict[str, Any]) -> None:
         """A checkpoint holds what ``model.pt`` does (and the optimizer state besides): copied as it is."""
         atomic_copy(Path(checkpoint), Path(local_path) / MODEL_FILE)
+
+    @classmethod
+    def import_saved(cls, architecture: str, source: Path, destination: Path, labels: list[str]) -> list[str]:
+        """``model.pt`` as :meth:`save` writes it, read with weights_only (no code runs) and loaded into the
+        architecture layer by layer; written again by :meth:`save`."""
+        adapter = cls(architecture)
+        try:
+            adapter.load(Path(source))
+        except Exception as error:  # noqa: BLE001 - whatever torch raises on a file it refuses or weights that do not fit
+            raise ConfigError(f"the archive's {MODEL_FILE} is not a {architecture} model saved by trainfaas: {str(error)[:300]}",
+                              {"archive": f"model/{MODEL_FILE} as a training of {architecture} saves it"}) from None
+        cls.check_saved(architecture, labels, adapter.architecture, adapter.labels)
+        adapter.save(Path(destination))
+        return list(adapter.labels)
     import_mean_std: ClassVar[tuple[list[float], list[float]]] = (weights_import.IMAGENET_MEAN, weights_import.IMAGENET_STD)
 
     @classmethod

@@ -46,7 +46,7 @@ from pydantic import Field  # noqa: E402
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options, weights_import, yolo_data  # noqa: E402
 from trainfaas.adapters.evaluation import subset_of  # noqa: E402
 from trainfaas.adapters.quick_start import YOLO_MIN_SIDE, derived_imgsz, image_sides  # noqa: E402
-from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text  # noqa: E402
+from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text, copy_regular  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
 SIZES = "nsmlx"
@@ -331,6 +331,33 @@ class UltralyticsYolo(ModelAdapter):
         atomic_write_text(Path(destination) / INFO_FILE, json.dumps(info, indent=2))
         return chosen
 
+    @classmethod
+    def model_from_checkpoint(cls, checkpoint: Path, local_path: Path, architecture: str, labels: list[str],
+                              configuration: dict[str, Any]) -> None:
+        """The ultralytics checkpoint copied as ``model.pt`` (its optimizer state is left unread by every load)
+        beside the ``trainfaas.json`` :meth:`save` writes, with the imgsz the training ran with (its
+        configuration's, or the one a quick start chose, which the checkpoint's arguments hold)."""
+        if not copy_regular(Path(checkpoint), Path(local_path) / MODEL_FILE):
+            raise AdapterError(f"checkpoint {checkpoint} is not a regular file", {"checkpoint_id": "a YOLO checkpoint file"})
+        imgsz = cls.validate_configuration(configuration)["imgsz"] or _checkpoint_imgsz(Path(checkpoint))
+        info = {"architecture": architecture, "labels": list(labels), "imgsz": int(imgsz), "task": cls.task_of(architecture)}
+        atomic_write_text(Path(local_path) / INFO_FILE, json.dumps(info, indent=2))
+
+    @classmethod
+    def import_saved(cls, architecture: str, source: Path, destination: Path, labels: list[str]) -> list[str]:
+        """``model.pt`` and ``trainfaas.json`` as :meth:`save` writes them: the weights imported as
+        :meth:`import_weights` does (allow-list, layer by layer), the imgsz kept."""
+        try:
+            info = _read_info(Path(source))
+            imgsz = int(info["imgsz"])
+        except (AdapterError, KeyError, TypeError, ValueError):
+            raise ConfigError(f"the archive holds no {INFO_FILE} of a YOLO model", {"archive": f"model/{INFO_FILE} and model/{MODEL_FILE}"}) from None
+        cls.check_saved(architecture, labels, info.get("architecture"), info.get("labels"))
+        chosen = cls.import_weights(architecture, Path(source) / MODEL_FILE, destination, labels)
+        info = {"architecture": architecture, "labels": chosen, "imgsz": imgsz, "task": cls.task_of(architecture)}
+        atomic_write_text(Path(destination) / INFO_FILE, json.dumps(info, indent=2))
+        return chosen
+
     def load(self, local_path: Path, **kwargs: Any) -> None:
         """Read a model written by :meth:`save`; its architecture, labels and imgsz replace this adapter's."""
         info = _read_info(Path(local_path))
@@ -536,6 +563,11 @@ def _checkpoint_epochs(path: Path) -> tuple[int, int]:
     """(epochs completed, epochs planned) of an ultralytics training checkpoint."""
     checkpoint = _load_checkpoint(path)
     return int(checkpoint.get("epoch", -1)) + 1, int((checkpoint.get("train_args") or {}).get("epochs", 0))
+
+
+def _checkpoint_imgsz(path: Path) -> int:
+    """The imgsz an ultralytics training checkpoint was trained at."""
+    return int((_load_checkpoint(path).get("train_args") or {}).get("imgsz") or YOLO_MIN_SIDE)
 
 
 def _checkpoint_metrics(path: Path, names: list[tuple[str, str, str]]) -> dict[str, float]:

@@ -196,7 +196,7 @@ def test_a_vision_checkpoint_becomes_a_model_the_adapter_loads_and_predicts_with
     from trainfaas.adapters.torchvision_classification import TorchvisionClassification
 
     checkpoint = Path(__file__).parent / "fixtures" / "v0_1" / "classification-squeezenet1_1-step7.pt"
-    TorchvisionClassification.model_from_checkpoint(checkpoint, tmp_path / "model")
+    TorchvisionClassification.model_from_checkpoint(checkpoint, tmp_path / "model", "squeezenet1_1", [], {})
     adapter = TorchvisionClassification("squeezenet1_1")
     adapter.load(tmp_path / "model")
     [prediction] = adapter.predict([Image.new("RGB", (16, 16), "white")])

@@ -2,7 +2,8 @@
 
 An import takes the weights as a multipart/form-data upload (the file field ``weights``, at most
 ``max_import_bytes``, streamed to disk) or, as JSON, a ``path`` inside the data roots (a file, or a
-model folder). A download streams a tar.gz of the model's folder with its ``manifest.json``
+model folder), or a model archive as a download writes it (imported unchanged, see
+trainfaas.services.control.imports). A download streams a tar.gz of the model's folder with its ``manifest.json``
 (trainfaas.services.control.archives)."""
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ ARCHIVE_TYPE = "application/gzip"
 class ModelImport(Strict):
     """An import: the architecture the weights are of, and where they are (``path``, or an upload)."""
 
-    architecture: str = Field(min_length=1, max_length=100)
+    architecture: str | None = Field(None, min_length=1, max_length=100,
+                                     description="Required for weights; for a model archive its manifest's (if given, it must match).")
     name: str | None = Field(None, min_length=1, max_length=200, description="Default: the weights file's name without its suffix.")
     project: str | None = Field(None, max_length=100, description="Default: the token's project, or default.")
     labels: list[str] | None = Field(None, max_length=100000,
@@ -47,9 +49,12 @@ class ModelImport(Strict):
 @endpoint(bp, "POST", "/import", body=ModelImport, response=ModelOut, status=201, access="write", upload=UPLOAD_FIELD,
           links={"id": "/models/{model_id}"})
 def import_(body: ModelImport, upload: Any, principal: Principal) -> dict[str, Any]:
-    """Import weights as a pre-trained model: checked against the architecture, layer by layer. Send
-    them as the multipart file field ``weights`` (a torch state dict or an ultralytics checkpoint), or
-    name a ``path`` inside the data roots; 422 names the first layer that does not fit."""
+    """Import weights as a pre-trained model (an archive: as the model was, trained or pre-trained), checked
+    against the architecture layer by layer. Send
+    them as the multipart file field ``weights`` (a torch state dict, an ultralytics checkpoint, or a model
+    archive as ``GET /models/{id}/artifact`` downloads it), or name a ``path`` inside the data roots; 422
+    names the first layer that does not fit, or ``archive`` for an archive changed since its download,
+    with a member outside ``model/``, a link, or more than ``max_import_bytes``."""
     project = principal.project_for_new(body.project)
     if (upload is None) == (body.path is None):
         raise ConfigError("give the weights either as the upload weights or as a path, not both nor neither",
@@ -58,7 +63,7 @@ def import_(body: ModelImport, upload: Any, principal: Principal) -> dict[str, A
         raise ConfigError("labels must be distinct and not empty", {"labels": "distinct, non-empty names"})
     if upload is None:
         source = imports.resolve_weights(settings(), str(body.path))
-        return model_view(imports.import_model(settings(), source, str(body.path), body.architecture, body.name, body.labels, project))
+        return model_view(_import(body, source, str(body.path), project))
     name = Path(upload.filename or "weights.pt").name[:255]
     imports.models_dir(settings()).mkdir(parents=True, exist_ok=True)
     suffix = Path(name).suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", Path(name).suffix) else ".pt"
@@ -66,9 +71,20 @@ def import_(body: ModelImport, upload: Any, principal: Principal) -> dict[str, A
     try:
         with os.fdopen(handle, "wb") as target:
             shutil.copyfileobj(upload.stream, target, 1024 * 1024)
-        return model_view(imports.import_model(settings(), Path(spooled), name, body.architecture, body.name, body.labels, project))
+        return model_view(_import(body, Path(spooled), name, project))
     finally:
         os.unlink(spooled)
+
+
+def _import(body: ModelImport, source: Path, source_name: str, project: str) -> Any:
+    """A model archive (told by its gzip header) as it was downloaded, else weights of ``body.architecture``."""
+    if archives.is_archive(source):
+        if body.labels is not None:
+            raise ConfigError("an archive's labels are its manifest's", {"labels": "leave it out for a model archive"})
+        return imports.import_archive(settings(), source, source_name, body.architecture, body.name, project)
+    if body.architecture is None:
+        raise ConfigError("weights need their architecture", {"architecture": "the architecture the weights are of, e.g. resnet18"})
+    return imports.import_model(settings(), source, source_name, body.architecture, body.name, body.labels, project)
 
 
 @endpoint(bp, "GET", "/<model_id>/artifact", response=ModelOut, errors=(409,), media_type=ARCHIVE_TYPE)

@@ -152,10 +152,11 @@ def to_model(settings: Settings, checkpoint_id: str, project: str | None, name: 
     adapter = get_adapter(source.architecture, settings.adapters)
     model_id = new_id()
     folder = models_dir(settings) / model_id
+    configuration = dict((execution.input or {}).get("configuration") or source.configuration)
     try:
-        adapter.model_from_checkpoint(Path(row.path), folder)
+        folder.mkdir(parents=True)
+        adapter.model_from_checkpoint(Path(row.path), folder, source.architecture, list(source.labels), configuration)
         with database.atomic():
-            configuration = dict((execution.input or {}).get("configuration") or source.configuration)
             model = Model.create(id=model_id, project=execution.project, name=name or f"{source.name[:180]}-step-{row.step}",
                                  architecture=source.architecture, task=source.task, labels=list(source.labels),
                                  configuration=configuration, dataset=(execution.input or {}).get("dataset") or source.dataset,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,21 @@ def atomic_copy(source: Path, path: Path) -> None:
     """Copy ``source`` to ``path`` so that ``path`` is either the old file or the whole copy."""
     with atomic_path(path) as partial:
         shutil.copyfile(source, partial)
+
+
+def copy_regular(source: Path, path: Path) -> bool:
+    """Copy ``source`` to ``path`` atomically if it is a regular file, opened without following a link
+    (a link planted by training code is never followed); False, and nothing written, otherwise."""
+    try:
+        descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return False
+        with atomic_path(path) as partial, open(partial, "wb") as target:
+            shutil.copyfileobj(handle, target, 1024 * 1024)
+    return True
 
 
 def atomic_link_or_copy(source: Path, path: Path) -> None:

@@ -128,10 +128,11 @@ class Client:
         """Delete a model with its trainings and their files (none may be pending or running)."""
         return self.request("DELETE", f"/api/v1/models/{model_id}")  # type: ignore[no-any-return]
 
-    def import_model(self, architecture: str, weights: str | os.PathLike[str] | None = None, *, path: str | None = None,
+    def import_model(self, architecture: str | None, weights: str | os.PathLike[str] | None = None, *, path: str | None = None,
                      labels: list[str] | None = None, name: str | None = None, project: str | None = None) -> Json:
         """Import weights as a pre-trained model: upload the file ``weights`` (a torch state dict or an
-        ultralytics checkpoint), or name ``path``, a file or model folder inside the server's data roots."""
+        ultralytics checkpoint), or name ``path``, a file or model folder inside the server's data roots
+        (or a model archive, whose manifest names the architecture: see :meth:`import_archive`)."""
         fields = _drop_none({"architecture": architecture, "name": name, "project": project, "path": path})
         if weights is None:
             return self.request("POST", "/api/v1/models/import", json={**fields, **_drop_none({"labels": labels})})  # type: ignore[no-any-return]
@@ -139,6 +140,18 @@ class Client:
         with open(weights, "rb") as handle:
             files = {"weights": (os.path.basename(os.fspath(weights)), handle, "application/octet-stream")}
             return self.request("POST", "/api/v1/models/import", data=form, files=files, timeout=None)  # type: ignore[no-any-return]
+
+    def import_archive(self, archive: str | os.PathLike[str] | None = None, *, path: str | None = None, name: str | None = None,
+                       project: str | None = None, architecture: str | None = None) -> Json:
+        """Import a model archive as ``download_model`` saved it, unchanged: upload the file ``archive`` or
+        name ``path``, one inside the server's data roots. The new model keeps the manifest's architecture
+        (``architecture``, if given, must be it), labels, configuration and status (trained, or pre-trained)."""
+        fields = _drop_none({"architecture": architecture, "name": name, "project": project, "path": path})
+        if archive is None:
+            return self.request("POST", "/api/v1/models/import", json=fields)  # type: ignore[no-any-return]
+        with open(archive, "rb") as handle:
+            files = {"weights": (os.path.basename(os.fspath(archive)), handle, "application/gzip")}
+            return self.request("POST", "/api/v1/models/import", data=list(fields.items()), files=files, timeout=None)  # type: ignore[no-any-return]
 
     def download_model(self, model_id: str, path: str | os.PathLike[str],
                        on_progress: Callable[[int, int | None], None] | None = None) -> int:
