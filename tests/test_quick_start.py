@@ -9,9 +9,8 @@ from PIL import Image
 
 from tests.adapter_support import events
 from tests.generated_images import write_shapes
-from trainfaas.adapters import NullContext
+from trainfaas.adapters import NullContext, shapes, torchvision_segmentation, yolo
 from trainfaas.adapters import torchvision_classification as tc
-from trainfaas.adapters import shapes, torchvision_segmentation, yolo
 from trainfaas.adapters.quick_start import (
     QUICK_MIN_STEPS,
     derived_epochs,
