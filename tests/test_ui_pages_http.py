@@ -44,6 +44,12 @@ def test_data_sets_are_registered_versioned_compared_and_deleted_from_their_page
     assert compared.status_code == 200 and "labels added: bird" in " ".join(compared.text.split())
     assert client.get(f"/ui/datasets/{dataset_id}?from=1&to=nosuch").status_code == 404
     assert "v2" in client.get("/ui/datasets").text
+    named = client.post(f"/ui/datasets/{dataset_id}/aliases", data={"csrf": csrf_of(shown.text), "alias": "train", "version": "1"})
+    assert named.status_code == 302 and "train → v1" in client.get(named.headers["Location"]).text
+    bad = client.post(f"/ui/datasets/{dataset_id}/aliases", data={"csrf": csrf_of(shown.text), "alias": "train", "version": "x"})
+    assert bad.status_code == 422 and "version" in bad.text
+    assert client.post(f"/ui/datasets/{dataset_id}/aliases/train/delete", data={"csrf": csrf_of(shown.text)}).status_code == 302
+    assert "train → v1" not in client.get(f"/ui/datasets/{dataset_id}").text
     reader = sign_in(api, tokens["read"])
     for path in ("/ui/datasets", f"/ui/datasets/{dataset_id}"):
         text = reader.get(path).text

@@ -7,7 +7,7 @@ from typing import Any
 from flask import redirect, request, url_for
 
 from trainfaas.services.api import datasets as api_datasets
-from trainfaas.services.api.dataset_schemas import DatasetCreate, DatasetQuery, DeleteQuery, DiffQuery
+from trainfaas.services.api.dataset_schemas import AliasSet, DatasetCreate, DatasetQuery, DeleteQuery, DiffQuery
 from trainfaas.services.api.schemas import ListQuery
 from trainfaas.services.ui.sessions import Session
 from trainfaas.services.ui.web import bp, failure_fields, page, render
@@ -50,6 +50,10 @@ def dataset_register(session: Session) -> Any:
 @bp.get("/datasets/<dataset_id>")
 @page()
 def dataset(session: Session, dataset_id: str) -> Any:
+    return _dataset_page(session, dataset_id, "", {})
+
+
+def _dataset_page(session: Session, dataset_id: str, alias_message: str, alias_fields: dict[str, str]) -> Any:
     view = api_datasets.show(dataset_id=dataset_id, principal=session.principal)
     versions = api_datasets.versions(dataset_id=view["id"], query=ListQuery(limit=100), principal=session.principal)["items"]
     picked = {"from": request.args.get("from", "").strip(), "to": request.args.get("to", "").strip()}
@@ -61,7 +65,8 @@ def dataset(session: Session, dataset_id: str) -> Any:
             message, fields = failure_fields(exc)
             status = getattr(exc, "http_status", 422)
     return render("dataset.html", dataset=view, versions=versions, picked=picked, difference=difference, message=message,
-                  fields=fields, labels_of=labels_of, max_listed=MAX_DIFF_LISTED, notice=_notice()), status
+                  fields=fields, labels_of=labels_of, max_listed=MAX_DIFF_LISTED, notice=_notice(), alias_message=alias_message,
+                  alias_fields=alias_fields), 422 if alias_message else status
 
 
 def _notice() -> str:
@@ -86,3 +91,23 @@ def dataset_delete(session: Session, dataset_id: str) -> Any:
     query = DeleteQuery(force=request.form.get("force") == "1")
     api_datasets.delete(dataset_id=dataset_id, query=query, principal=session.principal)
     return redirect(url_for("ui.datasets"))
+
+
+@bp.post("/datasets/<dataset_id>/aliases")
+@page("write", changes=True)
+def dataset_alias(session: Session, dataset_id: str) -> Any:
+    alias = request.form.get("alias", "").strip()
+    try:
+        body = AliasSet.model_validate({"version": request.form.get("version", "")})
+        done = api_datasets.set_alias(dataset_id=dataset_id, alias=alias, body=body, principal=session.principal)
+    except Exception as exc:  # noqa: BLE001 - failure_fields re-raises anything that is not the caller's mistake
+        message, fields = failure_fields(exc)
+        return _dataset_page(session, dataset_id, message, fields)
+    return redirect(url_for("ui.dataset", dataset_id=done["dataset_id"]))
+
+
+@bp.post("/datasets/<dataset_id>/aliases/<alias>/delete")
+@page("write", changes=True)
+def dataset_alias_delete(session: Session, dataset_id: str, alias: str) -> Any:
+    done = api_datasets.delete_alias(dataset_id=dataset_id, alias=alias, principal=session.principal)
+    return redirect(url_for("ui.dataset", dataset_id=done["dataset_id"]))
