@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI, data_roots_for_tests, free_port
+from tests.webhook_receiver import Receiver, verify
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
@@ -43,7 +44,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("ui", numbered=True)
     home = Path(shutil.copytree(home, Path("/tmp") / f"tfui{os.getpid()}", dirs_exist_ok=True))  # a short path for sockets
     settings = load_settings(home=home, database_url=f"sqlite:///{home / 'trainfaas.db'}", redis_url="", port=free_port(), api_url="",
-                             reconcile_interval_s=1.0, data_roots=data_roots_for_tests(home, tmp_path_factory), diagnostics=True)
+                             reconcile_interval_s=1.0, data_roots=data_roots_for_tests(home, tmp_path_factory), diagnostics=True,
+                             webhook_allow_private=True)  # the webhook test's receiver listens on 127.0.0.1
     # The architecture figures are cached per user; a cache of the stack's own (seeded from the user's)
     # is measured here once, so that the wizard's catalog answers at once whatever else runs.
     shared = cache_path()
@@ -327,18 +329,23 @@ def test_a_prediction_and_an_evaluation_from_the_model_page_show_their_output(st
 
 
 def test_a_webhook_is_created_pinged_and_deleted(stack: Any, browser: Any, tokens: dict[str, str]) -> None:
+    secret = "a-secret-of-twenty-chars"
     sign_in(browser, stack, tokens["write"])
     browser.get(f"{stack.settings.api_url}/ui/webhooks")
-    css(browser, "#webhook-form input[name=url]").send_keys("https://hooks.example.com/trainfaas")
-    css(browser, "#webhook-form input[name=secret]").send_keys("a-secret-of-twenty-chars")
-    css(browser, '#webhook-form input[name=events][value="execution.failed"]').click()
-    css(browser, '[data-action="create-webhook"]').click()
-    hook = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "section[data-webhook]"), what="the webhook")[0]
-    webhook_id = hook.get_attribute("data-webhook")
-    assert "execution.failed" in hook.text
-    css(browser, f'section[data-webhook="{webhook_id}"] [data-action="ping-webhook"]').click()
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'section[data-webhook="{webhook_id}"] tr[data-delivery]'), what="the ping")
-    shoot(browser, "webhooks")
+    with Receiver() as receiver:
+        css(browser, "#webhook-form input[name=url]").send_keys(receiver.url)
+        css(browser, "#webhook-form input[name=secret]").send_keys(secret)
+        css(browser, '#webhook-form input[name=events][value="execution.failed"]').click()
+        css(browser, '[data-action="create-webhook"]').click()
+        hook = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "section[data-webhook]"), what="the webhook")[0]
+        webhook_id = hook.get_attribute("data-webhook")
+        assert "execution.failed" in hook.text and secret not in browser.page_source
+        css(browser, f'section[data-webhook="{webhook_id}"] [data-action="ping-webhook"]').click()
+        delivered = f'section[data-webhook="{webhook_id}"] tr[data-delivery] [data-status="succeeded"]'
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, delivered), TRAINING_S, "the ping delivered")  # the page updates itself
+        ping = receiver.of("ping")[0]
+        assert verify(secret, ping["headers"]["X-Trainfaas-Signature"], ping["body"])
+        shoot(browser, "webhooks")
     css(browser, f'section[data-webhook="{webhook_id}"] [data-action="delete-webhook"]').click()
     confirm(browser)
     wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, f'section[data-webhook="{webhook_id}"]'), what="the deleted webhook")
@@ -347,7 +354,7 @@ def test_a_webhook_is_created_pinged_and_deleted(stack: Any, browser: Any, token
 
 def test_a_read_token_sees_none_of_the_new_buttons(stack: Any, browser: Any, tokens: dict[str, str], trained: dict[str, Any]) -> None:
     stack.client.create_webhook("https://hooks.example.com/read", "a-secret-of-twenty-chars", project="default")
-    dataset = stack.client.list_datasets()[0]["id"]
+    dataset = (stack.client.list_datasets() or [stack.client.register_dataset("digits-read", "digits")])[0]["id"]
     sign_in(browser, stack, tokens["read"])
     for path in ("/ui/datasets", f"/ui/datasets/{dataset}", f"/ui/executions/{trained['ticks']}", f"/ui/models/{trained['tiny']}",
                  "/ui/webhooks"):
