@@ -16,6 +16,7 @@ from trainfaas.services.control.services import ServicePatch
 from trainfaas.services.store.records import ServiceEvent
 from trainfaas.services.ui.sessions import Session
 from trainfaas.services.ui.web import bp, error_page, failure_fields, page, render
+from trainfaas.services.ui.wizard import folders_of_first_root
 
 SETTINGS_LABELS = {"scaling_type": "Scaling type", "min_instances": "Min instances", "max_instances": "Max instances",
                    "queue_length": "Queue length per instance", "polling_interval_s": "Polling interval (s)", "cooldown_s": "Cooldown (s)",
@@ -36,9 +37,15 @@ def models(session: Session) -> Any:
 @bp.get("/models/<model_id>")
 @page()
 def model(session: Session, model_id: str) -> Any:
+    return model_page(session, model_id, {}, "", {}, 200)
+
+
+def model_page(session: Session, model_id: str, form: dict[str, str], message: str, fields: dict[str, str], status: int) -> Any:
+    """A model's page; ``form``, ``message`` and ``fields``: an evaluation or prediction form sent back with what was wrong."""
     view = api_models.show(model_id=model_id, principal=session.principal)
     runs = api_executions.index(query=ExecutionQuery(model=view["id"], limit=50), principal=session.principal)["items"]
-    return render("model.html", model=view, runs=runs)
+    return render("model.html", model=view, runs=runs, form=form, message=message, fields=fields,
+                  folders=folders_of_first_root()), status
 
 
 @bp.post("/models/<model_id>/delete")

@@ -6,14 +6,15 @@ from typing import Any
 from flask import redirect, request, url_for
 
 from trainfaas.services.api import blueprints as api_blueprints
+from trainfaas.services.api import checkpoints as api_checkpoints
 from trainfaas.services.api import executions as api_executions
 from trainfaas.services.api import services as api_services
-from trainfaas.services.api.schemas import ExecutionQuery, ServiceQuery
+from trainfaas.services.api.schemas import ExecutionQuery, ListQuery, ServiceQuery
 from trainfaas.services.control import compare as control_compare
 from trainfaas.services.control import executions as control
 from trainfaas.services.core.errors import TrainfaasError
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, ExecutionStatus
-from trainfaas.services.store.records import Artifact, LogLine, MetricSample, Model
+from trainfaas.services.store.records import LogLine, MetricSample, Model
 from trainfaas.services.ui.sessions import Session
 from trainfaas.services.ui.web import STATUS_WORDS, bp, elapsed, error_page, failure_fields, page, render
 
@@ -60,8 +61,8 @@ def execution(session: Session, execution_id: str) -> Any:
     except TrainfaasError:
         config = None  # not a training: it has no configuration of options
     logs = list(LogLine.select().where(LogLine.execution == view["id"]).order_by(LogLine.id.desc()).limit(LOG_LINES))[::-1]
-    artifacts = list(Artifact.select().where(Artifact.execution == view["id"]).order_by(Artifact.id))
-    return render("execution.html", run=view, elapsed=elapsed(view), config=config, logs=logs, artifacts=artifacts,
+    checkpoints = api_checkpoints.index(execution_id=view["id"], query=ListQuery(limit=100), principal=session.principal)["items"]
+    return render("execution.html", run=view, elapsed=elapsed(view), config=config, logs=logs, checkpoints=checkpoints,
                   charts=_series(view["id"]), live=view["status"] not in TERMINAL_EXECUTION,
                   can_terminate=view["status"] not in TERMINAL_EXECUTION and not view["stop_requested"],
                   can_rerun=view["status"] in TERMINAL_EXECUTION)
@@ -110,6 +111,21 @@ def rerun(session: Session, execution_id: str) -> Any:
         message, fields = failure_fields(exc)
         return error_page(exc.http_status, "Cannot rerun", message, fields), exc.http_status
     return redirect(url_for("ui.execution", execution_id=view["id"]))
+
+
+@bp.post("/checkpoints/<checkpoint_id>/model")
+@page("write", changes=True)
+def checkpoint_model(session: Session, checkpoint_id: str) -> Any:
+    name = request.form.get("name", "").strip() or None
+    made = api_checkpoints.to_model(checkpoint_id=checkpoint_id, body=api_checkpoints.CheckpointModel(name=name), principal=session.principal)
+    return redirect(url_for("ui.model", model_id=made["id"]))
+
+
+@bp.post("/checkpoints/<checkpoint_id>/delete")
+@page("write", changes=True)
+def checkpoint_delete(session: Session, checkpoint_id: str) -> Any:
+    gone = api_checkpoints.delete(checkpoint_id=checkpoint_id, principal=session.principal)
+    return redirect(url_for("ui.execution", execution_id=gone["execution_id"]))
 
 
 @bp.get("/compare")

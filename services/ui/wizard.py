@@ -31,7 +31,7 @@ def _catalog(task: str) -> list[dict[str, Any]]:
     return list(api_architectures(query=ArchitectureQuery(task=task, limit=500), principal=None)["items"])
 
 
-def _datasets() -> list[str]:
+def folders_of_first_root() -> list[str]:
     """Folders in the first data root, offered as data set names (at most a few hundred)."""
     root = settings().dataset_roots[0]
     try:
@@ -67,7 +67,7 @@ def _wizard(form: dict[str, Any], message: str, fields: dict[str, str], status: 
     chosen = next((row for row in rows if row["architecture"] == form.get("architecture")), None)
     options = control_blueprints.full(settings(), chosen["architecture"])["options"] if chosen else []
     return render("train.html", form=form, tasks=tasks, catalog=rows,
-                  chosen=chosen, options=options, datasets=_datasets(), modes=MODES, message=message, fields=fields,
+                  chosen=chosen, options=options, datasets=folders_of_first_root(), modes=MODES, message=message, fields=fields,
                   execution_fields=EXECUTION_FIELDS), status
 
 
