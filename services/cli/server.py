@@ -1,5 +1,6 @@
 """The server commands: ``trainfaas up`` (the whole local stack), ``trainfaas scheduler`` (the
-scheduler alone) and ``trainfaas demo`` (the stack, one training, its metrics, stop).
+scheduler alone), ``trainfaas migrate`` (the database's migrations) and ``trainfaas demo`` (the
+stack, one training, its metrics, stop).
 
 The root group imports this module only when one of them runs (see group.py).
 """
@@ -71,6 +72,16 @@ def scheduler(ctx: click.Context) -> None:
     daemon.start()
     stopping.wait()
     daemon.shutdown(60.0)
+
+
+@click.command("migrate")
+@click.pass_context
+def migrate_database(ctx: click.Context) -> None:
+    """Apply the database migrations this release has and the database lacks; print them.
+    Idempotent: the API of deploy/compose.yaml runs it before gunicorn starts."""
+    open_database(settings_of(ctx).database_url)
+    applied = migrate()
+    say(f"applied migrations {', '.join(map(str, applied))}" if applied else "the database is up to date")
 
 
 @click.command()
