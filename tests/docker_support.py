@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import pytest
 
+from tests import summary
 from trainfaas.deploy import build_image
 
 IMAGE = "trainfaas-runner:test"
@@ -97,11 +99,9 @@ def runner(client: docker.DockerClient) -> Runner:
                   f"({build_image.runner_image()} is {reason}: make image)")
 
 
-def announce(config: object, note: str) -> None:
-    """Say in the test run's output, even a quiet one, which runner image the tests use."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")  # type: ignore[attr-defined]
-    if reporter is not None:
-        reporter.write_line(f"[{note}]")
+def announce(config: pytest.Config, note: str) -> None:
+    """Say at the end of the test run's output, even a quiet one, which runner image the tests used."""
+    summary.note(config, f"[{note}]")
 
 
 def ensure_standin_image(client: docker.DockerClient) -> str:
