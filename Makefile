@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Pins torch and torchvision to a pair built together (override: make CONSTRAINTS= ...).
 CONSTRAINTS ?= -c deploy/constraints.txt
 
-.PHONY: demo test bench chaos install lint clean
+.PHONY: demo test bench chaos install lint clean image service-images
 
 $(BIN)/trainfaas: pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ bench: install
 
 chaos: install
 	$(BIN)/python -m tests.chaos.soak
+
+# The runner image trainfaas-runner:<version>, from a Debian base made here (deploy/build_image.py);
+# service-images adds local Redis and PostgreSQL images for deploy/compose.yaml and stack.yaml.
+image: install
+	$(BIN)/python deploy/build_image.py
+
+service-images: install
+	$(BIN)/python deploy/build_image.py --services-only
 
 lint: install
 	$(BIN)/ruff check services adapters functions scheduler deploy tests

@@ -20,12 +20,19 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 import redis
 
+from tests import summary
 from trainfaas.services.core.settings import Settings, load_settings
 from trainfaas.services.local.embedded_redis import EmbeddedRedis
 from trainfaas.services.store.database import database, open_database
 from trainfaas.services.store.migrations import migrate
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The notes of tests/summary.py (e.g. which runner image the Docker tests ran with)."""
+    for line in dict.fromkeys(config.stash.get(summary.NOTES, [])):
+        terminalreporter.write_line(line)
 
 # The suite's stacks run their work processes as root (TRAINFAAS_WORK_USER=root) unless told
 # otherwise: on the test machines the Python installation lies under /root (mode 0700) and pytest's

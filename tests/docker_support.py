@@ -1,5 +1,9 @@
-"""A runner image for the Docker tests, made without a registry.
+"""The runner image of the Docker tests: the real one when it is up to date, else a stand-in.
 
+The real image is ``trainfaas-runner:<version>``, which ``make image`` builds (deploy/build_image.py)
+and labels with the checkout it was built from; the tests run it when that label matches this
+checkout, as root inside (``docker_user 0:0``, so it reaches the embedded Redis' socket; its work
+processes still run as the work user). Otherwise they fall back to the stand-in:
 ``docker import`` turns a tarball of a few empty folders into the image ``trainfaas-runner:test``;
 the containers then bind-mount, read-only, the host's system folders, the Python installation
 the project's virtual environment was made from, and the project itself with that environment.
@@ -14,9 +18,14 @@ import io
 import os
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import pytest
+
+from tests import summary
+from trainfaas.deploy import build_image
 
 IMAGE = "trainfaas-runner:test"
 KEY_LABEL = "trainfaas.runner.key"
@@ -43,11 +52,6 @@ def read_only_dirs() -> list[str]:
     return dirs
 
 
-def docker_mounts() -> str:
-    """The ``docker_mounts`` setting for runner containers (home is mounted by the backend)."""
-    return ",".join(f"{path}:{path}:ro" for path in read_only_dirs())
-
-
 def image_environment() -> dict[str, str]:
     return {
         "PATH": f"{Path(sys.prefix).resolve() / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -70,7 +74,37 @@ def rootfs() -> bytes:
     return buffer.getvalue()
 
 
-def ensure_runner_image(client: docker.DockerClient) -> str:
+@dataclass(frozen=True)
+class Runner:
+    """The image runner containers run, with the binds and user it needs in tests."""
+
+    image: str
+    mounts: tuple[str, ...]  # host:container:ro binds
+    user: str
+    note: str  # which image, and why: for the tests' output
+
+    @property
+    def docker_mounts(self) -> str:
+        return ",".join(self.mounts)
+
+
+def runner(client: docker.DockerClient) -> Runner:
+    """The real runner image when ``make image`` built it from this checkout, else the stand-in."""
+    real = build_image.up_to_date_runner_image()
+    if real is not None:
+        return Runner(real, (), "0:0", f"runner image: {real} (make image, built from this checkout)")
+    reason = "older than this checkout" if build_image.image_label(build_image.runner_image()) is not None else "not built"
+    return Runner(ensure_standin_image(client), tuple(f"{path}:{path}:ro" for path in read_only_dirs()), "",
+                  f"runner image: {IMAGE}, the stand-in that mounts the host's Python "
+                  f"({build_image.runner_image()} is {reason}: make image)")
+
+
+def announce(config: pytest.Config, note: str) -> None:
+    """Say at the end of the test run's output, even a quiet one, which runner image the tests used."""
+    summary.note(config, f"[{note}]")
+
+
+def ensure_standin_image(client: docker.DockerClient) -> str:
     """Import ``trainfaas-runner:test`` unless an image made for this checkout exists; return its name."""
     data = rootfs()
     environment = image_environment()

@@ -130,3 +130,16 @@ def test_executions_logs_print_escape_sequences_as_text(stack: Any) -> None:
     LogLine.create(execution=execution["id"], attempt=1, line=ESCAPES)
     printed = run(stack, "executions", "logs", execution["id"]).output
     assert "\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07" in printed and "\x1b" not in printed and "\x07" not in printed
+
+
+def test_migrate_brings_a_new_database_up_to_date_once_then_applies_nothing_and_keeps_its_admin_token(tmp_path: Any) -> None:
+    env = {"PATH": "/usr/bin:/bin", "TRAINFAAS_HOME": str(tmp_path), "TRAINFAAS_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
+
+    def migrate() -> str:
+        return subprocess.run([sys.executable, "-m", "trainfaas.services.cli", "migrate"], env=env, capture_output=True,
+                              text=True, check=True).stdout
+
+    assert migrate().startswith("applied migrations 1, ")
+    token = (tmp_path / "admin-token").read_text()
+    assert migrate().strip() == "the database is up to date"
+    assert (tmp_path / "admin-token").read_text() == token and (tmp_path / "admin-token").stat().st_mode & 0o077 == 0

@@ -1,7 +1,9 @@
 """The docker and swarm instance backends on the real stack and a real Docker engine.
 
-Runner containers come from ``trainfaas-runner:test`` (tests/docker_support.py), which mounts the
-project and its Python read-only, so they run the code under test. Without a Docker engine these
+Runner containers come from the runner image of ``make image`` when it was built from this
+checkout, else from the stand-in ``trainfaas-runner:test``, which mounts the project and its Python
+read-only (tests/docker_support.py); either way they run the code under test, and the run's output
+names the image. Without a Docker engine these
 cases are skipped with a message; with CI=true a missing engine (or swarm) is a failure.
 """
 from __future__ import annotations
@@ -33,6 +35,13 @@ def _unavailable(message: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def runner(docker_client: Any, request: pytest.FixtureRequest) -> docker_support.Runner:
+    chosen = docker_support.runner(docker_client)
+    docker_support.announce(request.config, chosen.note)
+    return chosen
+
+
+@pytest.fixture(scope="module")
 def docker_client() -> Iterator[Any]:
     try:
         client = docker.from_env()
@@ -52,15 +61,16 @@ def swarm(docker_client: Any) -> Any:
 
 
 @pytest.fixture
-def stack_settings(stack_settings: Settings, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def stack_settings(stack_settings: Settings, docker_client: Any, runner: docker_support.Runner,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """The stack's settings with the docker and swarm backends, the runner image and a tiny
     instance type. The API validates instance types against its own settings, read from the
     environment, so the types go there too."""
     types = {**stack_settings.instance_types, "tiny": TINY}
     monkeypatch.setenv("TRAINFAAS_INSTANCE_TYPES", json.dumps(types))
     settings = stack_settings.model_copy(update={
-        "backends": "docker,swarm", "docker_image": docker_support.ensure_runner_image(docker_client),
-        "docker_mounts": docker_support.docker_mounts(), "instance_types": types,
+        "backends": "docker,swarm", "docker_image": runner.image, "docker_mounts": runner.docker_mounts,
+        "docker_user": runner.user, "instance_types": types,
     })
     yield settings
     docker_support.remove_leftovers(docker_client, settings.home)  # after the stack stopped
@@ -117,15 +127,13 @@ def test_a_memory_limit_kills_a_greedy_execution_and_the_reason_says_oomkilled(s
         assert container.attrs["HostConfig"]["Memory"] == TINY["memory_mb"] * 1024 * 1024
 
 
-def test_a_container_that_its_memory_limit_killed_is_observed_as_oomkilled(docker_client: Any) -> None:
+def test_a_container_that_its_memory_limit_killed_is_observed_as_oomkilled(docker_client: Any, runner: docker_support.Runner) -> None:
     from trainfaas.scheduler.backends.docker import exit_observation
 
-    image = docker_support.ensure_runner_image(docker_client)
-    mounts = docker_support.read_only_dirs()
     greedy = docker_client.containers.run(
-        image, ["python", "-c", f"x = bytearray({2 * TINY['memory_mb']} * 2**20); x[::4096] = b'1' * len(x[::4096])"],
+        runner.image, ["python", "-c", f"x = bytearray({2 * TINY['memory_mb']} * 2**20); x[::4096] = b'1' * len(x[::4096])"],
         detach=True, network_mode="host", mem_limit=f"{TINY['memory_mb']}m", memswap_limit=f"{TINY['memory_mb']}m",
-        volumes=[f"{path}:{path}:ro" for path in mounts], labels={"trainfaas.home": "/nonexistent/oom-test"})
+        volumes=list(runner.mounts), labels={"trainfaas.home": "/nonexistent/oom-test"})
     try:
         greedy.wait(timeout=60)
         greedy.reload()
@@ -212,9 +220,9 @@ def test_swarm_reports_replicas_that_crash_before_they_register_so_the_service_b
     from trainfaas.services.core.settings import load_settings
     from trainfaas.services.store.records import Service
 
-    # No mounts: the runner image alone has no Python, so every task fails to start.
+    # The stand-in without its mounts has no Python, so every task fails to start.
     settings = load_settings(home=short_tmp, database_url=database_url, redis_url="redis://127.0.0.1:1",
-                             docker_image=docker_support.ensure_runner_image(swarm), docker_mounts="")
+                             docker_image=docker_support.ensure_standin_image(swarm), docker_mounts="")
     service = Service.create(name="mgmt-train-sleep", architecture="sleep", backend="swarm")
     backend = SwarmBackend(settings)
     try:

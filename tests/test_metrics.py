@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_until
@@ -79,13 +80,28 @@ def test_only_an_admin_or_a_metrics_token_reads_the_metrics(stack: Any) -> None:
     assert requests.get(f"{url}/metrics", timeout=10).status_code == 401
 
 
-def test_the_dashboard_asks_only_for_metrics_the_endpoint_exports(api: Any) -> None:
+def exported_names(api: Any) -> set[str]:
+    """The sample names /metrics of the app exports (with a counter's and a histogram's suffixes)."""
     response = api.client.get("/metrics")
     assert response.status_code == 200
     exported = set()
     for family in text_string_to_metric_families(response.get_data(as_text=True)):
         exported.add(family.name)
         exported.update({f"{family.name}_total", f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"})
+    return exported
+
+
+def test_the_alert_rules_of_the_operations_guide_parse_and_ask_only_for_exported_metrics(api: Any) -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", guide, re.DOTALL) if "alert:" in b]
+    rules = yaml.safe_load(block)["groups"][0]["rules"]
+    asked = {name for rule in rules for name in re.findall(r"\btrainfaas_[a-z_]+", rule["expr"])}
+    assert all(rule["alert"] and rule["labels"]["severity"] and rule["annotations"]["summary"] for rule in rules)
+    assert asked and asked <= exported_names(api), sorted(asked - exported_names(api))
+
+
+def test_the_dashboard_asks_only_for_metrics_the_endpoint_exports(api: Any) -> None:
+    exported = exported_names(api)
     dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
     asked = {name for panel in dashboard["panels"] for target in panel["targets"]
              for name in re.findall(r"\btrainfaas_[a-z_]+", target["expr"])}

@@ -35,6 +35,8 @@ LOCAL_COMMANDS = {
                       "Run the local stack until Ctrl-C: Redis, the API, the scheduler and its instances."),
     "scheduler": LazyCommand("trainfaas.services.cli.server:scheduler",
                              "Run the scheduler alone (fleet, reaper, reconciler) until Ctrl-C."),
+    "migrate": LazyCommand("trainfaas.services.cli.server:migrate_database",
+                           "Apply the database's missing migrations; make sure home/admin-token holds an admin token."),
     "demo": LazyCommand("trainfaas.services.cli.server:demo",
                         "Start the stack, train an image classifier on the digits data set, print its metrics, stop."),
     "instance": LazyCommand("trainfaas.services.cli.instance:instance",

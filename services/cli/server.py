@@ -1,5 +1,6 @@
 """The server commands: ``trainfaas up`` (the whole local stack), ``trainfaas scheduler`` (the
-scheduler alone) and ``trainfaas demo`` (the stack, one training, its metrics, stop).
+scheduler alone), ``trainfaas migrate`` (the database's migrations) and ``trainfaas demo`` (the
+stack, one training, its metrics, stop).
 
 The root group imports this module only when one of them runs (see group.py).
 """
@@ -19,6 +20,7 @@ from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.cli.context import settings_of
 from trainfaas.services.cli.output import say
 from trainfaas.services.cli.progress import follow_and_report
+from trainfaas.services.control.tokens import ensure_admin_token
 from trainfaas.services.core.settings import load_settings
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.store.database import open_database
@@ -71,6 +73,19 @@ def scheduler(ctx: click.Context) -> None:
     daemon.start()
     stopping.wait()
     daemon.shutdown(60.0)
+
+
+@click.command("migrate")
+@click.pass_context
+def migrate_database(ctx: click.Context) -> None:
+    """Apply the database migrations this release has and the database lacks, print them, and
+    make sure an admin token is in home/admin-token, as ``trainfaas up`` does. Idempotent: the
+    API of deploy/compose.yaml and deploy/stack.yaml runs it before gunicorn starts."""
+    settings = settings_of(ctx)
+    open_database(settings.database_url)
+    applied = migrate()
+    say(f"applied migrations {', '.join(map(str, applied))}" if applied else "the database is up to date")
+    ensure_admin_token(settings.admin_token_path)
 
 
 @click.command()
