@@ -19,7 +19,9 @@ def _back_to_version_2(db: peewee.Database) -> None:
     db.drop_tables([Project, Token])
     for entity in (Model, Execution):
         table = entity._meta.table_name
-        migrate(migrator.drop_index(table, f"{table}_project"), migrator.drop_column(table, "project"))
+        later = [index.name for index in db.get_indexes(table) if "project" in index.columns and index.name != f"{table}_project"]
+        migrate(*(migrator.drop_index(table, name) for name in later),  # indexes later migrations (m0016) made on it
+                migrator.drop_index(table, f"{table}_project"), migrator.drop_column(table, "project"))
     SchemaVersion.delete().where(SchemaVersion.version == 3).execute()
 
 

@@ -100,7 +100,11 @@ def paginate(query: peewee.ModelSelect, order: tuple[peewee.Field, ...], limit: 
     With ``size``, the page also ends before the row that would take the sizes of its rows past
     ``budget`` (it holds at least one row); the cursor continues from there."""
     if cursor:
-        query = query.where(_after(order, _decode(cursor, order), descending))
+        values = _decode(cursor, order)
+        # The first key's bound, implied by the OR below, lets an index on it start at the cursor
+        # instead of reading (and discarding) every row before it.
+        bound = order[0] <= values[0] if descending else order[0] >= values[0]
+        query = query.where(bound & _after(order, values, descending))
     query = query.order_by(*(field.desc() if descending else field.asc() for field in order))
     if size is None:
         rows = list(query.limit(limit + 1))

@@ -32,6 +32,7 @@ from trainfaas.services.store.migrations import (
     m0013_datasets,
     m0014_usage,
     m0015_webhooks,
+    m0016_listing_indexes,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (13, m0013_datasets.apply),
     (14, m0014_usage.apply),
     (15, m0015_webhooks.apply),
+    (16, m0016_listing_indexes.apply),
 ]
 
 
