@@ -85,16 +85,21 @@ def _key(project: str) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def check_queued(settings: Settings, project: str) -> None:
-    """Raise QuotaExceeded (429) if one more waiting execution would take ``project`` past its
-    queued limit. Call it inside :func:`locked` with the write that adds the execution."""
-    limits = limits_of(settings, project)
-    if limits.queued >= limits.max_queued:
-        source = "its own limit, set by an admin" if limits.own_max_queued else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
+def check_queued(settings: Settings, project: str, adding: int = 1) -> None:
+    """Raise QuotaExceeded (429) if ``adding`` more waiting executions would take ``project`` past
+    its queued limit. Call it inside :func:`locked` with the write that adds the executions. It
+    reads the project's limit and counts its queued executions, nothing else (an enqueue's cost)."""
+    row = Project.get_or_none(Project.name == project)
+    own = row is not None and row.max_queued is not None
+    limit = row.max_queued if own else settings.project_max_queued  # type: ignore[union-attr]
+    queued = Execution.select().where((Execution.project == project) & Execution.status.in_(QUEUED)).count()
+    if queued + adding > limit:
+        source = "its own limit, set by an admin" if own else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
+        these = "one more" if adding == 1 else f"{adding} more"
         raise QuotaExceeded(
-            f"project {project} has {limits.queued} executions queued, its limit is {limits.max_queued} ({source}); wait until"
-            f" some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
-            {"project": f"at most {limits.max_queued} queued executions; {limits.queued} now"})
+            f"project {project} has {queued} executions queued, its limit is {limit} ({source}), so {these} cannot be queued;"
+            f" wait until some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
+            {"project": f"at most {limit} queued executions; {queued} now"})
 
 
 def running_limit_reached(settings: Settings, execution: Execution, attempt: int) -> str | None:
