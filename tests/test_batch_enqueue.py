@@ -13,8 +13,8 @@ import redis
 from click.testing import CliRunner
 
 from tests.conftest import register_instance, wait_until
-from trainfaas.services.cli.main import main
 from trainfaas.scheduler.reconciler import MISSING_GRACE_S, Reconciler
+from trainfaas.services.cli.main import main
 from trainfaas.services.sdk.client import ApiError
 from trainfaas.services.store import queues
 from trainfaas.services.store.records import Execution, StatusLog

@@ -16,13 +16,25 @@ database = peewee.DatabaseProxy()
 SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 15000, "foreign_keys": 1, "synchronous": "normal"}
 
 
-def open_database(url: str) -> peewee.Database:
-    """Connect the proxy to ``url`` (sqlite:///path or postgresql://...) and return the database."""
+POOL_SIZE = 32
+"""Connections a pooled database (:func:`open_database` with ``pooled``) keeps per process, at most."""
+
+
+def open_database(url: str, pooled: bool = False) -> peewee.Database:
+    """Connect the proxy to ``url`` (sqlite:///path or postgresql://...) and return the database.
+
+    ``pooled``: ``close()`` hands the connection back to a pool of :data:`POOL_SIZE` and the next
+    ``connect()`` takes it again (a connection idle for 5 minutes is closed). The API connects
+    and closes once per request: unpooled, that costs a PostgreSQL request a new connection
+    (TCP and authentication), and a SQLite one an open, its pragmas and a close (which, for the
+    last connection, checkpoints the WAL) -- more than an enqueue's own statements."""
     scheme = urlparse(url).scheme
+    pool: dict[str, object] = {"max_connections": POOL_SIZE, "stale_timeout": 300, "timeout": 60} if pooled else {}
     if scheme.startswith("sqlite"):
-        db = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        db = connect(url.replace("sqlite:", "sqlite+pool:", 1) if pooled else url, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                     **pool)
     elif scheme in ("postgres", "postgresql", "postgresext"):
-        db = connect(url)
+        db = connect(url.replace(f"{scheme}:", f"{scheme}+pool:", 1) if pooled else url, **pool)
     else:
         raise ConfigError(
             f"unsupported database URL scheme {scheme!r}",
