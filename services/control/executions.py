@@ -19,7 +19,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.control import dataset_rules, ids, models, placement, quotas
+from trainfaas.services.control import dataset_rules, ids, models, placement, quotas, webhooks
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.control.datasets import dataset_for
@@ -98,16 +98,20 @@ def submit_many(settings: Settings, connection: redis.Redis, submissions: list[S
     ``batch``), and nothing is recorded. The counts and the inserts share one transaction under
     each project's lock (see quotas.locked)."""
     per_project = collections.Counter(submission.fields["project"] for submission in submissions)
+    # Read before the locks, so that they are held for the count and the writes only: a limit or a
+    # webhook changed meanwhile is as if changed just after this enqueue.
+    limits = {project: quotas.queued_limit(settings, project) for project in per_project}
+    listening = {project: webhooks.listeners(project) for project in per_project}
     with contextlib.ExitStack() as locks:
         for project in sorted(per_project):  # always in the same order: two batches never wait on each other
             locks.enter_context(quotas.locked(project))
         for project in sorted(per_project):
-            quotas.check_queued(settings, project, per_project[project])
+            quotas.check_queued(settings, project, per_project[project], limits[project])
         for index, submission in enumerate(submissions):
             if submission.model is not None and submission.fields["function"] == TRAIN_MODEL:
                 with naming(index if batch else None):
                     models.start_training(submission.model.id)
-        executions = states.record_queued([submission.fields for submission in submissions], then=models.follow)
+        executions = states.record_queued([submission.fields for submission in submissions], then=models.follow, listening=listening)
         for execution, submission in zip(executions, submissions, strict=True):
             dataset_rules.record_uses(execution.id, list(submission.chosen))
     try_enqueue_many(connection, executions)

@@ -204,18 +204,20 @@ def queue(execution_id: str, then: Then | None = None) -> Execution:
     return transition(execution_id, S.PENDING, attempt=1, expect=(S.CREATED,), note="queued", then=then)
 
 
-def record_queued(rows: list[dict[str, Any]], then: Then | None = None) -> list[Execution]:
+def record_queued(rows: list[dict[str, Any]], then: Then | None = None,
+                  listening: dict[str, list[tuple[str, list[str]]]] | None = None) -> list[Execution]:
     """Record new executions straight into pending, all in one transaction (the caller's, if any):
     the rows in bulk, and for each one the status log of created -> pending ("created", then
     "queued") and its webhook deliveries, as :func:`queue` writes them after a row is created.
     ``rows`` are the executions' fields (without status, attempt and times); ``then`` runs for each
-    execution inside the transaction. The caller puts them on their queues after it commits (what
-    it loses there, the reconciler puts back)."""
+    execution inside the transaction; ``listening``: each project's webhooks (webhooks.listeners), when
+    the caller read them already. The caller puts them on their queues after it commits (what it
+    loses there, the reconciler puts back)."""
     at = now_s()
     executions = [Execution(**row, status=S.PENDING.value, attempt=1, created_at=at, queued_at=at) for row in rows]
     log_rows = [{"execution": execution.id, "status": status, "at": at, "message": message, "attempt": 1}
                 for execution in executions for status, message in ((S.CREATED.value, "created"), (S.PENDING.value, "queued"))]
-    listening: dict[str, list[tuple[str, list[str]]]] = {}
+    listening = dict(listening or {})
     with database.transaction():  # joins the caller's transaction (a savepoint would cost two more statements)
         insert_rows(Execution, [execution.__data__ for execution in executions])
         insert_rows(StatusLog, log_rows)
