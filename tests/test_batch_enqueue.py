@@ -95,6 +95,11 @@ def test_a_training_item_is_checked_as_a_training_and_a_model_trains_once(api: A
     train = {"function": "train_model", "input": {"model_id": model["id"], "configuration": {"epochs": -1}}}
     refused = api.client.post(BATCH, json={"executions": [noop(0), train]})
     assert refused.status_code == 422 and any(name.startswith("executions.1.input.configuration") for name in error(refused)["fields"])
+    resnet = api.client.post("/api/v1/models", json={"name": "r", "architecture": "resnet18"}).get_json()
+    assert api.client.patch("/api/v1/services/mgmt-train-resnet18", json={"min_instances": 0}).status_code == 200
+    nowhere = {"function": "train_model", "input": {"model_id": resnet["id"], "dataset": "no-such-dataset"}}
+    missing = api.client.post("/api/v1/services/mgmt-train-resnet18/executions/batch", json={"executions": [nowhere]})
+    assert missing.status_code in (404, 422) and "executions.0.input.dataset" in error(missing)["fields"], missing.get_json()
     twice = {"function": "train_model", "input": {"model_id": model["id"]}}
     busy = api.client.post(BATCH, json={"executions": [noop(0), twice, twice]})
     assert busy.status_code == 409 and "executions.2.execution_id" in error(busy)["fields"], busy.get_json()
