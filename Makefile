@@ -22,7 +22,7 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: install
-	for b in dispatch throughput cold_start recovery autoscale scheduler_costs idle_costs api_load webhooks ui training_overhead quick_start yolo text; do $(BIN)/python -m tests.perf.bench_$$b || exit 1; done
+	for b in dispatch throughput cold_start recovery autoscale scheduler_costs idle_costs api_load enqueue webhooks ui training_overhead quick_start yolo text; do $(BIN)/python -m tests.perf.bench_$$b || exit 1; done
 
 chaos: install
 	$(BIN)/python -m tests.chaos.soak

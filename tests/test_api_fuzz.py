@@ -276,6 +276,7 @@ PLAUSIBLE: dict[str, Callable[[Any], dict[str, Any]]] = {
     "models.create": lambda body: {"name": "linked", "architecture": "sleep"},
     "models.train": lambda body: {},
     "executions.enqueue": lambda body: {"function": "noop"},
+    "executions.enqueue_batch": lambda body: {"executions": [{"function": "noop"}]},
     "instances.register": lambda body: {"service": SERVICE},
     "projects.create_token": lambda body: {"scope": "read", "project": PROJECT},
     "webhooks.create": lambda body: {"url": "https://hooks.example.com/linked", "secret": "s" * 16},

@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False, SETTINGS=settings)
     app.config.update(test_config or {})
-    open_database(settings.database_url)
+    open_database(settings.database_url, pooled=True)  # one connection per request, taken from a pool
     app.extensions["redis"] = queues.connect(settings.redis_url)
 
     @app.before_request

@@ -4,6 +4,8 @@ An execution id in a path may be any unique prefix of it (4 characters at least)
 executions the token reaches."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import peewee
@@ -14,6 +16,8 @@ from trainfaas.services.api import page, paginate, reachable, redis_connection, 
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import (
     ArtifactOut,
+    BatchOut,
+    BatchRequest,
     ExecutionOut,
     ExecutionQuery,
     ExecutionSummary,
@@ -25,7 +29,7 @@ from trainfaas.services.api.schemas import (
     Page,
     TrainInput,
 )
-from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view, waiting_view
+from trainfaas.services.api.views import artifact_view, execution_view, log_view, metric_view, queued_view, waiting_view
 from trainfaas.services.control import deletion
 from trainfaas.services.control import executions as control
 from trainfaas.services.control.configuration import pydantic_fields
@@ -34,7 +38,7 @@ from trainfaas.services.control.services import get_service
 from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core.errors import ConfigError, TrainfaasError
 from trainfaas.services.core.protocol import TRAIN_MODEL
-from trainfaas.services.store.records import Artifact, Execution, LogLine, MetricSample
+from trainfaas.services.store.records import Artifact, Execution, LogLine, MetricSample, Service
 
 bp = Blueprint("executions", __name__, url_prefix="/api/v1")
 
@@ -45,22 +49,51 @@ def enqueue(name: str, body: FunctionRequest, principal: Principal) -> dict[str,
     """Run a function (train_model, noop) on a service's instances; 429 while the project is at its queued limit."""
     service = get_service(name)
     project = principal.project_for_new(body.project)
+    with _input_fields(body.function):
+        execution = control.submit_many(settings(), redis_connection(), [_submission(service, body, project, principal)])[0]
+    return queued_view(execution)
+
+
+@endpoint(bp, "POST", "/services/<name>/executions/batch", body=BatchRequest, response=BatchOut, status=202, access="write",
+          errors=(409, 429))
+def enqueue_batch(name: str, body: BatchRequest, principal: Principal) -> dict[str, Any]:
+    """Run up to 1,000 functions on a service's instances at once, all or nothing: each item is checked as
+    one enqueue is, and an invalid one is a 422 naming ``executions.<index>.<field>``, with nothing recorded
+    or queued; 429 when the batch as a whole would take a project past its queued limit."""
+    service = get_service(name)
+    projects: dict[str | None, str] = {}
+    submissions = []
+    for index, item in enumerate(body.executions):
+        with control.naming(index), _input_fields(item.function):
+            if item.project not in projects:
+                projects[item.project] = principal.project_for_new(item.project)
+            submissions.append(_submission(service, item, projects[item.project], principal))
+    executions = control.submit_many(settings(), redis_connection(), submissions, batch=True)
+    return {"ids": [execution.id for execution in executions], "count": len(executions), "service": service.name}
+
+
+def _submission(service: Service, body: FunctionRequest, project: str, principal: Principal) -> control.Submission:
+    """One enqueue's request checked (see control.prepare_function); a training is checked as
+    POST /models/{id}/train checks it and belongs to its model's project, which the caller must reach."""
     given = dict(body.input)
     if body.function == TRAIN_MODEL:
-        # The same checks as POST /models/{id}/train; the training belongs to its model's
-        # project, which the caller must reach.
         try:
             given = TrainInput.model_validate(given).model_dump(exclude_none=True)
         except ValidationError as exc:
             raise ConfigError("invalid input for train_model", pydantic_fields(exc, "input")) from None
         given["model_id"] = get_model(given["model_id"], principal.reach).id
+    return control.prepare_function(settings(), service, body.function, given, body.execution, project)
+
+
+@contextlib.contextmanager
+def _input_fields(function: str) -> Iterator[None]:
+    """The train request's checks name its fields: in an enqueue they lie in input."""
     try:
-        execution = control.submit_function(settings(), redis_connection(), service, body.function, given, body.execution, project)
+        yield
     except TrainfaasError as exc:
-        if body.function == TRAIN_MODEL:  # the train request's checks name its fields: here they lie in input
+        if function == TRAIN_MODEL:
             exc.fields = {_in_input(key): value for key, value in exc.fields.items()}
         raise
-    return execution_view(execution)
 
 
 def _in_input(field: str) -> str:

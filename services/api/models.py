@@ -11,7 +11,7 @@ from flask import Blueprint
 from trainfaas.services.api import page, paginate, reachable, redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import ExecutionOut, ModelClone, ModelCreate, ModelOut, ModelQuery, Page, TrainRequest
-from trainfaas.services.api.views import execution_view, model_view
+from trainfaas.services.api.views import model_view, queued_view
 from trainfaas.services.control import blueprints, deletion
 from trainfaas.services.control import models as control
 from trainfaas.services.control.executions import submit_training
@@ -82,4 +82,4 @@ def train(model_id: str, body: TrainRequest, principal: Principal) -> dict[str, 
     dataset, configuration, execution = body.dataset, body.configuration, body.execution
     if body.blueprint is not None:
         dataset, configuration, execution = blueprints.with_blueprint(body.blueprint, model, dataset, configuration, execution)
-    return execution_view(submit_training(settings(), redis_connection(), model, dataset, configuration, execution, body.datasets))
+    return queued_view(submit_training(settings(), redis_connection(), model, dataset, configuration, execution, body.datasets))

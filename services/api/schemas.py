@@ -71,6 +71,14 @@ class FunctionRequest(Strict):
     execution: ExecutionSettings | None = None
 
 
+MAX_BATCH = 1000
+
+
+class BatchRequest(Strict):
+    executions: list[FunctionRequest] = Field(min_length=1, max_length=MAX_BATCH,
+                                              description=f"1 to {MAX_BATCH} executions, each what POST /services/{{name}}/executions takes.")
+
+
 # ---- requests of projects and tokens ---------------------------------------------------------
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
@@ -251,6 +259,12 @@ class ExecutionSummary(Out):
     finished_at: str | None = Timestamp
     duration_s: float | None
     error: str | None
+
+
+class BatchOut(Out):
+    ids: list[str] = Field(description="The executions' ids, in the order of the request's items.")
+    count: int
+    service: str
 
 
 class ExecutionOut(ExecutionSummary):

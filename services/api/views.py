@@ -66,6 +66,15 @@ def execution_view(execution: Execution, detail: bool = True) -> dict[str, Any]:
     return view
 
 
+def queued_view(execution: Execution) -> dict[str, Any]:
+    """The answer to an enqueue: the execution just recorded, pending, as GET /executions/{id} shows it,
+    built from what the enqueue wrote (its status log: created, queued; no attempt yet) without reading it back."""
+    at = iso(execution.created_at)
+    return {**execution_view(execution, detail=False), "input": execution.input, "output": None, "traceback": None, "attempts": [],
+            "status_log": [{"status": status, "at": at, "message": message, "attempt": 1, "instance": None}
+                           for status, message in (("created", "created"), ("pending", "queued"))]}
+
+
 def usage_view(attempt: Attempt) -> dict[str, Any] | None:
     """What an attempt's work process used, or None where its instance did not measure it."""
     if attempt.usage_samples is None:

@@ -1,4 +1,4 @@
-"""``trainfaas executions``: list, show, follow, read the logs and configuration of, compare, terminate and rerun executions.
+"""``trainfaas executions``: submit, list, show, follow, read the logs and configuration of, compare, terminate and rerun executions.
 
 An execution id may be given whole or as the short id a table shows; the API resolves it.
 """
@@ -133,6 +133,44 @@ def executions_rerun(ctx: click.Context, execution_id: str, config_pairs: tuple[
     execution = client_of(ctx).rerun(execution_id, configuration=parse_config(config_pairs) or None,
                                      execution=flags or None, resume=resume, instance_type=instance_type)
     say(f"execution {execution_id}: {execution['status']} as attempt {execution['attempt']} on {execution['service']}")
+
+
+@executions.command("submit")
+@click.argument("service")
+@click.option("--function", "function", default="noop", show_default=True, help="The function to run (train_model or noop).")
+@click.option("--input", "input_json", default="{}", help="The function's input as a JSON object.")
+@click.option("--batch", "batch_file", type=click.File("r"), default=None,
+              help="A JSON Lines file (- for stdin), one execution per line ({\"function\": ..., \"input\": {...}}, optional"
+                   " \"execution\" and \"project\"); at most 1,000 lines, enqueued all or nothing.")
+@json_option()
+@click.pass_context
+def executions_submit(ctx: click.Context, service: str, function: str, input_json: str, batch_file: click.utils.LazyFile | None,
+                      as_json: bool) -> None:
+    """Enqueue a function on SERVICE; with --batch, every line of a file in one request (an invalid
+    line enqueues nothing, and the error names its index, counted from 0)."""
+    client = client_of(ctx)
+    if batch_file is None:
+        answer = client.enqueue(service, function, _json_object(input_json, "--input"))
+        print_json(answer) if as_json else say(f"execution {answer['id']}: {answer['status']} on {answer['service']}")
+        return
+    items = [_json_object(line, f"--batch line {number}") for number, line in enumerate(batch_file, 1) if line.strip()]
+    answer = client.enqueue_batch(service, items)
+    if as_json:
+        print_json(answer)
+        return
+    say(f"{answer['count']} executions pending on {answer['service']}")
+    for execution_id in answer["ids"]:
+        click.echo(execution_id)
+
+
+def _json_object(text: str, where: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=where) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("a JSON object is needed", param_hint=where)
+    return value
 
 
 def _compared_columns(executions: list[Json]) -> tuple[Column, ...]:

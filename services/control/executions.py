@@ -8,24 +8,27 @@ the reconciler puts it back on the queue.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
 import logging
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.control import dataset_rules, ids, models, placement, quotas
+from trainfaas.services.control import dataset_rules, ids, models, placement, quotas, webhooks
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.control.datasets import dataset_for
 from trainfaas.services.control.services import ensure_service, only_as_process, timeout_range
-from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.errors import ConfigError, TrainfaasError
 from trainfaas.services.core.protocol import FUNCTIONS, MODEL_FUNCTIONS, TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
-from trainfaas.services.core.statuses import ExecutionStatus
 from trainfaas.services.store import queues
-from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Service, StatusLog
+from trainfaas.services.store.records import DEFAULT_PROJECT, Execution, Model, Service
 
 log = logging.getLogger(__name__)
 
@@ -67,40 +70,97 @@ def get_execution(execution_id: str, project: str | None = None) -> Execution:
     return ids.find(Execution, execution_id, "execution", None if project is None else Execution.project == project)
 
 
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """One execution checked and ready to record (see :func:`submit_many`): its row's fields, the
+    model a training takes, and the data set versions it uses."""
+
+    fields: dict[str, Any]
+    model: Model | None = None
+    chosen: tuple[dataset_rules.Chosen, ...] = ()
+
+
+def prepare(settings: Settings, service: Service, function: str, name: str, input: dict[str, Any], model: Model | None,
+            overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT,
+            chosen: tuple[dataset_rules.Chosen, ...] = ()) -> Submission:
+    """The submission of ``function`` on ``service``, its settings those of ``overrides`` over the service's."""
+    values = (overrides or ExecutionSettings()).for_service(service, settings)
+    fields = {"service": service.name, "function": function, "name": name, "input": input,
+              "model": model.id if model is not None else None, "project": project, **values}
+    return Submission(fields, model, chosen)
+
+
+def submit_many(settings: Settings, connection: redis.Redis, submissions: list[Submission], batch: bool = False) -> list[Execution]:
+    """Record the executions, pending, in one transaction, then put them on their queues in one round
+    trip (in that order: a queue write that fails is the reconciler's to redo). All or nothing: a
+    project that the submissions would take past its queued limit gets QuotaExceeded (429), a
+    training whose model has another one Conflict (409; naming ``executions.<index>`` in a
+    ``batch``), and nothing is recorded. The counts and the inserts share one transaction under
+    each project's lock (see quotas.locked)."""
+    per_project = collections.Counter(submission.fields["project"] for submission in submissions)
+    # Read before the locks, so that they are held for the count and the writes only: a limit or a
+    # webhook changed meanwhile is as if changed just after this enqueue.
+    limits = {project: quotas.queued_limit(settings, project) for project in per_project}
+    listening = {project: webhooks.listeners(project) for project in per_project}
+    with contextlib.ExitStack() as locks:
+        for project in sorted(per_project):  # always in the same order: two batches never wait on each other
+            locks.enter_context(quotas.locked(project))
+        for project in sorted(per_project):
+            quotas.check_queued(settings, project, per_project[project], limits[project])
+        for index, submission in enumerate(submissions):
+            if submission.model is not None and submission.fields["function"] == TRAIN_MODEL:
+                with naming(index if batch else None):
+                    models.start_training(submission.model.id)
+        executions = states.record_queued([submission.fields for submission in submissions], then=models.follow, listening=listening)
+        for execution, submission in zip(executions, submissions, strict=True):
+            dataset_rules.record_uses(execution.id, list(submission.chosen))
+    try_enqueue_many(connection, executions)
+    return executions
+
+
+@contextlib.contextmanager
+def naming(index: int | None) -> Iterator[None]:
+    """Name the fields of an error raised inside as those of item ``index`` of a batch (None: as they are)."""
+    try:
+        yield
+    except TrainfaasError as exc:
+        if index is not None:
+            exc.fields = {f"executions.{index}.{key}": value for key, value in exc.fields.items()} or {f"executions.{index}": str(exc)}
+            exc.message = f"executions[{index}]: {exc.message}"
+        raise
+
+
 def submit(settings: Settings, connection: redis.Redis, service: Service, function: str, name: str, input: dict[str, Any],
            model: Model | None, overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
-    """Record the execution, mark it pending, then put it on the queue (in that order). A training first
-    takes its model (see models.start_training): Conflict, and nothing recorded, while it has another.
-    A project at its queued limit gets QuotaExceeded (429), and nothing recorded: the count and the
-    insert share one transaction under the project's lock (see quotas.locked)."""
-    values = (overrides or ExecutionSettings()).for_service(service, settings)
-    with quotas.locked(project):
-        quotas.check_queued(settings, project)
-        if model is not None and function == TRAIN_MODEL:
-            models.start_training(model.id)
-        execution = Execution.create(
-            service=service, function=function, name=name, input=input, model=model, project=project, **values,
-        )
-        StatusLog.create(execution=execution.id, status=ExecutionStatus.CREATED, attempt=1, message="created")
-        execution = states.queue(execution.id, then=models.follow)
-    try_enqueue(connection, execution)
-    return execution
+    """Record one execution, pending, then put it on the queue (see :func:`submit_many`). A training first
+    takes its model (see models.start_training): Conflict, and nothing recorded, while it has another."""
+    return submit_many(settings, connection, [prepare(settings, service, function, name, input, model, overrides, project)])[0]
 
 
 def try_enqueue(connection: redis.Redis, execution: Execution) -> bool:
+    return try_enqueue_many(connection, [execution])
+
+
+def try_enqueue_many(connection: redis.Redis, executions: list[Execution]) -> bool:
+    """Put the executions on their queues in one round trip; False (logged) when Redis fails: they
+    are pending in the database, and the reconciler puts them back on their queues."""
+    jobs = [(execution.service_id, execution.id, execution.attempt) for execution in executions]
     try:
-        queues.enqueue(connection, execution.service_id, execution.id, execution.attempt)
+        if len(jobs) == 1:
+            queues.enqueue(connection, *jobs[0])
+        else:
+            queues.enqueue_many(connection, jobs)
         return True
     except redis.RedisError as exc:
-        log.warning("execution %s attempt %s not queued yet (%s); the reconciler will", execution.id, execution.attempt, exc)
+        log.warning("executions %s not queued yet (%s); the reconciler will",
+                    ", ".join(f"{execution.id} attempt {execution.attempt}" for execution in executions[:10]), exc)
         return False
 
 
-def submit_training(settings: Settings, connection: redis.Redis, model: Model, dataset: str | None,
-                    configuration: dict[str, Any] | None, overrides: ExecutionSettings | None,
-                    datasets: dict[str, str] | None = None) -> Execution:
+def prepare_training(settings: Settings, model: Model, dataset: str | None, configuration: dict[str, Any] | None,
+                     overrides: ExecutionSettings | None, datasets: dict[str, str] | None = None) -> Submission:
     """Check the options and the data set (a folder, a registered data set's version, or one per
-    subset: ``datasets``), then submit a training of ``model``."""
+    subset: ``datasets``) of a training of ``model``: its submission."""
     adapter = get_adapter(model.architecture, settings.adapters)
     effective = validate_configuration(adapter, {**model.configuration, **(configuration or {})}, "configuration")
     check_diagnostics(settings, adapter, effective, "configuration")
@@ -108,9 +168,15 @@ def submit_training(settings: Settings, connection: redis.Redis, model: Model, d
     quotas.check_queued(settings, model.project)  # before a first training creates the service (submit checks again, locked)
     service = ensure_service(settings, model.architecture, by_training=True)
     input = {"model_id": model.id, **data.input, "configuration": effective}
-    execution = submit(settings, connection, service, TRAIN_MODEL, f"train {model.name}", input, model, overrides, model.project)
-    dataset_rules.record_uses(execution.id, data.chosen)
-    return execution
+    return prepare(settings, service, TRAIN_MODEL, f"train {model.name}", input, model, overrides, model.project, tuple(data.chosen))
+
+
+def submit_training(settings: Settings, connection: redis.Redis, model: Model, dataset: str | None,
+                    configuration: dict[str, Any] | None, overrides: ExecutionSettings | None,
+                    datasets: dict[str, str] | None = None) -> Execution:
+    """Submit a training of ``model`` (see :func:`prepare_training`)."""
+    submission = prepare_training(settings, model, dataset, configuration, overrides, datasets)
+    return submit_many(settings, connection, [submission])[0]
 
 
 def _training_data(settings: Settings, adapter: Any, model: Model, dataset: str | None, datasets: dict[str, str] | None,
@@ -129,23 +195,29 @@ def _training_data(settings: Settings, adapter: Any, model: Model, dataset: str 
     return dataset_rules.TrainingData({"dataset": str(data_path), "dataset_versions": {"all": chosen.record()}}, [chosen])
 
 
-def submit_function(settings: Settings, connection: redis.Redis, service: Service, function: str,
-                    input: dict[str, Any], overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
-    """Run ``function`` on ``service``; a train_model goes into its model's project, others into ``project``."""
+def prepare_function(settings: Settings, service: Service, function: str, input: dict[str, Any],
+                     overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Submission:
+    """Check a run of ``function`` on ``service``: its submission. A train_model goes into its model's project, others into ``project``."""
     if function not in FUNCTIONS:
         raise ConfigError(f"unknown function {function!r}", {"function": f"one of: {', '.join(sorted(FUNCTIONS))}"})
     if function in MODEL_FUNCTIONS:
         raise ConfigError(f"{function} runs a trained model: use POST /api/v1/models/{{id}}/{function.split('_')[0]}",
                           {"function": f"one of: {', '.join(sorted(FUNCTIONS - MODEL_FUNCTIONS))}"})
     if function != TRAIN_MODEL:
-        return submit(settings, connection, service, function, function, input, None, overrides, project)
+        return prepare(settings, service, function, function, input, None, overrides, project)
     model = models.get_model(str(input.get("model_id", "")))
     if model.architecture != service.architecture:
         raise ConfigError(f"model {model.id} is a {model.architecture}", {"input.model_id": f"a model of architecture {service.architecture}"})
     extra = set(input) - set(TRAINING_INPUT)
     if extra:
         raise ConfigError("unknown input fields", {f"input.{key}": "not allowed" for key in sorted(extra)})
-    return submit_training(settings, connection, model, input.get("dataset"), input.get("configuration"), overrides)
+    return prepare_training(settings, model, input.get("dataset"), input.get("configuration"), overrides)
+
+
+def submit_function(settings: Settings, connection: redis.Redis, service: Service, function: str,
+                    input: dict[str, Any], overrides: ExecutionSettings | None, project: str = DEFAULT_PROJECT) -> Execution:
+    """Run ``function`` on ``service`` (see :func:`prepare_function`)."""
+    return submit_many(settings, connection, [prepare_function(settings, service, function, input, overrides, project)])[0]
 
 
 def terminate(execution_id: str) -> Execution:

@@ -85,16 +85,26 @@ def _key(project: str) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def check_queued(settings: Settings, project: str) -> None:
-    """Raise QuotaExceeded (429) if one more waiting execution would take ``project`` past its
-    queued limit. Call it inside :func:`locked` with the write that adds the execution."""
-    limits = limits_of(settings, project)
-    if limits.queued >= limits.max_queued:
-        source = "its own limit, set by an admin" if limits.own_max_queued else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
+def queued_limit(settings: Settings, project: str) -> tuple[int, bool]:
+    """``project``'s queued limit in force, and whether it is the project's own (else the default)."""
+    row = Project.get_or_none(Project.name == project)
+    own = row is not None and row.max_queued is not None
+    return (row.max_queued if own else settings.project_max_queued), own  # type: ignore[union-attr]
+
+
+def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple[int, bool] | None = None) -> None:
+    """Raise QuotaExceeded (429) if ``adding`` more waiting executions would take ``project`` past
+    its queued limit (``limit``: its :func:`queued_limit`, when the caller read it already). Call it
+    inside :func:`locked` with the write that adds the executions: what it counts there stays true."""
+    most, own = limit if limit is not None else queued_limit(settings, project)
+    queued = Execution.select().where((Execution.project == project) & Execution.status.in_(QUEUED)).count()
+    if queued + adding > most:
+        source = "its own limit, set by an admin" if own else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
+        these = "one more" if adding == 1 else f"{adding} more"
         raise QuotaExceeded(
-            f"project {project} has {limits.queued} executions queued, its limit is {limits.max_queued} ({source}); wait until"
-            f" some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
-            {"project": f"at most {limits.max_queued} queued executions; {limits.queued} now"})
+            f"project {project} has {queued} executions queued, its limit is {most} ({source}), so {these} cannot be queued;"
+            f" wait until some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
+            {"project": f"at most {most} queued executions; {queued} now"})
 
 
 def running_limit_reached(settings: Settings, execution: Execution, attempt: int) -> str | None:

@@ -181,12 +181,19 @@ def _event(kind: str, project: str, data: dict[str, Any], at: float) -> dict[str
     return {"id": uuid.uuid4().hex, "type": kind, "created_at": iso(at), "project": project, "data": data}
 
 
-def record_change(execution: Execution, note: str = "") -> int:
+def listeners(project: str) -> list[tuple[str, list[str]]]:
+    """(id, events) of each webhook of ``project``: what :func:`record_change` reads, once for many changes."""
+    return list(Webhook.select(Webhook.id, Webhook.events).where(Webhook.project == project).tuples())
+
+
+def record_change(execution: Execution, note: str = "", listening: list[tuple[str, list[str]]] | None = None) -> int:
     """Record the deliveries of ``execution``'s new status, one per webhook of its project that
-    wants it, inside the caller's transaction (the state machine's): how many were recorded."""
+    wants it, inside the caller's transaction (the state machine's): how many were recorded.
+    ``listening``: the project's :func:`listeners`, when the caller has read them already."""
     kind = f"execution.{execution.status}"
     wanted = {ALL, ALL_EXECUTION, kind}
-    listening = Webhook.select(Webhook.id, Webhook.events).where(Webhook.project == execution.project).tuples()
+    if listening is None:
+        listening = listeners(execution.project)
     hook_ids = [hook_id for hook_id, events in listening if wanted & set(events)]
     if not hook_ids:
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from redis.client import Pipeline
 from rq import Queue
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,31 @@ def get_queue(connection: redis.Redis, service: str) -> Queue:
     return Queue(service, connection=connection)
 
 
-def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: int, at_front: bool = False) -> None:
-    """Put (execution, attempt) on the service's queue. Duplicates are harmless: claims are CAS."""
+def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: int, at_front: bool = False,
+            pipeline: Pipeline | None = None) -> None:
+    """Put (execution, attempt) on the service's queue. Duplicates are harmless: claims are CAS.
+    One round trip; none with ``pipeline``, which the caller executes (see :func:`enqueue_many`)."""
     queue = get_queue(connection, service)
+    pipe = pipeline if pipeline is not None else connection.pipeline()
     # The job is never run by an rq worker; it names a function only so that `rq info` and
     # dashboards show something meaningful. The instance claims the execution from the DB.
     queue.enqueue_call(
         JOB_FUNCTION, args=(execution_id,), job_id=job_id(execution_id, attempt),
         result_ttl=0, failure_ttl=3600, ttl=None, description=f"execution {execution_id} attempt {attempt}", at_front=at_front,
+        pipeline=pipe,
     )
-    log.info("execution %s attempt %s queued on %s", execution_id, attempt, service)
+    if pipeline is None:
+        pipe.execute()
+        log.info("execution %s attempt %s queued on %s", execution_id, attempt, service)
+
+
+def enqueue_many(connection: redis.Redis, jobs: list[tuple[str, str, int]]) -> None:
+    """Put each (service, execution, attempt) of ``jobs`` on its service's queue, in order, in one round trip."""
+    pipe = connection.pipeline()
+    for service, execution_id, attempt in jobs:
+        enqueue(connection, service, execution_id, attempt, pipeline=pipe)
+    pipe.execute()
+    log.info("%d executions queued (%s)", len(jobs), ", ".join(sorted({service for service, _, _ in jobs})))
 
 
 def queued_job_ids(connection: redis.Redis, service: str) -> set[str]:
