@@ -191,6 +191,19 @@ def scratch_postgres(server_url: str) -> Iterator[str | None]:
         admin.close()
 
 
+def add_postgres_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--postgres", default=os.environ.get("TRAINFAAS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="the PostgreSQL server to make a scratch database on")
+
+
+def on_both_databases(run: Callable[[str, str, argparse.Namespace], None], args: argparse.Namespace) -> None:
+    """``run`` on SQLite, then on a scratch database of ``args.postgres`` when that server answers."""
+    run("sqlite", "", args)
+    with scratch_postgres(args.postgres) as url:
+        if url:
+            run("postgresql", url, args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executions", type=int, default=10_000)
@@ -199,12 +212,9 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=20)
     parser.add_argument("--list-goal", type=float, default=0.050, help="seconds")
     parser.add_argument("--enqueue-goal", type=float, default=0.100, help="seconds")
-    parser.add_argument("--postgres", default=os.environ.get("TRAINFAAS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
+    add_postgres_argument(parser)
     args = parse_arguments(parser, {"executions": 50, "list_requests": 20, "clients": 4, "per_client": 3})
-    run("sqlite", "", args)
-    with scratch_postgres(args.postgres) as url:
-        if url:
-            run("postgresql", url, args)
+    on_both_databases(run, args)
 
 
 if __name__ == "__main__":

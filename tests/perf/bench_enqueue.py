@@ -20,7 +20,6 @@ that half says so and is left out.
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from typing import Any
 
 import requests
 
-from tests.perf.bench_api_load import concurrently, scratch_postgres, timed
+from tests.perf.bench_api_load import add_postgres_argument, concurrently, on_both_databases, timed
 from tests.perf.common import bench_settings, parse_arguments, report
 from tests.perf.stackrun import percentile
 from trainfaas.services.local.stack import Stack
@@ -123,12 +122,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--p95-goal", type=float, default=0.050, help="seconds")
     parser.add_argument("--batch-goal", type=float, default=5000.0, help="executions per second")
-    parser.add_argument("--postgres", default=os.environ.get("TRAINFAAS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
+    add_postgres_argument(parser)
     args = parse_arguments(parser, {"clients": 2, "per_client": 3, "open_requests": 5, "batches": 1, "batch_size": 20})
-    run("sqlite", "", args)
-    with scratch_postgres(args.postgres) as url:
-        if url:
-            run("postgresql", url, args)
+    on_both_databases(run, args)
 
 
 if __name__ == "__main__":
