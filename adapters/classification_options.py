@@ -186,9 +186,8 @@ class ClassificationOptions(StepOptions):
         le=1024,
         description=(
             "Side in pixels of the square every image is resized to. None: the median shorter side of the training"
-            " images, enlarged when under 64 (to twice the side or 64, whichever is less), rounded to a multiple of 8,"
-            " between 16 and 224, and at least what the architecture takes (the digits sample's 8x8 images give 16,"
-            " 24-pixel ones 48, CIFAR-sized 32-pixel ones 64, photographs 224). The resnet,"
+            " images, rounded to a multiple of 8, between 16 and 224, and at least what the architecture takes"
+            " (the digits sample's 8x8 images give 16, CIFAR-sized ones 32, photographs 224). The resnet,"
             " mobilenet, efficientnet_b*, regnet, mnasnet and shufflenet models take 16; others need more"
             " (densenet 29, vgg and convnext 32, alexnet 63, inception_v3 75, maxvit_t a multiple of 224,"
             " vit_* a multiple of their patch size). A size the architecture cannot take is refused when"

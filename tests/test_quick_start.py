@@ -37,15 +37,13 @@ def test_image_sides_read_headers_of_an_even_sample_and_skip_unreadable_files(tm
     assert image_sides([]) == []
 
 
-@pytest.mark.parametrize("sides, smallest, size, enlarged", [
-    ([8] * 9, 16, 16, True), ([24] * 3, 16, 48, True), ([32] * 5 + [300] * 4, 16, 64, True), ([45, 47, 50], 16, 64, True),
-    ([64, 70], 16, 64, False), ([100] * 3, 16, 96, False), ([500, 375, 640], 16, 224, False), ([32, 32], 80, 80, True),
-    ([], 16, 16, False),
+@pytest.mark.parametrize("sides, smallest, size", [
+    ([8] * 9, 16, 16), ([32] * 5 + [300] * 4, 16, 32), ([45, 47, 50], 16, 48), ([500, 375, 640], 16, 224),
+    ([32, 32], 64, 64), ([], 16, 16),
 ])
-def test_the_input_size_is_the_median_shorter_side_small_images_enlarged_rounded_and_bounded(
-        sides: list[int], smallest: int, size: int, enlarged: bool) -> None:
+def test_the_input_size_is_the_median_shorter_side_rounded_and_bounded(sides: list[int], smallest: int, size: int) -> None:
     chosen, why = derived_input_size(sides, smallest)
-    assert chosen == size and why and ("enlarged up to twice (at most 64)" in why) == enlarged
+    assert chosen == size and why
 
 
 def test_a_small_data_set_trains_for_a_minimum_of_steps_a_large_one_for_eight_epochs() -> None:
@@ -61,9 +59,8 @@ def test_a_training_without_options_chooses_from_the_data_and_logs_why(tmp_path:
     adapter = tc.TorchvisionClassification("resnet18", configuration={"max_steps": 2, "batch_size": 8}, context=context)
     adapter.train(data, tmp_path / "out", **adapter.configuration)
     lines = [line for (line,) in events(context, "log")]
-    assert ("quick start: input_size 64: the median training image is 40 pixels on its shorter side (24 measured), enlarged up to"
-            " twice (at most 64) for networks that shrink images fourfold at once") in lines
-    assert adapter.input_size == 64 and not any("quick start: epochs" in line for line in lines)
+    assert "quick start: input_size 40: the median training image is 40 pixels on its shorter side (24 measured)" in lines
+    assert adapter.input_size == 40 and not any("quick start: epochs" in line for line in lines)
     assert ("quick start: random_translate 0.125: 24 training images, 6 a class: a small set is learnt by heart unless it"
             " varies; a shift of up to 0.125 of the side keeps what an image shows") in lines
 
@@ -78,9 +75,9 @@ def test_a_small_data_set_trains_on_shifted_images_a_large_one_as_it_is(images: 
 
 
 @pytest.mark.parametrize("given, expected, logged", [
-    ({}, {"input_size": 48, "epochs": 50, "random_translate": QUICK_TRANSLATE}, {"input_size", "epochs", "random_translate"}),
+    ({}, {"input_size": 24, "epochs": 50, "random_translate": QUICK_TRANSLATE}, {"input_size", "epochs", "random_translate"}),
     ({"input_size": 32, "epochs": 3, "random_translate": 0.0}, {"input_size": 32, "epochs": 3, "random_translate": 0.0}, set()),
-    ({"random_translate": 0.3, "max_steps": 5}, {"input_size": 48, "epochs": 8, "random_translate": 0.3}, {"input_size"}),
+    ({"random_translate": 0.3, "max_steps": 5}, {"input_size": 24, "epochs": 8, "random_translate": 0.3}, {"input_size"}),
     ({"random_crop": True}, {"random_translate": 0.0, "random_crop": True}, {"input_size", "epochs"}),
 ])
 def test_the_quick_start_fills_only_what_the_user_left_unset(tmp_path: Path, given: dict[str, object], expected: dict[str, object],
