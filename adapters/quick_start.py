@@ -2,11 +2,7 @@
 
 Without ``input_size`` an image classifier sees its images at about their own size: the median
 shorter side of (up to ``SIDE_SAMPLE``) training images, rounded to a multiple of 8, between 16
-and ``QUICK_MAX_SIDE`` and at least what the architecture takes. Images smaller than
-``QUICK_ENLARGE_TO`` are enlarged, to twice their side or ``QUICK_ENLARGE_TO``, whichever is less:
-torchvision's networks are built for photographs and shrink an image fourfold in their first two
-layers, so a 32-pixel image would leave its shapes two or three cells wide (the digits' 8 pixels
-become 16). Without ``epochs`` (and
+and ``QUICK_MAX_SIDE`` and at least what the architecture takes. Without ``epochs`` (and
 ``max_steps``) it trains ``QUICK_EPOCHS`` epochs, or more on a small data set, so that it takes at
 least ``QUICK_MIN_STEPS`` optimizer steps (at most ``QUICK_MAX_EPOCHS`` epochs). Without
 ``random_translate`` (and without ``random_crop``) a small data set, under ``QUICK_SMALL_PER_CLASS``
@@ -38,7 +34,7 @@ from PIL import Image
 from trainfaas.adapters.torch_support import batch_starts
 
 SIDE_SAMPLE = 200
-QUICK_MIN_SIDE, QUICK_MAX_SIDE, QUICK_ENLARGE_TO = 16, 224, 64
+QUICK_MIN_SIDE, QUICK_MAX_SIDE = 16, 224
 QUICK_EPOCHS, QUICK_MIN_STEPS, QUICK_MAX_EPOCHS = 8, 200, 200
 QUICK_SMALL_PER_CLASS, QUICK_TRANSLATE = 1000, 0.125
 SEGMENTATION_MIN_SIDE, SEGMENTATION_MAX_SIDE = 64, 512
@@ -66,11 +62,8 @@ def derived_input_size(sides: Sequence[int], smallest: int = QUICK_MIN_SIDE) -> 
     if not sides:
         return max(smallest, QUICK_MIN_SIDE), "no training image could be measured"
     median = statistics.median(sides)
-    wanted = max(median, min(2 * median, QUICK_ENLARGE_TO))
-    rounded = max(QUICK_MIN_SIDE, min(QUICK_MAX_SIDE, int(8 * round(wanted / 8))))
+    rounded = max(QUICK_MIN_SIDE, min(QUICK_MAX_SIDE, int(8 * round(median / 8))))
     why = f"the median training image is {median:g} pixels on its shorter side ({len(sides)} measured)"
-    if wanted > median:
-        why += f", enlarged up to twice (at most {QUICK_ENLARGE_TO}) for networks that shrink images fourfold at once"
     if rounded == QUICK_MAX_SIDE and median > QUICK_MAX_SIDE:
         why += f", kept to {QUICK_MAX_SIDE} for speed"
     return max(rounded, smallest), why
