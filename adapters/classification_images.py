@@ -3,7 +3,7 @@ preprocessing saved with a model, and the augmentation that runs on whole batche
 
 Every image is converted to RGB (so grayscale images get three equal channels), resized to a square
 of ``input_size`` pixels and preprocessed (none, a linear contrast stretch, or CLAHE). In training,
-RandAugment, random resized crops and flips draw from a generator seeded by the step, so a resumed
+RandAugment, random resized crops, shifts and flips draw from a generator seeded by the step, so a resumed
 run repeats them.
 """
 from __future__ import annotations
@@ -262,6 +262,24 @@ def random_resized_crop(images: torch.Tensor, crop: tuple[int, int], min_scale: 
     theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
     grid = F.affine_grid(theta.to(images.device, images.dtype), [count, images.shape[1], *crop], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_translate(images: torch.Tensor, crop: tuple[int, int], share: float, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """The centre ``crop`` of float images [N, C, H, W], each moved by a whole number of pixels, up to
+    ``share`` of the crop's side in each direction (drawn per image and axis), the uncovered border
+    filled by reflecting the image: the pad-and-crop of the CIFAR recipes, without resampling; with
+    ``flip``, half of them are mirrored too. Random draws come from ``generator`` only."""
+    count, (height, width) = len(images), images.shape[-2:]
+    reach_y, reach_x = int(share * crop[0]), int(share * crop[1])
+    shift_y = torch.randint(-reach_y, reach_y + 1, (count,), generator=generator)
+    shift_x = torch.randint(-reach_x, reach_x + 1, (count,), generator=generator)
+    mirror = torch.where(torch.rand(count, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(count)
+    # In [-1, 1] coordinates of the whole image a pixel is 2 / side wide; the crop's half-extent is crop / side.
+    theta = torch.zeros(count, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = mirror * crop[1] / width, 2.0 * shift_x / width
+    theta[:, 1, 1], theta[:, 1, 2] = crop[0] / height, 2.0 * shift_y / height
+    grid = F.affine_grid(theta.to(images.device, images.dtype), [count, images.shape[1], *crop], align_corners=False)
+    return F.grid_sample(images, grid, mode="nearest", padding_mode="reflection", align_corners=False)
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -212,6 +212,17 @@ class ClassificationOptions(StepOptions):
             " input_size square's area, with an aspect ratio between 3/4 and 4/3, resized (bilinear) to the crop size."
         ),
     )
+    random_translate: float | None = Field(
+        None,
+        ge=0,
+        le=0.5,
+        description=(
+            "Train on shifted images: each training image (its crop) moves by a whole number of pixels, up to this share"
+            " of its side, left/right and up/down independently, the uncovered border mirrored from the image (the"
+            " pad-and-crop of CIFAR recipes, no resampling; mirrored too with horizontal_flip). 0 to 0.5; 0: off;"
+            " ignored with random_crop. None: 0.125 on a small data set (quick start), else 0."
+        ),
+    )
     random_crop_scale: float = Field(0.25, gt=0, le=1, description="Smallest share of the image's area a random crop covers.")
     horizontal_flip: bool = Field(False, description="Mirror each training image left to right with probability 1/2.")
     randaugment: bool | None = Field(

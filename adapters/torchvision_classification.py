@@ -4,14 +4,14 @@ The data set is an image folder (see :mod:`trainfaas.adapters.datasets`). Every 
 (so grayscale images get three equal channels), resized to a square of ``input_size`` pixels and
 preprocessed (``preprocess``: none, a linear contrast stretch, or CLAHE). The model sees images of
 ``val_crop_height`` x ``val_crop_width`` pixels (``input_size`` square unless set): a centre crop
-at validation and prediction; in training a random resized crop (``random_crop``) or the same
-centre crop. Pixels are standardised with per-channel statistics of the training subset. The
-statistics, the preprocessing and the crop are saved with the model, so prediction sees the inputs
-training saw.
+at validation and prediction; in training a random resized crop (``random_crop``), the crop shifted
+by a few pixels (``random_translate``) or the same centre crop. Pixels are standardised with
+per-channel statistics of the training subset. The statistics, the preprocessing and the crop are
+saved with the model, so prediction sees the inputs training saw.
 
 When the decoded training and validation images fit in memory they are decoded once and kept (on
 the GPU when there is one) as 8-bit tensors; otherwise they are decoded again on every pass (see
-:mod:`trainfaas.adapters.vision_data`). Either way, augmentation (RandAugment, random crops and flips)
+:mod:`trainfaas.adapters.vision_data`). Either way, augmentation (RandAugment, random crops, shifts and flips)
 runs on whole batches on the training device.
 
 Training counts optimizer steps (see :mod:`trainfaas.adapters.vision_training`, which runs the loop,
@@ -45,6 +45,7 @@ from trainfaas.adapters.classification_images import (
     randaugment_ops,
     random_flip,
     random_resized_crop,
+    random_translate,
 )
 from trainfaas.adapters.classification_options import (
     ClassificationOptions,
@@ -57,7 +58,14 @@ from trainfaas.adapters.classification_options import (
 )
 from trainfaas.adapters.evaluation import classification_scores, subset_of
 from trainfaas.adapters.images import to_pil_image
-from trainfaas.adapters.quick_start import QUICK_EPOCHS, QUICK_MIN_SIDE, derived_epochs, derived_input_size, image_sides
+from trainfaas.adapters.quick_start import (
+    QUICK_EPOCHS,
+    QUICK_MIN_SIDE,
+    derived_epochs,
+    derived_input_size,
+    derived_translate,
+    image_sides,
+)
 from trainfaas.adapters.torch_support import training_device
 from trainfaas.adapters.vision_data import Subset, open_subsets, to_model_input
 from trainfaas.adapters.vision_training import StepTraining, VisionAdapter
@@ -209,7 +217,7 @@ class ClassificationTraining(StepTraining):
         if options.randaugment:
             ops = randaugment_ops(options.randaugment_color, options.randaugment_disable)
             self.augment = BatchRandAugment(ops, options.randaugment_num_ops, options.randaugment_magnitude)
-        self.random_draws = bool(options.randaugment or options.random_crop or options.horizontal_flip)
+        self.random_draws = bool(options.randaugment or options.random_crop or options.horizontal_flip or options.random_translate)
         self.gradient_clip_norm = options.gradient_clip_norm
         optimizer = make_optimizer([parameter for parameter in model.parameters() if parameter.requires_grad], options)
         super().__init__(adapter, labels, options, model, optimizer, subsets)
@@ -229,6 +237,10 @@ class ClassificationTraining(StepTraining):
             crops = random_resized_crop(to_model_input(images, self.standardise), self.crop, options.random_crop_scale,
                                         options.horizontal_flip, generator)
             return crops, targets
+        if options.random_translate:
+            shifted = random_translate(to_model_input(images, self.standardise), self.crop, options.random_translate,
+                                       options.horizontal_flip, generator)
+            return shifted, targets
         inputs = to_model_input(center_crop(images, self.crop), self.standardise)
         return (random_flip(inputs, generator) if options.horizontal_flip else inputs), targets
 
@@ -370,7 +382,7 @@ class TorchvisionClassification(VisionAdapter):
         return run.train(Path(output_path) / "checkpoints")
 
     def _quick_start(self, options: ClassificationOptions, train_path: Path, plan: LabelPlan) -> ClassificationOptions:
-        """``options`` with an unset ``input_size`` and ``epochs`` chosen from the data set, each choice logged."""
+        """``options`` with an unset ``input_size``, ``epochs`` and ``random_translate`` chosen from the data set, each choice logged."""
         chosen: dict[str, Any] = {}
         if options.input_size is None:
             folder = LabelledImageFolder(train_path, plan.labels, plan.class_index, None)
@@ -385,6 +397,12 @@ class TorchvisionClassification(VisionAdapter):
             self.context.log(f"quick start: epochs {chosen['epochs']}: {why}")
         elif options.epochs is None:
             chosen["epochs"] = QUICK_EPOCHS  # max_steps decides; epochs only names the default
+        if options.random_translate is None:
+            if options.random_crop:
+                chosen["random_translate"] = 0.0  # random resized crops already move the image
+            else:
+                chosen["random_translate"], why = derived_translate(plan.counts["train"], len(plan.labels))
+                self.context.log(f"quick start: random_translate {chosen['random_translate']:g}: {why}")
         return options.model_copy(update=chosen) if chosen else options
 
     # ---- saved models and prediction ----------------------------------------------------------

@@ -266,6 +266,33 @@ def test_random_crops_and_flips_are_batched_and_seeded() -> None:
     assert torch.equal(ci.center_crop(images, (16, 12))[0, 0, 0], images[0, 0, 2, 4:16])
 
 
+def test_random_translations_move_whole_pixels_mirror_the_border_and_are_seeded() -> None:
+    images = torch.arange(4 * 1 * 16 * 16, dtype=torch.float32).reshape(4, 1, 16, 16)
+    assert torch.equal(ci.random_translate(images, (16, 16), 0.0, False, torch.Generator()), images)
+    assert torch.equal(ci.random_translate(images, (12, 10), 0.0, False, torch.Generator()), ci.center_crop(images, (12, 10)))
+    moved = ci.random_translate(images, (16, 16), 0.25, False, torch.Generator().manual_seed(5))
+    assert torch.equal(moved, ci.random_translate(images, (16, 16), 0.25, False, torch.Generator().manual_seed(5)))
+    for image, source in zip(moved, images, strict=True):
+        # No resampling: every pixel is one of the image's own, and the inside keeps its neighbours.
+        assert set(image.flatten().tolist()) <= set(source.flatten().tolist())
+        steps = image[0, 4:12, 4:12]
+        assert bool((steps.diff(dim=-1) == 1).all()) and bool((steps.diff(dim=-2) == 16).all())
+    offsets = [int(image[0, 8, 8] - source[0, 8, 8]) for image, source in zip(moved, images, strict=True)]
+    shifts = {(round(offset / 16), offset - 16 * round(offset / 16)) for offset in offsets}  # (rows, columns)
+    assert len(shifts) > 1 and all(abs(rows) <= 4 and abs(columns) <= 4 for rows, columns in shifts)
+    ramp = torch.arange(16.0).expand(32, 1, 16, 16).contiguous()
+    mirrored = ci.random_translate(ramp, (16, 16), 0.125, True, torch.Generator().manual_seed(0))[..., 4:12].diff(dim=-1)
+    rising, falling = (mirrored == 1).flatten(1).all(dim=1), (mirrored == -1).flatten(1).all(dim=1)
+    assert bool((rising | falling).all()) and bool(rising.any()) and bool(falling.any())
+
+
+@pytest.mark.parametrize("share", [-0.1, 0.6])
+def test_random_translate_is_bounded(share: float) -> None:
+    with pytest.raises(ValidationError) as raised:
+        options(random_translate=share)
+    assert raised.value.errors()[0]["loc"] == ("random_translate",)
+
+
 def test_linear_stretch_and_clahe_change_pixels_deterministically() -> None:
     grey = np.tile(np.linspace(60, 120, 16, dtype=np.uint8), (16, 1))
     colour = np.stack([grey, grey // 2 + 10, 255 - grey], axis=-1)

@@ -11,12 +11,16 @@ from tests.adapter_support import events
 from tests.generated_images import write_shapes
 from trainfaas.adapters import NullContext, shapes, torchvision_segmentation, yolo
 from trainfaas.adapters import torchvision_classification as tc
+from trainfaas.adapters.classification_images import plan_labels
+from trainfaas.adapters.classification_options import ClassificationOptions
 from trainfaas.adapters.quick_start import (
     QUICK_MIN_STEPS,
+    QUICK_TRANSLATE,
     derived_epochs,
     derived_imgsz,
     derived_input_size,
     derived_segmentation_size,
+    derived_translate,
     image_sides,
 )
 
@@ -57,6 +61,34 @@ def test_a_training_without_options_chooses_from_the_data_and_logs_why(tmp_path:
     lines = [line for (line,) in events(context, "log")]
     assert "quick start: input_size 40: the median training image is 40 pixels on its shorter side (24 measured)" in lines
     assert adapter.input_size == 40 and not any("quick start: epochs" in line for line in lines)
+    assert ("quick start: random_translate 0.125: 24 training images, 6 a class: a small set is learnt by heart unless it"
+            " varies; a shift of up to 0.125 of the side keeps what an image shows") in lines
+
+
+@pytest.mark.parametrize("images, classes, share, per_class", [
+    (300, 3, QUICK_TRANSLATE, "100 a class"), (1437, 10, QUICK_TRANSLATE, "143 a class"), (24, 4, QUICK_TRANSLATE, "6 a class"),
+    (9990, 10, QUICK_TRANSLATE, "999 a class"), (2000, 2, 0.0, "1000 a class"), (50_000, 10, 0.0, "5000 a class"),
+])
+def test_a_small_data_set_trains_on_shifted_images_a_large_one_as_it_is(images: int, classes: int, share: float, per_class: str) -> None:
+    chosen, why = derived_translate(images, classes)
+    assert chosen == share and f"{images} training images, {per_class}" in why
+
+
+@pytest.mark.parametrize("given, expected, logged", [
+    ({}, {"input_size": 24, "epochs": 50, "random_translate": QUICK_TRANSLATE}, {"input_size", "epochs", "random_translate"}),
+    ({"input_size": 32, "epochs": 3, "random_translate": 0.0}, {"input_size": 32, "epochs": 3, "random_translate": 0.0}, set()),
+    ({"random_translate": 0.3, "max_steps": 5}, {"input_size": 24, "epochs": 8, "random_translate": 0.3}, {"input_size"}),
+    ({"random_crop": True}, {"random_translate": 0.0, "random_crop": True}, {"input_size", "epochs"}),
+])
+def test_the_quick_start_fills_only_what_the_user_left_unset(tmp_path: Path, given: dict[str, object], expected: dict[str, object],
+                                                             logged: set[str]) -> None:
+    data = write_shapes(tmp_path / "shapes", classes=2, side=24, train=100, validation=2, seed=5, image_format="jpeg")
+    options = ClassificationOptions.model_validate(given)
+    context = NullContext()
+    adapter = tc.TorchvisionClassification("resnet18", configuration=given, context=context)
+    chosen = adapter._quick_start(options, data / "train", plan_labels(data, None, False))
+    assert {key: getattr(chosen, key) for key in expected} == expected
+    assert {line.split()[2] for (line,) in events(context, "log")} == logged
 
 
 def test_an_architecture_that_needs_larger_images_gets_its_smallest_size(tmp_path: Path, no_network: list[str]) -> None:
