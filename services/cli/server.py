@@ -78,8 +78,9 @@ def scheduler(ctx: click.Context) -> None:
 @click.command("migrate")
 @click.pass_context
 def migrate_database(ctx: click.Context) -> None:
-    """Apply the database migrations this release has and the database lacks, print them, and
-    make sure an admin token is in home/admin-token, as ``trainfaas up`` does. Idempotent: the
+    """Apply the database's missing migrations; make sure home/admin-token holds an admin token.
+
+    The migrations applied are printed; ``trainfaas up`` does the same at its start. Idempotent: the
     API of deploy/compose.yaml and deploy/stack.yaml runs it before gunicorn starts."""
     settings = settings_of(ctx)
     open_database(settings.database_url)
