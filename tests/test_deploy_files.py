@@ -128,11 +128,17 @@ def _read(path: Path) -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
+def container_names(engine: Any, label: str) -> list[str]:
+    """Names of the containers with ``label``, from one listing: the SDK's containers.list() inspects
+    each one afterwards, and a container that goes meanwhile (a swarm task being removed) fails it."""
+    return [entry["Names"][0].lstrip("/") for entry in engine.api.containers(all=True, filters={"label": label})]
+
+
 def left_behind(engine: Any, label: str, home: str) -> list[str]:
     """Containers, services, volumes and networks of the deployment (by ``label``) or of its
     home's instances that still exist."""
-    found = [f"container {c.name}" for c in engine.containers.list(all=True, filters={"label": label})]
-    found += [f"instance container {c.name}" for c in engine.containers.list(all=True, filters={"label": f"trainfaas.home={home}"})]
+    found = [f"container {name}" for name in container_names(engine, label)]
+    found += [f"instance container {name}" for name in container_names(engine, f"trainfaas.home={home}")]
     found += [f"volume {v.name}" for v in engine.volumes.list(filters={"label": label})]
     found += [f"network {n.name}" for n in engine.networks.list(filters={"label": label})]
     if engine.info().get("Swarm", {}).get("ControlAvailable"):
@@ -177,7 +183,7 @@ def test_a_swarm_stack_runs_a_training_on_the_swarm_backend_and_leaves_nothing_b
     finally:
         run(["docker", "stack", "rm", stack], deployment)
         # `docker stack rm` returns before the tasks are gone, and keeps the volumes.
-        wait_until(lambda: not engine.containers.list(all=True, filters={"label": label}), 180, "the stack's containers to go")
+        wait_until(lambda: not container_names(engine, label), 180, "the stack's containers to go")
         wait_until(lambda: not engine.services.list(filters={"label": f"trainfaas.home={deployment['TRAINFAAS_HOME']}"}),
                    180, "the scheduler's swarm services to go")
         for volume in engine.volumes.list(filters={"label": label}):

@@ -186,7 +186,7 @@ def test_a_quick_start_from_the_wizard_goes_from_pending_to_success_without_relo
     assert "/2" in css(browser, f'tr[data-id="{execution_id}"]').text
     shoot(browser, "executions")
     chosen = [row["line"] for row in stack.client.logs(execution_id) if row["line"].startswith("quick start:")]
-    assert [line.split(":")[1].split()[0] for line in chosen] == ["input_size", "epochs"]  # the adapter chose from the data
+    assert [line.split(":")[1].split()[0] for line in chosen] == ["input_size", "epochs", "random_translate"]  # chosen from the data
     stack.trained = execution_id
 
 
