@@ -41,7 +41,7 @@ from trainfaas.adapters.torch_support import (
 )
 from trainfaas.adapters.vision_data import Standardisation, Subset, channel_statistics, standardisation
 from trainfaas.services.core.errors import AdapterError, ConfigError, DatasetError
-from trainfaas.services.core.files import atomic_copy, atomic_link_or_copy
+from trainfaas.services.core.files import atomic_link_or_copy, copy_regular
 
 MODEL_FILE = "model.pt"
 
@@ -351,8 +351,10 @@ class VisionAdapter(ModelAdapter):
     @classmethod
     def model_from_checkpoint(cls, checkpoint: Path, local_path: Path, architecture: str, labels: list[str],
                               configuration: dict[str, Any]) -> None:
-        """A checkpoint holds what ``model.pt`` does (and the optimizer state besides): copied as it is."""
-        atomic_copy(Path(checkpoint), Path(local_path) / MODEL_FILE)
+        """A checkpoint holds what ``model.pt`` does (and the optimizer state besides): copied as it is, as a
+        regular file only (a link the training put in its place is not followed)."""
+        if not copy_regular(Path(checkpoint), Path(local_path) / MODEL_FILE):
+            raise AdapterError(f"checkpoint {checkpoint} is not a regular file", {"checkpoint_id": "a checkpoint file"})
 
     @classmethod
     def import_saved(cls, architecture: str, source: Path, destination: Path, labels: list[str]) -> list[str]:

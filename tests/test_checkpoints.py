@@ -14,8 +14,10 @@ import pytest
 
 from tests.conftest import register_instance
 from tests.test_api_access import project_tokens
+from trainfaas.adapters.torchvision_classification import TorchvisionClassification
 from trainfaas.functions.context import keep
 from trainfaas.services.control.attempts import last_checkpoint, output_path
+from trainfaas.services.core.errors import AdapterError
 from trainfaas.services.store.records import Artifact, Execution, Model
 
 SLEEP = "mgmt-train-sleep"
@@ -245,3 +247,16 @@ def test_deleting_an_execution_deletes_its_checkpoint_files_and_rows(api: Any, r
     assert running["writer"].delete(f"/api/v1/executions/{running['execution']}").status_code == 200
     assert not any(path.exists() for path in paths) and Artifact.select().count() == 0
     assert running["writer"].get(f"/api/v1/executions/{running['execution']}/checkpoints").status_code == 404
+
+
+def test_a_vision_checkpoint_becomes_a_model_only_as_a_regular_file_never_through_a_link(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("not a checkpoint")
+    (tmp_path / "step-7.pt").symlink_to(secret)  # put in the checkpoint's place after the API checked it
+    (tmp_path / "model").mkdir()
+    with pytest.raises(AdapterError):
+        TorchvisionClassification.model_from_checkpoint(tmp_path / "step-7.pt", tmp_path / "model", "resnet18", ["a"], {})
+    assert list((tmp_path / "model").iterdir()) == []
+    (tmp_path / "step-8.pt").write_bytes(b"weights")
+    TorchvisionClassification.model_from_checkpoint(tmp_path / "step-8.pt", tmp_path / "model", "resnet18", ["a"], {})
+    assert (tmp_path / "model" / "model.pt").read_bytes() == b"weights"
