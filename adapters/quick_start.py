@@ -58,12 +58,16 @@ def image_sides(paths: Sequence[str | Path], sample: int = SIDE_SAMPLE, longer: 
     return sides
 
 
+def _rounded(value: float, multiple: int, lowest: int, highest: int) -> int:
+    return max(lowest, min(highest, multiple * max(1, round(value / multiple))))
+
+
 def derived_input_size(sides: Sequence[int], smallest: int = QUICK_MIN_SIDE) -> tuple[int, str]:
     """The input size for images whose shorter sides are ``sides``, and why."""
     if not sides:
         return max(smallest, QUICK_MIN_SIDE), "no training image could be measured"
     median = statistics.median(sides)
-    rounded = max(QUICK_MIN_SIDE, min(QUICK_MAX_SIDE, int(8 * round(median / 8))))
+    rounded = _rounded(median, 8, QUICK_MIN_SIDE, QUICK_MAX_SIDE)
     why = f"the median training image is {median:g} pixels on its shorter side ({len(sides)} measured)"
     if rounded == QUICK_MAX_SIDE and median > QUICK_MAX_SIDE:
         why += f", kept to {QUICK_MAX_SIDE} for speed"
@@ -88,10 +92,6 @@ def derived_translate(train_images: int, classes: int) -> tuple[float, str]:
         return QUICK_TRANSLATE, (f"{train_images} training images, {per_class} a class: a small set is learnt by heart"
                                  f" unless it varies; a shift of up to {QUICK_TRANSLATE:g} of the side keeps what an image shows")
     return 0.0, f"{train_images} training images, {per_class} a class, at least {QUICK_SMALL_PER_CLASS}: no augmentation needed"
-
-
-def _rounded(value: float, multiple: int, lowest: int, highest: int) -> int:
-    return max(lowest, min(highest, multiple * max(1, round(value / multiple))))
 
 
 def derived_segmentation_size(sides: Sequence[int]) -> tuple[int, str]:
