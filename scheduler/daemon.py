@@ -1,12 +1,19 @@
 """The scheduler daemon: one ``tick()`` runs the reaper, the fleet keeper and the reconciler; the
 webhook deliverer (trainfaas.scheduler.webhooks) runs beside it in threads of its own.
 
+Between ticks, the doorbell thread (``answer_doorbell()``) waits on Redis for the names of
+services whose work was queued or ended (trainfaas.services.store.queues.ring), and for the end
+of a cooldown or backoff, and sizes those services at once: a burst of work starts its instances
+within milliseconds of its enqueue, not at the next tick, and an idle service shrinks when its
+cooldown ends. It and the ticks take turns, one pass at a time.
+
 APScheduler only calls ``tick()``; tests call it (or one part) directly with their own clock.
 Only the holder of a Redis lock acts, so a second scheduler started by mistake stays idle.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -48,6 +55,9 @@ class Scheduler:
         self.last_reconcile = 0.0
         self.apscheduler: BackgroundScheduler | None = None
         self.deliverer = Deliverer(settings)
+        self.passes = threading.Lock()  # one tick or doorbell pass at a time: the fleet keeper is single-threaded
+        self.stopping = threading.Event()
+        self.doorbell: threading.Thread | None = None
 
     # -- leadership -------------------------------------------------------------------------
 
@@ -70,20 +80,52 @@ class Scheduler:
         """Run one round. Never raises: a failing part is logged and retried next tick."""
         if not self.is_leader():
             return
-        database.connect(reuse_if_open=True)
         started = time.perf_counter()
-        try:
-            for part in (self.reap, self.keep_fleets):
-                self._safely(part)
-            if self.clock() - self.last_reconcile >= self.settings.reconcile_interval_s:
-                self._safely(self.reconcile)
-                self.last_reconcile = self.clock()
-        finally:
-            database.close()
+        with self.passes:
+            database.connect(reuse_if_open=True)
+            try:
+                for part in (self.reap, self.keep_fleets):
+                    self._safely(part)
+                if self.clock() - self.last_reconcile >= self.settings.reconcile_interval_s:
+                    self._safely(self.reconcile)
+                    self.last_reconcile = self.clock()
+            finally:
+                database.close()
         try:
             telemetry.record_tick(self.redis, time.perf_counter() - started)  # exported by the API's /metrics
         except redis.RedisError as exc:
             log.warning("scheduler cannot record its tick in Redis (%s)", exc)
+
+    def answer_doorbell(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for services to ring, or for the next end of a cooldown or
+        backoff, and size them now. True when it sized; False when nothing came or this
+        scheduler does not hold the lock (the leader answers the bell)."""
+        if not self.lock.owned():
+            return False
+        review = self.fleet.next_review()
+        if review is not None:
+            timeout_s = min(timeout_s, max(0.01, review - self.clock()))
+        woken = queues.rung(self.redis, timeout_s)
+        review = self.fleet.next_review()
+        if not woken and (review is None or self.clock() < review):
+            return False
+        with self.passes:
+            database.connect(reuse_if_open=True)
+            try:
+                self.fleet.wake(woken)
+                self._safely(self.keep_fleets)
+            finally:
+                database.close()
+        return True
+
+    def _listen(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                if not self.answer_doorbell(self.settings.tick_interval_s) and not self.lock.owned():
+                    self.stopping.wait(self.settings.tick_interval_s)
+            except redis.RedisError as exc:
+                log.warning("scheduler cannot read its doorbell (%s); sizing at each tick only", exc)
+                self.stopping.wait(self.settings.tick_interval_s)
 
     def _safely(self, part: Callable[[], None]) -> None:
         try:
@@ -120,10 +162,17 @@ class Scheduler:
         self.apscheduler.add_job(self.tick, "interval", seconds=self.settings.tick_interval_s, max_instances=1, coalesce=True, id="tick",
                                  next_run_time=datetime.now())
         self.apscheduler.start()
+        self.stopping.clear()
+        self.doorbell = threading.Thread(target=self._listen, name="scheduler-doorbell", daemon=True)
+        self.doorbell.start()
         self.deliverer.start()
 
     def shutdown(self, drain_timeout_s: float) -> None:
         self.deliverer.stop()
+        self.stopping.set()
+        if self.doorbell is not None:
+            self.doorbell.join()
+            self.doorbell = None
         if self.apscheduler is not None:
             self.apscheduler.shutdown(wait=True)
             self.apscheduler = None

@@ -1,7 +1,9 @@
 """The fleet keeper: sizes each service's fleet with the pure policy (policy.py) and acts on the
 answer through the service's backend: starts what is missing, stops what is too many (idle
 first; busy ones drain), and records why in the service's events. A service with no instance
-and work waiting is sized at once (scale from zero), not at its next polling interval.
+and work waiting is sized at once (scale from zero), not at its next polling interval; so is a
+service woken because work was queued on it or ended (see trainfaas.scheduler.daemon), and one
+whose cooldown or backoff ends.
 """
 from __future__ import annotations
 
@@ -47,21 +49,39 @@ class FleetKeeper:
         self.histories: dict[str, History] = {}
         self.last_evaluated: dict[str, float] = {}
         self.last_recorded: dict[str, tuple[str, int]] = {}
+        self.review_at: dict[str, float | None] = {}
+        self.woken: set[str] = set()
+
+    def wake(self, services: set[str]) -> None:
+        """Decide the size of ``services`` at their next evaluation, due or not: work was queued
+        on them or ended since the last one."""
+        self.woken |= services
+
+    def next_review(self) -> float | None:
+        """The earliest time at which a decision may change by the clock alone."""
+        return min((at for at in self.review_at.values() if at is not None), default=None)
 
     def keep_fleets(self) -> None:
         """Size every service's fleet; a service whose backend or configuration fails is marked
         with the reason, and the others go on."""
         # Read them all first: a SELECT left open while this loop writes would pin SQLite's read
         # snapshot, and its first write after another process committed fails as locked.
-        for service in list(Service.select()):
-            try:
-                self.keep_fleet(service)
-            except (BackendError, ConfigError) as exc:
-                # One service's broken backend or unknown instance type must not hold up the
-                # others; its health shows why.
-                log.error("service %s: %s", service.name, exc.message)
-                if service.error_reason != exc.message:
-                    Service.update(error_reason=exc.message).where(Service.name == service.name).execute()
+        try:
+            for service in list(Service.select()):
+                try:
+                    self.keep_fleet(service)
+                except (BackendError, ConfigError) as exc:
+                    # One service's broken backend or unknown instance type must not hold up the
+                    # others; its health shows why.
+                    log.error("service %s: %s", service.name, exc.message)
+                    if service.error_reason != exc.message:
+                        Service.update(error_reason=exc.message).where(Service.name == service.name).execute()
+        finally:
+            # Every service woken or whose review came was evaluated: one still past is of a service
+            # gone or failing, and must not make the doorbell thread spin.
+            now = self.clock()
+            self.review_at = {name: at for name, at in self.review_at.items() if at is not None and at > now}
+            self.woken.clear()
 
     def observe(self, service: Service) -> Observed:
         """What the policy needs to know of ``service`` now: its queue, its fleet, its crashes."""
@@ -108,14 +128,23 @@ class FleetKeeper:
         self._retire_other_backends(service)
         observed = self.observe(service)
         history = self.histories.get(service.name, History())
-        due = now - self.last_evaluated.get(service.name, -1e18) >= service.polling_interval_s
+        # Ticks come every tick_interval_s, give or take a little: a service due within half a
+        # tick is due now, or a polling interval equal to the tick would be served every other tick.
+        slack = min(self.settings.tick_interval_s, service.polling_interval_s) / 2
+        due = now - self.last_evaluated.get(service.name, -1e18) >= service.polling_interval_s - slack
         short = history.target is not None and len(observed.active) < history.target
         cold = observed.queued > 0 and not observed.active  # scale from zero at once, not a polling interval later
-        if not (due or short or cold):
+        # Woken: work was queued or ended since (see wake()). Reviewed: the last decision said
+        # when it would change by the clock alone (the end of a cooldown or of a backoff).
+        woken = service.name in self.woken
+        review = self.review_at.get(service.name)
+        if not (due or short or cold or woken or (review is not None and now >= review)):
             return None
+        self.woken.discard(service.name)
         self.last_evaluated[service.name] = now
         decision = decide(observed, self.config(service), now, history)
         self.histories[service.name] = decision.history
+        self.review_at[service.name] = decision.review_at
         started, stopped = self._actuate(service, observed, decision)
         self._record(service, observed, decision, started, stopped)
         return decision

@@ -70,6 +70,9 @@ class Decision:
     health_reason: str = ""
     forced: bool = False  # busy instances may be drained (max lowered, paused)
     details: dict[str, float] = field(default_factory=dict)
+    # When this decision may change by the clock alone (a hold's cooldown ends, a backoff ends):
+    # the fleet keeper decides again then, without waiting for its next polling interval.
+    review_at: float | None = None
 
 
 def demand(observed: Observed, config: ServiceConfig) -> int:
@@ -107,7 +110,8 @@ def decide(observed: Observed, config: ServiceConfig, now: float, history: Histo
             reason += f" (last: {observed.last_failure_reason})"
         if now < resume_at:
             return replace(decision, may_start=False, action="backoff" if decision.desired > current else decision.action,
-                           health="error", health_reason=f"{reason}; next start in {resume_at - now:.0f} s")
+                           review_at=min(resume_at, decision.review_at or resume_at), health="error",
+                           health_reason=f"{reason}; next start in {resume_at - now:.0f} s")
         return replace(decision, health="error", health_reason=reason)
     return decision
 
@@ -125,7 +129,7 @@ def _apply_cooldown(wanted: int, previous: int, config: ServiceConfig, now: floa
         return Decision(wanted, "scale-down", f"{why}; low for {now - below_since:.0f} s", History(wanted, now, None))
     wait_s = config.cooldown_s - min(now - below_since, now - history.changed_at)
     return Decision(previous, "hold", f"{why}; holding {previous} for {wait_s:.0f} s more (cooldown)",
-                    History(previous, history.changed_at, below_since))
+                    History(previous, history.changed_at, below_since), review_at=now + wait_s)
 
 
 def choose_to_stop(instances: tuple[InstanceState, ...], count: int, forced: bool = False) -> list[str]:

@@ -24,6 +24,7 @@ from trainfaas.services.core.protocol import (
 )
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus, Outcome
+from trainfaas.services.store import queues
 from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, Model, StatusLog
 
 
@@ -143,6 +144,10 @@ def finish(connection: redis.Redis, settings: Settings, instance: Instance, exec
                        peak_gpu_mem_mb=report.usage.peak_gpu_mem_mb, mean_gpu_util=report.usage.mean_gpu_util,
                        usage_samples=report.usage.samples).where(
             (Attempt.execution == execution.id) & (Attempt.number == report.attempt) & (Attempt.instance == instance.id)).execute()
+    try:
+        queues.ring(connection, execution.service_id)  # the scheduler sizes the service now: one fewer runs
+    except redis.RedisError:
+        pass  # it sizes the service at its next polling interval anyway
     return ended
 
 

@@ -11,6 +11,11 @@ log = logging.getLogger(__name__)
 
 SERVICE_PREFIX = "mgmt-train-"
 JOB_FUNCTION = "trainfaas.functions.run.execute"
+# The scheduler's doorbell: the names of services whose work was queued or ended, so that it
+# sizes them at once rather than at their next polling interval. Bounded: with no scheduler
+# reading it, it keeps only the newest names.
+WAKE_KEY = "trainfaas:scheduler:wake"
+WAKE_LIMIT = 1000
 
 
 def service_name(architecture: str) -> str:
@@ -49,6 +54,7 @@ def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: i
         result_ttl=0, failure_ttl=3600, ttl=None, description=f"execution {execution_id} attempt {attempt}", at_front=at_front,
         pipeline=pipe,
     )
+    ring(pipe, service)
     if pipeline is None:
         pipe.execute()
         log.info("execution %s attempt %s queued on %s", execution_id, attempt, service)
@@ -61,6 +67,28 @@ def enqueue_many(connection: redis.Redis, jobs: list[tuple[str, str, int]]) -> N
         enqueue(connection, service, execution_id, attempt, pipeline=pipe)
     pipe.execute()
     log.info("%d executions queued (%s)", len(jobs), ", ".join(sorted({service for service, _, _ in jobs})))
+
+
+def ring(connection: redis.Redis | Pipeline, service: str) -> None:
+    """Tell the scheduler that ``service``'s work changed (queued or ended). Executes at once on a
+    connection; with a pipeline, when the caller executes it."""
+    pipe = connection if isinstance(connection, Pipeline) else connection.pipeline()
+    pipe.rpush(WAKE_KEY, service)
+    pipe.ltrim(WAKE_KEY, -WAKE_LIMIT, -1)
+    if pipe is not connection:
+        pipe.execute()
+
+
+def rung(connection: redis.Redis, timeout_s: float) -> set[str]:
+    """The services named on the doorbell, waiting up to ``timeout_s`` for the first; empty when none rang."""
+    first = connection.blpop([WAKE_KEY], timeout=timeout_s)
+    if not first:
+        return set()
+    pipe = connection.pipeline()
+    pipe.lrange(WAKE_KEY, 0, -1)
+    pipe.delete(WAKE_KEY)
+    rest = pipe.execute()[0]
+    return {first[1].decode(), *(name.decode() for name in rest)}
 
 
 def queued_job_ids(connection: redis.Redis, service: str) -> set[str]:
