@@ -17,9 +17,11 @@ from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
 from trainfaas.scheduler.reconciler import MISSING_GRACE_S
 from trainfaas.services.control import tokens as auth
+from trainfaas.services.control.executions import try_enqueue_many
 from trainfaas.services.control import transitions as states
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import load_settings
+from trainfaas.services.store import queues
 from trainfaas.services.store.records import Execution, Instance, Service
 
 
@@ -106,6 +108,83 @@ def test_a_crash_loop_backs_off_exponentially_and_marks_the_service_error() -> N
 
 def test_desired_instances_is_the_number_of_the_decision() -> None:
     assert desired_instances(Observed(5, 0, ()), ServiceConfig("fixed", 2, 2), now=0.0) == 2
+
+
+def test_a_hold_says_when_its_cooldown_ends_and_a_backoff_when_starts_resume() -> None:
+    idle = Observed(0, 0, fleet(False, False))
+    assert decide(idle, AUTO, 30, History(2, 0, 0)).review_at == 60  # low since 0, cooldown 60
+    assert decide(Observed(0, 0, fleet(False)), AUTO, 70, History(1, 50, 0)).review_at == 110  # changed at 50
+    assert decide(Observed(3, 0, ()), AUTO, 0, History(0)).review_at is None  # a scale-up waits for nothing
+    assert decide(idle, AUTO, 61, History(2, 0, 0)).review_at is None
+    crashes = ServiceConfig("autoscale", 0, 2, crash_limit=3, backoff_base_s=10)
+    assert decide(Observed(4, 0, (), failures=(0.0, 1.0, 2.0)), crashes, 5.0, History(0)).review_at == 12.0
+
+
+def waiting(service: Service, count: int) -> list[Execution]:
+    rows = [Execution.create(service=service, function="noop", timeout_s=100, drain_time_s=5, on_reset="rerun") for _ in range(count)]
+    for row in rows:
+        states.queue(row.id)
+    return rows
+
+
+def test_a_woken_service_is_sized_at_once_and_a_quiet_one_at_its_polling_interval(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", scaling_type="autoscale", min_instances=1, max_instances=3, backend="memory",
+                             polling_interval_s=60)
+    scheduler.keep_fleet(service)
+    waiting(service, 3)
+    scheduler.clock.now += 1  # type: ignore[attr-defined]
+    assert scheduler.keep_fleet(service) is None  # not due for 59 s more
+
+    scheduler.fleet.wake({service.name})
+    decision = scheduler.keep_fleet(service)
+
+    assert decision is not None and (decision.action, decision.desired) == ("scale-up", 3)
+    assert len(scheduler.backend.started) == 3  # type: ignore[attr-defined]
+    assert scheduler.keep_fleet(service) is None  # the wake is used up
+
+
+def test_the_doorbell_rings_on_enqueue_and_the_leader_sizes_the_service_without_a_tick(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", scaling_type="autoscale", min_instances=0, max_instances=4, backend="memory",
+                             polling_interval_s=60)
+    assert scheduler.is_leader() is True
+    rows = [Execution.create(service=service, function="noop", timeout_s=100, drain_time_s=5, on_reset="rerun") for _ in range(5)]
+    for row in rows:
+        states.queue(row.id)
+
+    assert try_enqueue_many(scheduler.redis, rows) is True
+    assert scheduler.answer_doorbell(timeout_s=5.0) is True
+
+    assert len(scheduler.backend.started) == 4  # type: ignore[attr-defined]  # all of max_instances in one decision
+    assert queues.rung(scheduler.redis, timeout_s=0.01) == set()  # the bell was emptied
+
+
+def test_a_service_holding_for_its_cooldown_shrinks_when_the_cooldown_ends_not_a_polling_interval_later(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", scaling_type="autoscale", min_instances=0, max_instances=2, backend="memory",
+                             polling_interval_s=60, cooldown_s=10)
+    rows = waiting(service, 2)
+    scheduler.keep_fleet(service)
+    Execution.delete().where(Execution.id.in_([row.id for row in rows])).execute()
+    scheduler.clock.now += 1  # type: ignore[attr-defined]
+    scheduler.fleet.wake({service.name})
+    assert scheduler.keep_fleet(service).action == "hold"  # type: ignore[union-attr]
+    assert scheduler.fleet.next_review() == scheduler.clock() + 10
+
+    scheduler.clock.now += 9.5  # type: ignore[attr-defined]
+    assert scheduler.keep_fleet(service) is None
+    scheduler.clock.now += 0.5  # type: ignore[attr-defined]
+    decision = scheduler.keep_fleet(service)
+
+    assert decision is not None and (decision.action, decision.desired) == ("scale-down", 0)
+    assert len(scheduler.backend.stopped) == 2  # type: ignore[attr-defined]
+
+
+def test_a_polling_interval_equal_to_the_tick_is_served_every_tick_despite_jitter(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", min_instances=1, backend="memory", polling_interval_s=1)
+    scheduler.keep_fleet(service)
+    scheduler.clock.now += 0.4  # type: ignore[attr-defined]
+    assert scheduler.keep_fleet(service) is None
+    scheduler.clock.now += 0.55  # type: ignore[attr-defined]  # 0.95 s: a tick that came a little early
+    assert scheduler.keep_fleet(service) is not None
 
 
 def test_the_fleet_keeper_starts_missing_instances_and_replaces_dead_ones(scheduler: Scheduler) -> None:
