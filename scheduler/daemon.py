@@ -102,18 +102,22 @@ class Scheduler:
         scheduler does not hold the lock (the leader answers the bell)."""
         if not self.lock.owned():
             return False
-        review = self.fleet.next_review()
+        with self.passes:  # the fleet keeper's state changes under the ticks' thread
+            review = self.fleet.next_review()
         if review is not None:
             timeout_s = min(timeout_s, max(0.01, review - self.clock()))
         woken = queues.rung(self.redis, timeout_s)
-        review = self.fleet.next_review()
-        if not woken and (review is None or self.clock() < review):
-            return False
         with self.passes:
+            chosen = woken | self.fleet.reviews_due()
+            if not chosen:
+                return False
             database.connect(reuse_if_open=True)
+
+            def keep_chosen_fleets() -> None:
+                self.fleet.keep_fleets(only=chosen)
             try:
                 self.fleet.wake(woken)
-                self._safely(self.keep_fleets)
+                self._safely(keep_chosen_fleets)
             finally:
                 database.close()
         return True
@@ -125,6 +129,9 @@ class Scheduler:
                     self.stopping.wait(self.settings.tick_interval_s)
             except redis.RedisError as exc:
                 log.warning("scheduler cannot read its doorbell (%s); sizing at each tick only", exc)
+                self.stopping.wait(self.settings.tick_interval_s)
+            except Exception:  # noqa: BLE001 - the doorbell must outlive any one failure, as the ticks do
+                log.exception("scheduler: its doorbell failed")
                 self.stopping.wait(self.settings.tick_interval_s)
 
     def _safely(self, part: Callable[[], None]) -> None:

@@ -61,13 +61,19 @@ class FleetKeeper:
         """The earliest time at which a decision may change by the clock alone."""
         return min((at for at in self.review_at.values() if at is not None), default=None)
 
-    def keep_fleets(self) -> None:
-        """Size every service's fleet; a service whose backend or configuration fails is marked
-        with the reason, and the others go on."""
+    def reviews_due(self) -> set[str]:
+        """The services whose decision may have changed by the clock alone by now."""
+        now = self.clock()
+        return {name for name, at in self.review_at.items() if at is not None and at <= now}
+
+    def keep_fleets(self, only: set[str] | None = None) -> None:
+        """Size every service's fleet (or those named in ``only``); a service whose backend or
+        configuration fails is marked with the reason, and the others go on."""
         # Read them all first: a SELECT left open while this loop writes would pin SQLite's read
         # snapshot, and its first write after another process committed fails as locked.
         try:
-            for service in list(Service.select()):
+            chosen = Service.select() if only is None else Service.select().where(Service.name.in_(sorted(only)))
+            for service in list(chosen):
                 try:
                     self.keep_fleet(service)
                 except (BackendError, ConfigError) as exc:
@@ -80,8 +86,9 @@ class FleetKeeper:
             # Every service woken or whose review came was evaluated: one still past is of a service
             # gone or failing, and must not make the doorbell thread spin.
             now = self.clock()
-            self.review_at = {name: at for name, at in self.review_at.items() if at is not None and at > now}
-            self.woken.clear()
+            self.review_at = {name: at for name, at in self.review_at.items()
+                              if at is not None and (at > now or (only is not None and name not in only))}
+            self.woken = set() if only is None else self.woken - only
 
     def observe(self, service: Service) -> Observed:
         """What the policy needs to know of ``service`` now: its queue, its fleet, its crashes."""

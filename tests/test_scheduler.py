@@ -17,8 +17,8 @@ from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.scheduler.policy import History, InstanceState, Observed, ServiceConfig, choose_to_stop, decide, desired_instances
 from trainfaas.scheduler.reconciler import MISSING_GRACE_S
 from trainfaas.services.control import tokens as auth
-from trainfaas.services.control.executions import try_enqueue_many
 from trainfaas.services.control import transitions as states
+from trainfaas.services.control.executions import try_enqueue_many
 from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.settings import load_settings
 from trainfaas.services.store import queues
@@ -143,9 +143,10 @@ def test_a_woken_service_is_sized_at_once_and_a_quiet_one_at_its_polling_interva
     assert scheduler.keep_fleet(service) is None  # the wake is used up
 
 
-def test_the_doorbell_rings_on_enqueue_and_the_leader_sizes_the_service_without_a_tick(scheduler: Scheduler) -> None:
+def test_the_doorbell_rings_on_enqueue_and_the_leader_sizes_that_service_without_a_tick(scheduler: Scheduler) -> None:
     service = Service.create(name="mgmt-train-sleep", architecture="sleep", scaling_type="autoscale", min_instances=0, max_instances=4, backend="memory",
                              polling_interval_s=60)
+    quiet = Service.create(name="mgmt-train-quiet", architecture="quiet", min_instances=1, backend="memory")
     assert scheduler.is_leader() is True
     rows = [Execution.create(service=service, function="noop", timeout_s=100, drain_time_s=5, on_reset="rerun") for _ in range(5)]
     for row in rows:
@@ -154,7 +155,10 @@ def test_the_doorbell_rings_on_enqueue_and_the_leader_sizes_the_service_without_
     assert try_enqueue_many(scheduler.redis, rows) is True
     assert scheduler.answer_doorbell(timeout_s=5.0) is True
 
-    assert len(scheduler.backend.started) == 4  # type: ignore[attr-defined]  # all of max_instances in one decision
+    started = [Instance.get_by_id(i).service_id for i in scheduler.backend.started]  # type: ignore[attr-defined]
+    assert started == [service.name] * 4  # all of max_instances in one decision; the quiet service waits for a tick
+    scheduler.tick()
+    assert Instance.select().where(Instance.service == quiet.name).count() == 1
     assert queues.rung(scheduler.redis, timeout_s=0.01) == set()  # the bell was emptied
 
 
