@@ -115,6 +115,7 @@ class Driver:
         assert old is not None and old.apscheduler is not None
         old.apscheduler.shutdown(wait=True)
         old.deliverer.stop()  # its threads die with it: none may outlive the drill and reach later databases
+        old.stopping.set()  # and its doorbell thread
         try:
             old.lock.release()
         except Exception:  # noqa: BLE001 - the lock may have expired or gone with a Redis flush
