@@ -1,5 +1,11 @@
 """Image-folder data sets generated in the tests, unlike the bundled digits sample: coloured shapes
-on coloured, noisy backgrounds, at a size, class count and colour mode the test chooses."""
+on coloured, noisy backgrounds, at a size, class count and colour mode the test chooses.
+
+A shape stands out from its background by brightness, as objects in photographs mostly do: it is
+brighter or darker by 96 to 159 of 255 levels, and both take one random tint. With
+``colour_only`` the shape differs from its background in each channel independently instead, so
+that its brightness may be the background's: a set where only colour draws the outline, which a
+standard recipe learns from a few hundred images only in part (docs/benchmarks.md)."""
 from __future__ import annotations
 
 import random
@@ -35,10 +41,20 @@ def _draw(draw: ImageDraw.ImageDraw, shape: str, box: tuple[float, float, float,
         draw.polygon(points, fill=colour)
 
 
-def shape_image(shape: str, side: int, rng: random.Random, grayscale: bool = False) -> Image.Image:
+def _colours(rng: random.Random, colour_only: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The background's and the shape's colour."""
+    if colour_only:
+        background = tuple(rng.randrange(0, 256) for _ in range(3))
+        return background, tuple((c + rng.randrange(96, 160)) % 256 for c in background)  # far from it in each channel
+    level = rng.randrange(0, 256)
+    shape_level = (level + rng.randrange(96, 160)) % 256  # brighter, or (past 255) darker
+    tint = [rng.uniform(0.6, 1.0) for _ in range(3)]
+    return tuple(int(level * t) for t in tint), tuple(int(shape_level * t) for t in tint)
+
+
+def shape_image(shape: str, side: int, rng: random.Random, grayscale: bool = False, colour_only: bool = False) -> Image.Image:
     """One ``shape`` of random size, place and colour on a random noisy background."""
-    background = tuple(rng.randrange(0, 256) for _ in range(3))
-    colour = tuple((c + rng.randrange(96, 160)) % 256 for c in background)  # far from the background in each channel
+    background, colour = _colours(rng, colour_only)
     image = Image.new("RGB", (side, side), background)
     size = rng.uniform(0.45, 0.8) * side
     x0, y0 = rng.uniform(0, side - size), rng.uniform(0, side - size)
@@ -50,7 +66,7 @@ def shape_image(shape: str, side: int, rng: random.Random, grayscale: bool = Fal
 
 
 def write_shapes(dest: Path, classes: int = 3, side: int = 32, train: int = 100, validation: int = 34, seed: int = 0,
-                 grayscale: bool = False, image_format: str = "png") -> Path:
+                 grayscale: bool = False, image_format: str = "png", colour_only: bool = False) -> Path:
     """``dest/{train,validation}/<shape>/NNNN.<format>``: ``train`` and ``validation`` images per class."""
     rng = random.Random(seed)
     for subset, count in (("train", train), ("validation", validation)):
@@ -58,5 +74,5 @@ def write_shapes(dest: Path, classes: int = 3, side: int = 32, train: int = 100,
             folder = dest / subset / shape
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):
-                shape_image(shape, side, rng, grayscale).save(folder / f"{index:04d}.{image_format}")
+                shape_image(shape, side, rng, grayscale, colour_only).save(folder / f"{index:04d}.{image_format}")
     return dest

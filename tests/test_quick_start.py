@@ -131,3 +131,17 @@ def test_segmentation_and_yolo_without_a_size_choose_it_from_images_unlike_the_s
     detector.train(data, tmp_path / "yolo", **detector.configuration)
     assert detector.imgsz == 192 and any(line.startswith("quick start: imgsz 192: the median longer side of the training"
                                                          " images is 200 pixels") for (line,) in events(context, "log"))
+
+
+def test_a_quick_start_learns_a_generated_set_unlike_the_sample(tmp_path: Path, no_network: list[str]) -> None:
+    """No options at all, on 24x24 JPEG shapes in four classes (the sample is 8x8 digits in ten): the
+    choices it logs make resnet18 learn the set. The run is seeded, so it repeats; the same set in
+    tests/perf/bench_quick_start.py compares it with a standard recipe and times it."""
+    data = write_shapes(tmp_path / "jpeg24", classes=4, side=24, train=80, validation=25, seed=13, image_format="jpeg")
+    context = NullContext()
+    adapter = tc.TorchvisionClassification("resnet18", configuration={}, context=context)
+    metrics = adapter.train(data, tmp_path / "out", **adapter.configuration)
+    lines = [line for (line,) in events(context, "log")]
+    assert any(line.startswith("quick start: input_size 24:") for line in lines)
+    assert any(line.startswith("quick start: epochs 40: 320 training images make 5 steps an epoch") for line in lines)
+    assert metrics["val_accuracy"] >= 0.95, lines

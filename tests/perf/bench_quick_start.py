@@ -1,7 +1,8 @@
 """Quick start on data it has never seen: what a training given no options reaches, against a standard recipe.
 
-Three small image sets are generated here, each unlike the bundled digits sample (other sides,
-colours, class counts and file formats; see ``SETS``). On each, in this run and on this machine:
+Four small image sets are generated here, each unlike the bundled digits sample (other sides,
+colours, class counts and file formats; see ``SETS`` and tests.generated_images). On each, in this
+run and on this machine:
 
 - ``quick``: resnet18 trained by the classification adapter with no options at all (a quick start:
   input size, epochs and everything else from the adapter's defaults and the data);
@@ -11,10 +12,12 @@ colours, class counts and file formats; see ``SETS``). On each, in this run and 
 
 Each line prints the quick start's validation accuracy against the recipe's (goal: ratio 0.96, which
 is 0.95 where the recipe reaches 0.99) and the quick start's seconds (goal: under 180 s on two
-cores, so the time line's baseline is 180). The machine's load average is printed: other work on a
+cores, so the time line's baseline is 180). The goal is for sets the recipe learns (0.99 or more):
+``colours32``, whose shapes differ from their background in colour only, is one it learns only in
+part, and shows how the quick start fares there. The machine's load average is printed: other work on a
 small machine moves the seconds, not the accuracies.
 
-    python -m tests.perf.bench_quick_start [--sets shapes32,gray48,jpeg24] [--recipe-epochs 30]
+    python -m tests.perf.bench_quick_start [--sets shapes32,gray48,jpeg24,colours32] [--recipe-epochs 80]
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ SETS: dict[str, dict[str, Any]] = {
     "shapes32": dict(classes=3, side=32, train=100, validation=34, seed=11),
     "gray48": dict(classes=5, side=48, train=60, validation=20, seed=12, grayscale=True),
     "jpeg24": dict(classes=4, side=24, train=80, validation=25, seed=13, image_format="jpeg"),
+    "colours32": dict(classes=3, side=32, train=100, validation=34, seed=14, colour_only=True),
 }
 GOAL_RATIO, BUDGET_S = 0.96, 180.0
 
@@ -101,7 +105,7 @@ def recipe(data: Path, epochs: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS), help="which generated sets, comma-separated")
-    parser.add_argument("--recipe-epochs", type=int, default=30, help="epochs of the standard recipe")
+    parser.add_argument("--recipe-epochs", type=int, default=80, help="epochs of the standard recipe")
     parser.add_argument("--max-steps", type=int, default=0, help="cap the quick start's steps (0: as it chooses)")
     args = parse_arguments(parser, {"sets": "jpeg24", "recipe_epochs": 1, "max_steps": 2}, argv)
     root = Path(tempfile.mkdtemp(prefix="tfquick"))
