@@ -94,6 +94,8 @@ class WorkSpec(Message):
     resume_checkpoint: str | None = Field(None, description="The checkpoint of an interrupted attempt to resume from.")
     base_model: str | None = Field(None, description="Fine-tuning: the saved model directory training starts from.")
     adapters: str = Field("", description="Extra adapter references (the TRAINFAAS_ADAPTERS setting).")
+    warm: bool = Field(False, description="run_as_process false: the work process stays for the next attempt its"
+                                          " instance gives it, and ends this one with a Done message.")
 
 
 class Claim(Message):
@@ -108,6 +110,7 @@ class ClaimReply(Message):
     timeout_s: float
     drain_time_s: float
     run_as_process: bool
+    project: str = Field("", description="The execution's project: a warm work process serves one project only.")
 
 
 # ---- what a work process reports -------------------------------------------------------------
@@ -170,14 +173,23 @@ class Failure(Message):
     traceback: str = ""
 
 
-WorkMessage = Annotated[Progress | Metric | Log | Checkpoint | Result | Failure, Field(discriminator="kind")]
+class Done(Message):
+    """The end of one attempt in a warm work process (the spec's ``warm``), after its Result or
+    Failure: the process now waits for the next spec. Its instance reuses only a process that sent it."""
+
+    kind: Literal["done"] = "done"
+    execution_id: str
+    attempt: int
+
+
+WorkMessage = Annotated[Progress | Metric | Log | Checkpoint | Result | Failure | Done, Field(discriminator="kind")]
 """What a work process sends its instance: JSON of one of these, never a pickle."""
 MAX_WORK_MESSAGE_BYTES = 32 * 1024 * 1024
 """The largest message an instance reads from a work process; a larger one fails the attempt."""
 _WORK_MESSAGE: TypeAdapter[Any] = TypeAdapter(WorkMessage)
 
 
-def decode_work_message(data: bytes) -> Progress | Metric | Log | Checkpoint | Result | Failure:
+def decode_work_message(data: bytes) -> Progress | Metric | Log | Checkpoint | Result | Failure | Done:
     """The message a work process sent as ``data``; ValueError if it is not JSON of the protocol."""
     try:
         decoded = json.loads(data)

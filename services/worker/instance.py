@@ -27,7 +27,7 @@ from rq.job import Job
 from trainfaas.functions.isolation import not_dumpable, prepare_attempt, unreadable_by, work_user
 from trainfaas.services.core import logs
 from trainfaas.services.core.errors import ConfigError
-from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry
+from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry, WorkSpec
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus
 from trainfaas.services.store import queues
@@ -69,6 +69,7 @@ class InstanceProcess:
         self.work_user = work_user(settings.work_user)
         self.running: dict[str, Running] = {}
         self.spare: Spare | None = None
+        self.idle: list[Spare] = []  # warm work processes (run_as_process false) between attempts, oldest first
         self.prestart = prestart
         self.architecture = service.removeprefix(queues.SERVICE_PREFIX)
         self.outbox: list[ReportedEvent] = []
@@ -124,6 +125,8 @@ class InstanceProcess:
         finally:
             self.heartbeats.stop()
             self._drop_spare()
+            while self.idle:
+                self.idle.pop().close()
             self._flush()
             reason = "drained" if not self.stop_now else "stopped"
             try:
@@ -219,14 +222,42 @@ class InstanceProcess:
             prepare_attempt(Path(claimed.spec.output_path), self.settings.home, self.work_user)
         except OSError as exc:  # the work process says what it cannot write, and fails the attempt
             log.error("instance %s: cannot hand %s to the work user: %s", self.instance_id, claimed.spec.output_path, exc)
-        spare = self.spare if self.spare is not None and self.spare.process.is_alive() else self._spawn()
-        self.spare = None
-        run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count(), self.settings.usage_interval_s)
+        spare = self._process_for(claimed.spec, claimed.project)
+        run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count(), self.settings.usage_interval_s,
+                           project=claimed.project)
         self.running[execution_id] = run
         self._measure(run, time.monotonic())  # the first sample: the baseline of its CPU time
         log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid,
                  extra=logs.attempt_fields(run.execution_id, run.attempt))
         self._keep_spare()
+
+    def _process_for(self, spec: WorkSpec, project: str) -> Spare:
+        """The work process to run ``spec``: for run_as_process false, a warm one that ran the same
+        function for the same project (a process keeps what earlier attempts left in its memory, so it
+        never serves another project, nor another function); else the spare, or a new process."""
+        if spec.warm:
+            for warm in [w for w in self.idle if w.serves == (project, spec.function)]:
+                self.idle.remove(warm)
+                if warm.reusable():
+                    return warm
+                warm.conn.close()
+                if warm.process.is_alive():
+                    warm.process.kill()  # it spoke after its Done: no attempt of ours is to read that
+        spare = self.spare if self.spare is not None and self.spare.process.is_alive() else self._spawn()
+        self.spare = None
+        return spare
+
+    def _keep_warm(self, run: Running) -> None:
+        """After its attempt ends: keep ``run``'s warm process for the next attempt of its project and
+        function, or, when it was stopped, timed out, crashed or spoke out of turn, end it."""
+        if run.warm and run.done and run.stop_reason is None and run.process.is_alive():
+            self.idle.append(run.idle())
+            while len(self.idle) > (self.concurrency or 1) + 1:  # the oldest goes: each one holds its memory
+                self.idle.pop(0).close()
+            return
+        run.conn.close()
+        if run.process.is_alive():
+            run.process.kill()
 
     def _measure(self, run: Running, now: float) -> None:
         """Sample what ``run``'s work process and its children use now, as metric samples of the ``system`` figure."""
@@ -293,7 +324,9 @@ class InstanceProcess:
         wait([run.conn for run in self.running.values()] + [run.process.sentinel for run in self.running.values()], timeout=timeout_s)
         for run in list(self.running.values()):
             self.outbox += run.receive()
-            if not run.process.is_alive():
+            if run.done:  # a warm process ended the attempt: it lives on
+                self._finish(run, 0 if run.error is None else 1)
+            elif not run.process.is_alive():
                 run.process.join()
                 self.outbox += run.receive()
                 self._finish(run, run.process.exitcode)
@@ -322,7 +355,7 @@ class InstanceProcess:
 
     def _finish(self, run: Running, exitcode: int | None) -> None:
         del self.running[run.execution_id]
-        run.conn.close()
+        self._keep_warm(run)
         if run.stop_reason == ABANDONED:
             return  # another attempt owns this execution now; nothing of ours is accepted
         outcome, reason = describe_exit(run, exitcode)
