@@ -272,6 +272,9 @@ class Finish(Message):
     traceback: str | None = Field(None, max_length=1000000)
     output: dict[str, Any] | None = Field(None, description="A NaN or infinity in it is stored as null.")
     usage: UsageSummary | None = Field(None, description="What the work process used; null where it was not measured.")
+    events: list[dict[str, Any]] = Field(default_factory=list, max_length=10000, description="The attempt's last events not"
+                                         " reported yet, as ReportedEvent s of this attempt: stored, as a report's are, before"
+                                         " it ends (one round trip instead of a report and a finish); others are left out.")
 
     @field_validator("output")
     @classmethod

@@ -48,6 +48,7 @@ REPORT_BATCH = 5000  # events per report call
 OUTBOX_LIMIT = 100000  # events kept while the control plane cannot be reached
 ABANDONED = "abandoned"  # the stop reason of an attempt that is no longer this instance's
 QUOTA_WAIT_S = 1.0  # pause after a claim refused for its project's running limit
+LEAVE_GRACE_S = 5.0  # how long a work process that sent its last word may take to exit before it is killed
 
 Answer = TypeVar("Answer")
 
@@ -70,6 +71,7 @@ class InstanceProcess:
         self.running: dict[str, Running] = {}
         self.spare: Spare | None = None
         self.idle: list[Spare] = []  # warm work processes (run_as_process false) between attempts, oldest first
+        self.leaving: list[tuple[Any, float]] = []  # (work process, kill after) of attempts finished before their exit
         self.prestart = prestart
         self.architecture = service.removeprefix(queues.SERVICE_PREFIX)
         self.outbox: list[ReportedEvent] = []
@@ -127,6 +129,8 @@ class InstanceProcess:
             self._drop_spare()
             while self.idle:
                 self.idle.pop().close()
+            for process, _ in self.leaving:
+                process.kill()
             self._flush()
             reason = "drained" if not self.stop_now else "stopped"
             try:
@@ -169,6 +173,7 @@ class InstanceProcess:
         self._watch(timeout_s=0.2 if self.running else 0.0)
         now = time.monotonic()
         self._enforce_deadlines(now)
+        self._reap_leaving(now)
         for run in list(self.running.values()):
             if run.usage is not None and run.usage.due(now):
                 self._measure(run, now)
@@ -247,17 +252,32 @@ class InstanceProcess:
         self.spare = None
         return spare
 
-    def _keep_warm(self, run: Running) -> None:
+    def _release(self, run: Running) -> None:
         """After its attempt ends: keep ``run``'s warm process for the next attempt of its project and
-        function, or, when it was stopped, timed out, crashed or spoke out of turn, end it."""
+        function, or, when it was stopped, timed out, crashed or spoke out of turn, end it. A process
+        that sent its last word and has not exited yet is given LEAVE_GRACE_S to exit."""
         if run.warm and run.done and run.stop_reason is None and run.process.is_alive():
             self.idle.append(run.idle())
             while len(self.idle) > (self.concurrency or 1) + 1:  # the oldest goes: each one holds its memory
                 self.idle.pop(0).close()
             return
         run.conn.close()
-        if run.process.is_alive():
+        if run.process.is_alive() and not run.warm and run.stop_reason is None and (run.result or run.error):
+            self.leaving.append((run.process, time.monotonic() + LEAVE_GRACE_S))
+        elif run.process.is_alive():
             run.process.kill()
+
+    def _reap_leaving(self, now: float) -> None:
+        """Join the work processes that exited after their last word; kill those that did not in time."""
+        for entry in list(self.leaving):
+            process, kill_after = entry
+            if not process.is_alive():
+                process.join(timeout=0)
+                self.leaving.remove(entry)
+            elif now >= kill_after:
+                log.warning("instance %s: work process %s still runs %.0f s after its result; killing it", self.instance_id,
+                            process.pid, LEAVE_GRACE_S)
+                process.kill()
 
     def _measure(self, run: Running, now: float) -> None:
         """Sample what ``run``'s work process and its children use now, as metric samples of the ``system`` figure."""
@@ -326,6 +346,10 @@ class InstanceProcess:
             self.outbox += run.receive()
             if run.done:  # a warm process ended the attempt: it lives on
                 self._finish(run, 0 if run.error is None else 1)
+            elif run.function != TRAIN_MODEL and not run.warm and run.stop_reason is None and (run.result or run.error):
+                # Its last word decides the outcome whatever its exit: the next attempt need not wait for the
+                # exit of a short function's process. A training's exit frees its GPU memory: that one is awaited.
+                self._finish(run, None)
             elif not run.process.is_alive():
                 run.process.join()
                 self.outbox += run.receive()
@@ -355,7 +379,7 @@ class InstanceProcess:
 
     def _finish(self, run: Running, exitcode: int | None) -> None:
         del self.running[run.execution_id]
-        self._keep_warm(run)
+        self._release(run)
         if run.stop_reason == ABANDONED:
             return  # another attempt owns this execution now; nothing of ours is accepted
         outcome, reason = describe_exit(run, exitcode)
@@ -363,8 +387,7 @@ class InstanceProcess:
                         error=f"{run.error.error}: {run.error.message}" if run.error is not None else None,
                         traceback=run.error.traceback if run.error is not None else None,
                         output=run.result.output if run.result is not None else None,
-                        usage=run.usage.summary() if run.usage is not None else None)
-        self._flush()
+                        usage=run.usage.summary() if run.usage is not None else None, events=self._last_events(run))
         log.info("instance %s: %s ended: %s (%s)", self.instance_id, run.label, outcome, reason, extra=logs.attempt_fields(run.execution_id, run.attempt))
         try:
             self._retry(lambda: self.api.finish(run.execution_id, report), "finish")
@@ -374,6 +397,17 @@ class InstanceProcess:
             log.error("instance %s: result of %s not delivered (%s); the reaper will reset it", self.instance_id, run.label, exc, extra=logs.attempt_fields(run.execution_id, run.attempt))
 
     # -- reporting ------------------------------------------------------------------------------
+
+    def _last_events(self, run: Running) -> list[dict[str, Any]]:
+        """``run``'s events not reported yet, taken out of the outbox: they go with its finish, in its
+        round trip. More than a report takes go ahead in reports of their own."""
+        key = (run.execution_id, run.attempt)
+        own = [event for event in self.outbox if (event.execution_id, event.attempt) == key]
+        if len(own) > REPORT_BATCH:
+            self._flush()
+            return []
+        self.outbox = [event for event in self.outbox if (event.execution_id, event.attempt) != key]
+        return [event.model_dump(mode="json") for event in own]
 
     def _flush(self) -> None:
         self.last_flush = time.monotonic()
