@@ -33,7 +33,7 @@ from trainfaas.services.core.statuses import InstanceStatus
 from trainfaas.services.store import queues
 from trainfaas.services.worker.control_plane import ControlPlane, Rejected, retryable
 from trainfaas.services.worker.exits import USER, describe_exit, oom_kill_count
-from trainfaas.services.worker.heartbeats import Heartbeats, end_with_parent
+from trainfaas.services.worker.heartbeats import Finishes, Heartbeats, end_with_parent
 from trainfaas.services.worker.usage import Gpus
 from trainfaas.services.worker.work_process import Running, Spare, work_process_context
 
@@ -80,6 +80,7 @@ class InstanceProcess:
         self.drain_started: float | None = None
         self.stop_now = False
         self.heartbeats: Heartbeats | None = None
+        self.finishes: Finishes | None = None  # sends each attempt's finish while the loop goes on
         self.last_flush = 0.0
         self.hold_until = 0.0  # no pulls before (monotonic s): the last claim met a project's running limit
         self.gpus: Gpus | None = None  # NVML, opened at the first sample of usage
@@ -120,6 +121,7 @@ class InstanceProcess:
         self.heartbeats = Heartbeats(self.api, self.settings.heartbeat_interval_s)
         self.heartbeats.beat = self._beat()
         self.heartbeats.start()
+        self.finishes = Finishes(self.api, self._retry)
         self._keep_spare()
         try:
             while not (self.draining and not self.running):
@@ -132,6 +134,8 @@ class InstanceProcess:
             for process, _ in self.leaving:
                 process.kill()
             self._flush()
+            if self.finishes is not None and not self.finishes.wait(timeout_s=150.0):
+                log.error("instance %s: finishes not all delivered; the reaper resets those attempts", self.instance_id)
             reason = "drained" if not self.stop_now else "stopped"
             try:
                 self.api.deregister(reason)
@@ -389,12 +393,8 @@ class InstanceProcess:
                         output=run.result.output if run.result is not None else None,
                         usage=run.usage.summary() if run.usage is not None else None, events=self._last_events(run))
         log.info("instance %s: %s ended: %s (%s)", self.instance_id, run.label, outcome, reason, extra=logs.attempt_fields(run.execution_id, run.attempt))
-        try:
-            self._retry(lambda: self.api.finish(run.execution_id, report), "finish")
-        except Rejected as exc:
-            log.warning("instance %s: result of %s refused: %s", self.instance_id, run.label, exc, extra=logs.attempt_fields(run.execution_id, run.attempt))
-        except requests.RequestException as exc:
-            log.error("instance %s: result of %s not delivered (%s); the reaper will reset it", self.instance_id, run.label, exc, extra=logs.attempt_fields(run.execution_id, run.attempt))
+        if self.finishes is not None:
+            self.finishes.send(run.execution_id, report, run.label)
 
     # -- reporting ------------------------------------------------------------------------------
 
