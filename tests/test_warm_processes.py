@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.conftest import wait_until
-from tests.test_pipeline import instance_of, sleep_model, wait_progress, wait_status, work_process
+from tests.test_pipeline import instance_of, sleep_model, wait_status, work_process
 from trainfaas.services.sdk.client import ApiError
 
 pytestmark = pytest.mark.stack
@@ -52,6 +52,11 @@ def test_a_training_runs_warm_only_where_its_service_opted_in_and_a_crash_or_tim
     with pytest.raises(ApiError) as refused:
         stack.client.train(model["id"], execution=WARM)
     assert refused.value.status == 422 and "execution.run_as_process" in refused.value.fields, refused.value.fields
+    trained = stack.client.train(model["id"])
+    assert wait_status(stack, trained["id"], *ENDED)["status"] == "success"
+    with pytest.raises(ApiError) as refused:  # nor can a rerun take a training there
+        stack.client.rerun(trained["id"], execution=WARM)
+    assert refused.value.status == 422 and "execution.run_as_process" in refused.value.fields, refused.value.fields
 
     stack.client.update_service(SLEEP, run_as_process=False, concurrency=1)  # the opt-in: trainings of this service run warm
     crash = stack.client.train(sleep_model(stack, seconds=0.2, steps=2, exit_code=3, fail_at=0)["id"])
@@ -60,8 +65,8 @@ def test_a_training_runs_warm_only_where_its_service_opted_in_and_a_crash_or_tim
     first = stack.client.train(model["id"])  # the next one still runs, in a new process
     assert wait_status(stack, first["id"], *ENDED)["status"] == "success"
 
-    slow = stack.client.train(sleep_model(stack, seconds=60, steps=60)["id"], execution={"timeout_s": 2, "on_reset": "fail"})
-    wait_progress(stack, slow["id"], 1, 1)
+    slow = stack.client.train(sleep_model(stack, seconds=60, steps=60)["id"], execution={"timeout_s": 8, "on_reset": "fail"})
+    wait_status(stack, slow["id"], "in-progress")  # its heartbeat names its process well before its timeout
     stuck = work_process(instance_of(slow["id"], 1), slow["id"])
     final = wait_status(stack, slow["id"], *ENDED)
     assert final["status"] == "aborted" and "timeout" in final["error"], final

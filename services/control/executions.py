@@ -278,6 +278,8 @@ def _rerun_fields(settings: Settings, execution: Execution, changes: RerunChange
         if given.get("timeout_s", 0) > settings.max_timeout_s:
             raise ConfigError(f"timeout_s {given['timeout_s']:g} is longer than this server allows",
                               {"execution.timeout_s": timeout_range(settings)})
+        if "run_as_process" in given:
+            check_run_as_process(execution.function, given["run_as_process"], execution.service)
         fields.update(given)
         said += [f"{key} {getattr(execution, key)!r} -> {value!r}" for key, value in sorted(given.items()) if getattr(execution, key) != value]
     if changes.resume is not None:
