@@ -138,11 +138,6 @@ def finish(connection: redis.Redis, settings: Settings, instance: Instance, exec
     claimed_by(instance, execution.id, report.attempt)
     if report.output is not None and "model_path" in report.output:
         inside_attempt(settings, execution.id, report.attempt, report.output["model_path"], "output.model_path")
-    own = [raw for raw in report.events if raw.get("execution_id") == execution.id and raw.get("attempt") == report.attempt]
-    if own:
-        from trainfaas.services.control import reports  # it imports this module
-
-        reports.record_events(settings, instance, own)
     ended = _end(connection, instance, execution, report)
     if report.usage is not None:  # the attempt was this instance's and is closed now: its usage is kept with it
         Attempt.update(peak_rss_mb=report.usage.peak_rss_mb, mean_cpu_percent=report.usage.mean_cpu_percent,
