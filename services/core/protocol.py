@@ -3,8 +3,9 @@
 Three hops use it. The control plane answers an instance's claim with a :class:`ClaimReply`
 whose :class:`WorkSpec` the instance hands, as it is, to a work process. The work process sends
 back :data:`WorkEvent` s (progress, metric, log, checkpoint) over its pipe and ends with a
-:class:`Result` or a :class:`Failure`. The instance forwards the events to the control plane as
-:class:`ReportedEvent` s, and sends :class:`Heartbeat` s and a :class:`Finish` per attempt.
+:class:`Result` or a :class:`Failure` (a warm one, run_as_process false, then a :class:`Done`). The
+instance forwards the events to the control plane as :class:`ReportedEvent` s, and sends
+:class:`Heartbeat` s and a :class:`Finish` per attempt (with the attempt's last events).
 
 The API validates requests with these models and the instance builds its requests and reads the
 answers with them, so the two sides cannot drift apart. Unknown fields are refused.
