@@ -29,7 +29,9 @@ from trainfaas.services.core.protocol import (
     MAX_WORK_MESSAGE_BYTES,
     PREDICT_MODEL,
     TRAIN_MODEL,
+    Done,
     Failure,
+    Log,
     Result,
     WorkSpec,
     finite,
@@ -37,7 +39,7 @@ from trainfaas.services.core.protocol import (
 from trainfaas.services.core.references import resolve as resolve_reference
 
 MAX_SPEC_BYTES = 64 * 1024 * 1024  # the most a spec from the instance may hold
-__all__ = ["CODE", "WorkSpec", "execute", "resolve", "standby", "work"]
+__all__ = ["CODE", "WorkSpec", "execute", "resolve", "run_attempt", "serve_warm", "standby", "work"]
 
 # The code of each function in trainfaas.services.core.protocol.FUNCTIONS.
 CODE: dict[str, str] = {
@@ -90,7 +92,32 @@ def standby(conn: Connection, stop_event: Any, architecture: str | None, adapter
     if refused is not None:  # no adapter code runs as root: the attempt fails, saying why
         ProcessContext(conn, stop_event).send(Failure(error="PermissionError", message=refused))
         sys.exit(1)
-    work(spec, conn, stop_event, user)
+    if spec.warm:
+        serve_warm(spec, conn, stop_event, user)
+    else:
+        work(spec, conn, stop_event, user)
+
+
+def serve_warm(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUser | None = None) -> None:
+    """run_as_process false: run ``spec``, then each next spec its instance sends, in this process,
+    until EOF. Each attempt starts from the environment the process had before its first one, and
+    ends with a Done message after its Result or Failure. The function's own exit (or a crash)
+    ends the process: the instance fails that attempt and starts another process for the next."""
+    environment = dict(os.environ)
+    served = 0
+    while True:
+        served += 1
+        os.environ.clear()
+        os.environ.update(environment)
+        context = ProcessContext(conn, stop_event)
+        context.send(Log(line=f"warm work process {os.getpid()}: attempt {served} in it"))
+        run_attempt(spec, conn, stop_event, user)
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # nothing printed from now on goes to this attempt
+        context.send(Done(execution_id=spec.execution_id, attempt=spec.attempt))
+        try:
+            spec = WorkSpec.model_validate_json(conn.recv_bytes(MAX_SPEC_BYTES))
+        except (EOFError, OSError, ValueError):
+            return
 
 
 def check_access(spec: WorkSpec, user: WorkUser | None) -> None:
@@ -109,6 +136,14 @@ def check_access(spec: WorkSpec, user: WorkUser | None) -> None:
 
 def work(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUser | None = None) -> None:
     """Run one attempt and report over ``conn``. Exit code 0 with a Result means success."""
+    if run_attempt(spec, conn, stop_event, user):
+        sys.exit(1)
+    conn.close()
+
+
+def run_attempt(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUser | None = None) -> int:
+    """Run one attempt and send its Result (returns 0) or Failure (returns 1) over ``conn``. The
+    function's own non-zero sys.exit goes on up: its exit code is the report."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
     context = ProcessContext(conn, stop_event, spec.resume_checkpoint, spec.base_model, spec.output_path)
@@ -123,24 +158,24 @@ def work(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUser | Non
         result = Result(output=finite(resolve(spec.function)(context, spec)), stopped=False)
     except MemoryError:
         context.send(Failure(error="MemoryError", message="out of memory in the work process", traceback=traceback.format_exc()))
-        sys.exit(1)
+        return 1
     except BaseException as exc:  # noqa: BLE001 - everything the function raises is its failure
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             context.send(Failure(error="SystemExit", message="the function called sys.exit(0) without returning a result"))
-            sys.exit(1)
+            return 1
         if isinstance(exc, SystemExit):
             raise  # the exit code is the report; the instance reads it
         context.send(Failure(error=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=traceback.format_exc()))
-        sys.exit(1)
+        return 1
     try:
         size = len(encode(result))  # as it goes to its instance, and on to the control plane
     except ValueError as exc:
         # Its instance could not send it to the control plane: the function's own fault, said here.
         context.send(Failure(error="TypeError", message=f"the function returned a result that is not JSON: {exc}"))
-        sys.exit(1)
+        return 1
     if size > MAX_WORK_MESSAGE_BYTES:
         context.send(Failure(error="ValueError", message=f"the function returned a result of {size} bytes as JSON,"
                                                          f" over the {MAX_WORK_MESSAGE_BYTES} its instance reads"))
-        sys.exit(1)
+        return 1
     context.send(result.model_copy(update={"stopped": context.should_stop()}))
-    conn.close()
+    return 0

@@ -79,7 +79,7 @@ def report(instance_id: str, body: protocol.Report, instance: Instance) -> proto
           access="instance", errors=(409,))
 def finish(instance_id: str, execution_id: str, body: protocol.Finish, instance: Instance) -> dict[str, Any]:
     """How an attempt ended: success, failed, reset or terminated; only from the instance that claimed it."""
-    return execution_view(attempts.finish(redis_connection(), settings(), instance, execution_id, body), detail=False)
+    return execution_view(reports.finish_with_events(redis_connection(), settings(), instance, execution_id, body), detail=False)
 
 
 @endpoint(bp, "POST", "/<instance_id>/heartbeat", body=protocol.Heartbeat, response=protocol.HeartbeatReply, access="instance")

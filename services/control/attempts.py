@@ -107,7 +107,7 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
     if waiting is not None:
         quotas.hold(execution, waiting)
     return ClaimReply(spec=work_spec(settings, execution, checkpoint), timeout_s=execution.timeout_s,
-                      drain_time_s=execution.drain_time_s, run_as_process=execution.run_as_process)
+                      drain_time_s=execution.drain_time_s, run_as_process=execution.run_as_process, project=execution.project)
 
 
 def work_spec(settings: Settings, execution: Execution, checkpoint: Artifact | None) -> WorkSpec:
@@ -120,6 +120,7 @@ def work_spec(settings: Settings, execution: Execution, checkpoint: Artifact | N
         model=ModelRef(id=model.id, architecture=model.architecture, labels=model.labels) if model is not None else None,
         resume_checkpoint=checkpoint.path if checkpoint is not None else None,
         base_model=base.artifact_path if base is not None and base.artifact_path else None, adapters=settings.adapters,
+        warm=not execution.run_as_process,
     )
 
 

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.control import dataset_rules, ids, models, placement, quotas, webhooks
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.configuration import check_diagnostics, validate_configuration
 from trainfaas.services.control.datasets import dataset_for
-from trainfaas.services.control.services import ensure_service, only_as_process, timeout_range
+from trainfaas.services.control.services import RUN_AS_PROCESS, check_run_as_process, ensure_service, timeout_range
 from trainfaas.services.core.errors import ConfigError, TrainfaasError
 from trainfaas.services.core.protocol import FUNCTIONS, MODEL_FUNCTIONS, TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
@@ -46,11 +46,9 @@ class ExecutionSettings(BaseModel):
     drain_time_s: float | None = Field(None, ge=0, le=86400, description="Grace to finish when an instance stops.")
     on_reset: Literal["rerun", "fail"] | None = Field(None, description="What a reset does: rerun or fail (aborted).")
     max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS, description="Attempts including the first.")
-    run_as_process: bool | None = Field(None, description="Run in a separate monitored work process (always true).")
+    run_as_process: bool | None = Field(None, description=RUN_AS_PROCESS)
     keep_checkpoints: int | None = Field(None, ge=1, le=1000, description="Checkpoints kept besides the best one, newest"
                                          " first; older ones are deleted. Default: TRAINFAAS_KEEP_CHECKPOINTS (3).")
-
-    _run_as_process = field_validator("run_as_process")(only_as_process)
 
     def for_service(self, service: Service, settings: Settings) -> dict[str, Any]:
         """Every setting: the ones given here, the service's for the others. A timeout_s given
@@ -85,6 +83,7 @@ def prepare(settings: Settings, service: Service, function: str, name: str, inpu
             chosen: tuple[dataset_rules.Chosen, ...] = ()) -> Submission:
     """The submission of ``function`` on ``service``, its settings those of ``overrides`` over the service's."""
     values = (overrides or ExecutionSettings()).for_service(service, settings)
+    check_run_as_process(function, values["run_as_process"], service)
     fields = {"service": service.name, "function": function, "name": name, "input": input,
               "model": model.id if model is not None else None, "project": project, **values}
     return Submission(fields, model, chosen)
@@ -279,6 +278,8 @@ def _rerun_fields(settings: Settings, execution: Execution, changes: RerunChange
         if given.get("timeout_s", 0) > settings.max_timeout_s:
             raise ConfigError(f"timeout_s {given['timeout_s']:g} is longer than this server allows",
                               {"execution.timeout_s": timeout_range(settings)})
+        if "run_as_process" in given:
+            check_run_as_process(execution.function, given["run_as_process"], execution.service)
         fields.update(given)
         said += [f"{key} {getattr(execution, key)!r} -> {value!r}" for key, value in sorted(given.items()) if getattr(execution, key) != value]
     if changes.resume is not None:

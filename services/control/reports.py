@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import peewee
+import redis
 from pydantic import ValidationError
 
 from trainfaas.services.control import checkpoints
 from trainfaas.services.control import transitions as states
-from trainfaas.services.control.attempts import inside_attempt
+from trainfaas.services.control.attempts import finish, inside_attempt
 from trainfaas.services.core.errors import ConfigError, InvalidTransition, NotFound, StaleAttempt
-from trainfaas.services.core.protocol import Checkpoint, Log, Metric, Progress, RefusedEvent, ReportedEvent, ReportReply
+from trainfaas.services.core.protocol import Checkpoint, Finish, Log, Metric, Progress, RefusedEvent, ReportedEvent, ReportReply
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.database import database
 from trainfaas.services.store.records import Attempt, Execution, Instance, LogLine, MetricSample
@@ -57,6 +58,15 @@ class _Budget:
         noted = {row.line for row in lines.where(LogLine.line.in_([log_cap_note(settings), metric_cap_note(settings)]))}
         return cls(settings.max_log_lines - lines.count(), settings.max_log_chars - int(size or 0),
                    settings.max_metric_samples - samples, log_cap_note(settings) in noted, metric_cap_note(settings) in noted)
+
+
+def finish_with_events(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish) -> Execution:
+    """attempts.finish, after storing the finish's ``events`` as a report's (see :func:`record_events`);
+    events of another attempt than the one that ends are left out."""
+    own = [raw for raw in report.events if raw.get("execution_id") == execution_id and raw.get("attempt") == report.attempt]
+    if own:
+        record_events(settings, instance, own)
+    return finish(connection, settings, instance, execution_id, report)
 
 
 def record_events(settings: Settings, instance: Instance, events: list[dict[str, Any]]) -> ReportReply:

@@ -3,22 +3,28 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.services.core.errors import ConfigError
+from trainfaas.services.core.protocol import TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database
 from trainfaas.services.store.records import Service, now_s
 
+RUN_AS_PROCESS = ("true: each execution in a fresh work process; false: in a work process kept warm between executions of"
+                  " the same project and function (a training only where its service's run_as_process is false)")
 
-def only_as_process(value: bool | None) -> bool | None:
-    # Running adapter code inside the instance would hand it the instance's token and lose
-    # timeouts that can really stop it; every execution runs in its own monitored process.
-    if value is False:
-        raise ValueError("only true is supported: each execution runs in a separate, monitored work process")
-    return value
+
+def check_run_as_process(function: str, value: bool, service: Service) -> None:
+    """ConfigError (422, naming run_as_process) for a training asked to run in a warm work process
+    on a service that did not opt in: a training holds the GPU and its memory for hours, and what it
+    leaves behind in a reused process (CUDA state, threads, memory) would go on to the next one."""
+    if function == TRAIN_MODEL and value is False and service.run_as_process is not False:
+        raise ConfigError("run_as_process false is for short functions (noop, predict_model, evaluate_model): a training runs"
+                          f" in a fresh work process unless its service {service.name} sets run_as_process false",
+                          {"execution.run_as_process": "true for train_model, unless the service's run_as_process is false"})
 
 
 class ServicePatch(BaseModel):
@@ -40,9 +46,7 @@ class ServicePatch(BaseModel):
     drain_time_s: float | None = Field(None, ge=0, le=86400)
     on_reset: Literal["rerun", "fail"] | None = None
     max_attempts: int | None = Field(None, ge=1, le=10)
-    run_as_process: bool | None = None
-
-    _run_as_process = field_validator("run_as_process")(only_as_process)
+    run_as_process: bool | None = Field(None, description=RUN_AS_PROCESS)
 
 
 def timeout_range(settings: Settings) -> str:

@@ -3,8 +3,9 @@
 Three hops use it. The control plane answers an instance's claim with a :class:`ClaimReply`
 whose :class:`WorkSpec` the instance hands, as it is, to a work process. The work process sends
 back :data:`WorkEvent` s (progress, metric, log, checkpoint) over its pipe and ends with a
-:class:`Result` or a :class:`Failure`. The instance forwards the events to the control plane as
-:class:`ReportedEvent` s, and sends :class:`Heartbeat` s and a :class:`Finish` per attempt.
+:class:`Result` or a :class:`Failure` (a warm one, run_as_process false, then a :class:`Done`). The
+instance forwards the events to the control plane as :class:`ReportedEvent` s, and sends
+:class:`Heartbeat` s and a :class:`Finish` per attempt (with the attempt's last events).
 
 The API validates requests with these models and the instance builds its requests and reads the
 answers with them, so the two sides cannot drift apart. Unknown fields are refused.
@@ -94,6 +95,8 @@ class WorkSpec(Message):
     resume_checkpoint: str | None = Field(None, description="The checkpoint of an interrupted attempt to resume from.")
     base_model: str | None = Field(None, description="Fine-tuning: the saved model directory training starts from.")
     adapters: str = Field("", description="Extra adapter references (the TRAINFAAS_ADAPTERS setting).")
+    warm: bool = Field(False, description="run_as_process false: the work process stays for the next attempt its"
+                                          " instance gives it, and ends this one with a Done message.")
 
 
 class Claim(Message):
@@ -108,6 +111,7 @@ class ClaimReply(Message):
     timeout_s: float
     drain_time_s: float
     run_as_process: bool
+    project: str = Field("", description="The execution's project: a warm work process serves one project only.")
 
 
 # ---- what a work process reports -------------------------------------------------------------
@@ -170,14 +174,23 @@ class Failure(Message):
     traceback: str = ""
 
 
-WorkMessage = Annotated[Progress | Metric | Log | Checkpoint | Result | Failure, Field(discriminator="kind")]
+class Done(Message):
+    """The end of one attempt in a warm work process (the spec's ``warm``), after its Result or
+    Failure: the process now waits for the next spec. Its instance reuses only a process that sent it."""
+
+    kind: Literal["done"] = "done"
+    execution_id: str
+    attempt: int
+
+
+WorkMessage = Annotated[Progress | Metric | Log | Checkpoint | Result | Failure | Done, Field(discriminator="kind")]
 """What a work process sends its instance: JSON of one of these, never a pickle."""
 MAX_WORK_MESSAGE_BYTES = 32 * 1024 * 1024
 """The largest message an instance reads from a work process; a larger one fails the attempt."""
 _WORK_MESSAGE: TypeAdapter[Any] = TypeAdapter(WorkMessage)
 
 
-def decode_work_message(data: bytes) -> Progress | Metric | Log | Checkpoint | Result | Failure:
+def decode_work_message(data: bytes) -> Progress | Metric | Log | Checkpoint | Result | Failure | Done:
     """The message a work process sent as ``data``; ValueError if it is not JSON of the protocol."""
     try:
         decoded = json.loads(data)
@@ -260,6 +273,9 @@ class Finish(Message):
     traceback: str | None = Field(None, max_length=1000000)
     output: dict[str, Any] | None = Field(None, description="A NaN or infinity in it is stored as null.")
     usage: UsageSummary | None = Field(None, description="What the work process used; null where it was not measured.")
+    events: list[dict[str, Any]] = Field(default_factory=list, max_length=10000, description="The attempt's last events not"
+                                         " reported yet, as ReportedEvent s of this attempt: stored, as a report's are, before"
+                                         " it ends (one round trip instead of a report and a finish); others are left out.")
 
     @field_validator("output")
     @classmethod

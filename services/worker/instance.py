@@ -27,13 +27,13 @@ from rq.job import Job
 from trainfaas.functions.isolation import not_dumpable, prepare_attempt, unreadable_by, work_user
 from trainfaas.services.core import logs
 from trainfaas.services.core.errors import ConfigError
-from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry
+from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry, WorkSpec
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus
 from trainfaas.services.store import queues
 from trainfaas.services.worker.control_plane import ControlPlane, Rejected, retryable
 from trainfaas.services.worker.exits import USER, describe_exit, oom_kill_count
-from trainfaas.services.worker.heartbeats import Heartbeats, end_with_parent
+from trainfaas.services.worker.heartbeats import Finishes, Heartbeats, end_with_parent
 from trainfaas.services.worker.usage import Gpus
 from trainfaas.services.worker.work_process import Running, Spare, work_process_context
 
@@ -48,6 +48,7 @@ REPORT_BATCH = 5000  # events per report call
 OUTBOX_LIMIT = 100000  # events kept while the control plane cannot be reached
 ABANDONED = "abandoned"  # the stop reason of an attempt that is no longer this instance's
 QUOTA_WAIT_S = 1.0  # pause after a claim refused for its project's running limit
+LEAVE_GRACE_S = 5.0  # how long a work process that sent its last word may take to exit before it is killed
 
 Answer = TypeVar("Answer")
 
@@ -69,6 +70,8 @@ class InstanceProcess:
         self.work_user = work_user(settings.work_user)
         self.running: dict[str, Running] = {}
         self.spare: Spare | None = None
+        self.idle: list[Spare] = []  # warm work processes (run_as_process false) between attempts, oldest first
+        self.leaving: list[tuple[Any, float]] = []  # (work process, kill after) of attempts finished before their exit
         self.prestart = prestart
         self.architecture = service.removeprefix(queues.SERVICE_PREFIX)
         self.outbox: list[ReportedEvent] = []
@@ -77,6 +80,7 @@ class InstanceProcess:
         self.drain_started: float | None = None
         self.stop_now = False
         self.heartbeats: Heartbeats | None = None
+        self.finishes: Finishes | None = None  # sends each attempt's finish while the loop goes on
         self.last_flush = 0.0
         self.hold_until = 0.0  # no pulls before (monotonic s): the last claim met a project's running limit
         self.gpus: Gpus | None = None  # NVML, opened at the first sample of usage
@@ -117,6 +121,7 @@ class InstanceProcess:
         self.heartbeats = Heartbeats(self.api, self.settings.heartbeat_interval_s)
         self.heartbeats.beat = self._beat()
         self.heartbeats.start()
+        self.finishes = Finishes(self.api, self._retry)
         self._keep_spare()
         try:
             while not (self.draining and not self.running):
@@ -124,7 +129,13 @@ class InstanceProcess:
         finally:
             self.heartbeats.stop()
             self._drop_spare()
+            while self.idle:
+                self.idle.pop().close()
+            for process, _ in self.leaving:
+                process.kill()
             self._flush()
+            if self.finishes is not None and not self.finishes.wait(timeout_s=150.0):
+                log.error("instance %s: finishes not all delivered; the reaper resets those attempts", self.instance_id)
             reason = "drained" if not self.stop_now else "stopped"
             try:
                 self.api.deregister(reason)
@@ -166,6 +177,7 @@ class InstanceProcess:
         self._watch(timeout_s=0.2 if self.running else 0.0)
         now = time.monotonic()
         self._enforce_deadlines(now)
+        self._reap_leaving(now)
         for run in list(self.running.values()):
             if run.usage is not None and run.usage.due(now):
                 self._measure(run, now)
@@ -219,14 +231,57 @@ class InstanceProcess:
             prepare_attempt(Path(claimed.spec.output_path), self.settings.home, self.work_user)
         except OSError as exc:  # the work process says what it cannot write, and fails the attempt
             log.error("instance %s: cannot hand %s to the work user: %s", self.instance_id, claimed.spec.output_path, exc)
-        spare = self.spare if self.spare is not None and self.spare.process.is_alive() else self._spawn()
-        self.spare = None
-        run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count(), self.settings.usage_interval_s)
+        spare = self._process_for(claimed.spec, claimed.project)
+        run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count(), self.settings.usage_interval_s,
+                           project=claimed.project)
         self.running[execution_id] = run
         self._measure(run, time.monotonic())  # the first sample: the baseline of its CPU time
         log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid,
                  extra=logs.attempt_fields(run.execution_id, run.attempt))
         self._keep_spare()
+
+    def _process_for(self, spec: WorkSpec, project: str) -> Spare:
+        """The work process to run ``spec``: for run_as_process false, a warm one that ran the same
+        function for the same project (a process keeps what earlier attempts left in its memory, so it
+        never serves another project, nor another function); else the spare, or a new process."""
+        if spec.warm:
+            for warm in [w for w in self.idle if w.serves == (project, spec.function)]:
+                self.idle.remove(warm)
+                if warm.reusable():
+                    return warm
+                warm.conn.close()
+                if warm.process.is_alive():
+                    warm.process.kill()  # it spoke after its Done: no attempt of ours is to read that
+        spare = self.spare if self.spare is not None and self.spare.process.is_alive() else self._spawn()
+        self.spare = None
+        return spare
+
+    def _release(self, run: Running) -> None:
+        """After its attempt ends: keep ``run``'s warm process for the next attempt of its project and
+        function, or, when it was stopped, timed out, crashed or spoke out of turn, end it. A process
+        that sent its last word and has not exited yet is given LEAVE_GRACE_S to exit."""
+        if run.warm and run.done and run.stop_reason is None and run.process.is_alive():
+            self.idle.append(run.idle())
+            while len(self.idle) > (self.concurrency or 1) + 1:  # the oldest goes: each one holds its memory
+                self.idle.pop(0).close()
+            return
+        run.conn.close()
+        if run.process.is_alive() and not run.warm and run.stop_reason is None and (run.result or run.error):
+            self.leaving.append((run.process, time.monotonic() + LEAVE_GRACE_S))
+        elif run.process.is_alive():
+            run.process.kill()
+
+    def _reap_leaving(self, now: float) -> None:
+        """Join the work processes that exited after their last word; kill those that did not in time."""
+        for entry in list(self.leaving):
+            process, kill_after = entry
+            if not process.is_alive():
+                process.join(timeout=0)
+                self.leaving.remove(entry)
+            elif now >= kill_after:
+                log.warning("instance %s: work process %s still runs %.0f s after its result; killing it", self.instance_id,
+                            process.pid, LEAVE_GRACE_S)
+                process.kill()
 
     def _measure(self, run: Running, now: float) -> None:
         """Sample what ``run``'s work process and its children use now, as metric samples of the ``system`` figure."""
@@ -293,7 +348,13 @@ class InstanceProcess:
         wait([run.conn for run in self.running.values()] + [run.process.sentinel for run in self.running.values()], timeout=timeout_s)
         for run in list(self.running.values()):
             self.outbox += run.receive()
-            if not run.process.is_alive():
+            if run.done:  # a warm process ended the attempt: it lives on
+                self._finish(run, 0 if run.error is None else 1)
+            elif run.function != TRAIN_MODEL and not run.warm and run.stop_reason is None and (run.result or run.error):
+                # Its last word decides the outcome whatever its exit: the next attempt need not wait for the
+                # exit of a short function's process. A training's exit frees its GPU memory: that one is awaited.
+                self._finish(run, None)
+            elif not run.process.is_alive():
                 run.process.join()
                 self.outbox += run.receive()
                 self._finish(run, run.process.exitcode)
@@ -322,7 +383,7 @@ class InstanceProcess:
 
     def _finish(self, run: Running, exitcode: int | None) -> None:
         del self.running[run.execution_id]
-        run.conn.close()
+        self._release(run)
         if run.stop_reason == ABANDONED:
             return  # another attempt owns this execution now; nothing of ours is accepted
         outcome, reason = describe_exit(run, exitcode)
@@ -330,17 +391,23 @@ class InstanceProcess:
                         error=f"{run.error.error}: {run.error.message}" if run.error is not None else None,
                         traceback=run.error.traceback if run.error is not None else None,
                         output=run.result.output if run.result is not None else None,
-                        usage=run.usage.summary() if run.usage is not None else None)
-        self._flush()
+                        usage=run.usage.summary() if run.usage is not None else None, events=self._last_events(run))
         log.info("instance %s: %s ended: %s (%s)", self.instance_id, run.label, outcome, reason, extra=logs.attempt_fields(run.execution_id, run.attempt))
-        try:
-            self._retry(lambda: self.api.finish(run.execution_id, report), "finish")
-        except Rejected as exc:
-            log.warning("instance %s: result of %s refused: %s", self.instance_id, run.label, exc, extra=logs.attempt_fields(run.execution_id, run.attempt))
-        except requests.RequestException as exc:
-            log.error("instance %s: result of %s not delivered (%s); the reaper will reset it", self.instance_id, run.label, exc, extra=logs.attempt_fields(run.execution_id, run.attempt))
+        if self.finishes is not None:
+            self.finishes.send(run.execution_id, report, run.label)
 
     # -- reporting ------------------------------------------------------------------------------
+
+    def _last_events(self, run: Running) -> list[dict[str, Any]]:
+        """``run``'s events not reported yet, taken out of the outbox: they go with its finish, in its
+        round trip. More than a report takes go ahead in reports of their own."""
+        key = (run.execution_id, run.attempt)
+        own = [event for event in self.outbox if (event.execution_id, event.attempt) == key]
+        if len(own) > REPORT_BATCH:
+            self._flush()
+            return []
+        self.outbox = [event for event in self.outbox if (event.execution_id, event.attempt) != key]
+        return [event.model_dump(mode="json") for event in own]
 
     def _flush(self) -> None:
         self.last_flush = time.monotonic()

@@ -26,6 +26,7 @@ from trainfaas.functions.isolation import WorkUser
 from trainfaas.functions.run import standby
 from trainfaas.services.core.protocol import (
     MAX_WORK_MESSAGE_BYTES,
+    Done,
     Failure,
     Metric,
     ReportedEvent,
@@ -75,6 +76,7 @@ class Spare:
     conn: Connection
     stop_event: Any
     server_pid: int | None = None  # the fork server it was forked from, its parent
+    serves: tuple[str, str] | None = None  # a warm process: the (project, function) it ran attempts of
 
     @classmethod
     def start(cls, context: Any, architecture: str, adapters: str, name: str, user: WorkUser | None = None) -> Spare:
@@ -86,6 +88,14 @@ class Spare:
         process.start()
         child_end.close()
         return cls(process, parent_end, stop_event, parent_and_state(process.pid)[0])
+
+    def reusable(self) -> bool:
+        """Whether this warm process can take the next attempt: alive, and silent since its Done
+        (whatever it sent after that belongs to no attempt, so the process is not trusted again)."""
+        try:
+            return bool(self.process.is_alive() and not self.conn.poll())
+        except (OSError, EOFError):
+            return False
 
     def close(self) -> None:
         """Let the waiting process go: it reads EOF and exits (killed if it does not)."""
@@ -115,6 +125,9 @@ class Running:
     function: str = ""
     server_pid: int | None = None
     usage: UsageWatch | None = None  # what its work process uses, measured by the instance
+    warm: bool = False  # run_as_process false: the process ends the attempt with Done and may take the next
+    project: str = ""
+    done: bool = False  # its Done arrived: nothing read after it is this attempt's
 
     def exit_observed(self) -> bool:
         """Whether the exit code is the work process's own: its fork server, which reports it,
@@ -130,12 +143,14 @@ class Running:
 
     @classmethod
     def hand(cls, spare: Spare, spec: WorkSpec, timeout_s: float, drain_time_s: float, oom_kills_before: int,
-             usage_interval_s: float = 5.0) -> Running:
-        """Give ``spec`` to ``spare``, which runs it from now on; its usage is sampled every ``usage_interval_s``."""
+             usage_interval_s: float = 5.0, project: str = "") -> Running:
+        """Give ``spec`` to ``spare``, which runs it from now on; its usage is sampled every ``usage_interval_s``.
+        A warm process (one that ran attempts before) gets its stop event cleared first: each attempt starts unstopped."""
+        spare.stop_event.clear()
         run = cls(spec.execution_id, spec.attempt, spare.process, spare.conn, spare.stop_event,
                   deadline=time.monotonic() + timeout_s, drain_time_s=drain_time_s,
                   oom_kills_before=oom_kills_before, function=spec.function, server_pid=spare.server_pid,
-                  usage=UsageWatch(spare.process.pid, usage_interval_s))
+                  usage=UsageWatch(spare.process.pid, usage_interval_s), warm=spec.warm, project=project)
         try:
             spare.conn.send_bytes(spec.model_dump_json().encode())
         except (BrokenPipeError, OSError):
@@ -146,13 +161,17 @@ class Running:
     def label(self) -> str:
         return f"execution {self.execution_id} attempt {self.attempt}"
 
+    def idle(self) -> Spare:
+        """The warm process of this attempt, ended with its Done, waiting for the next spec of its project and function."""
+        return Spare(self.process, self.conn, self.stop_event, self.server_pid, serves=(self.project, self.function))
+
     def receive(self) -> list[ReportedEvent]:
         """Read what the work process sent so far: its events, to forward, and its last word
         (kept in ``result`` or ``error``). Something else than JSON of the protocol fails the
         attempt and kills the work process: nothing it sends after that is read."""
         events: list[ReportedEvent] = []
         try:
-            while self.error is None or self.error.error != PROTOCOL_ERROR:
+            while not self.done and (self.error is None or self.error.error != PROTOCOL_ERROR):
                 if not self.conn.poll():
                     break
                 self._take(self.conn.recv_bytes(MAX_WORK_MESSAGE_BYTES), events)
@@ -178,8 +197,21 @@ class Running:
             log.warning("%s: metric figure %r is the instance's own; the work process's sample is dropped", self.label, USAGE_FIGURE)
         elif isinstance(message, Failure):
             self.error = message
+        elif isinstance(message, Done):
+            self._end(message)
         else:
             events.append(ReportedEvent(execution_id=self.execution_id, attempt=self.attempt, at=time.time(), event=message))
+
+    def _end(self, done: Done) -> None:
+        """The Done of a warm process: the end of this attempt, after its Result or Failure."""
+        if not self.warm:
+            self._refuse("a Done message, which only a warm work process sends")
+        elif (done.execution_id, done.attempt) != (self.execution_id, self.attempt):
+            self._refuse(f"the Done of another attempt ({done.execution_id} attempt {done.attempt})")
+        elif self.result is None and self.error is None:
+            self._refuse("a Done message before the attempt's Result or Failure")
+        else:
+            self.done = True
 
     def _refuse(self, what: str) -> None:
         log.error("%s: the work process sent %s; killing it", self.label, what)
