@@ -2,7 +2,8 @@
 classification trainings on a second one, while a driver, bounded in time and count, kills
 instances and work processes of both, drains instances, flushes and restarts Redis, and
 restarts the scheduler and the API. Then it checks, from the database, that nothing was lost or
-duplicated and that every record is consistent.
+duplicated and that every record is consistent, and that no queue holds more jobs than the database has
+executions waiting on it (none, once every execution has ended).
 
     python -m tests.chaos.soak [--executions 2000] [--trainings 6] [--chaos-s 180] [--seed 1] [--stall-s 120] [--baseline 200]
 
@@ -32,10 +33,11 @@ from peewee import fn
 
 from tests.perf.common import BENCH_LIMITS, report
 from trainfaas.services.core.settings import Settings
-from trainfaas.services.core.statuses import LIVE_INSTANCE
+from trainfaas.services.core.statuses import LIVE_INSTANCE, WAITING_EXECUTION
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION as TERMINAL
 from trainfaas.services.local.stack import Stack
 from trainfaas.services.sdk.client import Client
+from trainfaas.services.store import queues
 from trainfaas.services.store.records import Attempt, Execution, Instance, StatusLog
 
 SERVICE = "mgmt-train-sleep"
@@ -194,6 +196,19 @@ def check(ids: list[str], driver: Driver) -> tuple[dict[str, int], list[str]]:
     return counts, problems
 
 
+def queue_excess(settings: Settings) -> list[str]:
+    """Each service's queue holding more jobs than the database has executions waiting on it: the
+    excess are duplicate enqueues, which instances pop only to be refused."""
+    connection = redis.Redis.from_url(settings.redis_url)
+    excess = []
+    for service in (SERVICE, TRAINING_SERVICE):
+        depth = queues.queue_depth(connection, service)
+        waiting = Execution.select().where((Execution.service == service) & Execution.status.in_(WAITING_EXECUTION)).count()
+        if depth > waiting:
+            excess.append(f"queue of {service} holds {depth} jobs, the database has {waiting} executions waiting on it")
+    return excess
+
+
 def wait_for_ends(ids: list[str], stall_s: float) -> bool:
     """Wait until every execution of ``ids`` has ended; True when they did, False after ``stall_s``
     without progress: no execution ended, changed status, or moved its progress (a stall: the
@@ -249,6 +264,7 @@ def soak(settings: Settings, executions: int, chaos_s: float, max_actions: int, 
         wait_for_ends(ids, stall_s)
         chaos_rate = rate(ids, started)
         counts, problems = check(ids, driver)
+        problems += queue_excess(settings)
         resumed = StatusLog.select().where(StatusLog.execution.in_(ids) & StatusLog.message.startswith("resuming from checkpoint")).count()
     finally:
         stack.stop(drain_timeout_s=5.0)
