@@ -8,8 +8,8 @@ the output directory, so that label subsets and dropped negatives never touch th
 Ultralytics runs the training loop; the adapter hooks its callbacks to report progress, metrics
 and checkpoints, and to stop between batches when asked. Ultralytics writes its run (weights,
 results.csv) to ``<output>/ultralytics``; the adapter copies the checkpoints it reports to
-``<output>/checkpoints/last.pt`` and ``best.pt`` (best by ultralytics' fitness, 0.1 mAP50 +
-0.9 mAP50-95). These copies keep the optimizer state, so a rerun resumes from them.
+``<output>/checkpoints/last.pt`` and, when the epoch is the best so far by ultralytics' fitness
+(0.1 mAP50 + 0.9 mAP50-95), links ``best.pt`` to that copy. These copies keep the optimizer state, so a rerun resumes from them.
 
 Offline: ultralytics is imported only when a model is built, after this module has switched off
 its online checks, settings sync, platform and logger integrations and placed a font where its
@@ -46,7 +46,7 @@ from pydantic import Field  # noqa: E402
 from trainfaas.adapters import AdapterError, ConfigError, DatasetError, ModelAdapter, Options, weights_import, yolo_data  # noqa: E402
 from trainfaas.adapters.evaluation import subset_of  # noqa: E402
 from trainfaas.adapters.quick_start import YOLO_MIN_SIDE, derived_imgsz, image_sides  # noqa: E402
-from trainfaas.services.core.files import atomic_copy, atomic_path, atomic_write_text, copy_regular  # noqa: E402
+from trainfaas.services.core.files import atomic_copy, atomic_link_or_copy, atomic_path, atomic_write_text, copy_regular  # noqa: E402
 
 VERSIONS: tuple[str, ...] = ("yolov8", "yolo11")
 SIZES = "nsmlx"
@@ -474,7 +474,7 @@ class _Run:
         self.context.checkpoint(last, step=done, metrics=metrics)
         if trainer.best_fitness == trainer.fitness:
             best = self.checkpoints / "best.pt"
-            atomic_copy(Path(trainer.last), best)
+            atomic_link_or_copy(last, best)  # the same bytes; last.pt is replaced, never written in place
             self.context.checkpoint(best, step=done, metrics=metrics)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:

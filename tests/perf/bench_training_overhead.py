@@ -5,8 +5,11 @@
    stack (HTTP, database, queue, instance, work process), as ``trainfaas demo`` does. The figure is
    the final validation accuracy against a baseline of 1.0 (so ratio = accuracy); the goal is 0.97.
 2. ``training_overhead``: training images per second of the same model (resnet18, 10 classes,
-   16 pixels), data, batch size (64) and number of steps (``--steps``) in three ways, alternated
-   ``--repeats`` times in this run, best of each:
+   16 pixels), data, batch size (64) and number of steps (``--steps``) in three ways, in
+   ``--repeats`` (3) alternating rounds in this run (plain, work process, platform, then the reverse
+   order, and so on, so that a drift of the machine's speed weighs on each side alike); each figure
+   is the median of its side's rounds, and the spread (each side's min-max and the per-round ratios
+   to the plain loop) is printed and saved:
    - through the platform: a training of the adapter (its default options but no random shift, ``max_steps`` steps)
      executed by the stack on its warm instance (the digits training, or a first one, started it);
      the figure is the ``train_samples_per_s`` the adapter returns, images per second of wall time
@@ -46,7 +49,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from tests.perf.common import bench_settings, parse_arguments, report
+from tests.perf.common import bench_settings, load_average, pair_order, parse_arguments, report, spread
 from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters import vision_data
 from trainfaas.adapters.datasets import write_digits
@@ -63,10 +66,6 @@ BATCH_SIZE = 64  # the adapter's default
 # The plain loop shifts no image: neither do the platform's runs it is compared with (a quick start
 # would add a random shift on a set this size; that is recipe, not overhead).
 SAME_WORK = {"random_translate": 0.0}
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def platform_training(client: Client, dataset: str, configuration: dict[str, Any], name: str) -> dict[str, float]:
@@ -157,10 +156,27 @@ def warm_catalog(settings: Any) -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def overhead_rounds(client: Client, data: Path, steps: int, rounds: int) -> dict[str, list[float]]:
+    """``rounds`` alternating rounds of the three trainings (plain, work process, platform; the next
+    round in the reverse order); each side's images per second, round by round."""
+    rates: dict[str, list[float]] = {"plain": [], "work_process": [], "platform": []}
+    for round_ in range(rounds):
+        for side in pair_order(round_, list(rates)):
+            if side == "plain":
+                rate = plain_training_in_a_process(data, steps)
+            elif side == "work_process":
+                rate = work_process_training(data, {"max_steps": steps, **SAME_WORK})["train_samples_per_s"]
+            else:
+                rate = platform_training(client, "digits", {"max_steps": steps, **SAME_WORK}, f"bench-overhead-{round_ + 1}")["train_samples_per_s"]
+            rates[side].append(rate)
+            print(f"  round {round_ + 1}: {side:<13} {rate:.1f} images/s (load {load_average()})", flush=True)
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=69, help="optimizer steps of each overhead run (69 = 3 epochs of digits)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of the three trainings")
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--plain-worker", metavar="DATA", help=argparse.SUPPRESS)
     args = parse_arguments(parser, {"steps": 2, "repeats": 1, "skip_digits": True})
@@ -188,20 +204,14 @@ def main() -> int:
 
         else:
             platform_training(client, "digits", {"max_steps": 1}, "bench-warm-up")  # the instance starts cold
-        rates: dict[str, list[float]] = {"plain": [], "work_process": [], "platform": []}
-        for repeat in range(1, args.repeats + 1):
-            rates["plain"].append(plain_training_in_a_process(data, args.steps))
-            print(f"  repeat {repeat}: plain loop    {rates['plain'][-1]:.1f} images/s", flush=True)
-            rates["work_process"].append(work_process_training(data, {"max_steps": args.steps, **SAME_WORK})["train_samples_per_s"])
-            print(f"  repeat {repeat}: work process  {rates['work_process'][-1]:.1f} images/s", flush=True)
-            metrics = platform_training(client, "digits", {"max_steps": args.steps, **SAME_WORK}, f"bench-overhead-{repeat}")
-            rates["platform"].append(metrics["train_samples_per_s"])
-            print(f"  repeat {repeat}: platform      {rates['platform'][-1]:.1f} images/s (load {load_average()})", flush=True)
+        rates = overhead_rounds(client, data, args.steps, args.repeats)
+    summary = spread(rates, "plain")
     extra = {"architecture": ARCHITECTURE, "steps": args.steps, "batch_size": BATCH_SIZE, "images_per_s": rates,
-             "device": str(training_device()), "load_average": load_average()}
-    passed &= report("training_overhead", "images_per_s", max(rates["platform"]), max(rates["plain"]), GOAL_OVERHEAD,
+             "rounds": args.repeats, "spread": summary, "device": str(training_device()), "load_average": load_average()}
+    median = summary["median"]
+    passed &= report("training_overhead", "images_per_s", median["platform"], median["plain"], GOAL_OVERHEAD,
                      higher_is_better=True, extra=extra)
-    passed &= report("training_overhead_work_process", "images_per_s", max(rates["work_process"]), max(rates["plain"]), GOAL_OVERHEAD,
+    passed &= report("training_overhead_work_process", "images_per_s", median["work_process"], median["plain"], GOAL_OVERHEAD,
                      higher_is_better=True, extra=extra)
     print(f"load average after: {load_average()}")
     return 0 if passed else 1

@@ -5,11 +5,16 @@
    mAP50 against a baseline of 0.5: ratio = mAP50 / 0.5, and the goal, ratio >= 1, is mAP50 >= 0.5.
 2. ``yolo_overhead``: the same short training (``--overhead-epochs`` epochs at the imgsz a quick
    start chooses, the adapter's other defaults) through the adapter and through ``ultralytics.YOLO(yaml).train(...)`` called
-   directly with the same arguments, alternated ``--repeats`` times in this run; the figure is
-   training images per second of wall time of the whole train() call (data set view, callbacks
-   and checkpoint copies included), best of the repeats; the goal is at least 0.98 of direct.
+   directly with the same arguments, in ``--repeats`` (3) alternating pairs in this run (direct then
+   adapter, then adapter then direct, and so on, so that a drift of the machine's speed weighs on
+   both sides alike). A run's rate is training images per second of wall time of the whole
+   train() call (the adapter's data set check and view, callbacks and checkpoint copies included;
+   the direct run's clock covers ``YOLO(yaml)`` and its train(), on a view built before it starts); the figure is the median of the
+   adapter's rates against the median of the direct ones, and the spread (each side's min-max and
+   the per-pair ratios) is printed and saved. Unless the accuracy training ran first, an untimed
+   one-epoch direct run warms the process up before the pairs. The goal is at least 0.98 of direct.
 
-    python -m tests.perf.bench_yolo [--overhead-epochs 3] [--repeats 2] [--skip-accuracy]
+    python -m tests.perf.bench_yolo [--overhead-epochs 3] [--repeats 3] [--skip-accuracy]
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.perf.common import parse_arguments, report
+from tests.perf.common import load_average, pair_order, parse_arguments, report, spread
 from trainfaas.adapters import NullContext, yolo
 from trainfaas.adapters.quick_start import derived_imgsz, image_sides
 from trainfaas.adapters.shapes import write_shapes
@@ -53,32 +58,37 @@ def _direct_run(data: Path, output: Path, options: dict[str, Any]) -> float:
     adapter = yolo.UltralyticsYolo("yolov8n", configuration=options)
     view = build_view(read_dataset(data), output / "dataset", None, True)
     arguments = adapter._arguments(yolo.YoloOptions.model_validate(adapter.configuration), view, output)
+    started = time.perf_counter()  # building the model from its YAML is part of calling ultralytics, as in the adapter's run
     model = ultralytics.YOLO("yolov8n.yaml", task="detect")
-    started = time.perf_counter()
     model.train(**arguments)
     return time.perf_counter() - started
 
 
-def overhead(data: Path, work: Path, epochs: int, repeats: int, train_images: int) -> None:
+def overhead(data: Path, work: Path, epochs: int, repeats: int, train_images: int, warm_up: bool) -> None:
     # Both runs at the imgsz a quick start chooses for these images (ultralytics itself needs one).
     imgsz, _ = derived_imgsz(image_sides(images_in(data, data / "images" / "train"), longer=True))
     options = {"epochs": epochs, "imgsz": imgsz}
-    timings: dict[str, list[float]] = {"adapter": [], "direct": []}
-    for repeat in range(repeats):
-        for name, run in (("direct", _direct_run), ("adapter", _adapter_run)):
-            output = work / f"{name}-{repeat}"
-            timings[name].append(run(data, output, options))
+    runs = {"direct": _direct_run, "adapter": _adapter_run}
+    if warm_up:  # ultralytics imports its trainer's modules on the first train() of a process: untimed
+        _direct_run(data, work / "warm-up", {"epochs": 1, "imgsz": imgsz})
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for pair in range(repeats):
+        for name in pair_order(pair, list(runs)):
+            output = work / f"{name}-{pair}"
+            seconds[name].append(runs[name](data, output, options))
             shutil.rmtree(output, ignore_errors=True)
-    images = train_images * epochs
-    adapter_rate, direct_rate = images / min(timings["adapter"]), images / min(timings["direct"])
-    report("yolo_overhead", "images_per_s", adapter_rate, direct_rate, GOAL_OVERHEAD, higher_is_better=True,
-           extra={"epochs": epochs, "seconds": timings})
+            print(f"  pair {pair + 1}: {name:<7} {seconds[name][-1]:.1f} s (load {load_average()})", flush=True)
+    rates = {name: [train_images * epochs / value for value in values] for name, values in seconds.items()}
+    summary = spread(rates, "direct")
+    report("yolo_overhead", "images_per_s", summary["median"]["adapter"], summary["median"]["direct"], GOAL_OVERHEAD,
+           higher_is_better=True, extra={"epochs": epochs, "imgsz": imgsz, "pairs": repeats, "seconds": seconds,
+                                         "images_per_s": rates, "spread": summary, "load_average": load_average()})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--overhead-epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating pairs of the adapter and direct runs")
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parse_arguments(parser, {"overhead_epochs": 1, "repeats": 1, "skip_accuracy": True})
 
@@ -88,7 +98,7 @@ def main() -> None:
         data = Path(summary["path"])
         if not args.skip_accuracy:
             accuracy(data, work)
-        overhead(data, work, args.overhead_epochs, args.repeats, summary["train_images"])
+        overhead(data, work, args.overhead_epochs, args.repeats, summary["train_images"], warm_up=args.skip_accuracy)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

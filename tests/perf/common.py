@@ -8,7 +8,9 @@ import json
 import os
 import platform
 import socket
+import statistics
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,3 +71,34 @@ def report(name: str, figure: str, value: float, baseline: float, goal: float, h
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
     return met
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, as benchmarks print and save them."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def pair_order(pair: int, names: Sequence[str]) -> list[str]:
+    """The order of the runs of alternating round ``pair`` (counted from 0): as given, then reversed,
+    and so on, so that a machine that speeds up or slows down during the benchmark weighs on each
+    side alike."""
+    return list(names) if pair % 2 == 0 else list(reversed(names))
+
+
+def spread(rates: dict[str, list[float]], baseline: str) -> dict[str, Any]:
+    """Medians, ranges and per-round ratios of the rates of alternating rounds.
+
+    ``rates[name][i]`` is side ``name``'s rate in round ``i``; the result holds each side's
+    ``median`` (the figure a benchmark reports), its ``min`` and ``max``, and ``ratios``: each
+    other side's rate over ``baseline``'s, round by round. It is also printed, one line."""
+    summary: dict[str, Any] = {
+        "median": {name: statistics.median(values) for name, values in rates.items()},
+        "min": {name: min(values) for name, values in rates.items()},
+        "max": {name: max(values) for name, values in rates.items()},
+        "ratios": {name: [round(value / base, 3) if base else float("inf") for value, base in zip(values, rates[baseline], strict=True)]
+                   for name, values in rates.items() if name != baseline},
+    }
+    sides = ", ".join(f"{name} {summary['median'][name]:.3f} ({summary['min'][name]:.3f}-{summary['max'][name]:.3f})" for name in rates)
+    ratios = ", ".join(f"{name}/{baseline} " + " ".join(f"{r:.3f}" for r in values) for name, values in summary["ratios"].items())
+    print(f"  spread over {len(rates[baseline])} rounds: median (min-max) {sides}; per-round ratios {ratios}", flush=True)
+    return summary
