@@ -204,9 +204,24 @@ class InstanceProcess:
             log.warning("instance %s: cannot reach Redis (%s)", self.instance_id, exc)
             time.sleep(1.0)
             return
-        if job_id:
+        if job_id and self.draining:
+            self._put_back(job_id)
+        elif job_id:
             self.redis.delete(Job.key_for(job_id))
             self._start(*queues.parse_job_id(job_id))
+
+    def _put_back(self, job_id: str) -> None:
+        """The stop signal came while the pull waited: the job goes back first in line, for another
+        instance, and this one starts nothing more. Should Redis fail now, the execution is still
+        waiting in the database and the reconciler queues it again."""
+        execution_id, attempt = queues.parse_job_id(job_id)
+        try:
+            queues.enqueue(self.redis, self.service, execution_id, attempt, at_front=True)
+        except redis.RedisError as exc:
+            log.warning("instance %s: cannot put execution %s back on its queue (%s)", self.instance_id, execution_id, exc)
+            return
+        log.info("instance %s: draining; execution %s attempt %s put back first in line", self.instance_id, execution_id, attempt,
+                 extra=logs.attempt_fields(execution_id, attempt))
 
     def _start(self, execution_id: str, attempt: int) -> None:
         try:
