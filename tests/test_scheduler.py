@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.test_instance_pull import claimed, pulling_instance
 from trainfaas.scheduler import backends
 from trainfaas.scheduler.backends import InstanceBackend
 from trainfaas.scheduler.backends.environment import instance_environment
@@ -357,3 +358,44 @@ def test_each_instance_the_scheduler_starts_gets_a_one_time_registration_token_o
         # Expiry is wall-clock time, as the API checks it, whatever the scheduler's clock says.
         assert row.registration_expires_at == pytest.approx(time.time() + scheduler.settings.registration_ttl_s, abs=30)
         assert row.token_hash is None and registration not in str(row.__data__)
+
+
+def test_a_job_held_by_a_live_instance_is_never_requeued_however_long_its_claim_takes(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep")
+    instance = Instance.create(service=service, status="running", heartbeat_at=scheduler.clock())
+    row = states.queue(Execution.create(service=service, function="noop", timeout_s=9, drain_time_s=1, on_reset="rerun").id)
+    try_enqueue_many(scheduler.redis, [row])
+    passes: list[int] = []
+
+    def slow_claim(execution_id: str, attempt: int) -> object:
+        for _ in range(5):  # the API's write lock waits, and the instance retries: passes go by
+            scheduler.clock.now += 10 * MISSING_GRACE_S  # type: ignore[attr-defined]
+            passes.append(scheduler.reconciler.reconcile(scheduler.clock()))
+        Execution.update(status="in-progress").where(Execution.id == execution_id).execute()  # then it is claimed
+        return claimed(execution_id, attempt)
+
+    started: list[tuple[str, int]] = []
+    pulling_instance(scheduler.settings.redis_url, started, slow_claim, instance_id=instance.id, service=service.name)._pull(block=False)
+    assert passes == [0] * 5 and started == [(row.id, 1)]
+    assert scheduler.redis.lrange("rq:queue:mgmt-train-sleep", 0, -1) == []  # no duplicate job
+    assert scheduler.redis.lrange(queues.held_key(instance.id), 0, -1) == [] and scheduler.reconciler.missing_since == {}
+
+
+@pytest.mark.parametrize("ended", ["lost", "exited", "failed", "unknown"])
+def test_a_job_held_by_an_instance_that_ended_is_requeued_once_and_its_held_list_removed(scheduler: Scheduler, ended: str) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep")
+    instance_id = "gone" if ended == "unknown" else Instance.create(service=service, status="running").id
+    row = states.queue(Execution.create(service=service, function="noop", timeout_s=9, drain_time_s=1, on_reset="rerun").id)
+    try_enqueue_many(scheduler.redis, [row])
+    assert queues.take(scheduler.redis, "rq:queue:mgmt-train-sleep", instance_id, timeout_s=None) == f"{row.id}-1"
+    scheduler.reconcile()  # held by a live instance (or one the database does not know: removed at once)
+    if ended != "unknown":
+        assert scheduler.reconciler.missing_since == {}
+        Instance.update(status=ended).where(Instance.id == instance_id).execute()
+        scheduler.reconcile()
+    assert not scheduler.redis.exists(queues.held_key(instance_id)) and not scheduler.redis.sismember(queues.HELD_KEY, instance_id)
+    assert scheduler.redis.lrange("rq:queue:mgmt-train-sleep", 0, -1) == []  # missing: re-enqueued after the grace
+    for _ in range(3):
+        scheduler.clock.now += MISSING_GRACE_S  # type: ignore[attr-defined]
+        scheduler.reconcile()
+    assert scheduler.redis.lrange("rq:queue:mgmt-train-sleep", 0, -1) == [f"{row.id}-1".encode()]

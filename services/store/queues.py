@@ -1,4 +1,5 @@
-"""Redis is the transport: one standard rq queue per service, carrying only execution ids."""
+"""Redis is the transport: one standard rq queue per service, carrying only execution ids, and a
+held list per instance for the jobs it has taken and not yet claimed."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +7,7 @@ import logging
 import redis
 from redis.client import Pipeline
 from rq import Queue
+from rq.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +18,12 @@ JOB_FUNCTION = "trainfaas.functions.run.execute"
 # reading it, it keeps only the newest names.
 WAKE_KEY = "trainfaas:scheduler:wake"
 WAKE_LIMIT = 1000
+# An instance moves each job it takes from its queue onto a list of its own (rq's intermediate
+# queue), ``HELD_PREFIX + <instance id>``, and removes it once its claim has answered; the ids of
+# instances that hold such a list are in the set HELD_KEY. The reconciler reads both: a job held
+# by a live instance is not missing from its queue.
+HELD_PREFIX = "trainfaas:held:"
+HELD_KEY = "trainfaas:held"
 
 
 def service_name(architecture: str) -> str:
@@ -91,8 +99,66 @@ def rung(connection: redis.Redis, timeout_s: float) -> set[str]:
     return {first[1].decode(), *(name.decode() for name in rest)}
 
 
-def queued_job_ids(connection: redis.Redis, service: str) -> set[str]:
-    return set(get_queue(connection, service).get_job_ids())
+def held_key(instance_id: str) -> str:
+    """The list of the jobs ``instance_id`` has taken from its queue and not yet claimed."""
+    return f"{HELD_PREFIX}{instance_id}"
+
+
+def take(connection: redis.Redis, queue_key: str, instance_id: str, timeout_s: float | None) -> str | None:
+    """Move the first job of ``queue_key`` onto ``instance_id``'s held list, waiting up to
+    ``timeout_s`` for one (None: no wait); its id, or None. One round trip, which also empties the
+    held list first (an instance holds one job at a time: what is left there is a removal that
+    failed, whose execution the reconciler then finds missing) and names the instance in HELD_KEY."""
+    held = held_key(instance_id)
+    pipe = connection.pipeline(transaction=False)  # a blocking move inside MULTI would not wait
+    pipe.delete(held)
+    pipe.sadd(HELD_KEY, instance_id)
+    if timeout_s is None:
+        pipe.lmove(queue_key, held, "LEFT", "RIGHT")
+    else:
+        pipe.blmove(queue_key, held, timeout_s, "LEFT", "RIGHT")
+    taken = pipe.execute()[-1]
+    return taken.decode() if taken else None
+
+
+def release(connection: redis.Redis, service: str, instance_id: str, job: str, again: str | None = None) -> None:
+    """Drop ``job`` from ``instance_id``'s held list once its claim has answered, in one round trip
+    and one transaction with what follows: with ``again`` "front" or "back", the job goes back on its
+    queue there; without, its rq job hash is deleted (no rq worker runs it)."""
+    pipe = connection.pipeline()
+    if again is None:
+        pipe.delete(Job.key_for(job))
+    else:  # first: rq starts the transaction (MULTI) on a pipeline that holds no command yet
+        execution_id, attempt = parse_job_id(job)
+        enqueue(connection, service, execution_id, attempt, at_front=again == "front", pipeline=pipe)
+    pipe.lrem(held_key(instance_id), 1, job)
+    pipe.execute()
+
+
+def snapshot(connection: redis.Redis, services: set[str]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The job ids on each of ``services``' queues, and those on every instance's held list (by
+    instance id, for every instance named in HELD_KEY), read in one transaction: a job moving from
+    a queue to a held list is seen in one of them. Two round trips."""
+    instances = sorted(name.decode() for name in connection.smembers(HELD_KEY))
+    ordered = sorted(services)
+    pipe = connection.pipeline()
+    for service in ordered:
+        pipe.lrange(get_queue(connection, service).key, 0, -1)
+    for instance_id in instances:
+        pipe.lrange(held_key(instance_id), 0, -1)
+    lists = [{job.decode() for job in jobs} for jobs in pipe.execute()]
+    return dict(zip(ordered, lists[:len(ordered)], strict=True)), dict(zip(instances, lists[len(ordered):], strict=True))
+
+
+def forget_held(connection: redis.Redis, instance_ids: set[str]) -> None:
+    """Delete the held lists of ``instance_ids`` and their names in HELD_KEY (instances that ended)."""
+    if not instance_ids:
+        return
+    pipe = connection.pipeline()
+    for instance_id in sorted(instance_ids):
+        pipe.delete(held_key(instance_id))
+    pipe.srem(HELD_KEY, *instance_ids)
+    pipe.execute()
 
 
 def queue_depth(connection: redis.Redis, service: str) -> int:

@@ -22,12 +22,20 @@ from typing import Any, TypeVar
 
 import redis
 import requests
-from rq.job import Job
 
 from trainfaas.functions.isolation import not_dumpable, prepare_attempt, unreadable_by, work_user
 from trainfaas.services.core import logs
 from trainfaas.services.core.errors import ConfigError
-from trainfaas.services.core.protocol import TRAIN_MODEL, Finish, Heartbeat, HeartbeatReply, ReportedEvent, RunningEntry, WorkSpec
+from trainfaas.services.core.protocol import (
+    TRAIN_MODEL,
+    ClaimReply,
+    Finish,
+    Heartbeat,
+    HeartbeatReply,
+    ReportedEvent,
+    RunningEntry,
+    WorkSpec,
+)
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import InstanceStatus
 from trainfaas.services.store import queues
@@ -193,13 +201,10 @@ class InstanceProcess:
                 self._answered(beat, answer)
 
     def _pull(self, block: bool) -> None:
+        """Take the next job from the queue onto this instance's held list (queues.take), claim its
+        execution and start it; the job leaves the held list once the claim has answered."""
         try:
-            if block:
-                popped = self.redis.blpop([self.queue_key], timeout=1)
-                job_id = popped[1].decode() if popped else None
-            else:
-                raw = self.redis.lpop(self.queue_key)
-                job_id = raw.decode() if raw else None
+            job_id = queues.take(self.redis, self.queue_key, self.instance_id, timeout_s=1 if block else None)
         except redis.RedisError as exc:
             log.warning("instance %s: cannot reach Redis (%s)", self.instance_id, exc)
             time.sleep(1.0)
@@ -207,41 +212,57 @@ class InstanceProcess:
         if job_id and self.draining:
             self._put_back(job_id)
         elif job_id:
-            self.redis.delete(Job.key_for(job_id))
-            self._start(*queues.parse_job_id(job_id))
+            claimed = self._claim(job_id)
+            if claimed is not None:
+                self._start(claimed)
 
     def _put_back(self, job_id: str) -> None:
         """The stop signal came while the pull waited: the job goes back first in line, for another
         instance, and this one starts nothing more. Should Redis fail now, the execution is still
         waiting in the database and the reconciler queues it again."""
         execution_id, attempt = queues.parse_job_id(job_id)
-        try:
-            queues.enqueue(self.redis, self.service, execution_id, attempt, at_front=True)
-        except redis.RedisError as exc:
-            log.warning("instance %s: cannot put execution %s back on its queue (%s)", self.instance_id, execution_id, exc)
+        if not self._unhold(job_id, again="front"):
             return
         log.info("instance %s: draining; execution %s attempt %s put back first in line", self.instance_id, execution_id, attempt,
                  extra=logs.attempt_fields(execution_id, attempt))
 
-    def _start(self, execution_id: str, attempt: int) -> None:
+    def _unhold(self, job_id: str, again: str | None = None) -> bool:
+        """Drop the job from the held list (queues.release: back on the queue with ``again``); False
+        when Redis fails: the next pull empties the held list, and the reconciler queues the job again."""
         try:
-            claimed = self._retry(lambda: self.api.claim(execution_id, attempt), "claim")
+            queues.release(self.redis, self.service, self.instance_id, job_id, again=again)
+            return True
+        except redis.RedisError as exc:
+            log.warning("instance %s: cannot release job %s (%s)", self.instance_id, job_id, exc)
+            return False
+
+    def _claim(self, job_id: str) -> ClaimReply | None:
+        """Claim the job's execution from the control plane; None when it was refused or the API stayed away."""
+        execution_id, attempt = queues.parse_job_id(job_id)
+        again: str | None = None  # where the job goes back on the queue, after a refusal that asks for it
+        try:
+            return self._retry(lambda: self.api.claim(execution_id, attempt), "claim")
         except Rejected as exc:
             log.info("instance %s: execution %s attempt %s not claimed: %s", self.instance_id, execution_id, attempt, exc,
                      extra=logs.attempt_fields(execution_id, attempt))
             if exc.code == "service_paused":
                 self.paused = True
-                queues.enqueue(self.redis, self.service, execution_id, attempt, at_front=True)  # it stays first in line
+                again = "front"  # it stays first in line
             elif exc.code == "project_running_limit":
                 # Its project runs its most executions: back of the line, so that other projects'
                 # executions behind it start; and a pause, so that a queue of only those is no busy loop.
-                queues.enqueue(self.redis, self.service, execution_id, attempt)
+                again = "back"
                 self.hold_until = time.monotonic() + QUOTA_WAIT_S
-            return
+            return None
         except requests.RequestException:
             # The API stayed away; the execution is still pending in the DB and the reconciler
             # puts it back on the queue.
-            return
+            return None
+        finally:
+            self._unhold(job_id, again=again)
+
+    def _start(self, claimed: ClaimReply) -> None:
+        execution_id = claimed.spec.execution_id
         try:
             prepare_attempt(Path(claimed.spec.output_path), self.settings.home, self.work_user)
         except OSError as exc:  # the work process says what it cannot write, and fails the attempt
