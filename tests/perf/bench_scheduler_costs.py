@@ -1,10 +1,10 @@
 """Scheduler costs that grow linearly: one tick with 10, 100 and 1,000 services.
 
 Each service autoscales (min 0, max 2, polling every tick) and holds two registered, heartbeating
-instances, one running execution and two waiting ones (rows in the database, entries in its Redis
-queue). A tick is the scheduler's whole round: the reaper (silent instances, overdue attempts),
-the fleet keeper (a decision per service) and the reconciler (the database's waiting executions
-against the queues), on the in-memory instance backend so that no process start is timed. The
+instances, one running execution and two waiting ones (rows in the database; one on its Redis
+queue, one on an instance's held list, taken and not yet claimed). A tick is the scheduler's whole
+round: the reaper (silent instances, overdue attempts), the fleet keeper (a decision per service)
+and the reconciler (the database's waiting executions against the queues and held lists), on the in-memory instance backend so that no process start is timed. The
 clock advances past every polling interval between ticks, so every service is decided every tick.
 
 For each size the median of ``--ticks`` ticks is printed, per tick and per service. The figure for
@@ -47,7 +47,8 @@ class Clock:
 
 
 def populate(connection: redis.Redis, services: int, now: float) -> None:
-    """``services`` services, each with two live instances, one running and two waiting executions."""
+    """``services`` services, each with two live instances, one running and two waiting executions
+(one queued, one held by an instance)."""
     with database.atomic():
         for n in range(services):
             service = Service.create(name=f"mgmt-train-bench{n:04d}", architecture=f"bench{n:04d}", backend="memory",
@@ -62,6 +63,8 @@ def populate(connection: redis.Redis, services: int, now: float) -> None:
                     states.claim(row.id, 1, instances[0].id)
                 else:
                     queues.enqueue(connection, service.name, row.id, 1)
+            # One waiting execution is held by an instance whose claim is on its way.
+            queues.take(connection, queues.get_queue(connection, service.name).key, instances[1].id, timeout_s=None)
 
 
 def tick_seconds(size: int, ticks: int, redis_url: str, folder: Path) -> list[float]:
