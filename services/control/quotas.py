@@ -69,14 +69,29 @@ def locked(project: str) -> Iterator[None]:
     true until its writes commit. SQLite: the database's write lock, taken at BEGIN (IMMEDIATE);
     PostgreSQL: a transaction-scoped advisory lock on the project's name. Nested inside another
     transaction, SQLite can only rely on that one's lock."""
-    db = database.obj
-    if isinstance(db, peewee.SqliteDatabase):
-        with db.atomic(lock_type="IMMEDIATE"):  # inside another transaction: a savepoint of it
-            yield
-        return
-    with db.atomic():
-        db.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _key(project)))
+    with writing():
+        lock(project)
         yield
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """A transaction (a savepoint inside another one) that, on SQLite, holds the database's write
+    lock from its start (BEGIN IMMEDIATE), so that a count inside it stays true until it commits.
+    On PostgreSQL, take each project's :func:`lock` inside it before counting."""
+    db = database.obj
+    with db.atomic(lock_type="IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic():
+        yield
+
+
+def lock(project: str) -> None:
+    """Hold ``project``'s quota lock until the current transaction ends: on PostgreSQL a
+    transaction-scoped advisory lock on its name; on SQLite nothing more than the write lock that
+    :func:`writing` holds. Taken after a transaction's inserts, it is held for the count and the
+    commit only (under READ COMMITTED, a count after the lock sees every commit made under it)."""
+    db = database.obj
+    if not isinstance(db, peewee.SqliteDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _key(project)))
 
 
 def _key(project: str) -> int:
@@ -92,19 +107,26 @@ def queued_limit(settings: Settings, project: str) -> tuple[int, bool]:
     return (row.max_queued if own else settings.project_max_queued), own  # type: ignore[union-attr]
 
 
-def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple[int, bool] | None = None) -> None:
+def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple[int, bool] | None = None,
+                 recorded: bool = False) -> None:
     """Raise QuotaExceeded (429) if ``adding`` more waiting executions would take ``project`` past
-    its queued limit (``limit``: its :func:`queued_limit`, when the caller read it already). Call it
-    inside :func:`locked` with the write that adds the executions: what it counts there stays true."""
+    its queued limit (``limit``: its :func:`queued_limit`, when the caller read it already);
+    ``recorded``: the ``adding`` executions are written already, in this transaction. Call it
+    inside :func:`locked` (or :func:`writing` and :func:`lock`) with the write that adds the
+    executions: what it counts there stays true. It reads at most one row, the one past the limit
+    (``LIMIT 1 OFFSET``: the scan stops at the limit); the full count only for the refusal."""
     most, own = limit if limit is not None else queued_limit(settings, project)
-    queued = Execution.select().where((Execution.project == project) & Execution.status.in_(QUEUED)).count()
-    if queued + adding > most:
-        source = "its own limit, set by an admin" if own else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
-        these = "one more" if adding == 1 else f"{adding} more"
-        raise QuotaExceeded(
-            f"project {project} has {queued} executions queued, its limit is {most} ({source}), so {these} cannot be queued;"
-            f" wait until some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
-            {"project": f"at most {most} queued executions; {queued} now"})
+    already = adding if recorded else 0
+    queued_rows = Execution.select(Execution.id).where((Execution.project == project) & Execution.status.in_(QUEUED))
+    if most - adding + already >= 0 and not queued_rows.limit(1).offset(most - adding + already).exists():
+        return
+    queued = queued_rows.count() - already
+    source = "its own limit, set by an admin" if own else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
+    these = "one more" if adding == 1 else f"{adding} more"
+    raise QuotaExceeded(
+        f"project {project} has {queued} executions queued, its limit is {most} ({source}), so {these} cannot be queued;"
+        f" wait until some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
+        {"project": f"at most {most} queued executions; {queued} now"})
 
 
 def running_limit_reached(settings: Settings, execution: Execution, attempt: int) -> str | None:
