@@ -78,7 +78,7 @@ def locked(project: str) -> Iterator[None]:
 def writing() -> Iterator[None]:
     """A transaction (a savepoint inside another one) that, on SQLite, holds the database's write
     lock from its start (BEGIN IMMEDIATE), so that a count inside it stays true until it commits.
-    On PostgreSQL, take each project's :func:`lock` inside it before counting."""
+    On PostgreSQL, take each project's :func:`lock` inside it before counting (see :func:`lock_and_check`)."""
     db = database.obj
     with db.atomic(lock_type="IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic():
         yield
@@ -87,8 +87,7 @@ def writing() -> Iterator[None]:
 def lock(project: str) -> None:
     """Hold ``project``'s quota lock until the current transaction ends: on PostgreSQL a
     transaction-scoped advisory lock on its name; on SQLite nothing more than the write lock that
-    :func:`writing` holds. Taken after a transaction's inserts, it is held for the count and the
-    commit only (under READ COMMITTED, a count after the lock sees every commit made under it)."""
+    :func:`writing` holds."""
     db = database.obj
     if not isinstance(db, peewee.SqliteDatabase):
         db.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _key(project)))
@@ -107,20 +106,45 @@ def queued_limit(settings: Settings, project: str) -> tuple[int, bool]:
     return (row.max_queued if own else settings.project_max_queued), own  # type: ignore[union-attr]
 
 
-def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple[int, bool] | None = None,
-                 recorded: bool = False) -> None:
+def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple[int, bool] | None = None) -> None:
     """Raise QuotaExceeded (429) if ``adding`` more waiting executions would take ``project`` past
-    its queued limit (``limit``: its :func:`queued_limit`, when the caller read it already);
-    ``recorded``: the ``adding`` executions are written already, in this transaction. Call it
-    inside :func:`locked` (or :func:`writing` and :func:`lock`) with the write that adds the
-    executions: what it counts there stays true. It reads at most one row, the one past the limit
-    (``LIMIT 1 OFFSET``: the scan stops at the limit); the full count only for the refusal."""
+    its queued limit (``limit``: its :func:`queued_limit`, when the caller read it already). Call it
+    inside :func:`locked` with the write that adds the executions: what it counts there stays true."""
     most, own = limit if limit is not None else queued_limit(settings, project)
-    already = adding if recorded else 0
-    queued_rows = Execution.select(Execution.id).where((Execution.project == project) & Execution.status.in_(QUEUED))
-    if most - adding + already >= 0 and not queued_rows.limit(1).offset(most - adding + already).exists():
-        return
-    queued = queued_rows.count() - already
+    if most - adding < 0 or _queued(project).limit(1).offset(most - adding).exists():
+        _refuse(project, adding, most, own, already=0)
+
+
+def lock_and_check(adding: dict[str, int], limits: dict[str, tuple[int, bool]]) -> None:
+    """Inside :func:`writing`, after the executions are written: take each project's :func:`lock`
+    (always in the same order, so that two batches never wait on each other) and raise
+    QuotaExceeded (429) for the first project that ``adding[project]`` recorded executions took past
+    its limit (``limits``: each project's :func:`queued_limit`). The locks are held for this check
+    and the commit only. Each check reads at most one row, the one past the limit (``LIMIT 1
+    OFFSET``: the scan stops there), and the locks and the checks go in one round trip on
+    PostgreSQL (each statement of it sees what was committed before it: READ COMMITTED)."""
+    projects = sorted(adding)
+    db = database.obj
+    select = peewee.Select(columns=[peewee.fn.EXISTS(_queued(project).limit(1).offset(max(limits[project][0], 0)))
+                                    for project in projects])
+    sql, params = db.get_sql_context().sql(select).query()
+    if not isinstance(db, peewee.SqliteDatabase):
+        sql = "SELECT pg_advisory_xact_lock(%s, %s); " * len(projects) + sql
+        params = [value for project in projects for value in (LOCK_SPACE, _key(project))] + list(params)
+    over = db.execute_sql(sql, params).fetchone()
+    for project, past in zip(projects, over, strict=True):
+        if past:
+            _refuse(project, adding[project], *limits[project], already=adding[project])
+
+
+def _queued(project: str) -> peewee.ModelSelect:
+    return Execution.select(Execution.id).where((Execution.project == project) & Execution.status.in_(QUEUED))
+
+
+def _refuse(project: str, adding: int, most: int, own: bool, already: int) -> None:
+    """Raise QuotaExceeded: ``adding`` more executions take ``project`` past ``most`` (``already``:
+    how many of them this transaction recorded). Counts the queued executions for the message."""
+    queued = _queued(project).count() - already
     source = "its own limit, set by an admin" if own else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
     these = "one more" if adding == 1 else f"{adding} more"
     raise QuotaExceeded(
