@@ -101,7 +101,7 @@ def _key(project: str) -> int:
 
 def queued_limit(settings: Settings, project: str) -> tuple[int, bool]:
     """``project``'s queued limit in force, and whether it is the project's own (else the default)."""
-    row = Project.get_or_none(Project.name == project)
+    row = Project.by_key(Project.name, project)
     own = row is not None and row.max_queued is not None
     return (row.max_queued if own else settings.project_max_queued), own  # type: ignore[union-attr]
 
