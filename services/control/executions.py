@@ -95,17 +95,13 @@ def submit_many(settings: Settings, connection: redis.Redis, submissions: list[S
     project that the submissions would take past its queued limit gets QuotaExceeded (429), a
     training whose model has another one Conflict (409; naming ``executions.<index>`` in a
     ``batch``), and nothing is recorded. The counts and the inserts share one transaction under
-    each project's lock (see quotas.locked)."""
+    each project's lock, taken after the inserts (see quotas.lock_and_check)."""
     per_project = collections.Counter(submission.fields["project"] for submission in submissions)
     # Read before the locks, so that they are held for the count and the writes only: a limit or a
     # webhook changed meanwhile is as if changed just after this enqueue.
     limits = {project: quotas.queued_limit(settings, project) for project in per_project}
     listening = {project: webhooks.listeners(project) for project in per_project}
-    with contextlib.ExitStack() as locks:
-        for project in sorted(per_project):  # always in the same order: two batches never wait on each other
-            locks.enter_context(quotas.locked(project))
-        for project in sorted(per_project):
-            quotas.check_queued(settings, project, per_project[project], limits[project])
+    with quotas.writing():
         for index, submission in enumerate(submissions):
             if submission.model is not None and submission.fields["function"] == TRAIN_MODEL:
                 with naming(index if batch else None):
@@ -113,6 +109,7 @@ def submit_many(settings: Settings, connection: redis.Redis, submissions: list[S
         executions = states.record_queued([submission.fields for submission in submissions], then=models.follow, listening=listening)
         for execution, submission in zip(executions, submissions, strict=True):
             dataset_rules.record_uses(execution.id, list(submission.chosen))
+        quotas.lock_and_check(per_project, limits)  # the locks last: held for the check and the commit only
     try_enqueue_many(connection, executions)
     return executions
 

@@ -69,14 +69,28 @@ def locked(project: str) -> Iterator[None]:
     true until its writes commit. SQLite: the database's write lock, taken at BEGIN (IMMEDIATE);
     PostgreSQL: a transaction-scoped advisory lock on the project's name. Nested inside another
     transaction, SQLite can only rely on that one's lock."""
-    db = database.obj
-    if isinstance(db, peewee.SqliteDatabase):
-        with db.atomic(lock_type="IMMEDIATE"):  # inside another transaction: a savepoint of it
-            yield
-        return
-    with db.atomic():
-        db.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _key(project)))
+    with writing():
+        lock(project)
         yield
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """A transaction (a savepoint inside another one) that, on SQLite, holds the database's write
+    lock from its start (BEGIN IMMEDIATE), so that a count inside it stays true until it commits.
+    On PostgreSQL, take each project's :func:`lock` inside it before counting (see :func:`lock_and_check`)."""
+    db = database.obj
+    with db.atomic(lock_type="IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic():
+        yield
+
+
+def lock(project: str) -> None:
+    """Hold ``project``'s quota lock until the current transaction ends: on PostgreSQL a
+    transaction-scoped advisory lock on its name; on SQLite nothing more than the write lock that
+    :func:`writing` holds."""
+    db = database.obj
+    if not isinstance(db, peewee.SqliteDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _key(project)))
 
 
 def _key(project: str) -> int:
@@ -87,7 +101,7 @@ def _key(project: str) -> int:
 
 def queued_limit(settings: Settings, project: str) -> tuple[int, bool]:
     """``project``'s queued limit in force, and whether it is the project's own (else the default)."""
-    row = Project.get_or_none(Project.name == project)
+    row = Project.by_key(Project.name, project)
     own = row is not None and row.max_queued is not None
     return (row.max_queued if own else settings.project_max_queued), own  # type: ignore[union-attr]
 
@@ -97,14 +111,46 @@ def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple
     its queued limit (``limit``: its :func:`queued_limit`, when the caller read it already). Call it
     inside :func:`locked` with the write that adds the executions: what it counts there stays true."""
     most, own = limit if limit is not None else queued_limit(settings, project)
-    queued = Execution.select().where((Execution.project == project) & Execution.status.in_(QUEUED)).count()
-    if queued + adding > most:
-        source = "its own limit, set by an admin" if own else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
-        these = "one more" if adding == 1 else f"{adding} more"
-        raise QuotaExceeded(
-            f"project {project} has {queued} executions queued, its limit is {most} ({source}), so {these} cannot be queued;"
-            f" wait until some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
-            {"project": f"at most {most} queued executions; {queued} now"})
+    if most - adding < 0 or _queued(project).limit(1).offset(most - adding).exists():
+        _refuse(project, adding, most, own, already=0)
+
+
+def lock_and_check(adding: dict[str, int], limits: dict[str, tuple[int, bool]]) -> None:
+    """Inside :func:`writing`, after the executions are written: take each project's :func:`lock`
+    (always in the same order, so that two batches never wait on each other) and raise
+    QuotaExceeded (429) for the first project that ``adding[project]`` recorded executions took past
+    its limit (``limits``: each project's :func:`queued_limit`). The locks are held for this check
+    and the commit only. Each check reads at most one row, the one past the limit (``LIMIT 1
+    OFFSET``: the scan stops there), and the locks and the checks go in one round trip on
+    PostgreSQL (each statement of it sees what was committed before it: READ COMMITTED)."""
+    projects = sorted(adding)
+    db = database.obj
+    select = peewee.Select(columns=[peewee.fn.EXISTS(_queued(project).limit(1).offset(max(limits[project][0], 0)))
+                                    for project in projects])
+    sql, params = db.get_sql_context().sql(select).query()
+    if not isinstance(db, peewee.SqliteDatabase):
+        sql = "SELECT pg_advisory_xact_lock(%s, %s); " * len(projects) + sql
+        params = [value for project in projects for value in (LOCK_SPACE, _key(project))] + list(params)
+    over = db.execute_sql(sql, params).fetchone()
+    for project, past in zip(projects, over, strict=True):
+        if past:
+            _refuse(project, adding[project], *limits[project], already=adding[project])
+
+
+def _queued(project: str) -> peewee.ModelSelect:
+    return Execution.select(Execution.id).where((Execution.project == project) & Execution.status.in_(QUEUED))
+
+
+def _refuse(project: str, adding: int, most: int, own: bool, already: int) -> None:
+    """Raise QuotaExceeded: ``adding`` more executions take ``project`` past ``most`` (``already``:
+    how many of them this transaction recorded). Counts the queued executions for the message."""
+    queued = _queued(project).count() - already
+    source = "its own limit, set by an admin" if own else "the server's default, TRAINFAAS_PROJECT_MAX_QUEUED"
+    these = "one more" if adding == 1 else f"{adding} more"
+    raise QuotaExceeded(
+        f"project {project} has {queued} executions queued, its limit is {most} ({source}), so {these} cannot be queued;"
+        f" wait until some of them start or end, or ask an admin to raise it: trainfaas projects limits {project} --max-queued N",
+        {"project": f"at most {most} queued executions; {queued} now"})
 
 
 def running_limit_reached(settings: Settings, execution: Execution, attempt: int) -> str | None:

@@ -73,7 +73,7 @@ def authenticate(header: str | None) -> Principal:
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send a token: Authorization: Bearer <token> (see `trainfaas tokens create`)",
                            {"Authorization": "Bearer <token>"})
-    token = Token.get_or_none(Token.secret_hash == hash_secret(secret.strip()))
+    token = Token.by_key(Token.secret_hash, hash_secret(secret.strip()))
     if token is None or token.revoked_at is not None:
         raise Unauthorized("the token is unknown or revoked", {"Authorization": "Bearer <a valid token>"})
     return Principal(token.id, token.scope, token.project)

@@ -2,12 +2,13 @@
 held list per instance for the jobs it has taken and not yet claimed."""
 from __future__ import annotations
 
+import datetime
 import logging
 
 import redis
 from redis.client import Pipeline
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,9 @@ def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: i
             pipeline: Pipeline | None = None) -> None:
     """Put (execution, attempt) on the service's queue. Duplicates are harmless: claims are CAS.
     One round trip; none with ``pipeline``, which the caller executes (see :func:`enqueue_many`)."""
-    queue = get_queue(connection, service)
     pipe = pipeline if pipeline is not None else connection.pipeline()
-    # The job is never run by an rq worker; it names a function only so that `rq info` and
-    # dashboards show something meaningful. The instance claims the execution from the DB.
-    queue.enqueue_call(
-        JOB_FUNCTION, args=(execution_id,), job_id=job_id(execution_id, attempt),
-        result_ttl=0, failure_ttl=3600, ttl=None, description=f"execution {execution_id} attempt {attempt}", at_front=at_front,
-        pipeline=pipe,
-    )
+    queue = get_queue(connection, service)
+    _push(pipe, queue, [_save(pipe, queue, execution_id, attempt)], at_front)
     ring(pipe, service)
     if pipeline is None:
         pipe.execute()
@@ -69,12 +64,43 @@ def enqueue(connection: redis.Redis, service: str, execution_id: str, attempt: i
 
 
 def enqueue_many(connection: redis.Redis, jobs: list[tuple[str, str, int]]) -> None:
-    """Put each (service, execution, attempt) of ``jobs`` on its service's queue, in order, in one round trip."""
+    """Put each (service, execution, attempt) of ``jobs`` on its service's queue, in order, in one
+    round trip: each job's hash written once, and one push of the ids per service."""
     pipe = connection.pipeline()
+    per_service: dict[str, tuple[Queue, list[str]]] = {}
     for service, execution_id, attempt in jobs:
-        enqueue(connection, service, execution_id, attempt, pipeline=pipe)
+        if service not in per_service:
+            per_service[service] = (get_queue(connection, service), [])
+        queue, ids = per_service[service]
+        ids.append(_save(pipe, queue, execution_id, attempt))
+    for service, (queue, ids) in per_service.items():
+        _push(pipe, queue, ids)
+        ring(pipe, service)
     pipe.execute()
-    log.info("%d executions queued (%s)", len(jobs), ", ".join(sorted({service for service, _, _ in jobs})))
+    log.info("%d executions queued (%s)", len(jobs), ", ".join(sorted(per_service)))
+
+
+def _save(pipe: Pipeline, queue: Queue, execution_id: str, attempt: int) -> str:
+    """Write the rq job of (execution, attempt), queued on ``queue``, as one hash (rq's enqueue
+    writes it twice), and return its id. The job is never run by an rq worker; it names a function
+    only so that `rq info` and dashboards show something meaningful. The instance claims the
+    execution from the DB."""
+    job = queue.create_job(
+        JOB_FUNCTION, args=(execution_id,), job_id=job_id(execution_id, attempt), result_ttl=0, failure_ttl=3600, ttl=None,
+        description=f"execution {execution_id} attempt {attempt}", status=JobStatus.QUEUED,
+    )
+    job.enqueued_at = datetime.datetime.now(datetime.timezone.utc)
+    pipe.hset(job.key, mapping=job.to_dict())
+    return job.id
+
+
+def _push(pipe: Pipeline, queue: Queue, ids: list[str], at_front: bool = False) -> None:
+    """Push the job ids on ``queue``'s list (in their order at its end, or before the rest), as rq does."""
+    pipe.sadd(queue.redis_queues_keys, queue.key)
+    if at_front:
+        pipe.lpush(queue.key, *reversed(ids))
+    else:
+        pipe.rpush(queue.key, *ids)
 
 
 def ring(connection: redis.Redis | Pipeline, service: str) -> None:
@@ -128,7 +154,7 @@ def release(connection: redis.Redis, service: str, instance_id: str, job: str, a
     pipe = connection.pipeline()
     if again is None:
         pipe.delete(Job.key_for(job))
-    else:  # first: rq starts the transaction (MULTI) on a pipeline that holds no command yet
+    else:
         execution_id, attempt = parse_job_id(job)
         enqueue(connection, service, execution_id, attempt, at_front=again == "front", pipeline=pipe)
     pipe.lrem(held_key(instance_id), 1, job)

@@ -38,10 +38,29 @@ class JSONField(peewee.TextField):
         return None if value is None else json.loads(value)
 
 
+_KEY = "\x00key\x00"  # stands for the value in a by_key query's SQL
+_BY_KEY: dict[tuple[type, str, type], tuple[str, list[Any], int]] = {}
+
+
 class BaseModel(peewee.Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    @classmethod
+    def by_key(cls, field: peewee.Field, value: Any) -> Any:
+        """The row whose ``field`` (unique) is ``value``, or None: ``get_or_none(field == value)``
+        without building the query's SQL again each time (it is built once per model, field and
+        kind of database: a hot lookup, such as a request's token or service)."""
+        db = database.obj
+        key = (cls, field.name, type(db))
+        if key not in _BY_KEY:
+            sql, params = cls.select().where(field == _KEY).limit(1).sql()
+            _BY_KEY[key] = (sql, [None if param == _KEY else param for param in params], params.index(_KEY))
+        sql, params, at = _BY_KEY[key]
+        params = list(params)
+        params[at] = field.db_value(value)
+        return next(iter(cls.raw(sql, *params)), None)
 
     @classmethod
     def get_or_raise(cls, where: Any, missing: str) -> Any:
