@@ -122,7 +122,8 @@ def test_a_restarted_scheduler_adopts_the_process_instances_it_finds(stack: Any)
     # The scheduler dies without stopping anything (its instances run in their own sessions).
     old = stack.scheduler
     old.apscheduler.shutdown(wait=True)
-    old.deliverer.stop()  # its threads die with it
+    old.deliverer.stop()  # its threads die with it: none may outlive the test and reach later stacks
+    old.stopping.set()  # its doorbell thread too
     old.lock.release()
     stack.scheduler = Scheduler(stack.settings, ProcessBackend(stack.settings))
     stack.scheduler.start()
