@@ -58,9 +58,21 @@ def load_class(reference: str) -> type[ModelAdapter]:
     return cls
 
 
+_listed: list[str] | None = None  # the entry points as listed once by remember_entry_points()
+
+
+def remember_entry_points() -> None:
+    """List the adapters' entry points now, once for this process and every process forked from it
+    (an instance's fork server: each work process would read every installed package's metadata
+    again). Only lists them: no adapter module is imported."""
+    global _listed
+    _listed = [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
+
+
 def _references(extra: str) -> list[tuple[str, str]]:
     refs = [(ref, "builtin") for ref in BUILTIN]
-    refs += [(ep.value, "entry-point") for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    listed = _listed if _listed is not None else [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    refs += [(value, "entry-point") for value in listed]
     refs += [(ref.strip(), "setting") for ref in extra.split(",") if ref.strip()]
     return refs
 

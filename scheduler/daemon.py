@@ -36,6 +36,9 @@ from trainfaas.services.store.records import Instance, Service, now_s
 log = logging.getLogger("trainfaas.scheduler")
 
 LOCK_KEY = "trainfaas:scheduler"
+# After sizing what rang, the doorbell rests this long, gathering the rings meanwhile: a busy
+# service rings at every execution's end, and one sizing per rest answers all of them.
+DOORBELL_REST_S = 0.1
 
 
 class Scheduler:
@@ -125,7 +128,9 @@ class Scheduler:
     def _listen(self) -> None:
         while not self.stopping.is_set():
             try:
-                if not self.answer_doorbell(self.settings.tick_interval_s) and not self.lock.owned():
+                if self.answer_doorbell(self.settings.tick_interval_s):
+                    self.stopping.wait(DOORBELL_REST_S)
+                elif not self.lock.owned():
                     self.stopping.wait(self.settings.tick_interval_s)
             except redis.RedisError as exc:
                 log.warning("scheduler cannot read its doorbell (%s); sizing at each tick only", exc)

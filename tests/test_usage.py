@@ -66,6 +66,14 @@ def test_the_watch_measures_the_process_and_its_children_and_keeps_the_peak(hold
         assert "gpu_mem_mb" not in second and summary.peak_gpu_mem_mb is None and summary.mean_gpu_util is None
 
 
+def test_a_baseline_taken_alone_leaves_the_children_out(holder: Any) -> None:
+    watch = UsageWatch(holder.pid, interval_s=5.0)
+    alone = by_legend(watch.sample(Gpus(), now=watch.started + 1, alone=True))
+    assert HOLD <= alone["rss_mb"] < 2 * HOLD  # the parent's only
+    second = by_legend(watch.sample(Gpus(), now=watch.started + 6))
+    assert second["rss_mb"] >= 2 * HOLD and 0 <= second["cpu_percent"] <= 100
+
+
 def test_sampling_a_process_that_ended_between_samples_yields_nothing_and_keeps_the_summary(holder: Any) -> None:
     watch = UsageWatch(holder.pid, interval_s=1.0)
     assert watch.sample(Gpus())

@@ -63,8 +63,8 @@ def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | N
     a rerun of an interrupted one continues where it stopped. A rerun may ask for ``last`` (the
     newest checkpoint of any earlier attempt), ``best`` (the best one) or ``none``. A checkpoint whose
     files are gone is passed over for the newest one still there."""
-    if resume_from == "none":
-        return None
+    if resume_from == "none" or before_attempt <= 1:
+        return None  # a first attempt has nothing earlier to resume from
     if resume_from is None:
         previous = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == before_attempt - 1))
         if previous is None or previous.outcome == Outcome.SUCCESS:
@@ -82,6 +82,9 @@ def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | N
 def of_service(instance: Instance, execution_id: str) -> Execution:
     """The execution whose id is (or starts with) ``execution_id`` among those of the instance's
     service: an instance token reaches no other."""
+    row = Execution.by_key(Execution.id, execution_id)  # the whole id, as instances send it: one prepared lookup
+    if row is not None and row.service_id == instance.service_id:
+        return row  # type: ignore[no-any-return]
     return ids.find(Execution, execution_id, "execution", Execution.service == instance.service_id)
 
 

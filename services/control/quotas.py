@@ -137,6 +137,10 @@ def lock_and_check(adding: dict[str, int], limits: dict[str, tuple[int, bool]]) 
             _refuse(project, adding[project], *limits[project], already=adding[project])
 
 
+def _running(project: str) -> peewee.ModelSelect:
+    return Execution.select(Execution.id).where((Execution.project == project) & (Execution.status == ExecutionStatus.IN_PROGRESS))
+
+
 def _queued(project: str) -> peewee.ModelSelect:
     return Execution.select(Execution.id).where((Execution.project == project) & Execution.status.in_(QUEUED))
 
@@ -159,11 +163,13 @@ def running_limit_reached(settings: Settings, execution: Execution, attempt: int
     Call it inside :func:`locked` with the claim, and :func:`hold` after that transaction."""
     if execution.status not in WAITING_EXECUTION or execution.attempt != attempt:
         return None
-    limits = limits_of(settings, execution.project)
-    if limits.running < limits.max_running:
+    row = Project.by_key(Project.name, execution.project)
+    most = row.max_running if row is not None and row.max_running is not None else settings.project_max_running
+    # Reads at most one row, the one at the limit (LIMIT 1 OFFSET); they are counted only to say so.
+    if most > 0 and not _running(execution.project).limit(1).offset(most - 1).exists():
         return None
-    return (f"waiting: project {execution.project} runs {limits.running} executions, its limit"
-            f" (max_running {limits.max_running}); it starts when one of them ends")
+    return (f"waiting: project {execution.project} runs {_running(execution.project).count()} executions, its limit"
+            f" (max_running {most}); it starts when one of them ends")
 
 
 def hold(execution: Execution, why: str) -> None:

@@ -52,12 +52,17 @@ class _Budget:
 
     @classmethod
     def of(cls, settings: Settings, execution_id: str, attempt: int) -> _Budget:
-        lines = LogLine.select().where((LogLine.execution == execution_id) & (LogLine.attempt == attempt))
-        size = lines.select(peewee.fn.COALESCE(peewee.fn.SUM(peewee.fn.LENGTH(LogLine.line)), 0)).scalar()
+        log_note, metric_note = log_cap_note(settings), metric_cap_note(settings)
+
+        def noted(note: str) -> peewee.Node:
+            return peewee.fn.COALESCE(peewee.fn.SUM(peewee.Case(None, [(LogLine.line == note, 1)], 0)), 0)
+        # One pass over the attempt's log lines, one count of its samples.
+        lines, size, logs_noted, metrics_noted = LogLine.select(
+            peewee.fn.COUNT(LogLine.id), peewee.fn.COALESCE(peewee.fn.SUM(peewee.fn.LENGTH(LogLine.line)), 0),
+            noted(log_note), noted(metric_note)).where((LogLine.execution == execution_id) & (LogLine.attempt == attempt)).tuples().get()
         samples = MetricSample.select().where((MetricSample.execution == execution_id) & (MetricSample.attempt == attempt)).count()
-        noted = {row.line for row in lines.where(LogLine.line.in_([log_cap_note(settings), metric_cap_note(settings)]))}
-        return cls(settings.max_log_lines - lines.count(), settings.max_log_chars - int(size or 0),
-                   settings.max_metric_samples - samples, log_cap_note(settings) in noted, metric_cap_note(settings) in noted)
+        return cls(settings.max_log_lines - int(lines), settings.max_log_chars - int(size or 0),
+                   settings.max_metric_samples - samples, int(logs_noted) > 0, int(metrics_noted) > 0)
 
 
 def finish_with_events(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish) -> Execution:

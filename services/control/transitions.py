@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from trainfaas.services.control import webhooks
-from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
+from trainfaas.services.core.errors import InvalidTransition, NotFound, StaleAttempt
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, WAITING_EXECUTION, ExecutionStatus, Outcome
 from trainfaas.services.store.database import database, insert_rows
 from trainfaas.services.store.records import Attempt, Execution, StatusLog, now_s
@@ -91,7 +91,7 @@ def transition(
         StatusLog.create(
             execution=execution_id, status=to, message=note, attempt=new_attempt, instance=instance
         )
-        execution = Execution.get_by_id(execution_id)
+        execution = Execution.by_key(Execution.id, execution_id)
         webhooks.record_change(execution, note)  # the outbox: sent later by the scheduler's deliverer
         if then is not None:
             then(execution)
@@ -117,7 +117,10 @@ def _names(statuses: Iterable[ExecutionStatus]) -> list[str]:
 
 
 def _existing(execution_id: str) -> Execution:
-    return Execution.get_or_raise(Execution.id == execution_id, f"execution {execution_id} does not exist")  # type: ignore[no-any-return]
+    row = Execution.by_key(Execution.id, execution_id)
+    if row is None:
+        raise NotFound(f"execution {execution_id} does not exist")
+    return row  # type: ignore[no-any-return]
 
 
 def check_current(execution_id: str, attempt: int) -> Execution:

@@ -271,7 +271,7 @@ class InstanceProcess:
         run = Running.hand(spare, claimed.spec, claimed.timeout_s, claimed.drain_time_s, oom_kill_count(), self.settings.usage_interval_s,
                            project=claimed.project)
         self.running[execution_id] = run
-        self._measure(run, time.monotonic())  # the first sample: the baseline of its CPU time
+        self._measure(run, time.monotonic(), alone=True)  # the first sample: the baseline of its CPU time
         log.info("instance %s: %s started in work process %s", self.instance_id, run.label, spare.process.pid,
                  extra=logs.attempt_fields(run.execution_id, run.attempt))
         self._keep_spare()
@@ -319,14 +319,14 @@ class InstanceProcess:
                             process.pid, LEAVE_GRACE_S)
                 process.kill()
 
-    def _measure(self, run: Running, now: float) -> None:
+    def _measure(self, run: Running, now: float, alone: bool = False) -> None:
         """Sample what ``run``'s work process and its children use now, as metric samples of the ``system`` figure."""
         if run.usage is None:
             return
         if self.gpus is None:
             self.gpus = Gpus()
         try:
-            events = run.usage.sample(self.gpus, now)
+            events = run.usage.sample(self.gpus, now, alone=alone)
         except Exception as exc:  # noqa: BLE001 - a measure that fails must not stop the instance, nor the attempt
             log.warning("instance %s: cannot measure %s (%s); its usage is not sampled", self.instance_id, run.label, exc)
             run.usage = None

@@ -82,11 +82,13 @@ class UsageWatch:
     def due(self, now: float) -> bool:
         return now >= self.next_at
 
-    def sample(self, gpus: Gpus, now: float | None = None) -> list[Metric]:
-        """Measure now; the samples to report (none when the process is gone)."""
+    def sample(self, gpus: Gpus, now: float | None = None, alone: bool = False) -> list[Metric]:
+        """Measure now; the samples to report (none when the process is gone). ``alone``: the work
+        process without its children, for the baseline taken as an attempt starts, before it can
+        have started any (listing a process's descendants reads all of /proc)."""
         now = time.monotonic() if now is None else now
         self.next_at = now + self.interval_s
-        tree = _tree(self.pid)
+        tree = _tree(self.pid, children=not alone)
         if not tree:
             return []
         rss, cpu_seconds, cores = 0, {}, 1
@@ -143,14 +145,14 @@ class UsageWatch:
         return words
 
 
-def _tree(pid: int | None) -> list[psutil.Process]:
-    """The process and its descendants now; empty once it is gone."""
+def _tree(pid: int | None, children: bool = True) -> list[psutil.Process]:
+    """The process and (with ``children``) its descendants now; empty once it is gone."""
     if pid is None:
         return []
     try:
         root = psutil.Process(pid)
         if root.status() == psutil.STATUS_ZOMBIE:
             return []
-        return [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)] if children else [root]
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return []

@@ -40,8 +40,9 @@ from trainfaas.services.worker.usage import UsageWatch
 
 log = logging.getLogger("trainfaas.instance")
 
-# The fork server imports only the function runner; the adapter is imported by the waiting spare.
-PRELOAD = ["trainfaas.functions.run", "trainfaas.functions.train", "trainfaas.functions.noop"]
+# The fork server imports only the function runner and lists the adapters' entry points
+# (trainfaas.functions.preload); the adapter is imported by the waiting spare.
+PRELOAD = ["trainfaas.functions.preload"]
 SERVER_EXIT_GRACE_S = 0.5  # how long a fork server that closed its sockets may take to become a zombie
 PROTOCOL_ERROR = "ProtocolError"  # the error of an attempt whose work process sent something else than the protocol
 
