@@ -25,7 +25,8 @@ from trainfaas.services.core.protocol import (
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import ExecutionStatus, Outcome
 from trainfaas.services.store import queues
-from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, Model, StatusLog
+from trainfaas.services.store.database import database
+from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, Model, Service, StatusLog, prepared
 
 
 def output_path(settings: Settings, execution_id: str, attempt: int) -> Path:
@@ -51,10 +52,18 @@ def claimed_by(instance: Instance, execution_id: str, attempt: int) -> None:
     """Raise Conflict if ``attempt`` was claimed by another instance: only the instance that
     runs an attempt reports on it. (An attempt never claimed is left to the state machine,
     which refuses it as stale or not running.)"""
-    row = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == attempt))
-    if row is not None and row.instance != instance.id:
+    claimed, holder = attempt_holder(execution_id, attempt)
+    if claimed and holder != instance.id:
         raise Conflict(f"attempt {attempt} of execution {execution_id} runs on another instance, not {instance.id}",
                        {"attempt": "an attempt this instance claimed"})
+
+
+def attempt_holder(execution_id: str, attempt: int) -> tuple[bool, str | None]:
+    """(whether ``attempt`` of the execution was claimed, the instance that claimed it)."""
+    sql, params = prepared("attempt holder", lambda execution, number: Attempt.select(Attempt.instance).where(
+        (Attempt.execution == execution) & (Attempt.number == number)).limit(1), execution_id, attempt)
+    row = database.execute_sql(sql, params).fetchone()
+    return (True, row[0]) if row is not None else (False, None)
 
 
 def last_checkpoint(execution_id: str, before_attempt: int, resume_from: str | None = None) -> Artifact | None:
@@ -93,7 +102,8 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
     ServicePaused, ProjectAtRunningLimit (its project runs its most executions: it stays pending,
     its message says why), or the state machine's refusals."""
     execution = of_service(instance, execution_id)
-    if execution.service.paused:
+    service = Service.by_key(Service.name, execution.service_id)
+    if service is not None and service.paused:
         raise ServicePaused(f"service {instance.service_id} is paused; execution {execution.id} stays queued")
     checkpoint = last_checkpoint(execution.id, attempt, execution.resume_from)
 
@@ -133,13 +143,16 @@ def _with_manifests(given: dict[str, Any]) -> dict[str, Any]:
     return {**given, "dataset_manifests": found} if found else given
 
 
-def finish(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish) -> Execution:
+def finish(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish,
+           holder_checked: bool = False) -> Execution:
     """An instance reports how an attempt ended. Fenced: a stale attempt's report raises, another
     instance's attempt is a conflict, an execution of another service is not found (an instance
     token reaches only its own service), and a model saved outside the attempt's own output
-    directory is refused (422 naming ``output.model_path``)."""
+    directory is refused (422 naming ``output.model_path``). ``holder_checked``: the caller has just
+    checked that ``instance`` claimed the attempt (see reports.finish_with_events)."""
     execution = of_service(instance, execution_id)
-    claimed_by(instance, execution.id, report.attempt)
+    if not holder_checked:
+        claimed_by(instance, execution.id, report.attempt)
     if report.output is not None and "model_path" in report.output:
         inside_attempt(settings, execution.id, report.attempt, report.output["model_path"], "output.model_path")
     ended = _end(connection, instance, execution, report)

@@ -18,12 +18,12 @@ from pydantic import ValidationError
 
 from trainfaas.services.control import checkpoints
 from trainfaas.services.control import transitions as states
-from trainfaas.services.control.attempts import finish, inside_attempt
+from trainfaas.services.control.attempts import attempt_holder, finish, inside_attempt
 from trainfaas.services.core.errors import ConfigError, InvalidTransition, NotFound, StaleAttempt
 from trainfaas.services.core.protocol import Checkpoint, Finish, Log, Metric, Progress, RefusedEvent, ReportedEvent, ReportReply
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store.database import database
-from trainfaas.services.store.records import Attempt, Execution, Instance, LogLine, MetricSample
+from trainfaas.services.store.records import Execution, Instance, LogLine, MetricSample, prepared
 
 PROGRESS_MESSAGE_CHARS = 2000
 LOG_LINE_CHARS = 10000
@@ -54,24 +54,29 @@ class _Budget:
     def of(cls, settings: Settings, execution_id: str, attempt: int) -> _Budget:
         log_note, metric_note = log_cap_note(settings), metric_cap_note(settings)
 
-        def noted(note: str) -> peewee.Node:
-            return peewee.fn.COALESCE(peewee.fn.SUM(peewee.Case(None, [(LogLine.line == note, 1)], 0)), 0)
-        # One pass over the attempt's log lines, one count of its samples.
-        lines, size, logs_noted, metrics_noted = LogLine.select(
-            peewee.fn.COUNT(LogLine.id), peewee.fn.COALESCE(peewee.fn.SUM(peewee.fn.LENGTH(LogLine.line)), 0),
-            noted(log_note), noted(metric_note)).where((LogLine.execution == execution_id) & (LogLine.attempt == attempt)).tuples().get()
-        samples = MetricSample.select().where((MetricSample.execution == execution_id) & (MetricSample.attempt == attempt)).count()
+        sql, params = prepared("attempt budget", _budget_query, execution_id, attempt, log_note, metric_note)
+        lines, size, logs_noted, metrics_noted, samples = database.execute_sql(sql, params).fetchone()
         return cls(settings.max_log_lines - int(lines), settings.max_log_chars - int(size or 0),
-                   settings.max_metric_samples - samples, int(logs_noted) > 0, int(metrics_noted) > 0)
+                   settings.max_metric_samples - int(samples), int(logs_noted) > 0, int(metrics_noted) > 0)
+
+
+def _budget_query(execution: Any, attempt: Any, log_note: Any, metric_note: Any) -> peewee.Query:
+    """What an attempt stored so far, in one statement: its log lines, their characters, whether each
+    cap's note is among them (one pass over them), and its metric samples."""
+    def noted(note: Any) -> peewee.Node:
+        return peewee.fn.COALESCE(peewee.fn.SUM(peewee.Case(None, [(LogLine.line == note, 1)], 0)), 0)
+    samples = MetricSample.select(peewee.fn.COUNT(MetricSample.id)).where((MetricSample.execution == execution) & (MetricSample.attempt == attempt))
+    return LogLine.select(peewee.fn.COUNT(LogLine.id), peewee.fn.COALESCE(peewee.fn.SUM(peewee.fn.LENGTH(LogLine.line)), 0),
+                          noted(log_note), noted(metric_note), samples).where((LogLine.execution == execution) & (LogLine.attempt == attempt))
 
 
 def finish_with_events(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish) -> Execution:
     """attempts.finish, after storing the finish's ``events`` as a report's (see :func:`record_events`);
     events of another attempt than the one that ends are left out."""
     own = [raw for raw in report.events if raw.get("execution_id") == execution_id and raw.get("attempt") == report.attempt]
-    if own:
-        record_events(settings, instance, own)
-    return finish(connection, settings, instance, execution_id, report)
+    # Storing them checked that this instance claimed the attempt, unless they were refused.
+    owned = bool(own) and execution_id not in record_events(settings, instance, own).refused
+    return finish(connection, settings, instance, execution_id, report, holder_checked=owned)
 
 
 def record_events(settings: Settings, instance: Instance, events: list[dict[str, Any]]) -> ReportReply:
@@ -111,13 +116,13 @@ def _why(exc: ValidationError) -> str:
 
 
 def _owns(instance: Instance, execution_id: str, attempt: int, refused: dict[str, str]) -> bool:
-    running = Attempt.get_or_none((Attempt.execution == execution_id) & (Attempt.number == attempt))
+    claimed, holder = attempt_holder(execution_id, attempt)
     try:
         states.check_current(execution_id, attempt)
     except (StaleAttempt, NotFound, InvalidTransition) as exc:
         refused[execution_id] = exc.message
         return False
-    if running is None or running.instance != instance.id:
+    if not claimed or holder != instance.id:
         refused[execution_id] = f"attempt {attempt} does not run on instance {instance.id}"
         return False
     return True

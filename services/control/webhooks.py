@@ -28,7 +28,7 @@ from trainfaas.services.core.errors import ConfigError, QuotaExceeded
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, ExecutionStatus
 from trainfaas.services.store.database import database
-from trainfaas.services.store.records import Execution, Webhook, WebhookDelivery, now_s
+from trainfaas.services.store.records import Execution, Webhook, WebhookDelivery, now_s, prepared
 
 PING = "ping"
 ALL, ALL_EXECUTION = "*", "execution.*"
@@ -183,7 +183,8 @@ def _event(kind: str, project: str, data: dict[str, Any], at: float) -> dict[str
 
 def listeners(project: str) -> list[tuple[str, list[str]]]:
     """(id, events) of each webhook of ``project``: what :func:`record_change` reads, once for many changes."""
-    return list(Webhook.select(Webhook.id, Webhook.events).where(Webhook.project == project).tuples())
+    sql, params = prepared("webhook listeners", lambda name: Webhook.select(Webhook.id, Webhook.events).where(Webhook.project == name), project)
+    return [(hook_id, Webhook.events.python_value(events)) for hook_id, events in database.execute_sql(sql, params).fetchall()]
 
 
 def record_change(execution: Execution, note: str = "", listening: list[tuple[str, list[str]]] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -40,6 +41,25 @@ class JSONField(peewee.TextField):
 
 _KEY = "\x00key\x00"  # stands for the value in a by_key query's SQL
 _BY_KEY: dict[tuple[type, str, type], tuple[str, list[Any], int]] = {}
+_PREPARED: dict[tuple[str, type], tuple[str, list[Any], list[tuple[int, int]]]] = {}
+
+
+def prepared(name: str, build: Callable[..., peewee.Query], *values: Any) -> tuple[str, list[Any]]:
+    """The SQL and parameters of the query ``build(*slots)`` with ``values`` in its slots, its SQL
+    built once per ``name`` and kind of database (a hot query: peewee builds SQL anew each time, and
+    building costs more than running it on SQLite). ``values`` go as given, unconverted: plain
+    strings and numbers of the columns they are compared with."""
+    db = database.obj
+    key = (name, type(db))
+    if key not in _PREPARED:
+        slots = [f"\x00slot{index}\x00" for index in range(len(values))]
+        sql, params = build(*(peewee.Value(slot, converter=False) for slot in slots)).sql()
+        _PREPARED[key] = (sql, list(params), [(at, slots.index(param)) for at, param in enumerate(params) if param in slots])
+    sql, params, places = _PREPARED[key]
+    params = list(params)
+    for at, index in places:
+        params[at] = values[index]
+    return sql, params
 
 
 class BaseModel(peewee.Model):
