@@ -47,6 +47,7 @@ def pulling_instance(redis_url: str, started: list[tuple[str, int]], answer: Cal
     instance.service, instance.instance_id, instance.draining, instance.paused, instance.hold_until = service, instance_id, False, False, 0.0
     instance.queue_key = queues.get_queue(instance.redis, service).key
     instance.api = ControlPlane(answer)  # type: ignore[assignment]
+    instance.finishes = None
     instance._start = lambda reply: started.append((reply.spec.execution_id, reply.spec.attempt))  # type: ignore[method-assign]
     return instance
 

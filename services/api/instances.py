@@ -20,7 +20,7 @@ from trainfaas.services.control import tokens as auth
 from trainfaas.services.control.services import get_service
 from trainfaas.services.control.tokens import Principal
 from trainfaas.services.core import protocol
-from trainfaas.services.core.errors import Unauthorized
+from trainfaas.services.core.errors import TrainfaasError, Unauthorized
 from trainfaas.services.store.records import Instance
 
 SWARM = "swarm"  # the backend whose tasks register with their service's credential (no instance id)
@@ -64,6 +64,28 @@ def revoke_registration(instance_id: str, principal: Principal) -> dict[str, Any
 def claim(instance_id: str, body: protocol.Claim, instance: Instance) -> protocol.ClaimReply:
     """Start an attempt of an execution of this instance's service; returns what to run."""
     return attempts.claim(settings(), instance, body.execution_id, body.attempt)
+
+
+@endpoint(bp, "POST", "/<instance_id>/claim-after", body=protocol.ClaimAfter, response=protocol.ClaimAfterReply, access="instance")
+def claim_after(instance_id: str, body: protocol.ClaimAfter, instance: Instance) -> protocol.ClaimAfterReply:
+    """Record how the ``finished`` attempts ended, in order, each as its own finish call would, then claim
+    ``claim``: one round trip instead of two for an instance that runs short executions one after another.
+
+    Answers 200 whatever the parts' outcomes: each finish's refusal, and the claim's, is in the answer with
+    the status and code that part alone would have answered (409 ``stale_attempt``, ``service_paused``, …)."""
+    answers = []
+    for item in body.finished:
+        try:
+            reports.finish_with_events(redis_connection(), settings(), instance, item.execution_id, item.finish)
+            refused = None
+        except TrainfaasError as exc:
+            refused = protocol.Refusal(status=exc.http_status, code=exc.code, message=exc.message)
+        answers.append(protocol.FinishAnswer(execution_id=item.execution_id, attempt=item.finish.attempt, refused=refused))
+    try:
+        reply = attempts.claim(settings(), instance, body.claim.execution_id, body.claim.attempt)
+    except TrainfaasError as exc:
+        return protocol.ClaimAfterReply(finished=answers, refused=protocol.Refusal(status=exc.http_status, code=exc.code, message=exc.message))
+    return protocol.ClaimAfterReply(finished=answers, claim=reply)
 
 
 @endpoint(bp, "POST", "/<instance_id>/report", body=protocol.Report, response=protocol.ReportReply, access="instance")

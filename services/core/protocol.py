@@ -283,6 +283,48 @@ class Finish(Message):
         return finite(output)
 
 
+FINISHED_PER_CLAIM = 16
+"""The most finishes one claim carries (see :class:`ClaimAfter`)."""
+
+
+class Finished(Message):
+    """An attempt's Finish, sent with the next claim."""
+
+    execution_id: str = ID
+    finish: Finish
+
+
+class Refusal(Message):
+    """Why the control plane refused one part of a call: the status, code and message it would have
+    answered that part alone with."""
+
+    status: int
+    code: str
+    message: str
+
+
+class FinishAnswer(Message):
+    execution_id: str
+    attempt: int
+    refused: Refusal | None = None
+
+
+class ClaimAfter(Message):
+    """Record how these attempts ended (each as its own finish call would), then claim the next one:
+    one round trip where an instance that runs short executions one after another needs two."""
+
+    finished: list[Finished] = Field(max_length=FINISHED_PER_CLAIM)
+    claim: Claim
+
+
+class ClaimAfterReply(Message):
+    """Each finish's answer, in order, and the claim's: what to run, or why not (``refused``)."""
+
+    finished: list[FinishAnswer]
+    claim: ClaimReply | None = None
+    refused: Refusal | None = None
+
+
 class InstanceRegister(Message):
     service: str = Field(min_length=1, max_length=150)
     instance_id: str | None = Field(None, max_length=32)

@@ -11,9 +11,12 @@ from pydantic import BaseModel
 
 from trainfaas.services.core.protocol import (
     Claim,
+    ClaimAfter,
+    ClaimAfterReply,
     ClaimReply,
     Deregister,
     Finish,
+    Finished,
     Heartbeat,
     HeartbeatReply,
     InstanceRegister,
@@ -94,6 +97,11 @@ class ControlPlane:
 
     def claim(self, execution_id: str, attempt: int) -> ClaimReply:
         return ClaimReply.model_validate(self._own("/claim", Claim(execution_id=execution_id, attempt=attempt)))
+
+    def claim_after(self, finished: list[Finished], execution_id: str, attempt: int) -> ClaimAfterReply:
+        """Send ``finished`` and claim, in one call (see protocol.ClaimAfter)."""
+        message = ClaimAfter(finished=finished, claim=Claim(execution_id=execution_id, attempt=attempt))
+        return ClaimAfterReply.model_validate(self._own("/claim-after", message))
 
     def report(self, events: list[ReportedEvent]) -> ReportReply:
         return ReportReply.model_validate(self._own("/report", Report(events=[event.model_dump(mode="json") for event in events])))

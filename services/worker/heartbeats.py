@@ -7,7 +7,7 @@ answers (``replies``) itself: only the main loop touches the work processes.
 
 A finish goes from a thread too (:class:`Finishes`): the main loop takes the next execution off the
 queue while the control plane records how the last one ended (a short execution's round trip is as
-long as its run).
+long as its run); or, when the next execution is there already, the finish goes with its claim.
 """
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from trainfaas.services.core import logs
-from trainfaas.services.core.protocol import Finish, Heartbeat, HeartbeatReply
+from trainfaas.services.core.protocol import FINISHED_PER_CLAIM, Finish, FinishAnswer, Heartbeat, HeartbeatReply
 from trainfaas.services.worker.control_plane import ControlPlane, Rejected
 
 log = logging.getLogger("trainfaas.instance")
+
+FINISH_LINGER_S = 0.1  # how long a finish waits for the next claim to take it along
+CARRIED_EVENTS = 100  # a finish with more events than this goes on its own
+CARRIED_BYTES = 64 * 1024  # and so does one larger than this as JSON
 
 
 class Heartbeats:
@@ -69,28 +74,97 @@ class Heartbeats:
 
 class Finishes:
     """Sends each attempt's Finish, in the order given, with ``retry`` (the instance's retry of
-    calls the control plane could not take)."""
+    calls the control plane could not take).
 
-    def __init__(self, api: ControlPlane, retry: Callable[[Callable[[], Any], str], Any]) -> None:
+    A finish first waits up to ``linger_s`` for the instance's next claim to take it along
+    (:meth:`take`, then :meth:`settle` or :meth:`give_back`): one round trip for both. The instance
+    lets them go at once (:meth:`release`) when it finds nothing to claim; one not taken in time is
+    sent on its own. Only a small finish goes with a claim (``CARRIED_BYTES`` as JSON at most)."""
+
+    def __init__(self, api: ControlPlane, retry: Callable[[Callable[[], Any], str], Any], linger_s: float = FINISH_LINGER_S) -> None:
         self.api = api.twin()
         self.retry = retry
-        self._queue: queue.Queue[tuple[str, Finish, str]] = queue.Queue()
+        self.linger_s = linger_s
+        self._pending: list[_Pending] = []
+        self._busy = 0  # finishes on their way: sent by the thread, or taken along by a claim
+        self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="finishes", daemon=True)
         self._thread.start()
 
     def send(self, execution_id: str, report: Finish, label: str) -> None:
-        self._queue.put((execution_id, report, label))
+        size = len(report.model_dump_json()) if len(report.events) <= CARRIED_EVENTS else CARRIED_BYTES + 1
+        with self._changed:
+            self._pending.append(_Pending(time.monotonic() + self.linger_s, execution_id, report, label, size))
+            self._changed.notify_all()
+
+    def waiting(self) -> bool:
+        """Whether a finish waits for a claim to take it along."""
+        with self._changed:
+            return bool(self._pending)
+
+    def release(self) -> None:
+        """Nothing to claim now: send the waiting finishes on their own, at once."""
+        with self._changed:
+            for pending in self._pending:
+                pending.due = 0.0
+            self._changed.notify_all()
+
+    def take(self, most: int = FINISHED_PER_CLAIM) -> list[_Pending]:
+        """The oldest waiting finishes, up to ``most``, small enough to go with a claim; the caller
+        sends them and then calls :meth:`settle` or :meth:`give_back` with them."""
+        with self._changed:
+            taken: list[_Pending] = []
+            while self._pending and len(taken) < most and self._pending[0].size <= CARRIED_BYTES:
+                taken.append(self._pending.pop(0))
+            self._busy += len(taken)
+            return taken
+
+    def settle(self, taken: list[_Pending], answers: list[FinishAnswer]) -> None:
+        """The control plane answered the finishes taken along: log those it refused."""
+        for pending, answer in zip(taken, answers, strict=False):
+            if answer.refused is not None:
+                log.warning("instance %s: result of %s refused: %s: %s", self.api.instance_id, pending.label, answer.refused.status,
+                            answer.refused.message, extra=logs.attempt_fields(pending.execution_id, pending.report.attempt))
+        self._done(len(taken))
+
+    def give_back(self, taken: list[_Pending]) -> None:
+        """The claim that took them along failed as a whole: they go on their own, at once, first."""
+        with self._changed:
+            for pending in taken:
+                pending.due = 0.0
+            self._pending[:0] = taken
+            self._busy -= len(taken)
+            self._changed.notify_all()
 
     def wait(self, timeout_s: float) -> bool:
-        """Wait until every finish given was sent (or given up); False if some still wait after ``timeout_s``."""
+        """Send what waits at once, then wait until every finish given was sent (or given up); False if
+        some still wait after ``timeout_s``."""
+        self.release()
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        with self._changed:
+            while (self._pending or self._busy) and time.monotonic() < deadline:
+                self._changed.wait(max(0.0, deadline - time.monotonic()))
+            return not (self._pending or self._busy)
+
+    def _done(self, count: int) -> None:
+        with self._changed:
+            self._busy -= count
+            self._changed.notify_all()
+
+    def _next(self) -> _Pending:
+        """The oldest finish, once it is due (or released)."""
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                if self._pending and self._pending[0].due <= now:
+                    self._busy += 1
+                    return self._pending.pop(0)
+                self._changed.wait(self._pending[0].due - now if self._pending else None)
 
     def _run(self) -> None:
         while True:
-            execution_id, report, label = self._queue.get()
+            pending = self._next()
+            execution_id, report, label = pending.execution_id, pending.report, pending.label
             fields = logs.attempt_fields(execution_id, report.attempt)
             try:
                 self.retry(lambda: self.api.finish(execution_id, report), "finish")  # noqa: B023 - called at once
@@ -102,7 +176,16 @@ class Finishes:
             except Exception:  # noqa: BLE001 - the thread must go on finishing the others
                 log.exception("instance %s: result of %s not delivered", self.api.instance_id, label, extra=fields)
             finally:
-                self._queue.task_done()
+                self._done(1)
+
+
+@dataclass
+class _Pending:
+    due: float  # monotonic time at which the thread sends it, unless a claim took it along
+    execution_id: str
+    report: Finish
+    label: str
+    size: int  # bytes as JSON (more than CARRIED_BYTES when not measured)
 
 
 def end_with_parent(parent_pid: int, interval_s: float = 1.0, grace_s: float = 10.0) -> threading.Thread:

@@ -30,8 +30,10 @@ from trainfaas.services.core.protocol import (
     TRAIN_MODEL,
     ClaimReply,
     Finish,
+    Finished,
     Heartbeat,
     HeartbeatReply,
+    Refusal,
     ReportedEvent,
     RunningEntry,
     WorkSpec,
@@ -203,12 +205,17 @@ class InstanceProcess:
     def _pull(self, block: bool) -> None:
         """Take the next job from the queue onto this instance's held list (queues.take), claim its
         execution and start it; the job leaves the held list once the claim has answered."""
+        # A finish waiting for the next claim to take it along (see Finishes) must not wait for work
+        # to arrive: look without waiting first, and let the finishes go when there is none.
+        carrying = self.finishes is not None and self.finishes.waiting()
         try:
-            job_id = queues.take(self.redis, self.queue_key, self.instance_id, timeout_s=1 if block else None)
+            job_id = queues.take(self.redis, self.queue_key, self.instance_id, timeout_s=1 if block and not carrying else None)
         except redis.RedisError as exc:
             log.warning("instance %s: cannot reach Redis (%s)", self.instance_id, exc)
             time.sleep(1.0)
             return
+        if not job_id and carrying and self.finishes is not None:
+            self.finishes.release()
         if job_id and self.draining:
             self._put_back(job_id)
         elif job_id:
@@ -241,7 +248,7 @@ class InstanceProcess:
         execution_id, attempt = queues.parse_job_id(job_id)
         again: str | None = None  # where the job goes back on the queue, after a refusal that asks for it
         try:
-            return self._retry(lambda: self.api.claim(execution_id, attempt), "claim")
+            return self._claim_after(execution_id, attempt)
         except Rejected as exc:
             log.info("instance %s: execution %s attempt %s not claimed: %s", self.instance_id, execution_id, attempt, exc,
                      extra=logs.attempt_fields(execution_id, attempt))
@@ -260,6 +267,25 @@ class InstanceProcess:
             return None
         finally:
             self._unhold(job_id, again=again)
+
+    def _claim_after(self, execution_id: str, attempt: int) -> ClaimReply:
+        """Claim, taking along the finishes that wait for it (one round trip for both); a refused claim
+        raises Rejected as a claim alone would. Should the call fail as a whole, the finishes go on their own."""
+        finishes = self.finishes
+        taken = finishes.take() if finishes is not None else []
+        if finishes is None or not taken:
+            return self._retry(lambda: self.api.claim(execution_id, attempt), "claim")
+        finished = [Finished(execution_id=pending.execution_id, finish=pending.report) for pending in taken]
+        try:
+            answer = self._retry(lambda: self.api.claim_after(finished, execution_id, attempt), "claim")
+        except (requests.RequestException, Rejected):
+            finishes.give_back(taken)
+            raise
+        finishes.settle(taken, answer.finished)
+        if answer.claim is None:
+            refused = answer.refused or Refusal(status=409, code="", message="no claim in the answer")
+            raise Rejected(refused.status, {"error": {"code": refused.code, "message": refused.message}})
+        return answer.claim
 
     def _start(self, claimed: ClaimReply) -> None:
         execution_id = claimed.spec.execution_id
