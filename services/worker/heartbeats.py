@@ -98,9 +98,9 @@ class Finishes:
             self._changed.notify_all()
 
     def waiting(self) -> bool:
-        """Whether a finish waits for a claim to take it along."""
+        """Whether a finish waits for a claim to take it along (one released waits for nothing)."""
         with self._changed:
-            return bool(self._pending)
+            return any(pending.due > 0.0 for pending in self._pending)
 
     def release(self) -> None:
         """Nothing to claim now: send the waiting finishes on their own, at once."""
