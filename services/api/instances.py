@@ -79,13 +79,18 @@ def claim_after(instance_id: str, body: protocol.ClaimAfter, instance: Instance)
             reports.finish_with_events(redis_connection(), settings(), instance, item.execution_id, item.finish)
             refused = None
         except TrainfaasError as exc:
-            refused = protocol.Refusal(status=exc.http_status, code=exc.code, message=exc.message)
+            refused = _refusal(exc)
         answers.append(protocol.FinishAnswer(execution_id=item.execution_id, attempt=item.finish.attempt, refused=refused))
     try:
         reply = attempts.claim(settings(), instance, body.claim.execution_id, body.claim.attempt)
     except TrainfaasError as exc:
-        return protocol.ClaimAfterReply(finished=answers, refused=protocol.Refusal(status=exc.http_status, code=exc.code, message=exc.message))
+        return protocol.ClaimAfterReply(finished=answers, refused=_refusal(exc))
     return protocol.ClaimAfterReply(finished=answers, claim=reply)
+
+
+def _refusal(exc: TrainfaasError) -> protocol.Refusal:
+    """What the API would have answered the refused part alone with."""
+    return protocol.Refusal(status=exc.http_status, code=exc.code, message=exc.message)
 
 
 @endpoint(bp, "POST", "/<instance_id>/report", body=protocol.Report, response=protocol.ReportReply, access="instance")

@@ -101,9 +101,14 @@ def _key(project: str) -> int:
 
 def queued_limit(settings: Settings, project: str) -> tuple[int, bool]:
     """``project``'s queued limit in force, and whether it is the project's own (else the default)."""
+    return _limit(project, "max_queued", settings.project_max_queued)
+
+
+def _limit(project: str, name: str, default: int) -> tuple[int, bool]:
+    """``project``'s limit ``name`` (max_queued, max_running) in force, and whether it is the project's own."""
     row = Project.by_key(Project.name, project)
-    own = row is not None and row.max_queued is not None
-    return (row.max_queued if own else settings.project_max_queued), own  # type: ignore[union-attr]
+    own = row is not None and getattr(row, name) is not None
+    return (getattr(row, name) if own else default), own
 
 
 def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple[int, bool] | None = None) -> None:
@@ -163,8 +168,7 @@ def running_limit_reached(settings: Settings, execution: Execution, attempt: int
     Call it inside :func:`locked` with the claim, and :func:`hold` after that transaction."""
     if execution.status not in WAITING_EXECUTION or execution.attempt != attempt:
         return None
-    row = Project.by_key(Project.name, execution.project)
-    most = row.max_running if row is not None and row.max_running is not None else settings.project_max_running
+    most, _ = _limit(execution.project, "max_running", settings.project_max_running)
     # Reads at most one row, the one at the limit (LIMIT 1 OFFSET); they are counted only to say so.
     if most > 0 and not _running(execution.project).limit(1).offset(most - 1).exists():
         return None

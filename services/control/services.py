@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainfaas.adapters.catalog import get_adapter
-from trainfaas.services.core.errors import ConfigError, NotFound
+from trainfaas.services.core.errors import ConfigError
 from trainfaas.services.core.protocol import TRAIN_MODEL
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.store import queues
@@ -55,10 +55,8 @@ def timeout_range(settings: Settings) -> str:
 
 
 def get_service(name: str) -> Service:
-    service = Service.by_key(Service.name, name)
-    if service is None:
-        raise NotFound(f"service {name} does not exist; services are created by the first training of an architecture")
-    return service  # type: ignore[no-any-return]
+    return Service.by_key(Service.name, name,  # type: ignore[no-any-return]
+                          missing=f"service {name} does not exist; services are created by the first training of an architecture")
 
 
 def ensure_service(settings: Settings, architecture: str, by_training: bool = False) -> Service:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from trainfaas.services.control import webhooks
-from trainfaas.services.core.errors import InvalidTransition, NotFound, StaleAttempt
+from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, WAITING_EXECUTION, ExecutionStatus, Outcome
 from trainfaas.services.store.database import database, insert_rows
 from trainfaas.services.store.records import Attempt, Execution, StatusLog, now_s
@@ -117,10 +117,7 @@ def _names(statuses: Iterable[ExecutionStatus]) -> list[str]:
 
 
 def _existing(execution_id: str) -> Execution:
-    row = Execution.by_key(Execution.id, execution_id)
-    if row is None:
-        raise NotFound(f"execution {execution_id} does not exist")
-    return row  # type: ignore[no-any-return]
+    return Execution.by_key(Execution.id, execution_id, missing=f"execution {execution_id} does not exist")  # type: ignore[no-any-return]
 
 
 def check_current(execution_id: str, attempt: int) -> Execution:

@@ -39,8 +39,6 @@ class JSONField(peewee.TextField):
         return None if value is None else json.loads(value)
 
 
-_KEY = "\x00key\x00"  # stands for the value in a by_key query's SQL
-_BY_KEY: dict[tuple[type, str, type], tuple[str, list[Any], int]] = {}
 _PREPARED: dict[tuple[str, type], tuple[str, list[Any], list[tuple[int, int]]]] = {}
 
 
@@ -68,19 +66,15 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
     @classmethod
-    def by_key(cls, field: peewee.Field, value: Any) -> Any:
-        """The row whose ``field`` (unique) is ``value``, or None: ``get_or_none(field == value)``
-        without building the query's SQL again each time (it is built once per model, field and
-        kind of database: a hot lookup, such as a request's token or service)."""
-        db = database.obj
-        key = (cls, field.name, type(db))
-        if key not in _BY_KEY:
-            sql, params = cls.select().where(field == _KEY).limit(1).sql()
-            _BY_KEY[key] = (sql, [None if param == _KEY else param for param in params], params.index(_KEY))
-        sql, params, at = _BY_KEY[key]
-        params = list(params)
-        params[at] = field.db_value(value)
-        return next(iter(cls.raw(sql, *params)), None)
+    def by_key(cls, field: peewee.Field, value: Any, missing: str | None = None) -> Any:
+        """The row whose ``field`` (unique) is ``value``: ``get_or_none(field == value)`` without
+        building the query's SQL again each time (see :func:`prepared`: a hot lookup, such as a
+        request's token or service). None when there is none, or NotFound with the message ``missing``."""
+        sql, params = prepared(f"{cls.__name__}.{field.name}", lambda key: cls.select().where(field == key).limit(1), field.db_value(value))
+        row = next(iter(cls.raw(sql, *params)), None)
+        if row is None and missing is not None:
+            raise NotFound(missing)
+        return row
 
     @classmethod
     def get_or_raise(cls, where: Any, missing: str) -> Any:
