@@ -15,7 +15,7 @@ from trainfaas.services.api import redis_connection, settings
 from trainfaas.services.api.registry import endpoint
 from trainfaas.services.api.schemas import DeregisterOut, ExecutionSummary, InstanceOut, InstanceRegistered
 from trainfaas.services.api.views import execution_view, instance_view
-from trainfaas.services.control import attempts, instances, reports
+from trainfaas.services.control import attempts, instances, quotas, reports
 from trainfaas.services.control import tokens as auth
 from trainfaas.services.control.services import get_service
 from trainfaas.services.control.tokens import Principal
@@ -72,20 +72,28 @@ def claim_after(instance_id: str, body: protocol.ClaimAfter, instance: Instance)
     ``claim``: one round trip instead of two for an instance that runs short executions one after another.
 
     Answers 200 whatever the parts' outcomes: each finish's refusal, and the claim's, is in the answer with
-    the status and code that part alone would have answered (409 ``stale_attempt``, ``service_paused``, …)."""
-    answers = []
-    for item in body.finished:
+    the status and code that part alone would have answered (409 ``stale_attempt``, ``service_paused``, …).
+    All parts commit in one transaction (a refused part writes nothing, as alone: each change of state is a
+    savepoint of its own); should it fail as a whole, nothing of it is kept and the instance sends the
+    finishes on their own."""
+    answers, connection = [], redis_connection()
+    with quotas.writing():
+        for item in body.finished:
+            try:
+                reports.finish_with_events(connection, settings(), instance, item.execution_id, item.finish, ring=False)
+                refused = None
+            except TrainfaasError as exc:
+                refused = _refusal(exc)
+            answers.append(protocol.FinishAnswer(execution_id=item.execution_id, attempt=item.finish.attempt, refused=refused))
         try:
-            reports.finish_with_events(redis_connection(), settings(), instance, item.execution_id, item.finish)
-            refused = None
+            reply = attempts.claim(settings(), instance, body.claim.execution_id, body.claim.attempt)
         except TrainfaasError as exc:
-            refused = _refusal(exc)
-        answers.append(protocol.FinishAnswer(execution_id=item.execution_id, attempt=item.finish.attempt, refused=refused))
-    try:
-        reply = attempts.claim(settings(), instance, body.claim.execution_id, body.claim.attempt)
-    except TrainfaasError as exc:
-        return protocol.ClaimAfterReply(finished=answers, refused=_refusal(exc))
-    return protocol.ClaimAfterReply(finished=answers, claim=reply)
+            reply, refusal = None, _refusal(exc)
+    if reply is not None:  # one ended and another started: the service runs as many as before
+        return protocol.ClaimAfterReply(finished=answers, claim=reply)
+    if any(answer.refused is None for answer in answers):
+        attempts.ring_doorbell(connection, instance.service_id)  # fewer run now: the scheduler sizes the service
+    return protocol.ClaimAfterReply(finished=answers, refused=refusal)
 
 
 def _refusal(exc: TrainfaasError) -> protocol.Refusal:

@@ -144,47 +144,54 @@ def _with_manifests(given: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish,
-           holder_checked: bool = False) -> Execution:
+           holder_checked: bool = False, ring: bool = True) -> Execution:
     """An instance reports how an attempt ended. Fenced: a stale attempt's report raises, another
     instance's attempt is a conflict, an execution of another service is not found (an instance
     token reaches only its own service), and a model saved outside the attempt's own output
     directory is refused (422 naming ``output.model_path``). ``holder_checked``: the caller has just
-    checked that ``instance`` claimed the attempt (see reports.finish_with_events)."""
+    checked that ``instance`` claimed the attempt (see reports.finish_with_events). ``ring``: tell the
+    scheduler (see queues.ring); False when the caller does, once for several."""
     execution = of_service(instance, execution_id)
     if not holder_checked:
         claimed_by(instance, execution.id, report.attempt)
     if report.output is not None and "model_path" in report.output:
         inside_attempt(settings, execution.id, report.attempt, report.output["model_path"], "output.model_path")
     ended = _end(connection, instance, execution, report)
-    if report.usage is not None:  # the attempt was this instance's and is closed now: its usage is kept with it
-        Attempt.update(peak_rss_mb=report.usage.peak_rss_mb, mean_cpu_percent=report.usage.mean_cpu_percent,
-                       peak_gpu_mem_mb=report.usage.peak_gpu_mem_mb, mean_gpu_util=report.usage.mean_gpu_util,
-                       usage_samples=report.usage.samples).where(
-            (Attempt.execution == execution.id) & (Attempt.number == report.attempt) & (Attempt.instance == instance.id)).execute()
-    try:
-        queues.ring(connection, execution.service_id)  # the scheduler sizes the service now: one fewer runs
-    except redis.RedisError:
-        pass  # it sizes the service at its next polling interval anyway
+    if ring:
+        ring_doorbell(connection, execution.service_id)  # the scheduler sizes the service now: one fewer runs
     return ended
 
 
+def ring_doorbell(connection: redis.Redis, service: str) -> None:
+    """queues.ring, if Redis answers: else the scheduler sizes the service at its next polling interval anyway."""
+    try:
+        queues.ring(connection, service)
+    except redis.RedisError:
+        pass
+
+
 def _end(connection: redis.Redis, instance: Instance, execution: Execution, report: Finish) -> Execution:
-    """Close the attempt as ``report`` says it ended."""
+    """Close the attempt as ``report`` says it ended, keeping what its work process used with it."""
+    used = report.usage
+    usage = None if used is None else {"peak_rss_mb": used.peak_rss_mb, "mean_cpu_percent": used.mean_cpu_percent,
+                                       "peak_gpu_mem_mb": used.peak_gpu_mem_mb, "mean_gpu_util": used.mean_gpu_util,
+                                       "usage_samples": used.samples}
     if report.outcome == Outcome.RESET:
-        return reset(connection, execution.id, report.attempt, report.reason, instance=instance.id)
+        return reset(connection, execution.id, report.attempt, report.reason, instance=instance.id, usage=usage)
     if report.outcome == Outcome.SUCCESS:
         return states.finish(execution.id, report.attempt, ExecutionStatus.SUCCESS, report.reason or "succeeded",
-                             instance=instance.id, then=models.follow, output=report.output, progress=100.0)
+                             instance=instance.id, then=models.follow, usage=usage, output=report.output, progress=100.0)
     if report.outcome == Outcome.TERMINATED:
         return states.finish(execution.id, report.attempt, ExecutionStatus.TERMINATED, report.reason or "stopped by user",
-                             instance=instance.id, then=models.follow, output=report.output)
+                             instance=instance.id, then=models.follow, usage=usage, output=report.output)
     return states.finish(execution.id, report.attempt, ExecutionStatus.FAILED, report.reason or "failed", instance=instance.id,
-                         then=models.follow, error=report.error or report.reason, traceback=report.traceback)
+                         then=models.follow, usage=usage, error=report.error or report.reason, traceback=report.traceback)
 
 
-def reset(connection: redis.Redis, execution_id: str, attempt: int, reason: str, instance: str | None = None) -> Execution:
+def reset(connection: redis.Redis, execution_id: str, attempt: int, reason: str, instance: str | None = None,
+          usage: dict[str, Any] | None = None) -> Execution:
     """Reset an attempt (rerun or abort per its settings, see states.reset) and queue the rerun."""
-    execution = states.reset(execution_id, attempt, reason, instance=instance, then=models.follow)
+    execution = states.reset(execution_id, attempt, reason, instance=instance, then=models.follow, usage=usage)
     if execution.status == ExecutionStatus.RERUN:
         try_enqueue(connection, execution)
     return execution

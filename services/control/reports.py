@@ -70,13 +70,14 @@ def _budget_query(execution: Any, attempt: Any, log_note: Any, metric_note: Any)
                           noted(log_note), noted(metric_note), samples).where((LogLine.execution == execution) & (LogLine.attempt == attempt))
 
 
-def finish_with_events(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish) -> Execution:
+def finish_with_events(connection: redis.Redis, settings: Settings, instance: Instance, execution_id: str, report: Finish,
+                       ring: bool = True) -> Execution:
     """attempts.finish, after storing the finish's ``events`` as a report's (see :func:`record_events`);
     events of another attempt than the one that ends are left out."""
     own = [raw for raw in report.events if raw.get("execution_id") == execution_id and raw.get("attempt") == report.attempt]
     # Storing them checked that this instance claimed the attempt, unless they were refused.
     owned = bool(own) and execution_id not in record_events(settings, instance, own).refused
-    return finish(connection, settings, instance, execution_id, report, holder_checked=owned)
+    return finish(connection, settings, instance, execution_id, report, holder_checked=owned, ring=ring)
 
 
 def record_events(settings: Settings, instance: Instance, events: list[dict[str, Any]]) -> ReportReply:

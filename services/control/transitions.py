@@ -21,11 +21,13 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import peewee
+
 from trainfaas.services.control import webhooks
 from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, WAITING_EXECUTION, ExecutionStatus, Outcome
 from trainfaas.services.store.database import database, insert_rows
-from trainfaas.services.store.records import Attempt, Execution, StatusLog, now_s
+from trainfaas.services.store.records import Attempt, Execution, StatusLog, now_s, write_prepared
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +76,24 @@ def transition(
         fields["attempt"] = new_attempt
     if to in WAITING_EXECUTION:
         fields.setdefault("queued_at", now_s())  # its place in its service's queue: the back of it
-    values: dict[Any, Any] = {Execution.status: to, **{getattr(Execution, k): v for k, v in fields.items()}}
+    names = sorted(fields)
+    columns = [getattr(Execution, name) for name in names]
+    expected = sorted(sources)
+
+    def update(key: Any, number: Any, *values: Any) -> peewee.Query:
+        return Execution.update({Execution.status: to, **dict(zip(columns, values, strict=True))}).where(
+            (Execution.id == key) & Execution.status.in_(expected) & (Execution.attempt == number))
+
     with database.atomic():
-        changed = (
-            Execution.update(values)
-            .where(
-                (Execution.id == execution_id)
-                & (Execution.status.in_(sorted(sources)))
-                & (Execution.attempt == attempt)
-            )
-            .execute()
-        )
+        # Built once per kind of move (a hot write: every claim and finish makes two of them).
+        changed = write_prepared(f"transition {_names(sources)} -> {to} {names}", update, execution_id, attempt,
+                                 *(column.db_value(fields[name]) for name, column in zip(names, columns, strict=True)))
         if changed != 1:
             _explain_refusal(execution_id, to, attempt, sources)
         new_attempt = fields.get("attempt", attempt)
-        StatusLog.create(
-            execution=execution_id, status=to, message=note, attempt=new_attempt, instance=instance
-        )
+        write_prepared("status log", lambda *slots: StatusLog.insert(
+            execution=slots[0], status=slots[1], message=slots[2], attempt=slots[3], instance=slots[4], at=slots[5]),
+            execution_id, to.value, note, new_attempt, instance, now_s())
         execution = Execution.by_key(Execution.id, execution_id)
         webhooks.record_change(execution, note)  # the outbox: sent later by the scheduler's deliverer
         if then is not None:
@@ -143,14 +146,25 @@ def claim(execution_id: str, attempt: int, instance: str, then: Then | None = No
             instance=instance, note=f"attempt {attempt} started on instance {instance}", then=then,
             started_at=now_s(), finished_at=None, progress=0.0, message="",
         )
-        Attempt.create(execution=execution_id, number=attempt, instance=instance)
+        write_prepared("attempt", lambda *slots: Attempt.insert(execution=slots[0], number=slots[1], instance=slots[2], started_at=slots[3]),
+                       execution_id, attempt, instance, now_s())
     return execution
 
 
-def _close_attempt(execution_id: str, attempt: int, outcome: Outcome, reason: str) -> None:
-    Attempt.update(ended_at=now_s(), outcome=outcome, reason=reason).where(
-        (Attempt.execution == execution_id) & (Attempt.number == attempt) & (Attempt.ended_at.is_null())
-    ).execute()
+USAGE = ("peak_rss_mb", "mean_cpu_percent", "peak_gpu_mem_mb", "mean_gpu_util", "usage_samples")
+"""What an attempt's work process used (Attempt's columns), kept when the attempt closes."""
+
+
+def _close_attempt(execution_id: str, attempt: int, outcome: Outcome, reason: str, usage: dict[str, Any] | None = None) -> None:
+    kept = [name for name in USAGE if usage is not None and name in usage]
+    columns = [getattr(Attempt, name) for name in kept]
+
+    def update(key: Any, number: Any, ended: Any, out: Any, why: Any, *used: Any) -> peewee.Query:
+        return Attempt.update({Attempt.ended_at: ended, Attempt.outcome: out, Attempt.reason: why, **dict(zip(columns, used, strict=True))}).where(
+            (Attempt.execution == key) & (Attempt.number == number) & (Attempt.ended_at.is_null()))
+
+    write_prepared(f"close attempt {kept}", update, execution_id, attempt, now_s(), Outcome(outcome).value, reason,
+                   *(usage[name] for name in kept if usage is not None))
 
 
 def finish(
@@ -161,9 +175,11 @@ def finish(
     *,
     instance: str | None = None,
     then: Then | None = None,
+    usage: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Execution:
-    """in-progress -> success|failed|terminated|aborted; closes the attempt with ``reason``."""
+    """in-progress -> success|failed|terminated|aborted; closes the attempt with ``reason`` (and
+    what its work process used, ``usage``: see USAGE)."""
     if to not in TERMINAL_EXECUTION:
         raise InvalidTransition(f"{to} is not an end state")
     to = S(to)
@@ -172,11 +188,12 @@ def finish(
             execution_id, to, attempt=attempt, expect=(S.IN_PROGRESS,), note=reason,
             instance=instance, finished_at=now_s(), then=then, **fields,
         )
-        _close_attempt(execution_id, attempt, Outcome(to), reason)
+        _close_attempt(execution_id, attempt, Outcome(to), reason, usage)
     return execution
 
 
-def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None = None, then: Then | None = None) -> Execution:
+def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None = None, then: Then | None = None,
+          usage: dict[str, Any] | None = None) -> Execution:
     """The platform lost or stopped ``attempt``: rerun it if the budget allows, else abort.
 
     A reset of an execution whose stop was requested ends it as terminated. Returns the execution
@@ -184,7 +201,7 @@ def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None 
     """
     execution = check_current(execution_id, attempt)
     if execution.stop_requested:
-        return finish(execution_id, attempt, S.TERMINATED, f"stopped by user ({reason})", instance=instance, then=then)
+        return finish(execution_id, attempt, S.TERMINATED, f"stopped by user ({reason})", instance=instance, then=then, usage=usage)
     if execution.on_reset == "rerun" and attempt < execution.max_attempts:
         to, note = S.RERUN, f"reset: {reason}; rerun as attempt {attempt + 1} of {execution.max_attempts}"
         fields: dict[str, Any] = dict(new_attempt=attempt + 1, progress=0.0, started_at=None, resume_from=None)
@@ -195,7 +212,7 @@ def reset(execution_id: str, attempt: int, reason: str, *, instance: str | None 
     with database.atomic():
         changed = transition(execution_id, to, attempt=attempt, expect=(S.IN_PROGRESS,), instance=instance, note=note,
                              then=then, **fields)
-        _close_attempt(execution_id, attempt, Outcome.RESET, reason)
+        _close_attempt(execution_id, attempt, Outcome.RESET, reason, usage)
     return changed
 
 

@@ -60,6 +60,14 @@ def prepared(name: str, build: Callable[..., peewee.Query], *values: Any) -> tup
     return sql, params
 
 
+def write_prepared(name: str, build: Callable[..., peewee.Query], *values: Any) -> int:
+    """Run the write ``build(*slots)`` with ``values`` in its slots, its SQL built once (see
+    :func:`prepared`); the number of rows it changed. ``values`` go unconverted: convert them with
+    their fields' ``db_value`` first."""
+    sql, params = prepared(name, build, *values)
+    return database.rows_affected(database.execute_sql(sql, params))  # type: ignore[no-any-return]
+
+
 class BaseModel(peewee.Model):
     class Meta:
         database = database
