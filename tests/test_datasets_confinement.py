@@ -268,3 +268,14 @@ def test_a_file_swapped_for_a_link_outside_after_its_check_is_refused_once_opene
     with pytest.raises(DatasetError, match=f"{name} leads outside") as caught:
         reader(root)
     assert SECRET not in _told(caught.value)
+
+
+@pytest.mark.parametrize("dataset", ["~no-such-user-of-this-machine/data", "loop/inside"])
+def test_a_data_set_naming_an_unknown_users_home_or_a_loop_of_links_answers_422(api: Any, dataset: str) -> None:
+    root = Path(api.settings.data_roots)
+    (root / "loop").mkdir(parents=True)
+    (root / "loop" / "inside").symlink_to(root / "loop" / "inside")  # a link to itself: no directory at its end
+    model = api.client.post("/api/v1/models", json={"name": "m", "architecture": "bert-tiny-ner"}).get_json()
+    response = api.client.post(f"/api/v1/models/{model['id']}/train", json={"dataset": dataset})
+    assert response.status_code == 422 and "dataset" in response.get_json()["error"]["fields"]
+    assert not api.redis.keys("rq:queue:*")

@@ -19,13 +19,16 @@ def resolve_dataset(settings: Settings, dataset: str) -> Path:
     roots = settings.dataset_roots
     if "\x00" in dataset:  # no file system takes it: a path with one cannot name a directory
         raise ConfigError("the data set path holds a NUL character", {"dataset": "a directory path without NUL characters"})
-    path = Path(dataset).expanduser()
-    if not path.is_absolute():
-        path = roots[0] / dataset
-    resolved = path.resolve()
+    allowed = {"dataset": f"a directory inside {' or '.join(map(str, roots))} (TRAINFAAS_DATA_ROOTS)"}
+    try:
+        path = Path(dataset).expanduser()
+        if not path.is_absolute():
+            path = roots[0] / dataset
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as exc:  # ~name of no user, a loop of links, a name too long
+        raise ConfigError(f"data set {dataset[:200]!r} names no directory: {exc}", allowed) from None
     if not any(resolved.is_relative_to(root) for root in roots):
-        raise ConfigError(f"data set {dataset} lies outside the data roots",
-                          {"dataset": f"a directory inside {' or '.join(map(str, roots))} (TRAINFAAS_DATA_ROOTS)"})
+        raise ConfigError(f"data set {dataset} lies outside the data roots", allowed)
     return resolved
 
 
