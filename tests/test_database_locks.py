@@ -11,6 +11,7 @@ import peewee
 import pytest
 from playhouse.pool import PooledPostgresqlDatabase
 
+from trainfaas.services.store import database as database_module
 from trainfaas.services.store.database import database, open_database
 from trainfaas.services.store.migrations import migrate
 from trainfaas.services.store.records import Project
@@ -61,7 +62,45 @@ def test_a_caller_that_names_its_lock_type_keeps_it(sqlite_file: Path) -> None:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_is_opened_with_its_own_classes(database_url: str) -> None:
-    assert type(open_database(database_url, pooled=True)) is PooledPostgresqlDatabase
+    assert isinstance(open_database(database_url, pooled=True), PooledPostgresqlDatabase)
     with database.atomic():
         Project.create(name="mine")
     assert Project.select().where(Project.name == "mine").count() == 1
+
+
+def _backend_pid() -> int:
+    return int(database.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_pooled_connection_handed_back_just_now_is_taken_again_unchecked_and_one_idle_longer_is_checked(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg2
+
+    admin = psycopg2.connect(database_url)
+    admin.autocommit = True
+
+    def last_statement(pid: int) -> str | None:
+        with admin.cursor() as cursor:  # the server's own record of what that connection ran last
+            cursor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+    open_database(database_url, pooled=True)
+    database.connect()
+    first = _backend_pid()
+    database.close()
+    database.connect()  # handed back just now: taken again without a round trip
+    assert last_statement(first) == "SELECT pg_backend_pid()"
+    assert _backend_pid() == first
+    database.close()
+    monkeypatch.setattr(database_module, "ALIVE_BYPASS_S", 0.0)  # as if it had waited in the pool longer
+    database.connect()
+    assert last_statement(first) == "SELECT 1"  # checked first
+    database.close()
+    with admin.cursor() as cursor:  # the server ends it while it waits in the pool
+        cursor.execute("SELECT pg_terminate_backend(%s)", (first,))
+    database.connect()  # checked, found closed, replaced
+    assert _backend_pid() != first
+    database.close()
+    admin.close()

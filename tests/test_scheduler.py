@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq.job import Job
 
 from tests.test_instance_pull import claimed, pulling_instance
 from trainfaas.scheduler import backends
@@ -142,6 +143,23 @@ def test_a_woken_service_is_sized_at_once_and_a_quiet_one_at_its_polling_interva
     assert decision is not None and (decision.action, decision.desired) == ("scale-up", 3)
     assert len(scheduler.backend.started) == 3  # type: ignore[attr-defined]
     assert scheduler.keep_fleet(service) is None  # the wake is used up
+
+
+def test_jobs_queued_in_one_batch_read_back_in_rq_as_the_jobs_queued_one_by_one(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    queues.enqueue(connection, "mgmt-train-alone", "a" * 32, 1)
+    queues.enqueue_many(connection, [("mgmt-train-many", f"{n:032x}", 2) for n in range(3)])
+
+    alone = Job.fetch(queues.job_id("a" * 32, 1), connection=connection)
+    batch = Job.fetch_many([queues.job_id(f"{n:032x}", 2) for n in range(3)], connection=connection)
+    assert [job.id for job in queues.get_queue(connection, "mgmt-train-many").get_jobs()] == [f"{n:032x}-2" for n in range(3)]
+    for n, job in enumerate(batch):
+        assert job is not None
+        assert (job.func_name, job.args, job.kwargs) == (alone.func_name, (f"{n:032x}",), {})
+        assert job.description == f"execution {n:032x} attempt 2"
+        assert (job.origin, job.get_status(), job.timeout, job.result_ttl, job.failure_ttl) == (
+            "mgmt-train-many", alone.get_status(), alone.timeout, alone.result_ttl, alone.failure_ttl)
+        assert job.enqueued_at is not None and job.created_at is not None
 
 
 def test_the_doorbell_rings_on_enqueue_and_the_leader_sizes_that_service_without_a_tick(scheduler: Scheduler) -> None:

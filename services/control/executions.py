@@ -106,10 +106,12 @@ def submit_many(settings: Settings, connection: redis.Redis, submissions: list[S
             if submission.model is not None and submission.fields["function"] == TRAIN_MODEL:
                 with naming(index if batch else None):
                     models.start_training(submission.model.id)
-        executions = states.record_queued([submission.fields for submission in submissions], then=models.follow, listening=listening)
+        # The inserts, the locks and the check: one round trip on PostgreSQL; the locks are taken after the
+        # inserts, and held for the check, what records the executions' webhooks and data sets, and the commit.
+        executions = states.record_queued([submission.fields for submission in submissions], then=models.follow, listening=listening,
+                                          write=lambda inserts: quotas.lock_and_check(per_project, limits, after=inserts))
         for execution, submission in zip(executions, submissions, strict=True):
             dataset_rules.record_uses(execution.id, list(submission.chosen))
-        quotas.lock_and_check(per_project, limits)  # the locks last: held for the check and the commit only
     try_enqueue_many(connection, executions)
     return executions
 

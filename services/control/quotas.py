@@ -20,7 +20,7 @@ import peewee
 from trainfaas.services.core.errors import NotFound, ProjectAtRunningLimit, QuotaExceeded
 from trainfaas.services.core.settings import Settings
 from trainfaas.services.core.statuses import WAITING_EXECUTION, ExecutionStatus
-from trainfaas.services.store.database import database
+from trainfaas.services.store.database import Statement, database, run_together
 from trainfaas.services.store.records import Execution, Project, now_s, prepared
 
 QUEUED = (ExecutionStatus.CREATED, *sorted(WAITING_EXECUTION))
@@ -120,23 +120,24 @@ def check_queued(settings: Settings, project: str, adding: int = 1, limit: tuple
         _refuse(project, adding, most, own, already=0)
 
 
-def lock_and_check(adding: dict[str, int], limits: dict[str, tuple[int, bool]]) -> None:
-    """Inside :func:`writing`, after the executions are written: take each project's :func:`lock`
-    (always in the same order, so that two batches never wait on each other) and raise
-    QuotaExceeded (429) for the first project that ``adding[project]`` recorded executions took past
-    its limit (``limits``: each project's :func:`queued_limit`). The locks are held for this check
-    and the commit only. Each check reads at most one row, the one past the limit (``LIMIT 1
-    OFFSET``: the scan stops there), and the locks and the checks go in one round trip on
-    PostgreSQL (each statement of it sees what was committed before it: READ COMMITTED)."""
+def lock_and_check(adding: dict[str, int], limits: dict[str, tuple[int, bool]], after: list[Statement] | None = None) -> None:
+    """Inside :func:`writing`, after the executions are written (by ``after``, when given: the
+    statements that write them, run first): take each project's :func:`lock` (always in the same
+    order, so that two batches never wait on each other) and raise QuotaExceeded (429) for the first
+    project that ``adding[project]`` recorded executions took past its limit (``limits``: each
+    project's :func:`queued_limit`). The locks are held for this check and the commit only. Each
+    check reads at most one row, the one past the limit (``LIMIT 1 OFFSET``: the scan stops there).
+    On PostgreSQL the writes, the locks and the checks go in one round trip (each statement of it
+    sees what was committed before it: READ COMMITTED)."""
     projects = sorted(adding)
     db = database.obj
     select = peewee.Select(columns=[peewee.fn.EXISTS(_queued(project).limit(1).offset(max(limits[project][0], 0)))
                                     for project in projects])
-    sql, params = db.get_sql_context().sql(select).query()
+    locks: list[Statement] = []
     if not isinstance(db, peewee.SqliteDatabase):
-        sql = "SELECT pg_advisory_xact_lock(%s, %s); " * len(projects) + sql
-        params = [value for project in projects for value in (LOCK_SPACE, _key(project))] + list(params)
-    over = db.execute_sql(sql, params).fetchone()
+        locks = [("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_SPACE, _key(project)]) for project in projects]
+    sql, params = db.get_sql_context().sql(select).query()
+    over = run_together([*(after or []), *locks, (sql, list(params))]).fetchone()
     for project, past in zip(projects, over, strict=True):
         if past:
             _refuse(project, adding[project], *limits[project], already=adding[project])

@@ -26,7 +26,7 @@ import peewee
 from trainfaas.services.control import webhooks
 from trainfaas.services.core.errors import InvalidTransition, StaleAttempt
 from trainfaas.services.core.statuses import TERMINAL_EXECUTION, WAITING_EXECUTION, ExecutionStatus, Outcome
-from trainfaas.services.store.database import database, insert_rows
+from trainfaas.services.store.database import Statement, database, inserts, run_together
 from trainfaas.services.store.records import Attempt, Execution, StatusLog, now_s, write_prepared
 
 log = logging.getLogger(__name__)
@@ -222,22 +222,23 @@ def queue(execution_id: str, then: Then | None = None) -> Execution:
 
 
 def record_queued(rows: list[dict[str, Any]], then: Then | None = None,
-                  listening: dict[str, list[tuple[str, list[str]]]] | None = None) -> list[Execution]:
+                  listening: dict[str, list[tuple[str, list[str]]]] | None = None,
+                  write: Callable[[list[Statement]], Any] = run_together) -> list[Execution]:
     """Record new executions straight into pending, all in one transaction (the caller's, if any):
     the rows in bulk, and for each one the status log of created -> pending ("created", then
     "queued") and its webhook deliveries, as :func:`queue` writes them after a row is created.
     ``rows`` are the executions' fields (without status, attempt and times); ``then`` runs for each
     execution inside the transaction; ``listening``: each project's webhooks (webhooks.listeners), when
-    the caller read them already. The caller puts them on their queues after it commits (what it
-    loses there, the reconciler puts back)."""
+    the caller read them already; ``write`` runs the inserts (the caller's, to send what follows them
+    in their round trip: see quotas.lock_and_check). The caller puts them on their queues after it
+    commits (what it loses there, the reconciler puts back)."""
     at = now_s()
     executions = [Execution(**row, status=S.PENDING.value, attempt=1, created_at=at, queued_at=at) for row in rows]
     log_rows = [{"execution": execution.id, "status": status, "at": at, "message": message, "attempt": 1}
                 for execution in executions for status, message in ((S.CREATED.value, "created"), (S.PENDING.value, "queued"))]
     listening = dict(listening or {})
     with database.transaction():  # joins the caller's transaction (a savepoint would cost two more statements)
-        insert_rows(Execution, [execution.__data__ for execution in executions])
-        insert_rows(StatusLog, log_rows)
+        write(inserts(Execution, [execution.__data__ for execution in executions]) + inserts(StatusLog, log_rows))
         for execution in executions:
             if execution.project not in listening:
                 listening[execution.project] = webhooks.listeners(execution.project)

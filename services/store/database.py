@@ -4,6 +4,8 @@ The schema is brought up to date by :func:`trainfaas.services.store.migrations.m
 """
 from __future__ import annotations
 
+import time
+from typing import Any
 from urllib.parse import urlparse
 
 import peewee
@@ -43,6 +45,44 @@ def _sqlite(url: str, **options: object) -> peewee.Database:
     return _IMMEDIATE[base](**{**parse(url), **options})  # type: ignore[no-any-return]
 
 
+class _RecentlyAlive:
+    """PostgreSQL pool: a connection handed back less than :data:`ALIVE_BYPASS_S` ago is taken again
+    as it is. peewee's pool checks every connection it hands out with a ``SELECT 1`` round trip,
+    which costs the API one round trip per request; a connection just used, idle and open has
+    nothing to check (as HikariCP's ``aliveBypassWindowMs``). One idle longer is checked as before."""
+
+    _returned: dict[int, float]
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        self._returned[self.conn_key(conn)] = time.monotonic()  # type: ignore[attr-defined]
+        super()._close(conn, close_conn)  # type: ignore[misc]
+
+    def _close_raw(self, conn: Any) -> None:  # it leaves the pool: forgotten
+        self._returned.pop(self.conn_key(conn), None)  # type: ignore[attr-defined]
+        super()._close_raw(conn)  # type: ignore[misc]
+
+    def _is_closed(self, conn: Any) -> bool:
+        returned = self._returned.get(self.conn_key(conn))  # type: ignore[attr-defined]
+        adapter = self._adapter  # type: ignore[attr-defined]
+        if (returned is not None and time.monotonic() - returned < ALIVE_BYPASS_S and not conn.closed
+                and adapter.txn_status(conn) == adapter.txn_idle):
+            return False
+        self._returned.pop(self.conn_key(conn), None)  # type: ignore[attr-defined]
+        return super()._is_closed(conn)  # type: ignore[misc,no-any-return]
+
+
+ALIVE_BYPASS_S = 0.5
+"""How recently a pooled PostgreSQL connection was handed back for it to be taken again unchecked."""
+
+
+def _postgresql(url: str, scheme: str, **pool: object) -> peewee.Database:
+    """The pooled PostgreSQL database of ``url``, checking its connections as :class:`_RecentlyAlive` says."""
+    base = schemes[f"{scheme}+pool"]
+    db = type(f"RecentlyAlive{base.__name__}", (_RecentlyAlive, base), {})(**parse(url), **pool)
+    db._returned = {}
+    return db  # type: ignore[no-any-return]
+
+
 POOL_SIZE = 32
 """Connections a pooled database (:func:`open_database` with ``pooled``) keeps per process, at most."""
 
@@ -63,7 +103,7 @@ def open_database(url: str, pooled: bool = False) -> peewee.Database:
         db = _sqlite(url.replace("sqlite:", "sqlite+pool:", 1) if pooled else url, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
                      **pool)
     elif scheme in ("postgres", "postgresql", "postgresext"):
-        db = connect(url.replace(f"{scheme}:", f"{scheme}+pool:", 1) if pooled else url, **pool)
+        db = _postgresql(url, scheme, **pool) if pooled else connect(url)
     else:
         raise ConfigError(
             f"unsupported database URL scheme {scheme!r}",
@@ -77,15 +117,25 @@ BULK_ROWS = 500
 """Rows per INSERT of :func:`insert_rows`: 500 rows of 30 columns stay under SQLite's 32,766 parameters."""
 
 
+Statement = tuple[str, list[object]]
+"""SQL and its parameters."""
+
+
 def insert_rows(model: type[peewee.Model], rows: list[dict[str, object]]) -> None:
-    """Insert ``rows`` (field name -> value; a field left out takes its default) into ``model``'s
-    table, :data:`BULK_ROWS` rows per statement, inside the caller's transaction. Each value goes
-    through its field's ``db_value`` once: peewee's insert_many builds its SQL value by value,
-    which costs a bulk enqueue more than the insert itself."""
+    """Insert ``rows`` into ``model``'s table inside the caller's transaction (see :func:`inserts`)."""
+    run_together(inserts(model, rows))
+
+
+def inserts(model: type[peewee.Model], rows: list[dict[str, object]]) -> list[Statement]:
+    """The statements that insert ``rows`` (field name -> value; a field left out takes its default)
+    into ``model``'s table, :data:`BULK_ROWS` rows each. Each value goes through its field's
+    ``db_value`` once: peewee's insert_many builds its SQL value by value, which costs a bulk
+    enqueue more than the insert itself."""
     fields = [field for field in model._meta.sorted_fields if not isinstance(field, peewee.AutoField)]
     defaults = model._meta.defaults
     columns = ", ".join(f'"{field.column_name}"' for field in fields)
     group = f"({', '.join([database.param] * len(fields))})"
+    statements: list[Statement] = []
     for start in range(0, len(rows), BULK_ROWS):
         chunk = rows[start:start + BULK_ROWS]
         values: list[object] = []
@@ -93,5 +143,17 @@ def insert_rows(model: type[peewee.Model], rows: list[dict[str, object]]) -> Non
             for field in fields:
                 value = row[field.name] if field.name in row else defaults.get(field)
                 values.append(field.db_value(value() if callable(value) else value))
-        sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES {", ".join([group] * len(chunk))}'
-        database.execute_sql(sql, values)
+        statements.append((f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES {", ".join([group] * len(chunk))}', values))
+    return statements
+
+
+def run_together(statements: list[Statement]) -> Any:
+    """Run ``statements`` in order; the cursor of the last. On PostgreSQL in one round trip (its driver
+    sends several statements as one query); on SQLite one after another (one statement per call)."""
+    db = database.obj
+    if isinstance(db, peewee.SqliteDatabase) or len(statements) < 2:
+        cursor = None
+        for sql, params in statements:
+            cursor = db.execute_sql(sql, params)
+        return cursor
+    return db.execute_sql("; ".join(sql for sql, _ in statements), [value for _, params in statements for value in params])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import zlib
 
 import redis
 from redis.client import Pipeline
@@ -67,14 +68,13 @@ def enqueue_many(connection: redis.Redis, jobs: list[tuple[str, str, int]]) -> N
     """Put each (service, execution, attempt) of ``jobs`` on its service's queue, in order, in one
     round trip: each job's hash written once, and one push of the ids per service."""
     pipe = connection.pipeline()
-    per_service: dict[str, tuple[Queue, list[str]]] = {}
+    per_service: dict[str, tuple[Queue, list[tuple[str, int]]]] = {}
     for service, execution_id, attempt in jobs:
         if service not in per_service:
             per_service[service] = (get_queue(connection, service), [])
-        queue, ids = per_service[service]
-        ids.append(_save(pipe, queue, execution_id, attempt))
+        per_service[service][1].append((execution_id, attempt))
     for service, (queue, ids) in per_service.items():
-        _push(pipe, queue, ids)
+        _push(pipe, queue, _save_many(pipe, queue, ids))
         ring(pipe, service)
     pipe.execute()
     log.info("%d executions queued (%s)", len(jobs), ", ".join(sorted(per_service)))
@@ -87,11 +87,38 @@ def _save(pipe: Pipeline, queue: Queue, execution_id: str, attempt: int) -> str:
     execution from the DB."""
     job = queue.create_job(
         JOB_FUNCTION, args=(execution_id,), job_id=job_id(execution_id, attempt), result_ttl=0, failure_ttl=3600, ttl=None,
-        description=f"execution {execution_id} attempt {attempt}", status=JobStatus.QUEUED,
+        description=_description(execution_id, attempt), status=JobStatus.QUEUED,
     )
     job.enqueued_at = datetime.datetime.now(datetime.timezone.utc)
-    pipe.hset(job.key, mapping=job.to_dict())
+    pipe.hset(job.key, mapping=_fields(job))
     return job.id
+
+
+def _fields(job: Job) -> dict[str, object]:
+    """The job's hash: its fields as rq writes them, less the empty ones (rq reads a missing field as an empty one)."""
+    return {name: value for name, value in job.to_dict().items() if value != ""}
+
+
+def _description(execution_id: str, attempt: int) -> str:
+    return f"execution {execution_id} attempt {attempt}"
+
+
+def _save_many(pipe: Pipeline, queue: Queue, jobs: list[tuple[str, int]]) -> list[str]:
+    """:func:`_save` for each (execution, attempt) of ``jobs``, all created at the same moment: rq makes
+    the first one's hash, and each other one is a copy of it with its own description and arguments
+    (its ``data``, serialized and compressed as rq does). rq would make every field of every hash
+    anew, which costs a batch of 1,000 more than its database writes."""
+    first = queue.create_job(JOB_FUNCTION, args=(jobs[0][0],), job_id=job_id(*jobs[0]), result_ttl=0, failure_ttl=3600, ttl=None,
+                             description=_description(*jobs[0]), status=JobStatus.QUEUED)
+    first.enqueued_at = datetime.datetime.now(datetime.timezone.utc)
+    template = _fields(first)
+    pipe.hset(first.key, mapping=template)
+    ids = [first.id]
+    for execution_id, attempt in jobs[1:]:
+        data = zlib.compress(queue.serializer.dumps((JOB_FUNCTION, None, (execution_id,), {})))
+        ids.append(job_id(execution_id, attempt))
+        pipe.hset(Job.key_for(ids[-1]), mapping={**template, "description": _description(execution_id, attempt), "data": data})
+    return ids
 
 
 def _push(pipe: Pipeline, queue: Queue, ids: list[str], at_front: bool = False) -> None:
