@@ -101,6 +101,17 @@ def test_a_pooled_connection_handed_back_just_now_is_taken_again_unchecked_and_o
     with admin.cursor() as cursor:  # the server ends it while it waits in the pool
         cursor.execute("SELECT pg_terminate_backend(%s)", (first,))
     database.connect()  # checked, found closed, replaced
-    assert _backend_pid() != first
+    second = _backend_pid()
+    assert second != first
+    database.close()
+    monkeypatch.setattr(database_module, "ALIVE_BYPASS_S", 3600.0)
+    with admin.cursor() as cursor:  # ended again, but handed back "just now": taken unchecked
+        cursor.execute("SELECT pg_terminate_backend(%s)", (second,))
+    database.connect()
+    with pytest.raises(peewee.OperationalError):  # the one request that takes it fails
+        _backend_pid()
+    database.close()  # and it leaves the pool
+    database.connect()
+    assert _backend_pid() not in (first, second)
     database.close()
     admin.close()

@@ -166,6 +166,24 @@ def test_a_killed_instance_reruns_its_execution_on_a_new_instance(stack: Any) ->
     wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, 10, "the orphaned work process to die")
 
 
+def test_a_killed_instance_takes_its_fork_server_and_a_silent_work_process_with_it(stack: Any) -> None:
+    model = sleep_model(stack, seconds=600, steps=1)  # one step of 600 s: nothing goes over its pipe meanwhile
+    execution = stack.client.train(model["id"])
+    wait_status(stack, execution["id"], "in-progress")
+    instance = instance_of(execution["id"], 1)
+    worker = work_process(instance, execution["id"])
+    server = worker.parent()
+    assert server is not None and server.pid != instance.pid and server.ppid() == instance.pid  # the fork server
+
+    os.kill(instance.pid, signal.SIGKILL)
+
+    def gone(process: psutil.Process) -> bool:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    wait_until(lambda: gone(server) and gone(worker), 10, "the killed instance's fork server and work process to end")
+    stack.client.terminate(execution["id"])
+    wait_status(stack, execution["id"], "terminated", "aborted")
+
+
 def test_with_on_reset_fail_a_killed_work_process_aborts_the_execution_with_the_reason(stack: Any) -> None:
     model = sleep_model(stack, seconds=4, steps=8)
     execution = stack.client.train(model["id"], execution={"on_reset": "fail"})
