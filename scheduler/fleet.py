@@ -163,12 +163,15 @@ class FleetKeeper:
         return backend
 
     def _retire_other_backends(self, service: Service) -> None:
-        """After a service moves to another backend, drain its instances on the old one (they
-        finish their work first); the decision then starts their replacements on the new one."""
-        stale = list(Instance.select().where((Instance.service == service.name) & (Instance.backend != service.backend)
+        """After a service moves to another backend or instance type, drain its instances of the old
+        one (they finish their work first, and claim nothing more: see attempts.claim); the decision
+        then starts their replacements."""
+        outdated = (Instance.backend != service.backend) | (Instance.instance_type.is_null(False) & (Instance.instance_type != service.instance_type))
+        stale = list(Instance.select().where((Instance.service == service.name) & outdated
                                              & (Instance.status.in_(LIVE_INSTANCE)) & (Instance.status != InstanceStatus.TERMINATING)))
         for instance in stale:
-            log.info("instance %s of %s runs on %s, the service now on %s: draining it", instance.id, service.name, instance.backend, service.backend)
+            log.info("instance %s of %s runs on %s (type %s), the service now on %s (type %s): draining it", instance.id, service.name,
+                     instance.backend, instance.instance_type, service.backend, service.instance_type)
             instances.transition(instance.id, InstanceStatus.TERMINATING)
             old = self.backends.get(instance.backend)
             if old is not None and not old.manages_replicas:
@@ -225,8 +228,8 @@ class FleetKeeper:
         # The instance registers once with this token; only its hash and expiry are on the row.
         # Expiry is wall-clock time, as the API checks it.
         registration, pending = instances.new_registration(self.settings.registration_ttl_s)
-        instance = Instance.create(service=service, backend=backend.name, host=socket.gethostname(), restart_count=restarts,
-                                   started_at=self.clock(), **pending)  # initializing
+        instance = Instance.create(service=service, backend=backend.name, instance_type=service.instance_type, host=socket.gethostname(),
+                                   restart_count=restarts, started_at=self.clock(), **pending)  # initializing
         try:
             backend.start(service, instance, registration)
         except Exception as exc:  # noqa: BLE001 - any start failure counts towards the crash loop

@@ -118,13 +118,14 @@ def test_a_memory_limit_kills_a_greedy_execution_and_the_reason_says_oomkilled(s
 
     final = wait_ended(stack, execution["id"])
 
+    # Where it ran first: a run outside the limit says so here, not as a puzzling success below.
+    instance = Instance.get_by_id(final["attempts"][0]["instance"])
+    assert (instance.backend, instance.instance_type) == ("docker", "tiny"), final
+    for container in containers_of(docker_client, instance.id):  # still there: its instance lives on
+        assert container.attrs["HostConfig"]["Memory"] == TINY["memory_mb"] * 1024 * 1024, final
     assert final["status"] in ("failed", "aborted"), final
     reasons = [final["error"] or "", *(attempt["reason"] or "" for attempt in final["attempts"])]
     assert any("OOMKilled" in reason for reason in reasons), final
-    instance = Instance.get_by_id(final["attempts"][0]["instance"])
-    assert instance.backend == "docker"
-    for container in containers_of(docker_client, instance.id):
-        assert container.attrs["HostConfig"]["Memory"] == TINY["memory_mb"] * 1024 * 1024
 
 
 def test_a_container_that_its_memory_limit_killed_is_observed_as_oomkilled(docker_client: Any, runner: docker_support.Runner) -> None:

@@ -47,7 +47,7 @@ def pulling_instance(redis_url: str, started: list[tuple[str, int]], answer: Cal
     instance.service, instance.instance_id, instance.draining, instance.paused, instance.hold_until = service, instance_id, False, False, 0.0
     instance.queue_key = queues.get_queue(instance.redis, service).key
     instance.api = ControlPlane(answer)  # type: ignore[assignment]
-    instance.finishes = None
+    instance.finishes, instance.running = None, {}
     instance._start = lambda reply: started.append((reply.spec.execution_id, reply.spec.attempt))  # type: ignore[method-assign]
     return instance
 
@@ -96,7 +96,8 @@ def test_the_job_is_held_while_its_claim_waits_and_dropped_once_it_answers(redis
 
 def test_a_refused_claim_leaves_nothing_held_and_puts_back_only_what_it_asks_for(redis_url: str) -> None:
     started: list[tuple[str, int]] = []
-    for code, queued_after in [("stale_attempt", [b"b-1"]), ("service_paused", [b"a-1", b"b-1"]), ("project_running_limit", [b"b-1", b"a-1"])]:
+    for code, queued_after in [("stale_attempt", [b"b-1"]), ("service_paused", [b"a-1", b"b-1"]), ("project_running_limit", [b"b-1", b"a-1"]),
+                               ("instance_retired", [b"a-1", b"b-1"])]:
         instance = pulling_instance(redis_url, started, refused(code))
         queues.get_queue(instance.redis, SERVICE).empty()
         queues.enqueue(instance.redis, SERVICE, "a", 1)
@@ -104,6 +105,7 @@ def test_a_refused_claim_leaves_nothing_held_and_puts_back_only_what_it_asks_for
         instance._pull(block=False)
         assert held(instance) == [], code
         assert instance.redis.lrange(instance.queue_key, 0, -1) == queued_after, code
+        assert instance.draining is (code == "instance_retired"), code  # a retired instance drains: it pulls nothing more
     assert started == []
 
 

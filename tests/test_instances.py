@@ -73,6 +73,24 @@ def test_an_instance_asked_to_go_stays_terminating_whatever_its_heartbeat_says(a
     assert Instance.get_by_id(running["id"]).status == "terminating"
 
 
+@pytest.mark.parametrize("retire", ["stopping", "instance_type", "backend"])
+def test_an_instance_asked_to_go_or_of_what_its_service_no_longer_has_claims_nothing(api: Any, retire: str) -> None:
+    assert api.client.patch(f"/api/v1/services/{SLEEP}", json={"min_instances": 0}).status_code == 200
+    execution = api.client.post(f"/api/v1/services/{SLEEP}/executions", json={"function": "noop", "input": {}}).get_json()
+    instance_id, client = register(api)
+    assert Instance.get_by_id(instance_id).instance_type == "default"  # the service's, when it was started
+    if retire == "stopping":
+        assert instances.transition(instance_id, InstanceStatus.TERMINATING)
+    else:
+        change = {"instance_type": "regular-xs"} if retire == "instance_type" else {"backend": "docker"}
+        assert api.client.patch(f"/api/v1/services/{SLEEP}", json=change).status_code == 200
+
+    claim = client.post(f"/api/v1/instances/{instance_id}/claim", json={"execution_id": execution["id"], "attempt": 1})
+
+    assert claim.status_code == 409 and claim.get_json()["error"]["code"] == "instance_retired", claim.get_json()
+    assert Execution.get_by_id(execution["id"]).status == "pending"  # for the instances that replace it
+
+
 def test_a_paused_service_turns_heartbeats_into_paused_and_back(api: Any, running: dict[str, Any]) -> None:
     url = f"/api/v1/instances/{running['id']}/heartbeat"
     api.client.post(f"/api/v1/services/{SLEEP}/pause")

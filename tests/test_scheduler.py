@@ -226,6 +226,21 @@ def test_the_fleet_keeper_starts_missing_instances_and_replaces_dead_ones(schedu
     assert len(backend.started) == 3 and Instance.get_by_id(backend.started[2]).restart_count == 1
 
 
+def test_instances_of_an_instance_type_the_service_no_longer_has_drain_and_others_replace_them(scheduler: Scheduler) -> None:
+    service = Service.create(name="mgmt-train-sleep", architecture="sleep", min_instances=1, max_instances=1, backend="memory")
+    scheduler.keep_fleet(service)
+    backend: MemoryBackend = scheduler.backend  # type: ignore[assignment]
+    old = Instance.get_by_id(backend.started[0])
+    assert old.instance_type == "default"
+
+    Service.update(instance_type="regular-xs").where(Service.name == service.name).execute()
+    scheduler.clock.now += service.polling_interval_s  # type: ignore[attr-defined]
+    scheduler.keep_fleet(Service.get_by_id(service.name))
+
+    assert Instance.get_by_id(old.id).status == "terminating" and backend.stopped == [old.id]
+    assert [Instance.get_by_id(i).instance_type for i in backend.started[1:]] == ["regular-xs"]
+
+
 def test_a_lost_heartbeat_resets_the_instances_execution_within_the_heartbeat_timeout(scheduler: Scheduler) -> None:
     clock: Clock = scheduler.clock  # type: ignore[assignment]
     service = Service.create(name="mgmt-train-sleep", architecture="sleep", min_instances=0)

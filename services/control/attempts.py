@@ -15,7 +15,7 @@ import redis
 from trainfaas.services.control import dataset_rules, ids, models, quotas
 from trainfaas.services.control import transitions as states
 from trainfaas.services.control.executions import try_enqueue
-from trainfaas.services.core.errors import ConfigError, Conflict, ServicePaused
+from trainfaas.services.core.errors import ConfigError, Conflict, InstanceRetired, ServicePaused
 from trainfaas.services.core.protocol import (
     ClaimReply,
     Finish,
@@ -23,7 +23,7 @@ from trainfaas.services.core.protocol import (
     WorkSpec,
 )
 from trainfaas.services.core.settings import Settings
-from trainfaas.services.core.statuses import ExecutionStatus, Outcome
+from trainfaas.services.core.statuses import ExecutionStatus, InstanceStatus, Outcome
 from trainfaas.services.store import queues
 from trainfaas.services.store.database import database
 from trainfaas.services.store.records import Artifact, Attempt, Execution, Instance, Model, Service, StatusLog, prepared
@@ -105,6 +105,9 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
     service = Service.by_key(Service.name, execution.service_id)
     if service is not None and service.paused:
         raise ServicePaused(f"service {instance.service_id} is paused; execution {execution.id} stays queued")
+    retired = _retired(instance, service)
+    if retired:
+        raise InstanceRetired(f"instance {instance.id} {retired}: it starts nothing more; execution {execution.id} stays queued")
     checkpoint = last_checkpoint(execution.id, attempt, execution.resume_from)
 
     def started(claimed: Execution) -> None:
@@ -121,6 +124,18 @@ def claim(settings: Settings, instance: Instance, execution_id: str, attempt: in
         quotas.hold(execution, waiting)
     return ClaimReply(spec=work_spec(settings, execution, checkpoint), timeout_s=execution.timeout_s,
                       drain_time_s=execution.drain_time_s, run_as_process=execution.run_as_process, project=execution.project)
+
+
+def _retired(instance: Instance, service: Service | None) -> str:
+    """Why ``instance`` may start no execution (it is stopping, or its service moved to another
+    backend or instance type, whose instances replace it), or ""."""
+    if instance.status == InstanceStatus.TERMINATING:
+        return "is stopping"
+    if service is not None and instance.backend != service.backend:
+        return f"runs on {instance.backend}, its service now on {service.backend}"
+    if service is not None and instance.instance_type is not None and instance.instance_type != service.instance_type:
+        return f"is of instance type {instance.instance_type}, its service now of {service.instance_type}"
+    return ""
 
 
 def work_spec(settings: Settings, execution: Execution, checkpoint: Artifact | None) -> WorkSpec:

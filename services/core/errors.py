@@ -52,6 +52,11 @@ class ServicePaused(Conflict, code="service_paused"):
     """The service is paused: no execution of it starts until it is resumed."""
 
 
+class InstanceRetired(Conflict, code="instance_retired"):
+    """The instance is stopping, or runs on a backend or an instance type its service no longer has:
+    it starts nothing more (the execution stays queued for the service's other instances)."""
+
+
 class StaleAttempt(InvalidTransition, code="stale_attempt"):
     """A write from an attempt that is no longer the execution's current one (fencing)."""
 

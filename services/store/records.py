@@ -222,6 +222,9 @@ class Instance(BaseModel):
     id = peewee.CharField(primary_key=True, default=new_id, max_length=32)
     service = peewee.ForeignKeyField(Service, backref="instances", on_delete="CASCADE")
     backend = peewee.CharField(max_length=20, default="process")
+    # The service's instance type it was started with (migration 17); None: not known (it
+    # registered on its own, or before the column existed).
+    instance_type = peewee.CharField(max_length=50, null=True)
     host = peewee.CharField(max_length=255, default="")
     pid = peewee.IntegerField(null=True)
     status = peewee.CharField(max_length=20, default=InstanceStatus.INITIALIZING.value, index=True)

@@ -255,6 +255,10 @@ class InstanceProcess:
             if exc.code == "service_paused":
                 self.paused = True
                 again = "front"  # it stays first in line
+            elif exc.code == "instance_retired":
+                again = "front"  # for the instances that replace this one, which drains now
+                if not self.draining:
+                    self._on_signal(signal.SIGTERM, None)
             elif exc.code == "project_running_limit":
                 # Its project runs its most executions: back of the line, so that other projects'
                 # executions behind it start; and a pause, so that a queue of only those is no busy loop.

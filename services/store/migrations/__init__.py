@@ -33,6 +33,7 @@ from trainfaas.services.store.migrations import (
     m0014_usage,
     m0015_webhooks,
     m0016_listing_indexes,
+    m0017_instance_types,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (14, m0014_usage.apply),
     (15, m0015_webhooks.apply),
     (16, m0016_listing_indexes.apply),
+    (17, m0017_instance_types.apply),
 ]
 
 
