@@ -245,8 +245,9 @@ def rerun(settings: Settings, connection: redis.Redis, execution_id: str, change
     see models.start_training), and only while its project is below its queued limit."""
     execution = get_execution(execution_id)
     fields, said = _rerun_fields(settings, execution, changes or RerunChanges())
-    with quotas.locked(execution.project):
-        quotas.check_queued(settings, execution.project)
+    limit = {execution.project: quotas.queued_limit(settings, execution.project)}
+    quotas.check_queued(settings, execution.project, limit=limit[execution.project])  # a refusal early, writing nothing
+    with quotas.writing():
         if changes is not None and changes.instance_type is not None:
             target = placement.service_on_type(settings, execution.service, changes.instance_type)
             if target.name != execution.service_id:
@@ -254,6 +255,8 @@ def rerun(settings: Settings, connection: redis.Redis, execution_id: str, change
                 said.append(f"instance type {execution.service.instance_type} -> {target.instance_type} (service {target.name})")
         reason = "rerun requested by user" + (f" ({'; '.join(said)})" if said else "")
         execution = states.rerun(execution.id, reason, then=models.rerun_training, **fields)
+        # The project's lock last, as every writer takes it (after its rows): held for the check and the commit.
+        quotas.lock_and_check({execution.project: 1}, limit)
     try_enqueue(connection, execution)
     return execution
 
