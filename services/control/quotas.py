@@ -150,8 +150,7 @@ def _running(project: str) -> peewee.ModelSelect:
 def _runs_at_least(project: str, most: int) -> bool:
     """Whether ``project`` runs ``most`` executions or more: one row read, past the others (a hot
     query: every claim asks it, and its SQL is built once, see records.prepared)."""
-    sql, params = prepared("runs at least", lambda name, skip: Execution.select(Execution.id).where(
-        (Execution.project == name) & (Execution.status == ExecutionStatus.IN_PROGRESS)).limit(1).offset(skip), project, most - 1)
+    sql, params = prepared("runs at least", lambda name, skip: _running(name).limit(1).offset(skip), project, most - 1)
     return database.execute_sql(sql, params).fetchone() is not None
 
 

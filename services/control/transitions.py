@@ -156,7 +156,7 @@ USAGE = ("peak_rss_mb", "mean_cpu_percent", "peak_gpu_mem_mb", "mean_gpu_util", 
 
 
 def _close_attempt(execution_id: str, attempt: int, outcome: Outcome, reason: str, usage: dict[str, Any] | None = None) -> None:
-    kept = [name for name in USAGE if usage is not None and name in usage]
+    kept = list(USAGE) if usage is not None else []
     columns = [getattr(Attempt, name) for name in kept]
 
     def update(key: Any, number: Any, ended: Any, out: Any, why: Any, *used: Any) -> peewee.Query:
@@ -164,7 +164,7 @@ def _close_attempt(execution_id: str, attempt: int, outcome: Outcome, reason: st
             (Attempt.execution == key) & (Attempt.number == number) & (Attempt.ended_at.is_null()))
 
     write_prepared(f"close attempt {kept}", update, execution_id, attempt, now_s(), Outcome(outcome).value, reason,
-                   *(usage[name] for name in kept if usage is not None))
+                   *(usage[name] for name in kept))  # type: ignore[index]
 
 
 def finish(

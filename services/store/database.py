@@ -31,7 +31,14 @@ class _BeginImmediate:
         super().begin(lock_type or "IMMEDIATE")  # type: ignore[misc]
 
 
-_IMMEDIATE: dict[type, type] = {}
+_MIXED: dict[tuple[type, type], type] = {}
+
+
+def _mixed(mixin: type, base: type) -> type:
+    """``base`` (a peewee database class) with ``mixin``'s behaviour over it, one class per pair."""
+    if (mixin, base) not in _MIXED:
+        _MIXED[mixin, base] = type(f"{mixin.__name__.strip('_')}{base.__name__}", (mixin, base), {})
+    return _MIXED[mixin, base]
 
 
 def _sqlite(url: str, **options: object) -> peewee.Database:
@@ -40,9 +47,7 @@ def _sqlite(url: str, **options: object) -> peewee.Database:
     base = schemes.get(scheme)
     if base is None:
         raise ConfigError(f"unsupported database URL scheme {scheme!r}", {"TRAINFAAS_DATABASE_URL": "sqlite:///path/to/file.db"})
-    if base not in _IMMEDIATE:
-        _IMMEDIATE[base] = type(f"Immediate{base.__name__}", (_BeginImmediate, base), {})
-    return _IMMEDIATE[base](**{**parse(url), **options})  # type: ignore[no-any-return]
+    return _mixed(_BeginImmediate, base)(**{**parse(url), **options})  # type: ignore[no-any-return]
 
 
 class _RecentlyAlive:
@@ -51,7 +56,9 @@ class _RecentlyAlive:
     which costs the API one round trip per request; a connection just used, idle and open has
     nothing to check (as HikariCP's ``aliveBypassWindowMs``). One idle longer is checked as before."""
 
-    _returned: dict[int, float]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned: dict[int, float] = {}  # connection key -> when it was handed back
 
     def _close(self, conn: Any, close_conn: bool = False) -> None:
         self._returned[self.conn_key(conn)] = time.monotonic()  # type: ignore[attr-defined]
@@ -77,10 +84,7 @@ ALIVE_BYPASS_S = 0.5
 
 def _postgresql(url: str, scheme: str, **pool: object) -> peewee.Database:
     """The pooled PostgreSQL database of ``url``, checking its connections as :class:`_RecentlyAlive` says."""
-    base = schemes[f"{scheme}+pool"]
-    db = type(f"RecentlyAlive{base.__name__}", (_RecentlyAlive, base), {})(**parse(url), **pool)
-    db._returned = {}
-    return db  # type: ignore[no-any-return]
+    return _mixed(_RecentlyAlive, schemes[f"{scheme}+pool"])(**parse(url), **pool)  # type: ignore[no-any-return]
 
 
 POOL_SIZE = 32

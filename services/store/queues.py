@@ -81,17 +81,8 @@ def enqueue_many(connection: redis.Redis, jobs: list[tuple[str, str, int]]) -> N
 
 
 def _save(pipe: Pipeline, queue: Queue, execution_id: str, attempt: int) -> str:
-    """Write the rq job of (execution, attempt), queued on ``queue``, as one hash (rq's enqueue
-    writes it twice), and return its id. The job is never run by an rq worker; it names a function
-    only so that `rq info` and dashboards show something meaningful. The instance claims the
-    execution from the DB."""
-    job = queue.create_job(
-        JOB_FUNCTION, args=(execution_id,), job_id=job_id(execution_id, attempt), result_ttl=0, failure_ttl=3600, ttl=None,
-        description=_description(execution_id, attempt), status=JobStatus.QUEUED,
-    )
-    job.enqueued_at = datetime.datetime.now(datetime.timezone.utc)
-    pipe.hset(job.key, mapping=_fields(job))
-    return job.id
+    """:func:`_save_many` of one job."""
+    return _save_many(pipe, queue, [(execution_id, attempt)])[0]
 
 
 def _fields(job: Job) -> dict[str, object]:
@@ -104,10 +95,13 @@ def _description(execution_id: str, attempt: int) -> str:
 
 
 def _save_many(pipe: Pipeline, queue: Queue, jobs: list[tuple[str, int]]) -> list[str]:
-    """:func:`_save` for each (execution, attempt) of ``jobs``, all created at the same moment: rq makes
-    the first one's hash, and each other one is a copy of it with its own description and arguments
-    (its ``data``, serialized and compressed as rq does). rq would make every field of every hash
-    anew, which costs a batch of 1,000 more than its database writes."""
+    """Write the rq job of each (execution, attempt) of ``jobs``, queued on ``queue``, as one hash each
+    (rq's enqueue writes it twice), and return their ids. A job is never run by an rq worker; it names
+    a function only so that `rq info` and dashboards show something meaningful. The instance claims
+    the execution from the DB. The jobs are created at the same moment: rq makes the first one's hash,
+    and each other one is a copy of it with its own description and arguments (its ``data``,
+    serialized and compressed as rq does). rq would make every field of every hash anew, which costs
+    a batch of 1,000 more than its database writes."""
     first = queue.create_job(JOB_FUNCTION, args=(jobs[0][0],), job_id=job_id(*jobs[0]), result_ttl=0, failure_ttl=3600, ttl=None,
                              description=_description(*jobs[0]), status=JobStatus.QUEUED)
     first.enqueued_at = datetime.datetime.now(datetime.timezone.utc)
