@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from tests.generated_images import write_shapes
-from tests.perf.common import parse_arguments, report
+from tests.perf.common import parse_arguments, report, scratch_dir
 from trainfaas.adapters import NullContext
 from trainfaas.adapters import torchvision_classification as tc
 
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipe-epochs", type=int, default=80, help="epochs of the standard recipe")
     parser.add_argument("--max-steps", type=int, default=0, help="cap the quick start's steps (0: as it chooses)")
     args = parse_arguments(parser, {"sets": "jpeg24", "recipe_epochs": 1, "max_steps": 2}, argv)
-    root = Path(tempfile.mkdtemp(prefix="tfquick"))
+    root = scratch_dir("tfquick")
     for name in args.sets.split(","):
         data = write_shapes(root / name, **SETS[name])
         accuracy, seconds, lines = quick_start(data, root / f"{name}-out", args.max_steps or None)

@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import redis
 
-from tests.perf.common import parse_arguments, report
+from tests.perf.common import parse_arguments, report, scratch_dir
 from trainfaas.scheduler.backends.memory import MemoryBackend
 from trainfaas.scheduler.daemon import Scheduler
 from trainfaas.services.control import transitions as states
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10,100,1000", help="numbers of services, comma-separated; the first is the baseline")
     parser.add_argument("--ticks", type=int, default=5, help="ticks timed at each size (after one to warm up)")
     args = parse_arguments(parser, {"sizes": "2,4", "ticks": 1}, argv)
-    folder = Path(tempfile.mkdtemp(prefix="tfsched"))
+    folder = scratch_dir("tfsched")
     embedded = None
     redis_url = os.environ.get("TRAINFAAS_TEST_REDIS_URL")
     if not redis_url:

@@ -11,11 +11,10 @@ time is saved with the JSON record.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-from tests.perf.common import parse_arguments, report
+from tests.perf.common import parse_arguments, report, scratch_dir
 from trainfaas.adapters import NullContext
 from trainfaas.adapters.text_samples import write_ner, write_text
 from trainfaas.adapters.transformers_text import TextClassification, TokenClassification
@@ -35,7 +34,7 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="train this many steps instead of the defaults' epochs")
     args = parse_arguments(parser, {"max_steps": 2})
     changes = {"max_steps": args.max_steps} if args.max_steps else {}
-    root = Path(tempfile.mkdtemp(prefix="tftext", dir="/tmp"))
+    root = scratch_dir("tftext")
     text, text_s = train_defaults(TextClassification, "bert-tiny", Path(write_text(root / "text")["path"]), root / "text-out", changes)
     ner, ner_s = train_defaults(TokenClassification, "bert-tiny-ner", Path(write_ner(root / "ner")["path"]), root / "ner-out", changes)
     passed = report("text_accuracy", "accuracy", text["val_accuracy"], 0.9, 1.0, higher_is_better=True,

@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from tests.perf.common import bench_settings, load_average, pair_order, parse_arguments, report, spread
+from tests.perf.common import bench_settings, load_average, pair_order, parse_arguments, report, scratch_dir, spread
 from trainfaas.adapters import torchvision_classification as tc
 from trainfaas.adapters import vision_data
 from trainfaas.adapters.datasets import write_digits
@@ -82,7 +81,7 @@ def work_process_training(data: Path, configuration: dict[str, Any]) -> dict[str
     """Train in a spawned work process (trainfaas.functions.run.work) as an instance would; return the final metrics."""
     context = multiprocessing.get_context("spawn")
     parent_end, child_end = context.Pipe(duplex=True)
-    output = Path(tempfile.mkdtemp(prefix="tfbench"))
+    output = scratch_dir("tfbench")
     spec = WorkSpec(execution_id="bench", attempt=1, function="train_model", input={"configuration": configuration},
                     output_path=str(output), data_path=str(data), model=ModelRef(id="bench", architecture=ARCHITECTURE))
     stop_event = context.Event()  # held here until the child has it: its semaphore goes with the last reference

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
 from tests.conftest import wait_until
 from tests.perf.bench_api_load import scratch_postgres
-from tests.perf.common import parse_arguments, report
+from tests.perf.common import parse_arguments, report, scratch_dir
 from tests.perf.stackrun import percentile
 from tests.webhook_receiver import Receiver
 from trainfaas.scheduler.webhooks import Deliverer
@@ -90,7 +88,7 @@ def delivery_latency(settings: Settings, kind: str, count: int) -> None:
 
 
 def bench(kind: str, url: str, args: argparse.Namespace) -> None:
-    settings = load_settings(home=Path(tempfile.mkdtemp(prefix="tfw", dir="/tmp")), database_url=url,
+    settings = load_settings(home=scratch_dir("tfw"), database_url=url,
                              webhook_allow_hosts="127.0.0.1", webhook_poll_interval_s=args.poll)
     open_database(settings.database_url)
     migrate()
@@ -108,7 +106,7 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=30)
     parser.add_argument("--poll", type=float, default=0.2)
     args = parse_arguments(parser, {"executions": 10, "webhooks": 2, "deliveries": 3})
-    home = Path(tempfile.mkdtemp(prefix="tfw", dir="/tmp"))
+    home = scratch_dir("tfw")
     bench("sqlite", f"sqlite:///{home / 'bench.db'}", args)
     server = os.environ.get("TRAINFAAS_TEST_POSTGRES_URL", "")
     if not server:

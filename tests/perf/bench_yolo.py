@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.perf.common import load_average, pair_order, parse_arguments, report, spread
+from tests.perf.common import load_average, pair_order, parse_arguments, report, scratch_dir, spread
 from trainfaas.adapters import NullContext, yolo
 from trainfaas.adapters.quick_start import derived_imgsz, image_sides
 from trainfaas.adapters.shapes import write_shapes
@@ -92,7 +91,7 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parse_arguments(parser, {"overhead_epochs": 1, "repeats": 1, "skip_accuracy": True})
 
-    work = Path(tempfile.mkdtemp(prefix="tfyolo"))
+    work = scratch_dir("tfyolo")
     try:
         summary = write_shapes(work / "shapes")
         data = Path(summary["path"])

@@ -4,9 +4,11 @@ the smoke mode (``--smoke``) in which each script runs a few executions or steps
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import tempfile
@@ -32,8 +34,17 @@ def free_port() -> int:
 BENCH_LIMITS: dict[str, Any] = {"project_max_queued": 1_000_000, "project_max_running": 10_000, "diagnostics": True}
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A new folder under /tmp (short: a stack's Unix sockets live in it), removed when the script
+    exits: a stack's database, logs and outputs reach a gigabyte after some runs, and the figures
+    are saved elsewhere (RESULTS)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def bench_settings(**overrides: Any) -> Settings:
-    home = Path(tempfile.mkdtemp(prefix="tfb", dir="/tmp"))
+    home = scratch_dir("tfb")
     # As in tests/conftest.py: the work user could read neither this 0700 home's parent nor a Python under /root.
     overrides.setdefault("work_user", os.environ.get("TRAINFAAS_WORK_USER", "root"))
     return load_settings(home=home, port=free_port(), api_url="", **{**BENCH_LIMITS, **overrides})
