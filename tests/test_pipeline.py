@@ -197,10 +197,13 @@ def test_with_on_reset_fail_a_killed_work_process_aborts_the_execution_with_the_
 
 
 def test_attempts_never_exceed_max_attempts(stack: Any) -> None:
-    model = sleep_model(stack, seconds=4, steps=8)
+    # Steps of 0.5 s, and each attempt is killed at its first progress report: an attempt lives on
+    # until its instance's heartbeat (every 2 s) names its work process, and the rerun resumes where
+    # the first attempt's last checkpoint left it, so neither may be near its end by then.
+    model = sleep_model(stack, seconds=12, steps=24)
     execution = stack.client.train(model["id"], execution={"max_attempts": 2})
     for attempt in (1, 2):
-        wait_progress(stack, execution["id"], attempt, 25 if attempt == 1 else 60)
+        wait_progress(stack, execution["id"], attempt, 1)
         work_process(instance_of(execution["id"], attempt), execution["id"], attempt).send_signal(signal.SIGKILL)
 
     final = wait_status(stack, execution["id"], "aborted", "success", "failed")
