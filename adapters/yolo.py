@@ -113,7 +113,7 @@ class YoloOptions(Options):
 
 
 @lru_cache(maxsize=1)
-def _ultralytics() -> Any:
+def offline_ultralytics() -> Any:
     """Import ultralytics with every online path closed; return the module. Idempotent."""
     import ultralytics
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
@@ -200,7 +200,7 @@ class UltralyticsYolo(ModelAdapter):
     @classmethod
     def reference_model(cls, architecture: str) -> Any:
         """The COCO configuration (80 classes) built from the architecture's YAML, randomly initialised."""
-        _ultralytics()
+        offline_ultralytics()
         from ultralytics.nn.tasks import DetectionModel, SegmentationModel
 
         model_class = SegmentationModel if cls.task_of(architecture) == INSTANCE_SEGMENTATION else DetectionModel
@@ -244,8 +244,8 @@ class UltralyticsYolo(ModelAdapter):
         """The YOLO model to train and its train() arguments: resumed, fine-tuned or from the YAML.
 
         Returns (None, {}) when the resume checkpoint is of a training that had already finished."""
-        yolo = _ultralytics().YOLO
-        arguments = self._arguments(options, data_yaml, output)
+        yolo = offline_ultralytics().YOLO
+        arguments = self.ultralytics_arguments(options, data_yaml, output)
         resume = self.context.resume_checkpoint
         if resume is not None and Path(resume).exists():
             done, total = _checkpoint_epochs(Path(resume))
@@ -271,7 +271,7 @@ class UltralyticsYolo(ModelAdapter):
     def _ultralytics_task(self) -> str:
         return "segment" if self.segments else "detect"
 
-    def _arguments(self, options: YoloOptions, data_yaml: Path, output: Path) -> dict[str, Any]:
+    def ultralytics_arguments(self, options: YoloOptions, data_yaml: Path, output: Path) -> dict[str, Any]:
         """ultralytics train() arguments: the options, explicit paths, and no plots, downloads or AMP on a CPU."""
         device = _device()
         passed = options.model_dump(exclude={"max_hours", "save_period", "amp", "labels", "include_negatives"})
@@ -295,7 +295,7 @@ class UltralyticsYolo(ModelAdapter):
         """Write ``local_path/model.pt`` (the best weights, without optimizer state) and
         ``local_path/trainfaas.json`` (architecture, labels, imgsz)."""
         weights = self._require_weights()
-        _ultralytics()
+        offline_ultralytics()
         from ultralytics.utils.torch_utils import strip_optimizer
 
         _load_checkpoint(weights)  # refused unless the allow-list accepts it, whose globals it registers
@@ -321,7 +321,7 @@ class UltralyticsYolo(ModelAdapter):
         chosen = weights_import.labels_for(classes, labels if labels is not None else [str(names[i]) for i in sorted(names)] or None)
         expected = _model_class(cls.task_of(architecture))(f"{architecture}.yaml", nc=classes, verbose=False)
         weights_import.check_fits(expected, {key: value for key, value in model.state_dict().items()})
-        _ultralytics()
+        offline_ultralytics()
         from ultralytics.utils.torch_utils import strip_optimizer
 
         with atomic_path(Path(destination) / MODEL_FILE) as partial, _weights_only():
@@ -375,7 +375,7 @@ class UltralyticsYolo(ModelAdapter):
         if not batch:
             return []
         if self._predictor is None:
-            self._predictor = _ultralytics().YOLO(str(self._require_weights()), task=self._ultralytics_task())
+            self._predictor = offline_ultralytics().YOLO(str(self._require_weights()), task=self._ultralytics_task())
         images = [_to_pil_image(item) for item in batch]
         results = self._predictor.predict(images, imgsz=self.imgsz, conf=kwargs.get("conf", 0.25), device=_device(), verbose=False)
         return [self._objects(result) for result in results]
@@ -395,7 +395,7 @@ class UltralyticsYolo(ModelAdapter):
         output = Path(kwargs.get("output_path") or tempfile.mkdtemp(prefix="trainfaas-evaluation-")).resolve()
         shutil.rmtree(output / "evaluation", ignore_errors=True)
         data_yaml = yolo_data.build_view(dataset, output / "evaluation" / "dataset", self.labels, True, self.segments)
-        model = _ultralytics().YOLO(str(weights), task=self._ultralytics_task())
+        model = offline_ultralytics().YOLO(str(weights), task=self._ultralytics_task())
         results = model.val(data=str(data_yaml), split="val" if subset == "validation" else "train", imgsz=self.imgsz, batch=16,
                             device=_device(), workers=0, plots=False, verbose=False, save_json=False,
                             save_dir=str(output / "evaluation" / RUN_FOLDER))
@@ -524,7 +524,7 @@ class _Run:
 
 def _model_class(task: str) -> Any:
     """Ultralytics' model class of a task, built from a model YAML."""
-    _ultralytics()
+    offline_ultralytics()
     from ultralytics.nn.tasks import DetectionModel, SegmentationModel
 
     return SegmentationModel if task == INSTANCE_SEGMENTATION else DetectionModel
@@ -534,7 +534,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     """An ultralytics checkpoint, read with ``torch.load(weights_only=True)`` and ultralytics'
     allow-list of model classes: a file holding anything else (a pickle that runs code) is refused
     with AdapterError, never unpickled."""
-    _ultralytics()
+    offline_ultralytics()
     from ultralytics.nn.tasks import torch_safe_load
 
     try:

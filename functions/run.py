@@ -23,7 +23,7 @@ from typing import Any
 from trainfaas.adapters.catalog import get_adapter
 from trainfaas.functions.context import LogWriter, ProcessContext, encode
 from trainfaas.functions.isolation import WorkUser, drop_privileges, unreachable, work_environment
-from trainfaas.services.core.processes import end_with_parent
+from trainfaas.services.core.processes import end_with_parent, keep_freed_memory, release_freed_memory
 from trainfaas.services.core.protocol import (
     EVALUATE_MODEL,
     MAX_WORK_MESSAGE_BYTES,
@@ -113,6 +113,7 @@ def serve_warm(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUser
         context.send(Log(line=f"warm work process {os.getpid()}: attempt {served} in it"))
         run_attempt(spec, conn, stop_event, user)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # nothing printed from now on goes to this attempt
+        release_freed_memory()  # an idle warm process does not hold its last attempt's peak
         context.send(Done(execution_id=spec.execution_id, attempt=spec.attempt))
         try:
             spec = WorkSpec.model_validate_json(conn.recv_bytes(MAX_SPEC_BYTES))
@@ -146,6 +147,7 @@ def run_attempt(spec: WorkSpec, conn: Connection, stop_event: Any, user: WorkUse
     function's own non-zero sys.exit goes on up: its exit code is the report."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the instance's to handle
+    keep_freed_memory()  # a training step reuses the last one's memory instead of faulting in fresh pages
     context = ProcessContext(conn, stop_event, spec.resume_checkpoint, spec.base_model, spec.output_path)
     if user is not None:
         work_environment(Path(spec.output_path))

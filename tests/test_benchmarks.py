@@ -30,3 +30,21 @@ def test_the_benchmark_runs_in_its_smoke_mode(name: str) -> None:
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{name} --smoke exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert SUMMARY.search(done.stdout), f"{name} --smoke printed no summary line:\n{done.stdout[-3000:]}"
+
+
+def test_benchmarks_use_public_names_only() -> None:
+    """A benchmark that reaches into a private helper breaks when a refactor removes it, and
+    nothing notices until the next `make bench`: benchmarks import no private name and read no
+    private attribute (an underscore name of anything but their own ``self``)."""
+    import ast
+
+    private = []
+    for path in sorted((ROOT / "tests" / "perf").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trainfaas"):
+                private += [f"{path.name}:{node.lineno} imports {alias.name}" for alias in node.names if alias.name.startswith("_")]
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr not in ("_replace", "_asdict", "_fields")  # a named tuple's public methods
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls", "os", "sys"))):
+                private.append(f"{path.name}:{node.lineno} reads .{node.attr}")
+    assert private == []

@@ -21,7 +21,7 @@ from trainfaas.services.store.records import Service
 PREFIX = "TRAINFAAS_"
 # The settings an instance runs with, as the scheduler has them.
 INSTANCE_SETTINGS = ("home", "redis_url", "api_url", "adapters", "log_format", "heartbeat_interval_s", "work_user", "work_isolation",
-                     "data_roots", "usage_interval_s")
+                     "data_roots", "usage_interval_s", "keep_freed_memory")
 REGISTRATION_TOKEN = PREFIX + "REGISTRATION_TOKEN"
 REGISTRATION_TOKEN_FD = PREFIX + "REGISTRATION_TOKEN_FD"  # an inherited descriptor the token is read from
 

@@ -1,4 +1,4 @@
-"""Child processes that end with their parent, and finding processes an earlier run left behind."""
+"""Child processes that end with their parent, processes an earlier run left behind, and a work process's malloc."""
 from __future__ import annotations
 
 import ctypes
@@ -59,3 +59,41 @@ def is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return parent_of(pid) is not None
+
+
+# glibc's mallopt parameters (malloc.h), the largest mmap threshold it takes on 64-bit systems, and
+# the environment variable that turns keep_freed_memory off.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+LARGEST_MMAP_THRESHOLD = 32 * 1024 * 1024
+KEEP_FREED_MEMORY = "TRAINFAAS_KEEP_FREED_MEMORY"
+
+
+def keep_freed_memory() -> bool:
+    """Make malloc keep what this process frees for its next allocations (glibc on Linux; elsewhere,
+    or with TRAINFAAS_KEEP_FREED_MEMORY=false, nothing changes). Returns whether it took effect.
+
+    A training step frees and allocates the same tensors step after step. With glibc's defaults the
+    free top of the heap is handed back to the kernel once it passes a threshold, and a block over
+    the mmap threshold (128 KB at first, adjusted as blocks are freed) is a mapping of its own, gone
+    when freed: each step then faults thousands of fresh zeroed pages in again (about 4,600 a step
+    for resnet18 on 16-pixel images, 10,000 to 14,000 on 64-pixel ones). Here the heap is never
+    trimmed and every block up to 32 MB comes from it, so freed blocks are reused; larger ones stay
+    mappings of their own, given back when freed, as before. The heap stays at its peak until the
+    process ends or calls :func:`release_freed_memory`.
+    """
+    if os.environ.get(KEEP_FREED_MEMORY, "true").strip().lower() in ("0", "false", "no", "off", "f", "n"):
+        return False  # the setting as pydantic reads it (services/core/settings.py: keep_freed_memory)
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    # Each returns 1 when glibc took the value; -1 for the trim threshold is "never trim" (mallopt(3)).
+    return bool(mallopt(M_MMAP_THRESHOLD, LARGEST_MMAP_THRESHOLD)) & bool(mallopt(M_TRIM_THRESHOLD, -1))
+
+
+def release_freed_memory() -> None:
+    """Hand the memory this process has freed back to the kernel (glibc's malloc_trim; a no-op elsewhere)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         "auto", description="auto: where the work user cannot read the Python installation, trainfaas or a data root, work"
                             " processes run as the instance's user and the instance says so in its log; required: such an"
                             " instance refuses to start instead.")
+    keep_freed_memory: bool = Field(
+        True, description="Work processes keep the memory they free for their next allocations (glibc's malloc: the heap is"
+                          " never trimmed, and blocks up to 32 MB come from it), so that a training step reuses the last"
+                          " step's memory instead of faulting fresh pages in; false keeps glibc's defaults.")
     registration_ttl_s: float = Field(
         120.0, gt=0, description="How long the one-time registration token of an instance the scheduler starts stays valid,"
                                  " in seconds. The reaper fails an instance that has not registered within 60 s anyway.")

@@ -53,10 +53,10 @@ def _adapter_run(data: Path, output: Path, options: dict[str, Any]) -> float:
 
 def _direct_run(data: Path, output: Path, options: dict[str, Any]) -> float:
     """ultralytics alone, with the arguments the adapter passes, on the same view of the data set."""
-    ultralytics = yolo._ultralytics()
+    ultralytics = yolo.offline_ultralytics()
     adapter = yolo.UltralyticsYolo("yolov8n", configuration=options)
     view = build_view(read_dataset(data), output / "dataset", None, True)
-    arguments = adapter._arguments(yolo.YoloOptions.model_validate(adapter.configuration), view, output)
+    arguments = adapter.ultralytics_arguments(yolo.YoloOptions.model_validate(adapter.configuration), view, output)
     started = time.perf_counter()  # building the model from its YAML is part of calling ultralytics, as in the adapter's run
     model = ultralytics.YOLO("yolov8n.yaml", task="detect")
     model.train(**arguments)
