@@ -81,8 +81,8 @@ def keep_freed_memory() -> bool:
     mappings of their own, given back when freed, as before. The heap stays at its peak until the
     process ends or calls :func:`release_freed_memory`.
     """
-    if os.environ.get(KEEP_FREED_MEMORY, "true").strip().lower() in ("0", "false", "no", "off", "f", "n"):
-        return False  # the setting as pydantic reads it (services/core/settings.py: keep_freed_memory)
+    if not _keeping():
+        return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -91,8 +91,16 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, LARGEST_MMAP_THRESHOLD)) & bool(mallopt(M_TRIM_THRESHOLD, -1))
 
 
+def _keeping() -> bool:
+    """TRAINFAAS_KEEP_FREED_MEMORY as pydantic reads it (services/core/settings.py: keep_freed_memory)."""
+    return os.environ.get(KEEP_FREED_MEMORY, "true").strip().lower() not in ("0", "false", "no", "off", "f", "n")
+
+
 def release_freed_memory() -> None:
-    """Hand the memory this process has freed back to the kernel (glibc's malloc_trim; a no-op elsewhere)."""
+    """Hand what keep_freed_memory kept back to the kernel (glibc's malloc_trim; a no-op elsewhere, or with
+    the setting off, where glibc trims by itself)."""
+    if not _keeping():
+        return
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
