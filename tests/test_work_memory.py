@@ -15,6 +15,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+import psutil
 import pytest
 
 from trainfaas.functions.run import run_attempt
@@ -50,8 +51,7 @@ def faults_of_steps(steps: int = 3) -> int:
 
 
 def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
+    return int(psutil.Process().memory_info().rss)
 
 
 PROGRAM = """

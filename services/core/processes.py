@@ -6,9 +6,18 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
+
 PR_SET_PDEATHSIG = 1
+
+
+@lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    """The C library this process runs with (its prctl, mallopt and malloc_trim); OSError where there is none."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def end_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
@@ -19,7 +28,7 @@ def end_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
     long-lived thread (the main thread of ``trainfaas up``) may start children this way.
     """
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        _libc().prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
@@ -84,7 +93,7 @@ def keep_freed_memory() -> bool:
     if not _keeping():
         return False
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
     # Each returns 1 when glibc took the value; -1 for the trim threshold is "never trim" (mallopt(3)).
@@ -92,8 +101,12 @@ def keep_freed_memory() -> bool:
 
 
 def _keeping() -> bool:
-    """TRAINFAAS_KEEP_FREED_MEMORY as pydantic reads it (services/core/settings.py: keep_freed_memory)."""
-    return os.environ.get(KEEP_FREED_MEMORY, "true").strip().lower() not in ("0", "false", "no", "off", "f", "n")
+    """TRAINFAAS_KEEP_FREED_MEMORY, read as the settings read it (services/core/settings.py: keep_freed_memory;
+    an instance with a value they refuse does not start, so such a value never reaches a work process)."""
+    try:
+        return TypeAdapter(bool).validate_python(os.environ.get(KEEP_FREED_MEMORY, "true"))
+    except ValidationError:
+        return True
 
 
 def release_freed_memory() -> None:
@@ -102,6 +115,6 @@ def release_freed_memory() -> None:
     if not _keeping():
         return
     try:
-        ctypes.CDLL(None).malloc_trim(0)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):
         pass
